@@ -1,0 +1,41 @@
+//! `cargo xtask`: the project's own commands (setup, eBPF build, tests, benchmarks, the lab).
+
+mod bench;
+mod ebpf;
+mod lab;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "weft's build, test and lab commands")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install every Debian package and cargo tool this project needs (idempotent).
+    Setup(setup::Args),
+    /// Build the eBPF object that the agent embeds.
+    BuildEbpf(ebpf::Args),
+    /// Run the test suites: setup, unit, eBPF packet, netns and lab tests.
+    Test(test::Args),
+    /// Run the benchmarks and print ratios against peers measured in the same run.
+    Bench(bench::Args),
+    /// The lab: a real Kubernetes control plane and nodes in network namespaces.
+    Lab(lab::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup(a) => setup::run(a),
+        Cmd::BuildEbpf(a) => ebpf::run(a),
+        Cmd::Test(a) => test::run(a),
+        Cmd::Bench(a) => bench::run(a),
+        Cmd::Lab(a) => lab::run(a),
+    }
+}
