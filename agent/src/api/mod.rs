@@ -1,0 +1,1 @@
+//! The local unix-socket API between the CNI plugin / CLI and the agent.

@@ -1,0 +1,1 @@
+//! Address allocation from the node's pod CIDR with a persistent store.

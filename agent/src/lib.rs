@@ -1,0 +1,8 @@
+//! weft: the node agent, the CNI plugin and the CLI, as a library the `weft` binary and the
+//! component tests share.
+
+pub mod agent;
+pub mod api;
+pub mod cni;
+pub mod datapath;
+pub mod ipam;
