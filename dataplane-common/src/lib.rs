@@ -1,3 +1,15 @@
 //! The kernel/user ABI: `#[repr(C)]` map keys and values, map names and constants shared by
 //! the eBPF programs and the agent.
+//!
+//! This crate is the only definition of what crosses the kernel/user boundary. Every struct is
+//! `#[repr(C)]` with explicit padding fields and a compile-time size assertion next to it, so a
+//! layout change cannot slip through unnoticed. A layout change of a pinned map gets a new map
+//! name (`_V2`) and a migration, never a silent reinterpretation of pinned data.
 #![no_std]
+
+pub mod drop;
+pub mod endpoint;
+pub mod maps;
+
+pub use drop::DropReason;
+pub use endpoint::{Endpoint4Key, Endpoint4Value};

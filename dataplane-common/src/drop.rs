@@ -1,0 +1,90 @@
+//! Drop reasons: stable, append-only numbers shared by the datapath, the metrics and the CLI.
+//!
+//! A reason's number is its index in the per-CPU `DROP_STATS` array. Never renumber or reuse a
+//! number; add new reasons at the end and to [`DropReason::ALL`].
+
+use core::mem::size_of;
+
+/// Why the datapath dropped a packet. A `u32` newtype rather than an enum so an unknown number
+/// read back from a pinned map (written by a newer datapath) is still representable.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropReason(pub u32);
+const _: () = assert!(size_of::<DropReason>() == 4);
+
+impl DropReason {
+    // 0 is reserved so that a zeroed value never names a real reason.
+    /// Frame shorter than an Ethernet header (14 bytes).
+    pub const ETH_TRUNCATED: Self = Self(1);
+    /// EtherType IPv4 but fewer than 20 bytes of IPv4 header, or fewer than `ihl * 4`.
+    pub const IP4_TRUNCATED: Self = Self(2);
+    /// IPv4 header length field below 5 (20 bytes).
+    pub const IP4_BAD_IHL: Self = Self(3);
+    /// EtherType IPv4 but the version nibble is not 4.
+    pub const IP4_BAD_VERSION: Self = Self(4);
+    /// `bpf_redirect_peer` refused the redirect (returned something other than TC_ACT_REDIRECT).
+    pub const REDIRECT_FAILED: Self = Self(5);
+
+    /// Every defined reason, in number order.
+    pub const ALL: &'static [Self] = &[
+        Self::ETH_TRUNCATED,
+        Self::IP4_TRUNCATED,
+        Self::IP4_BAD_IHL,
+        Self::IP4_BAD_VERSION,
+        Self::REDIRECT_FAILED,
+    ];
+
+    /// The stable name used in metrics labels and CLI output (`snake_case`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ETH_TRUNCATED => "eth_truncated",
+            Self::IP4_TRUNCATED => "ip4_truncated",
+            Self::IP4_BAD_IHL => "ip4_bad_ihl",
+            Self::IP4_BAD_VERSION => "ip4_bad_version",
+            Self::REDIRECT_FAILED => "redirect_failed",
+            _ => "unknown",
+        }
+    }
+
+    /// Index into `DROP_STATS`.
+    pub const fn index(self) -> u32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::DROP_STATS_MAX_ENTRIES;
+
+    #[test]
+    fn every_reason_fits_in_drop_stats_and_is_not_zero() {
+        for r in DropReason::ALL {
+            assert!(r.0 > 0 && r.0 < DROP_STATS_MAX_ENTRIES, "{r:?} out of range");
+        }
+    }
+
+    #[test]
+    fn reasons_are_unique_ordered_and_named() {
+        for w in DropReason::ALL.windows(2) {
+            assert!(w[0].0 < w[1].0, "ALL must be in number order without duplicates");
+        }
+        for (i, a) in DropReason::ALL.iter().enumerate() {
+            assert_ne!(a.name(), "unknown", "{a:?} has no name");
+            for b in &DropReason::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+        assert_eq!(DropReason(999).name(), "unknown");
+    }
+
+    #[test]
+    fn numbers_are_stable() {
+        // Pinned maps and dashboards depend on these numbers: changing one is a bug.
+        assert_eq!(DropReason::ETH_TRUNCATED.0, 1);
+        assert_eq!(DropReason::IP4_TRUNCATED.0, 2);
+        assert_eq!(DropReason::IP4_BAD_IHL.0, 3);
+        assert_eq!(DropReason::IP4_BAD_VERSION.0, 4);
+        assert_eq!(DropReason::REDIRECT_FAILED.0, 5);
+    }
+}
