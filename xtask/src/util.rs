@@ -32,3 +32,9 @@ pub fn show(cmd: &Command) -> String {
     }
     s
 }
+
+/// Whether this process runs as root (needed for apt, namespaces and BPF).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

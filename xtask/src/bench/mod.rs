@@ -1,0 +1,192 @@
+//! `cargo xtask bench`: same-node pod-to-pod request/response rate and stream throughput through
+//! weft, against a Linux bridge (the reference `bridge` plugin's layout) and a bare veth pair
+//! (the physical limit), measured interleaved in the same run and reported as ratios.
+
+mod rr;
+mod topo;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Rounds; each round measures every path once, so drift hits all paths alike.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Paths to measure (veth is the baseline every ratio is taken against).
+    #[arg(long, value_delimiter = ',', default_value = "veth,bridge,weft")]
+    paths: Vec<String>,
+    /// Output format: table or json.
+    #[arg(short = 'o', long, default_value = "table")]
+    output: String,
+    /// Internal: run the request/response server on this port (used inside a namespace).
+    #[arg(long, hide = true)]
+    rr_server: Option<u16>,
+    /// Internal: run the request/response client against this address.
+    #[arg(long, hide = true)]
+    rr_client: Option<SocketAddr>,
+}
+
+const RR_PORT: u16 = 7777;
+const STREAM_PORT: u16 = 5201;
+
+struct Sample {
+    path: &'static str,
+    rr: Vec<f64>,
+    gbps: Vec<f64>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if let Some(port) = args.rr_server {
+        return rr::serve(port);
+    }
+    if let Some(addr) = args.rr_client {
+        return rr::client(addr, args.seconds);
+    }
+    topo::ensure_clean_run()?;
+    if args.paths.first().map(String::as_str) != Some("veth") {
+        bail!("--paths must start with veth: it is the baseline of every ratio");
+    }
+    let mut topos = Vec::new();
+    for p in &args.paths {
+        topos.push(match p.as_str() {
+            "veth" => topo::veth()?,
+            "bridge" => topo::bridge()?,
+            "weft" => topo::weft(&build_weft()?)?,
+            other => bail!("unknown path {other:?} (veth, bridge, weft)"),
+        });
+    }
+    let me = std::env::current_exe()?;
+    let mut samples: Vec<Sample> =
+        topos.iter().map(|t| Sample { path: t.name, rr: Vec::new(), gbps: Vec::new() }).collect();
+    let total = args.rounds * topos.len();
+    let mut step = 0;
+    for round in 1..=args.rounds {
+        for (t, s) in topos.iter().zip(samples.iter_mut()) {
+            step += 1;
+            eprint!("[{step}/{total}] round {round}, {:<6} ", t.name);
+            let rate = measure_rr(&me, t, args.seconds)?;
+            let gbps = measure_stream(t, args.seconds)?;
+            eprintln!("TCP_RR {rate:>9.0}/s   stream {gbps:>6.2} Gbit/s");
+            s.rr.push(rate);
+            s.gbps.push(gbps);
+        }
+    }
+    drop(topos);
+    report(&samples, &args)
+}
+
+fn report(samples: &[Sample], args: &Args) -> Result<()> {
+    let med = |v: &[f64]| -> f64 {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let base_rr = med(&samples[0].rr);
+    let base_gbps = med(&samples[0].gbps);
+    let rows: Vec<serde_json::Value> = samples
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "path": s.path,
+                "tcp_rr_per_s": med(&s.rr), "tcp_rr_vs_veth": med(&s.rr) / base_rr,
+                "stream_gbit_s": med(&s.gbps), "stream_vs_veth": med(&s.gbps) / base_gbps,
+                "tcp_rr_samples": s.rr, "stream_samples": s.gbps,
+            })
+        })
+        .collect();
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "\nmedian of {} rounds of {}s, same-node pod to pod, TCP",
+        args.rounds, args.seconds
+    );
+    println!("{:<8} {:>12} {:>9} {:>14} {:>9}", "PATH", "TCP_RR/s", "vs veth", "STREAM Gbit/s", "vs veth");
+    for r in &rows {
+        println!(
+            "{:<8} {:>12.0} {:>9.3} {:>14.2} {:>9.3}",
+            r["path"].as_str().unwrap_or_default(),
+            r["tcp_rr_per_s"].as_f64().unwrap_or_default(),
+            r["tcp_rr_vs_veth"].as_f64().unwrap_or_default(),
+            r["stream_gbit_s"].as_f64().unwrap_or_default(),
+            r["stream_vs_veth"].as_f64().unwrap_or_default(),
+        );
+    }
+    let find = |name: &str| rows.iter().find(|r| r["path"] == name);
+    let (Some(b), Some(w)) = (find("bridge"), find("weft")) else { return Ok(()) };
+    println!(
+        "weft vs bridge: TCP_RR {:.3}x, stream {:.3}x",
+        w["tcp_rr_per_s"].as_f64().unwrap_or_default() / b["tcp_rr_per_s"].as_f64().unwrap_or(1.0),
+        w["stream_gbit_s"].as_f64().unwrap_or_default() / b["stream_gbit_s"].as_f64().unwrap_or(1.0),
+    );
+    Ok(())
+}
+
+/// Request/response rate between the topology's two pods (one transaction in flight).
+fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64) -> Result<f64> {
+    let mut server = topo::in_ns(&t.server, me)
+        .args(["bench", "--rr-server", &RR_PORT.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the RR server")?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+    if line.trim() != "listening" {
+        let _ = server.kill();
+        bail!("RR server in {} did not start", t.server);
+    }
+    let out = topo::in_ns(&t.client, me)
+        .args(["bench", "--seconds", &secs.to_string(), "--rr-client"])
+        .arg(format!("{}:{RR_PORT}", t.server_ip))
+        .output()?;
+    let _ = server.kill();
+    let _ = server.wait();
+    if !out.status.success() {
+        bail!("RR client failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing the RR client's rate")
+}
+
+/// Bulk TCP throughput with iperf3 (one stream) between the two pods.
+fn measure_stream(t: &topo::Topology, secs: f64) -> Result<f64> {
+    let iperf = std::path::Path::new("/usr/bin/iperf3");
+    let mut server = topo::in_ns(&t.server, iperf)
+        .args(["-s", "-1", "-p", &STREAM_PORT.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting iperf3 -s")?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = topo::in_ns(&t.client, iperf)
+        .args(["-c", &t.server_ip.to_string(), "-p", &STREAM_PORT.to_string(), "-J", "-t"])
+        .arg(format!("{}", secs.ceil() as u64))
+        .output()?;
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing iperf3 -J output")?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .with_context(|| format!("iperf3 gave no result: {}", v["error"]))?;
+    Ok(bps / 1e9)
+}
+
+/// Build the agent (and with it the embedded eBPF object) and return the binary's path.
+fn build_weft() -> Result<std::path::PathBuf> {
+    let xtask = std::env::current_exe()?;
+    util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
+    util::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "weft"])
+            .current_dir(util::root()),
+    )?;
+    Ok(util::root().join("target/debug/weft"))
+}
