@@ -1,11 +1,13 @@
 //! `cargo xtask`: the project's own commands (setup, eBPF build, tests, benchmarks, the lab).
 
 mod bench;
+mod demo;
 mod ebpf;
 mod lab;
 mod setup;
 mod test;
 mod util;
+mod weftnode;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,8 @@ enum Cmd {
     Test(test::Args),
     /// Run the benchmarks and print ratios against peers measured in the same run.
     Bench(bench::Args),
+    /// The quickstart: pods in network namespaces wired by weft, with ping, HTTP and cleanup.
+    Demo(demo::Args),
     /// The lab: a real Kubernetes control plane and nodes in network namespaces.
     Lab(lab::Args),
 }
@@ -36,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::BuildEbpf(a) => ebpf::run(a),
         Cmd::Test(a) => test::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Demo(a) => demo::run(a),
         Cmd::Lab(a) => lab::run(a),
     }
 }

@@ -28,7 +28,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The lab builds Kubernetes 1.36 from Go modules; that release needs Go 1.25 or newer.
 const GO_MIN_MINOR: u32 = 25;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Only report what is missing; install nothing (exit 1 if anything is missing).
     #[arg(long)]

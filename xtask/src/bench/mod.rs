@@ -7,11 +7,10 @@ mod topo;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         topos.push(match p.as_str() {
             "veth" => topo::veth()?,
             "bridge" => topo::bridge()?,
-            "weft" => topo::weft(&build_weft()?)?,
+            "weft" => topo::weft(&crate::weftnode::build_weft()?)?,
             other => bail!("unknown path {other:?} (veth, bridge, weft)"),
         });
     }
@@ -177,16 +176,4 @@ fn measure_stream(t: &topo::Topology, secs: f64) -> Result<f64> {
         .as_f64()
         .with_context(|| format!("iperf3 gave no result: {}", v["error"]))?;
     Ok(bps / 1e9)
-}
-
-/// Build the agent (and with it the embedded eBPF object) and return the binary's path.
-fn build_weft() -> Result<std::path::PathBuf> {
-    let xtask = std::env::current_exe()?;
-    util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
-    util::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "weft"])
-            .current_dir(util::root()),
-    )?;
-    Ok(util::root().join("target/debug/weft"))
 }
