@@ -1,10 +1,144 @@
-//! `cargo xtask ebpf` (placeholder until its owner fills it in).
+//! `cargo xtask build-ebpf`: build the eBPF object (dataplane-ebpf) that `weft` embeds.
+//!
+//! The eBPF crate is built with Debian's rustc 1.96 and its standard-library source
+//! (`RUSTC=/usr/bin/rustc`, `-Z build-std=core`) and linked by bpf-linker; see
+//! docs/toolchain.md. The result is copied to [`OBJECT_REL_PATH`] under the workspace root,
+//! where `agent/build.rs` picks it up.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+/// Where the object lands, relative to the workspace root. `agent/build.rs` reads the same path.
+pub const OBJECT_REL_PATH: &str = "target/bpf/weft-dataplane.o";
+/// Debian's rustc-web: the only rustc here with a matching standard-library source.
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const TARGET: &str = "bpfel-unknown-none";
+/// The `[[bin]]` name in dataplane-ebpf/Cargo.toml.
+const BIN_NAME: &str = "weft-dataplane";
 
 #[derive(clap::Args)]
 pub struct Args {}
 
 pub fn run(_args: Args) -> Result<()> {
-    bail!("cargo xtask ebpf is not implemented yet")
+    let root = util::root();
+    let crate_dir = root.join("dataplane-ebpf");
+    let cargo_bin = cargo_home().join("bin");
+    preflight(&cargo_bin)?;
+
+    let mut cmd = Command::new(cargo_bin.join("cargo"));
+    cmd.current_dir(&crate_dir)
+        .args(["build", "--release", "--target", TARGET, "-Z", "build-std=core"]);
+    scrub_outer_cargo_env(&mut cmd);
+    let path = format!(
+        "{}:{}",
+        cargo_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.env("RUSTC", DEBIAN_RUSTC)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("PATH", &path);
+
+    eprintln!("building the eBPF object in {}", crate_dir.display());
+    eprintln!(
+        "+ cd {} && PATH={}:$PATH RUSTC={DEBIAN_RUSTC} RUSTC_BOOTSTRAP=1 {}",
+        crate_dir.display(),
+        cargo_bin.display(),
+        util::show(&cmd)
+    );
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", util::show(&cmd)))?;
+    if !status.success() {
+        bail!("building dataplane-ebpf failed: {status}");
+    }
+
+    let built = crate_dir
+        .join("target")
+        .join(TARGET)
+        .join("release")
+        .join(BIN_NAME);
+    let dest = root.join(OBJECT_REL_PATH);
+    install(&built, &dest)?;
+    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "eBPF object: {} ({size} bytes, {:.1}s)",
+        dest.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `$CARGO_HOME`, else `~/.cargo`: where rustup's cargo and bpf-linker live.
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+fn preflight(cargo_bin: &Path) -> Result<()> {
+    if !Path::new(DEBIAN_RUSTC).exists() {
+        bail!("{DEBIAN_RUSTC} is missing (Debian's rustc-web); run `cargo xtask setup`");
+    }
+    let src = Path::new("/usr/lib/rustlib/src/rust/library/core");
+    if !src.exists() {
+        bail!("{} is missing (Debian's rust-web-src); run `cargo xtask setup`", src.display());
+    }
+    if !cargo_bin.join("bpf-linker").exists() {
+        bail!(
+            "bpf-linker is not in {}; run `cargo xtask setup`",
+            cargo_bin.display()
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask` runs under an outer cargo that exports its own toolchain choice and build
+/// settings to us; the inner build must not inherit them. `RUSTUP_TOOLCHAIN` would pin the
+/// host toolchain, `CARGO`/`RUSTC*` point at it, `*RUSTFLAGS` and target settings are the
+/// host's, and `CARGO_TARGET_DIR` would move the output away from where we copy it from.
+fn scrub_outer_cargo_env(cmd: &mut Command) {
+    const EXACT: &[&str] = &[
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_CRATE_NAME",
+    ];
+    const PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CFG_", "CARGO_FEATURE_", "CARGO_BIN_"];
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+/// Copy the linked object to its stable place (write to a temp file, then rename, so a reader
+/// never sees half an object).
+fn install(built: &Path, dest: &Path) -> Result<()> {
+    let dir = dest.parent().context("object path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dest.with_extension("o.tmp");
+    std::fs::copy(built, &tmp)
+        .with_context(|| format!("copying {} to {}", built.display(), tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming to {}", dest.display()))?;
+    Ok(())
 }

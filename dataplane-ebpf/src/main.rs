@@ -1,0 +1,22 @@
+//! weft's eBPF programs: one object, built for `bpfel-unknown-none` and embedded in `weft`.
+#![no_std]
+#![no_main]
+
+mod drop;
+mod fwd;
+mod maps;
+mod parse;
+mod from_pod;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path, so this is never called at run time.
+    loop {}
+}
+
+/// Kernel license: GPL-only helpers (e.g. `bpf_redirect_peer` is not, but future ones are)
+/// require a GPL-compatible license string in the object.
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
