@@ -1,0 +1,77 @@
+//! `weft-lab down`: removes every namespace, process, mount, pin and file the lab made. Works
+//! on a half-made lab and when nothing is up.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::leftovers::{self, Leftovers};
+use crate::procs;
+use crate::sh;
+use crate::state::StateDir;
+
+pub fn run(state: &StateDir) -> anyhow::Result<()> {
+    eprintln!("lab down (state dir {})", state.root().display());
+    procs::stop_recorded(state);
+
+    // Anything still running in a lab namespace or from the state dir (pods of a crashed
+    // kubelet, a half-started control plane).
+    let netns = leftovers::lab_netns();
+    let stray = procs::lab_processes(state, &leftovers::netns_inodes(&netns));
+    if !stray.is_empty() {
+        eprintln!("  stopping {} more lab processes", stray.len());
+        let pids: Vec<u32> = stray.iter().map(|(p, _)| *p).collect();
+        procs::terminate(&pids, Duration::from_secs(5));
+    }
+
+    // Pod namespaces first, then nodes, the control plane, the outside host and the switch
+    // (their veths go with them).
+    let mut ordered = netns.clone();
+    ordered.sort_by_key(|n| (teardown_rank(n), n.clone()));
+    for ns in &ordered {
+        if let Err(e) = sh::ip(["netns", "del", ns.as_str()]) {
+            eprintln!("  warning: {e}");
+        }
+    }
+    if !netns.is_empty() {
+        eprintln!("  removed {} network namespaces", netns.len());
+    }
+
+    for dir in leftovers::prefixed_entries("/etc/netns") {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    for pin in leftovers::prefixed_entries("/sys/fs/bpf") {
+        let r = if pin.is_dir() { std::fs::remove_dir_all(&pin) } else { std::fs::remove_file(&pin) };
+        r.with_context(|| format!("removing bpffs pin {}", pin.display()))?;
+    }
+    for m in leftovers::lab_mounts(state) {
+        // Lazy: a mount still referenced by a dying process goes as soon as it is free.
+        nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting {m}"))?;
+    }
+    if state.exists() {
+        std::fs::remove_dir_all(state.root())
+            .with_context(|| format!("removing {}", state.root().display()))?;
+    }
+
+    let left = leftovers::list(state);
+    if !left.is_empty() {
+        anyhow::bail!("lab down left things behind:\n{}", describe(&left));
+    }
+    eprintln!("lab is down: no namespaces, processes, mounts, pins or state left");
+    Ok(())
+}
+
+fn teardown_rank(ns: &str) -> u8 {
+    use crate::spec::{CP_NS, OUTSIDE_NS, SWITCH_NS};
+    match ns {
+        SWITCH_NS => 2,
+        CP_NS | OUTSIDE_NS => 1,
+        n if n.starts_with("wl-node-") => 1,
+        _ => 0,
+    }
+}
+
+pub fn describe(l: &Leftovers) -> String {
+    serde_json::to_string_pretty(l).unwrap_or_else(|_| format!("{l:?}"))
+}

@@ -1,0 +1,165 @@
+//! Per-node processes: the kubelet stand-in (registers the Node, runs pods through CNI) and
+//! kube-proxy, both inside the node's namespace; and the wait for node-ipam's pod CIDRs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ipnet::Ipv4Net;
+
+use crate::cni;
+use crate::kubectl;
+use crate::kubelet;
+use crate::procs;
+use crate::spec::{Cni, LabSpec, NodePlan, CLUSTER_CIDR, CLUSTER_DNS, CLUSTER_DOMAIN};
+use crate::state::{LabRecord, StateDir};
+
+/// Process name (pid and log file stem) of a node's kubelet stand-in.
+pub fn kubelet_name(node: &NodePlan) -> String {
+    format!("kubelet-{}", node.name)
+}
+
+fn kube_proxy_name(node: &NodePlan) -> String {
+    format!("kube-proxy-{}", node.name)
+}
+
+/// The kubelet stand-in's configuration for one node.
+pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kubelet::Config {
+    let dir = state.node(&node.name);
+    kubelet::Config {
+        node_name: node.name.clone(),
+        node_ip: node.ip,
+        kubeconfig: state.kubeconfig(&node.name),
+        state_dir: kubelet_state_dir(state, &node.name),
+        cni_bin_dir: rec.bins.cni_bin_dir.clone(),
+        cni_conf_dir: dir.join("cni/net.d"),
+        cni_conf_template: match rec.spec.cni {
+            Cni::Bridge => Some(cni::bridge_conflist_template(&dir.join("cni/ipam"))),
+            Cni::Weft => None,
+        },
+        netns_prefix: node.pod_netns_prefix.clone(),
+        cluster_dns: CLUSTER_DNS,
+        cluster_domain: CLUSTER_DOMAIN.to_string(),
+        bin_paths: rec.bins.coredns.parent().map(PathBuf::from),
+    }
+}
+
+/// Where a node's kubelet stand-in keeps its pod records and logs.
+pub fn kubelet_state_dir(state: &StateDir, node: &str) -> PathBuf {
+    state.node(node).join("kubelet")
+}
+
+/// Starts the kubelet stand-in of every node.
+pub fn start_kubelets(state: &StateDir, rec: &LabRecord) -> anyhow::Result<Vec<(String, u32)>> {
+    let exe = std::env::current_exe().context("locating the weft-lab binary")?;
+    let mut started = vec![];
+    for node in rec.spec.node_plans() {
+        let cfg = kubelet_config(state, rec, &node);
+        std::fs::create_dir_all(&cfg.state_dir)?;
+        std::fs::create_dir_all(&cfg.cni_conf_dir)?;
+        let path = state.node(&node.name).join("kubelet.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&cfg)?)?;
+        let name = kubelet_name(&node);
+        let args = vec!["kubelet".to_string(), "--config".into(), path.to_string_lossy().into_owned()];
+        let pid = procs::spawn(state, &name, &node.netns, &exe, &args)?;
+        started.push((name, pid));
+    }
+    eprintln!("  started {} kubelet stand-ins", started.len());
+    Ok(started)
+}
+
+/// Waits until every node is registered and node-ipam gave it a pod CIDR.
+pub fn wait_for_pod_cidrs(
+    state: &StateDir,
+    rec: &LabRecord,
+    kubelets: &[(String, u32)],
+) -> anyhow::Result<Vec<(NodePlan, Ipv4Net)>> {
+    let plans = rec.spec.node_plans();
+    kubectl::wait_for(
+        &format!("{} nodes to register and get pod CIDRs", plans.len()),
+        Duration::from_secs(120),
+        || {
+            for (name, pid) in kubelets {
+                procs::check_running(state, name, *pid)?;
+            }
+            let nodes = kubectl::get_json(state, rec, &["nodes"])?;
+            let mut out = vec![];
+            for plan in &plans {
+                let item = nodes["items"]
+                    .as_array()
+                    .and_then(|items| items.iter().find(|n| n["metadata"]["name"] == plan.name.as_str()));
+                let Some(cidr) = item.and_then(|n| n["spec"]["podCIDR"].as_str()) else {
+                    return Ok(None);
+                };
+                let cidr: Ipv4Net = cidr.parse().with_context(|| format!("podCIDR {cidr:?}"))?;
+                out.push((plan.clone(), cidr));
+            }
+            Ok(Some(out))
+        },
+    )
+}
+
+pub fn kube_proxy_args(state: &StateDir, node: &NodePlan, mode: &str) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", state.kubeconfig("kube-proxy").display()),
+        format!("--hostname-override={}", node.name),
+        format!("--cluster-cidr={CLUSTER_CIDR}"),
+        format!("--proxy-mode={mode}"),
+        // nf_conntrack_max is global, not per namespace: leave the machine's value alone.
+        "--conntrack-max-per-core=0".into(),
+        "--metrics-bind-address=127.0.0.1:10249".into(),
+        "--healthz-bind-address=127.0.0.1:10256".into(),
+        "--v=1".into(),
+    ]
+}
+
+/// Starts kube-proxy on every node in the chosen mode, unless `--proxy none`.
+pub fn start_kube_proxies(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
+    let Some(mode) = rec.spec.proxy.kube_proxy_mode() else {
+        eprintln!("  no kube-proxy (--proxy none)");
+        return Ok(());
+    };
+    let mut started = vec![];
+    for node in rec.spec.node_plans() {
+        let name = kube_proxy_name(&node);
+        let pid = procs::spawn(state, &name, &node.netns, &rec.bins.kube_proxy, &kube_proxy_args(state, &node, mode))?;
+        started.push((name, pid, node));
+    }
+    eprintln!("  started kube-proxy ({mode}) on {} nodes", started.len());
+    kubectl::wait_for("kube-proxy to sync its rules", Duration::from_secs(60), || {
+        for (name, pid, node) in &started {
+            procs::check_running(state, name, *pid)?;
+            // healthz answers 200 once the first full sync is done.
+            let out = crate::sh::run(
+                crate::sh::in_netns(&node.netns, "curl")
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256/healthz"]),
+            );
+            if !matches!(out, Ok(o) if o.stdout == b"200") {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+}
+
+/// Which node names this spec has (for the PKI).
+pub fn node_names(spec: &LabSpec) -> Vec<String> {
+    spec.node_plans().into_iter().map(|n| n.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{node_plan, Proxy};
+
+    #[test]
+    fn kube_proxy_is_told_its_node_and_the_cluster_cidr() {
+        let a = kube_proxy_args(&StateDir::at("/s"), &node_plan(2), "nftables").join(" ");
+        assert!(a.contains("--hostname-override=node-2"));
+        assert!(a.contains("--cluster-cidr=10.200.0.0/16"));
+        assert!(a.contains("--proxy-mode=nftables"));
+        assert!(a.contains("--kubeconfig=/s/kubeconfigs/kube-proxy.kubeconfig"));
+        let spec = LabSpec::new(2, Cni::Bridge, Proxy::None).unwrap();
+        assert_eq!(node_names(&spec), vec!["node-1", "node-2"]);
+    }
+}

@@ -1,0 +1,62 @@
+//! `exec NS/POD -- CMD` and `logs NS/POD`: there is no container runtime, so these act on the
+//! kubelet stand-in's pod records (the pod's network namespace and log file).
+
+use std::process::ExitStatus;
+
+use anyhow::Context;
+
+use crate::kubelet::{self, PodRecord};
+use crate::nodes::kubelet_state_dir;
+use crate::sh;
+use crate::state::{LabRecord, StateDir};
+
+/// `NS/NAME`, or `NAME` in the `default` namespace (as kubectl does).
+pub fn parse_pod_ref(s: &str) -> anyhow::Result<(String, String)> {
+    let (ns, name) = match s.split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => ("default", s),
+    };
+    if ns.is_empty() || name.is_empty() || name.contains('/') {
+        anyhow::bail!("expected NAMESPACE/POD or POD, got {s:?}");
+    }
+    Ok((ns.to_string(), name.to_string()))
+}
+
+/// Finds the pod's record on whichever node runs it.
+pub fn find(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<PodRecord> {
+    let (ns, name) = parse_pod_ref(pod)?;
+    for node in rec.spec.node_plans() {
+        let dir = kubelet_state_dir(state, &node.name);
+        if let Ok(r) = kubelet::find_pod(&dir, &ns, &name) {
+            return Ok(r);
+        }
+    }
+    anyhow::bail!("pod {ns}/{name} is not running on any lab node (see `weft-lab status`)")
+}
+
+pub fn exec(state: &StateDir, rec: &LabRecord, pod: &str, cmd: &[String]) -> anyhow::Result<ExitStatus> {
+    let r = find(state, rec, pod)?;
+    let mut c = sh::in_netns(&r.netns, &cmd[0]);
+    c.args(&cmd[1..]);
+    c.status().with_context(|| format!("running {:?} in {}", cmd, r.netns))
+}
+
+pub fn logs(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<()> {
+    let r = find(state, rec, pod)?;
+    let mut f = std::fs::File::open(&r.log).with_context(|| format!("opening {}", r.log.display()))?;
+    std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_references_default_to_the_default_namespace() {
+        assert_eq!(parse_pod_ref("kube-system/coredns-x").unwrap(), ("kube-system".into(), "coredns-x".into()));
+        assert_eq!(parse_pod_ref("busybox").unwrap(), ("default".into(), "busybox".into()));
+        assert!(parse_pod_ref("a/b/c").is_err());
+        assert!(parse_pod_ref("/x").is_err());
+    }
+}

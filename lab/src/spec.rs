@@ -1,0 +1,165 @@
+//! The lab's shape: node count, CNI and proxy choice, and the fixed addressing plan.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Every network namespace the lab makes starts with this prefix (also pod namespaces).
+pub const NETNS_PREFIX: &str = "wl-";
+/// Namespace holding the lab switch (bridge `br0`) and the router to the outside host.
+pub const SWITCH_NS: &str = "wl-switch";
+/// Namespace of etcd, kube-apiserver, kube-controller-manager and kube-scheduler.
+pub const CP_NS: &str = "wl-cp";
+/// Namespace of the stand-in for the internet.
+pub const OUTSIDE_NS: &str = "wl-outside";
+
+/// The underlay every node and the control plane sit on.
+pub const UNDERLAY: Ipv4Net = net(Ipv4Addr::new(172, 30, 0, 0), 24);
+/// Address of `br0` in the switch namespace: default gateway of nodes and control plane.
+pub const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
+/// kube-apiserver's advertise address (the `kubernetes` Service endpoint).
+pub const CP_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
+/// The outside host's subnet, a documentation range (RFC 5737 TEST-NET-3).
+pub const OUTSIDE_NET: Ipv4Net = net(Ipv4Addr::new(203, 0, 113, 0), 24);
+/// The switch's address towards the outside host.
+pub const OUTSIDE_GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The outside host.
+pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+/// Pod addresses; kube-controller-manager's node-ipam hands out one /24 per node from it.
+pub const CLUSTER_CIDR: Ipv4Net = net(Ipv4Addr::new(10, 200, 0, 0), 16);
+pub const NODE_CIDR_MASK: u8 = 24;
+/// ClusterIP range; the first address is the `kubernetes` Service.
+pub const SERVICE_CIDR: Ipv4Net = net(Ipv4Addr::new(10, 32, 0, 0), 24);
+pub const KUBERNETES_SVC_IP: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 1);
+pub const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 10);
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+pub const APISERVER_PORT: u16 = 6443;
+
+/// The most nodes the underlay plan leaves room for (172.30.0.11 ..= 172.30.0.250).
+pub const MAX_NODES: usize = 240;
+
+const fn net(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
+    match Ipv4Net::new(addr, prefix) {
+        Ok(n) => n,
+        Err(_) => panic!("bad constant prefix"),
+    }
+}
+
+/// Which CNI configuration the nodes get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    /// Reference `bridge` + `host-local` plugins, a static route per node for the other nodes.
+    Bridge,
+    /// weft: the agent (DaemonSet) writes its own conflist.
+    Weft,
+}
+
+/// kube-proxy's mode, or no kube-proxy at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Proxy {
+    Iptables,
+    Nftables,
+    None,
+}
+
+impl Proxy {
+    /// The value of kube-proxy's `--proxy-mode`, if kube-proxy runs.
+    pub fn kube_proxy_mode(self) -> Option<&'static str> {
+        match self {
+            Proxy::Iptables => Some("iptables"),
+            Proxy::Nftables => Some("nftables"),
+            Proxy::None => None,
+        }
+    }
+}
+
+/// What the user asked `up` for; saved in the state dir so later commands know the lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabSpec {
+    pub nodes: usize,
+    pub cni: Cni,
+    pub proxy: Proxy,
+}
+
+/// Bad `up` arguments.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("--nodes must be between 1 and {MAX_NODES}, got {0}")]
+    NodeCount(usize),
+}
+
+/// One node of the lab: its names and underlay address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePlan {
+    /// 1-based index.
+    pub index: usize,
+    /// Kubernetes Node name, e.g. `node-1`.
+    pub name: String,
+    /// Network namespace, e.g. `wl-node-1`.
+    pub netns: String,
+    /// Address on the underlay, e.g. 172.30.0.11.
+    pub ip: Ipv4Addr,
+    /// Prefix of this node's pod network namespaces, e.g. `wl-n1-`.
+    pub pod_netns_prefix: String,
+}
+
+impl LabSpec {
+    pub fn new(nodes: usize, cni: Cni, proxy: Proxy) -> Result<Self, SpecError> {
+        if nodes == 0 || nodes > MAX_NODES {
+            return Err(SpecError::NodeCount(nodes));
+        }
+        Ok(Self { nodes, cni, proxy })
+    }
+
+    pub fn node_plans(&self) -> Vec<NodePlan> {
+        (1..=self.nodes).map(node_plan).collect()
+    }
+}
+
+pub fn node_plan(index: usize) -> NodePlan {
+    let last = u8::try_from(10 + index).expect("index bounded by MAX_NODES");
+    NodePlan {
+        index,
+        name: format!("node-{index}"),
+        netns: format!("{NETNS_PREFIX}node-{index}"),
+        ip: Ipv4Addr::new(172, 30, 0, last),
+        pod_netns_prefix: format!("{NETNS_PREFIX}n{index}-"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_follow_the_plan_and_stay_on_the_underlay() {
+        let spec = LabSpec::new(3, Cni::Bridge, Proxy::Iptables).unwrap();
+        let plans = spec.node_plans();
+        assert_eq!(plans.len(), 3);
+        assert_eq!(plans[0].name, "node-1");
+        assert_eq!(plans[0].netns, "wl-node-1");
+        assert_eq!(plans[2].ip, Ipv4Addr::new(172, 30, 0, 13));
+        assert_eq!(plans[1].pod_netns_prefix, "wl-n2-");
+        let last = node_plan(MAX_NODES);
+        assert!(UNDERLAY.contains(&last.ip) && last.ip != UNDERLAY.broadcast());
+    }
+
+    #[test]
+    fn node_count_out_of_range_is_refused() {
+        assert_eq!(LabSpec::new(0, Cni::Bridge, Proxy::None), Err(SpecError::NodeCount(0)));
+        assert!(LabSpec::new(MAX_NODES + 1, Cni::Weft, Proxy::None).is_err());
+    }
+
+    #[test]
+    fn the_service_range_holds_the_kubernetes_and_dns_addresses() {
+        assert!(SERVICE_CIDR.contains(&KUBERNETES_SVC_IP));
+        assert!(SERVICE_CIDR.contains(&CLUSTER_DNS));
+        assert!(!CLUSTER_CIDR.contains(&CP_IP) && UNDERLAY.contains(&CP_IP));
+        assert_eq!(Proxy::None.kube_proxy_mode(), None);
+        assert_eq!(Proxy::Nftables.kube_proxy_mode(), Some("nftables"));
+    }
+}

@@ -1,0 +1,83 @@
+//! `weft-lab up`: topology, PKI, control plane, nodes, kube-proxy, CoreDNS, in that order.
+//! Any failure tears down what was made (the lab is never left half-up).
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::spec::{Cni, LabSpec, CP_IP, OUTSIDE_IP};
+use crate::state::{BinPaths, LabRecord, StateDir};
+use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream};
+
+pub fn run(state: &StateDir, spec: LabSpec) -> anyhow::Result<()> {
+    preflight::require_root()?;
+    preflight::require_no_lab(state)?;
+    preflight::require_netns()?;
+    let start = Instant::now();
+
+    eprintln!("==> upstream binaries");
+    let bins = upstream::ensure_built().context("building the upstream binaries")?;
+    let rec = LabRecord {
+        spec,
+        bins: BinPaths {
+            etcd: bins.etcd,
+            kube_apiserver: bins.kube_apiserver,
+            kube_controller_manager: bins.kube_controller_manager,
+            kube_scheduler: bins.kube_scheduler,
+            kubectl: bins.kubectl,
+            kube_proxy: bins.kube_proxy,
+            coredns: bins.coredns,
+            cni_bin_dir: bins.cni_bin_dir,
+        },
+    };
+
+    std::fs::create_dir_all(state.root())
+        .with_context(|| format!("creating {}", state.root().display()))?;
+    let result = bring_up(state, &rec);
+    if let Err(e) = result {
+        eprintln!("lab up failed: {e:#}\n==> tearing down what was made");
+        if let Err(d) = down::run(state) {
+            eprintln!("  teardown also failed: {d:#}");
+        }
+        return Err(e);
+    }
+    eprintln!("==> lab is up in {:.1} s", start.elapsed().as_secs_f64());
+    status::print(state, &rec, false)?;
+    Ok(())
+}
+
+fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
+    state.save_record(rec)?;
+    let plans = rec.spec.node_plans();
+
+    eprintln!("==> topology: switch, control plane {CP_IP}, {} nodes, outside host {OUTSIDE_IP}", plans.len());
+    topology::create(&plans)?;
+
+    eprintln!("==> PKI and kubeconfigs");
+    pki::generate(state, &nodes::node_names(&rec.spec))?;
+
+    eprintln!("==> control plane");
+    controlplane::start(state, rec)?;
+
+    eprintln!("==> nodes");
+    let kubelets = nodes::start_kubelets(state, rec)?;
+    let cidrs = nodes::wait_for_pod_cidrs(state, rec, &kubelets)?;
+    for (plan, cidr) in &cidrs {
+        eprintln!("  {} {} pod CIDR {cidr}", plan.name, plan.ip);
+    }
+    if rec.spec.cni == Cni::Bridge {
+        topology::route_pod_cidrs(&cidrs)?;
+        eprintln!("  static routes to the other nodes' pod CIDRs installed");
+    } else {
+        eprintln!("  --cni weft: the weft agent (DaemonSet) owns pod networking and routes");
+    }
+    nodes::start_kube_proxies(state, rec)?;
+
+    eprintln!("==> CoreDNS");
+    match rec.spec.cni {
+        Cni::Bridge => addons::install_coredns(state, rec)?,
+        // Pods get addresses only once the weft agent runs; CoreDNS starts then.
+        Cni::Weft => addons::apply_coredns(state, rec)?,
+    }
+    Ok(())
+}
