@@ -1,0 +1,294 @@
+//! The upstream parts the lab builds and, for each, how: where its source comes from, which
+//! binaries it yields and how each proves it runs (`--version` or equivalent).
+
+use std::path::{Path, PathBuf};
+
+use super::versions::{major_minor, Versions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Component {
+    Etcd,
+    CniPlugins,
+    Cnitool,
+    Coredns,
+    Kubernetes,
+}
+
+impl Component {
+    /// Build order: the quick ones first, so a broken toolchain or proxy shows within a
+    /// minute, then Kubernetes, the long pole.
+    pub const ALL: [Component; 5] =
+        [Component::Etcd, Component::CniPlugins, Component::Cnitool, Component::Coredns, Component::Kubernetes];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::CniPlugins => "cni-plugins",
+            Component::Cnitool => "cnitool",
+            Component::Coredns => "coredns",
+            Component::Kubernetes => "kubernetes",
+        }
+    }
+
+    pub fn version(self, v: &Versions) -> &'static str {
+        match self {
+            Component::Etcd => v.etcd,
+            Component::CniPlugins => v.cni_plugins,
+            Component::Cnitool => v.cni,
+            Component::Coredns => v.coredns,
+            Component::Kubernetes => v.kubernetes,
+        }
+    }
+
+    /// `<cache>/<name>-<version>`: wrapper source, `bin/`, `build.log` and the stamp.
+    pub fn dir(self, cache: &Path, v: &Versions) -> PathBuf {
+        cache.join(format!("{}-{}", self.name(), self.version(v)))
+    }
+
+    pub fn bin_dir(self, cache: &Path, v: &Versions) -> PathBuf {
+        self.dir(cache, v).join("bin")
+    }
+
+    /// What a cold build took on the reference machine (2 cores, empty Go caches), for the
+    /// progress line; measured, see docs/lab.md.
+    pub fn cold_estimate(self) -> &'static str {
+        match self {
+            Component::Etcd => "~1 min",
+            Component::CniPlugins => "~1 min",
+            Component::Cnitool => "under a minute",
+            Component::Coredns => "~3 min",
+            Component::Kubernetes => "~15 min",
+        }
+    }
+
+    pub fn recipe(self, v: &Versions) -> Recipe {
+        match self {
+            Component::Etcd => etcd(v),
+            Component::CniPlugins => cni_plugins(v),
+            Component::Cnitool => cnitool(v),
+            Component::Coredns => coredns(v),
+            Component::Kubernetes => kubernetes(v),
+        }
+    }
+}
+
+/// How one component is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    pub source: Source,
+    /// `-tags`, as upstream's release build sets them.
+    pub tags: Vec<&'static str>,
+    /// `-ldflags` (always with `-s -w`: no symbol table or DWARF, as upstream releases).
+    pub ldflags: Vec<String>,
+    /// Packages whose `buildDate` variable gets the build time (Kubernetes' version info).
+    pub build_date_in: Vec<&'static str>,
+    pub binaries: Vec<Binary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `go install <pkg>@<version>`: the upstream go.mod has no `replace`, so it is the main
+    /// module itself (its own `go` and `godebug` lines apply).
+    Install { packages: Vec<String>, version: &'static str },
+    /// A wrapper module requiring `module@version` (upstream go.mod has `replace` directives).
+    Wrapper {
+        module: &'static str,
+        version: &'static str,
+        packages: Vec<String>,
+        /// Pin every Kubernetes staging module to this tag.
+        pin_staging: Option<String>,
+    },
+}
+
+/// One binary a component yields and the command that proves it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub name: &'static str,
+    pub version_args: &'static [&'static str],
+    /// Text its output must contain.
+    pub expect: String,
+}
+
+impl Recipe {
+    /// Identifies the recipe in the stamp: a cached build made with other flags or packages
+    /// is rebuilt (the build date is not part of it).
+    pub fn fingerprint(&self) -> String {
+        format!("{:?}|{:?}|{:?}|{:?}|{:?}", self.source, self.tags, self.ldflags, self.build_date_in, self.binaries)
+    }
+}
+
+const K8S_COMMANDS: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"];
+
+fn kubernetes(v: &Versions) -> Recipe {
+    let version = v.kubernetes;
+    let (major, minor) = major_minor(version).expect("pinned Kubernetes version is a vX.Y.Z tag");
+    // hack/lib/version.sh sets these in both packages; without them /version says v0.0.0-master.
+    let mut ldflags = Vec::new();
+    for pkg in K8S_VERSION_PACKAGES {
+        for (key, value) in [("gitVersion", version), ("gitMajor", major), ("gitMinor", minor), ("gitTreeState", "clean")] {
+            ldflags.push(format!("-X {pkg}.{key}={value}"));
+        }
+    }
+    ldflags.extend(["-s".to_string(), "-w".to_string()]);
+    let server = |name| Binary { name, version_args: &["--version"], expect: format!("Kubernetes {version}") };
+    Recipe {
+        source: Source::Wrapper {
+            module: "k8s.io/kubernetes",
+            version,
+            packages: K8S_COMMANDS.iter().map(|c| format!("k8s.io/kubernetes/cmd/{c}")).collect(),
+            pin_staging: Some(v.kubernetes_staging()),
+        },
+        // hack/lib/golang.sh (non-debug builds): selinux,notest,grpcnotrace.
+        tags: vec!["selinux", "notest", "grpcnotrace"],
+        ldflags,
+        build_date_in: K8S_VERSION_PACKAGES.to_vec(),
+        binaries: vec![
+            server("kube-apiserver"),
+            server("kube-controller-manager"),
+            server("kube-scheduler"),
+            server("kube-proxy"),
+            Binary {
+                name: "kubectl",
+                version_args: &["version", "--client"],
+                expect: format!("Client Version: {version}"),
+            },
+        ],
+    }
+}
+
+const K8S_VERSION_PACKAGES: [&str; 2] = ["k8s.io/client-go/pkg/version", "k8s.io/component-base/version"];
+
+fn etcd(v: &Versions) -> Recipe {
+    Recipe {
+        // The server module's root is `package main`; its go.mod replaces api/client/pkg with
+        // `../` paths, so it needs a wrapper of its own (not the Kubernetes one: MVS would
+        // raise etcd's grpc/otel to Kubernetes' versions).
+        source: Source::Wrapper {
+            module: "go.etcd.io/etcd/server/v3",
+            version: v.etcd,
+            packages: vec!["go.etcd.io/etcd/server/v3".to_string()],
+            pin_staging: None,
+        },
+        tags: vec![],
+        ldflags: strip(),
+        build_date_in: vec![],
+        binaries: vec![Binary {
+            name: "etcd",
+            version_args: &["--version"],
+            expect: format!("etcd Version: {}", v.etcd.trim_start_matches('v')),
+        }],
+    }
+}
+
+fn coredns(v: &Versions) -> Recipe {
+    Recipe {
+        source: Source::Install { packages: vec!["github.com/coredns/coredns".to_string()], version: v.coredns },
+        tags: vec![],
+        ldflags: strip(),
+        build_date_in: vec![],
+        binaries: vec![Binary {
+            name: "coredns",
+            version_args: &["-version"],
+            expect: format!("CoreDNS-{}", v.coredns.trim_start_matches('v')),
+        }],
+    }
+}
+
+/// The reference plugins the lab's peer dataplane uses.
+pub const CNI_PLUGINS: [(&str, &str); 4] =
+    [("bridge", "main/bridge"), ("host-local", "ipam/host-local"), ("loopback", "main/loopback"), ("portmap", "meta/portmap")];
+
+fn cni_plugins(v: &Versions) -> Recipe {
+    let version = v.cni_plugins;
+    let mut ldflags = vec![format!(
+        "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion={version}"
+    )];
+    ldflags.extend(strip());
+    Recipe {
+        source: Source::Install {
+            packages: CNI_PLUGINS
+                .iter()
+                .map(|(_, p)| format!("github.com/containernetworking/plugins/plugins/{p}"))
+                .collect(),
+            version,
+        },
+        tags: vec![],
+        ldflags,
+        build_date_in: vec![],
+        // Run without CNI_COMMAND, a plugin prints its "about" line.
+        binaries: CNI_PLUGINS
+            .iter()
+            .map(|(name, _)| Binary { name, version_args: &[], expect: format!("CNI {name} plugin {version}") })
+            .collect(),
+    }
+}
+
+fn cnitool(v: &Versions) -> Recipe {
+    Recipe {
+        // In cni v1.3.x cnitool is part of the root module (no go.mod of its own, no replace).
+        source: Source::Install {
+            packages: vec!["github.com/containernetworking/cni/cnitool".to_string()],
+            version: v.cni,
+        },
+        tags: vec![],
+        ldflags: strip(),
+        build_date_in: vec![],
+        // cnitool has no version flag; its help names the verbs it implements.
+        binaries: vec![Binary { name: "cnitool", version_args: &["--help"], expect: "add".to_string() }],
+    }
+}
+
+fn strip() -> Vec<String> {
+    vec!["-s".to_string(), "-w".to_string()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_component_has_its_own_versioned_dir() {
+        let v = Versions::PINNED;
+        let cache = Path::new("/c");
+        assert_eq!(Component::Kubernetes.dir(cache, &v), Path::new("/c/kubernetes-v1.36.3"));
+        assert_eq!(Component::CniPlugins.bin_dir(cache, &v), Path::new("/c/cni-plugins-v1.9.1/bin"));
+        let mut dirs: Vec<_> = Component::ALL.iter().map(|c| c.dir(cache, &v)).collect();
+        dirs.dedup();
+        assert_eq!(dirs.len(), Component::ALL.len());
+    }
+
+    #[test]
+    fn kubernetes_is_one_wrapper_build_with_version_ldflags() {
+        let r = Component::Kubernetes.recipe(&Versions::PINNED);
+        let Source::Wrapper { packages, pin_staging, .. } = &r.source else { panic!("{r:?}") };
+        assert_eq!(packages.len(), 5);
+        assert_eq!(pin_staging.as_deref(), Some("v0.36.3"));
+        for pkg in K8S_VERSION_PACKAGES {
+            assert!(r.ldflags.contains(&format!("-X {pkg}.gitVersion=v1.36.3")), "{:?}", r.ldflags);
+            assert!(r.ldflags.contains(&format!("-X {pkg}.gitMinor=36")), "{:?}", r.ldflags);
+        }
+        let names: Vec<_> = r.binaries.iter().map(|b| b.name).collect();
+        assert_eq!(names, K8S_COMMANDS);
+        assert!(r.binaries.iter().all(|b| b.expect.contains("v1.36.3")));
+    }
+
+    #[test]
+    fn version_checks_expect_the_pinned_versions() {
+        let v = Versions::PINNED;
+        assert_eq!(Component::Etcd.recipe(&v).binaries[0].expect, "etcd Version: 3.6.16");
+        assert_eq!(Component::Coredns.recipe(&v).binaries[0].expect, "CoreDNS-1.14.7");
+        let cni = Component::CniPlugins.recipe(&v);
+        assert_eq!(cni.binaries[1].expect, "CNI host-local plugin v1.9.1");
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_recipe() {
+        let v = Versions::PINNED;
+        let a = Component::Etcd.recipe(&v);
+        let mut b = a.clone();
+        b.tags.push("extra");
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), Component::Etcd.recipe(&v).fingerprint());
+    }
+}

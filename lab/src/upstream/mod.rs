@@ -1,0 +1,135 @@
+//! The lab's upstream parts (Kubernetes control plane and kube-proxy, etcd, CoreDNS, the CNI
+//! reference plugins and cnitool), built from their Go modules into a versioned cache.
+//!
+//! Nothing is downloaded except through the Go module proxy. Each component builds in
+//! `cache_dir()/<name>-<version>/` and is stamped done only after its binaries ran; later
+//! runs reuse it in milliseconds. The Go module and build caches are the user's defaults
+//! (`~/go/pkg/mod`, `~/.cache/go-build`), so a rebuild after a version bump is warm.
+
+mod build;
+mod cli;
+mod component;
+mod error;
+mod go;
+mod gomod;
+mod progress;
+mod stamp;
+mod versions;
+
+use std::path::{Path, PathBuf};
+
+use build::{build, BuildOptions};
+use component::{Component, CNI_PLUGINS};
+
+pub use cli::{build_cmd, BuildArgs};
+pub use versions::Versions;
+
+/// Where built parts live: `$WEFT_LAB_CACHE`, else `$XDG_CACHE_HOME/weft/lab`, else
+/// `~/.cache/weft/lab`.
+pub fn cache_dir() -> PathBuf {
+    cache_dir_from(|k| std::env::var_os(k))
+}
+
+fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let env = |k| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("WEFT_LAB_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("weft/lab")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/weft/lab")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache/weft/lab"))
+}
+
+/// Build (or reuse from the cache) everything; show progress on stderr; return the binaries.
+pub fn ensure_built() -> anyhow::Result<Bins> {
+    let cache = cache_dir();
+    build(&cache, &Versions::PINNED, &BuildOptions::default())?;
+    let bins = Bins::in_cache(&cache, &Versions::PINNED);
+    if let Some(missing) = bins.all().into_iter().find(|p| !p.is_file()) {
+        anyhow::bail!("{} is missing after the build", missing.display());
+    }
+    Ok(bins)
+}
+
+/// Paths of every upstream binary the lab runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Bins {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+    pub kubectl: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub coredns: PathBuf,
+    /// Holds `bridge`, `host-local`, `loopback` and `portmap`: use it as `CNI_PATH`.
+    pub cni_bin_dir: PathBuf,
+    pub cnitool: PathBuf,
+}
+
+impl Bins {
+    /// Where [`ensure_built`] puts the binaries for `versions` under `cache` (built or not).
+    pub fn in_cache(cache: &Path, versions: &Versions) -> Bins {
+        let k8s = Component::Kubernetes.bin_dir(cache, versions);
+        Bins {
+            etcd: Component::Etcd.bin_dir(cache, versions).join("etcd"),
+            kube_apiserver: k8s.join("kube-apiserver"),
+            kube_controller_manager: k8s.join("kube-controller-manager"),
+            kube_scheduler: k8s.join("kube-scheduler"),
+            kubectl: k8s.join("kubectl"),
+            kube_proxy: k8s.join("kube-proxy"),
+            coredns: Component::Coredns.bin_dir(cache, versions).join("coredns"),
+            cni_bin_dir: Component::CniPlugins.bin_dir(cache, versions),
+            cnitool: Component::Cnitool.bin_dir(cache, versions).join("cnitool"),
+        }
+    }
+
+    /// Every binary path (the CNI plugins individually), for checks and listings.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let mut v = vec![
+            self.etcd.clone(),
+            self.kube_apiserver.clone(),
+            self.kube_controller_manager.clone(),
+            self.kube_scheduler.clone(),
+            self.kubectl.clone(),
+            self.kube_proxy.clone(),
+            self.coredns.clone(),
+            self.cnitool.clone(),
+        ];
+        v.extend(CNI_PLUGINS.iter().map(|(name, _)| self.cni_bin_dir.join(name)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_dir_prefers_weft_lab_cache_then_xdg_then_home() {
+        fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+            move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into())
+        }
+        const ALL: [(&str, &str); 3] = [("WEFT_LAB_CACHE", "/w"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(cache_dir_from(env(&ALL)), Path::new("/w"));
+        assert_eq!(cache_dir_from(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])), Path::new("/x/weft/lab"));
+        assert_eq!(cache_dir_from(env(&[("HOME", "/h")])), Path::new("/h/.cache/weft/lab"));
+        assert_eq!(cache_dir_from(env(&[("WEFT_LAB_CACHE", ""), ("HOME", "/h")])), Path::new("/h/.cache/weft/lab"));
+    }
+
+    #[test]
+    fn bins_are_the_recipes_binaries() {
+        let v = Versions::PINNED;
+        let cache = Path::new("/c");
+        let bins = Bins::in_cache(cache, &v);
+        let mut from_recipes: Vec<PathBuf> = Component::ALL
+            .iter()
+            .flat_map(|c| {
+                let dir = c.bin_dir(cache, &v);
+                c.recipe(&v).binaries.into_iter().map(move |b| dir.join(b.name))
+            })
+            .collect();
+        let mut all = bins.all();
+        from_recipes.sort();
+        all.sort();
+        assert_eq!(all, from_recipes);
+        assert_eq!(bins.kube_apiserver, Path::new("/c/kubernetes-v1.36.3/bin/kube-apiserver"));
+    }
+}
