@@ -1,0 +1,212 @@
+//! Typed requests and responses of the agent socket protocol.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// One pod attachment: the CNI (container ID, interface name) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttachmentKey {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// A request line: the protocol version and one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub v: u32,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// Operations the agent serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Allocate (or return the existing) address of an attachment. `pod_cidr` comes from the
+    /// CNI config's `podCIDR`; without it the agent uses its own node pod CIDR.
+    Allocate { key: AttachmentKey, pod_cidr: Option<Ipv4Net> },
+    /// The veth exists: record the endpoint and attach `from_pod` to the host side.
+    Register { key: AttachmentKey, endpoint: EndpointSpec },
+    /// Undo everything of an attachment: endpoint entry, tc attachment, host veth, address.
+    /// Unknown attachments succeed with `ip: None`.
+    Release { key: AttachmentKey },
+    /// The recorded state of one attachment (for CHECK).
+    Lookup { key: AttachmentKey },
+    /// Release every attachment not in `valid`.
+    Gc { valid: Vec<AttachmentKey> },
+    /// Readiness and inventory (for CNI STATUS and `weft status`).
+    Status,
+}
+
+/// What the plugin tells the agent about a freshly made veth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub ip: Ipv4Addr,
+    pub host_ifname: String,
+    pub host_mac: Mac,
+    pub pod_mac: Mac,
+}
+
+/// A response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub v: u32,
+    #[serde(flatten)]
+    pub response: Result<Response, ApiError>,
+}
+
+/// Successful answers, one per request kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Allocated { ip: Ipv4Addr, pod_cidr: Ipv4Net },
+    Registered { ifindex: u32 },
+    Released { ip: Option<Ipv4Addr> },
+    Attachment { ip: Option<Ipv4Addr>, registered: bool },
+    GcDone { released: Vec<(AttachmentKey, Ipv4Addr)> },
+    Status(StatusReport),
+}
+
+/// Readiness and inventory of the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub pod_cidr: Option<Ipv4Net>,
+    pub allocated: usize,
+    pub capacity: usize,
+    pub attachments: Vec<AttachmentInfo>,
+    pub endpoints: Vec<EndpointInfo>,
+    pub drops: Vec<(String, u64)>,
+}
+
+/// One IPAM allocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    pub key: AttachmentKey,
+    pub ip: Ipv4Addr,
+}
+
+/// One ENDPOINTS entry as the datapath holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub ip: Ipv4Addr,
+    pub ifindex: u32,
+    pub host_mac: Mac,
+    pub pod_mac: Mac,
+}
+
+/// An error the agent reports; `kind` lets the plugin map it to a CNI error code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind:?}: {msg}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub msg: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request's protocol version is not spoken by this agent.
+    UnsupportedVersion,
+    /// The request line could not be decoded.
+    BadRequest,
+    /// Neither the request nor the agent knows a pod CIDR.
+    NoPodCidr,
+    /// The pod CIDR asked for differs from the one the store holds allocations in.
+    CidrMismatch,
+    /// No free address left.
+    Exhausted,
+    /// The store could not be read or written.
+    Store,
+    /// The kernel side (maps, tc attachment, links) failed.
+    Datapath,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
+        Self { kind, msg: msg.into() }
+    }
+}
+
+/// A MAC address, written `aa:bb:cc:dd:ee:ff` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let p = parts.next().ok_or_else(|| format!("MAC {s:?}: too few octets"))?;
+            if p.len() != 2 {
+                return Err(format!("MAC {s:?}: octet {p:?} is not two hex digits"));
+            }
+            *byte = u8::from_str_radix(p, 16).map_err(|e| format!("MAC {s:?}: {e}"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("MAC {s:?}: too many octets"));
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_line_round_trips_with_version_and_op_tag() {
+        let req = RequestEnvelope {
+            v: 1,
+            request: Request::Allocate {
+                key: AttachmentKey { container_id: "abc".into(), ifname: "eth0".into() },
+                pod_cidr: Some("10.200.1.0/24".parse().unwrap()),
+            },
+        };
+        let line = serde_json::to_string(&req).unwrap();
+        assert!(line.contains(r#""v":1"#) && line.contains(r#""op":"allocate""#), "{line}");
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn error_response_round_trips() {
+        let resp = ResponseEnvelope {
+            v: 1,
+            response: Err(ApiError::new(ErrorKind::Exhausted, "no address left")),
+        };
+        let line = serde_json::to_string(&resp).unwrap();
+        assert_eq!(serde_json::from_str::<ResponseEnvelope>(&line).unwrap(), resp);
+    }
+
+    #[test]
+    fn mac_parses_and_prints_and_rejects_garbage() {
+        let m: Mac = "0a:1b:2c:3d:4e:5f".parse().unwrap();
+        assert_eq!(m.0, [0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f]);
+        assert_eq!(m.to_string(), "0a:1b:2c:3d:4e:5f");
+        for bad in ["", "0a:1b:2c:3d:4e", "0a:1b:2c:3d:4e:5f:60", "zz:1b:2c:3d:4e:5f", "a:1b:2c:3d:4e:5f"] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad:?} accepted");
+        }
+    }
+}

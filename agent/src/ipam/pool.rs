@@ -1,0 +1,177 @@
+//! Pure allocation logic over one pod CIDR: which address an attachment gets.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::{IpamError, MAX_PREFIX_LEN};
+use crate::api::AttachmentKey;
+
+/// All allocations of one node. Serialized as the store's file content.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    /// The CIDR the allocations come from; set by the first allocation.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// Last address handed out: the search continues after it, so a freed address is not
+    /// reused at once (a late packet for the old pod must not reach a new one).
+    pub last: Option<Ipv4Addr>,
+    pub allocations: BTreeMap<Ipv4Addr, AttachmentKey>,
+}
+
+/// Usable addresses of a CIDR: all but network, gateway (first host) and broadcast.
+pub fn capacity(cidr: Ipv4Net) -> usize {
+    if cidr.prefix_len() > MAX_PREFIX_LEN {
+        return 0;
+    }
+    (1usize << (32 - cidr.prefix_len())) - 3
+}
+
+/// First and last usable address (inclusive) as integers.
+fn usable_range(cidr: Ipv4Net) -> Result<(u32, u32), IpamError> {
+    if cidr.prefix_len() > MAX_PREFIX_LEN {
+        return Err(IpamError::CidrTooSmall { cidr });
+    }
+    let network = u32::from(cidr.network());
+    let broadcast = u32::from(cidr.broadcast());
+    Ok((network + 2, broadcast - 1))
+}
+
+impl Pool {
+    /// The address held by `key`, if any.
+    pub fn find(&self, key: &AttachmentKey) -> Option<Ipv4Addr> {
+        self.allocations.iter().find(|(_, k)| *k == key).map(|(ip, _)| *ip)
+    }
+
+    /// Give `key` an address from `cidr`; the same key gets the same address again.
+    pub fn allocate(&mut self, key: &AttachmentKey, cidr: Ipv4Net) -> Result<Ipv4Addr, IpamError> {
+        let cidr = cidr.trunc();
+        let (first, last) = usable_range(cidr)?;
+        match self.pod_cidr {
+            Some(held) if held != cidr && !self.allocations.is_empty() => {
+                return Err(IpamError::CidrMismatch {
+                    asked: cidr,
+                    held,
+                    count: self.allocations.len(),
+                })
+            }
+            _ => self.pod_cidr = Some(cidr),
+        }
+        if let Some(ip) = self.find(key) {
+            return Ok(ip);
+        }
+        let size = last - first + 1;
+        let start = match self.last.map(u32::from) {
+            Some(prev) if (first..=last).contains(&prev) => prev - first + 1,
+            _ => 0,
+        };
+        let free = (0..size)
+            .map(|i| Ipv4Addr::from(first + (start + i) % size))
+            .find(|ip| !self.allocations.contains_key(ip));
+        let ip = free.ok_or(IpamError::Exhausted { cidr, capacity: size as usize })?;
+        self.allocations.insert(ip, key.clone());
+        self.last = Some(ip);
+        Ok(ip)
+    }
+
+    /// Free the address of `key`; `None` if it held none.
+    pub fn release(&mut self, key: &AttachmentKey) -> Option<Ipv4Addr> {
+        let ip = self.find(key)?;
+        self.allocations.remove(&ip);
+        Some(ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> AttachmentKey {
+        AttachmentKey { container_id: id.into(), ifname: "eth0".into() }
+    }
+
+    fn cidr(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn skips_network_gateway_and_broadcast() {
+        let mut pool = Pool::default();
+        let net = cidr("10.200.1.0/29");
+        let got: Vec<_> = (0..5).map(|i| pool.allocate(&key(&i.to_string()), net).unwrap()).collect();
+        let want: Vec<Ipv4Addr> = (2..=6).map(|h| Ipv4Addr::new(10, 200, 1, h)).collect();
+        assert_eq!(got, want);
+        assert_eq!(capacity(net), 5);
+    }
+
+    #[test]
+    fn same_attachment_gets_same_address() {
+        let mut pool = Pool::default();
+        let net = cidr("10.200.1.0/24");
+        let a = pool.allocate(&key("a"), net).unwrap();
+        pool.allocate(&key("b"), net).unwrap();
+        assert_eq!(pool.allocate(&key("a"), net).unwrap(), a);
+        let other_if = AttachmentKey { container_id: "a".into(), ifname: "net1".into() };
+        assert_ne!(pool.allocate(&other_if, net).unwrap(), a);
+        assert_eq!(pool.allocations.len(), 3);
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_and_release_makes_room() {
+        let mut pool = Pool::default();
+        let net = cidr("10.200.1.0/30");
+        let only = pool.allocate(&key("a"), net).unwrap();
+        assert_eq!(only, Ipv4Addr::new(10, 200, 1, 2));
+        let err = pool.allocate(&key("b"), net).unwrap_err();
+        assert!(matches!(err, IpamError::Exhausted { capacity: 1, .. }), "{err}");
+        assert_eq!(pool.release(&key("a")), Some(only));
+        assert_eq!(pool.allocate(&key("b"), net).unwrap(), only);
+    }
+
+    #[test]
+    fn freed_address_is_not_reused_at_once() {
+        let mut pool = Pool::default();
+        let net = cidr("10.200.1.0/24");
+        let a = pool.allocate(&key("a"), net).unwrap();
+        pool.release(&key("a"));
+        let b = pool.allocate(&key("b"), net).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn release_of_unknown_attachment_is_none() {
+        let mut pool = Pool::default();
+        assert_eq!(pool.release(&key("ghost")), None);
+    }
+
+    #[test]
+    fn cidr_change_is_refused_while_addresses_are_held() {
+        let mut pool = Pool::default();
+        pool.allocate(&key("a"), cidr("10.200.1.0/24")).unwrap();
+        let err = pool.allocate(&key("b"), cidr("10.200.2.0/24")).unwrap_err();
+        assert!(matches!(err, IpamError::CidrMismatch { count: 1, .. }), "{err}");
+        pool.release(&key("a"));
+        assert_eq!(
+            pool.allocate(&key("b"), cidr("10.200.2.0/24")).unwrap(),
+            Ipv4Addr::new(10, 200, 2, 2)
+        );
+    }
+
+    #[test]
+    fn too_small_cidr_is_refused() {
+        let mut pool = Pool::default();
+        for c in ["10.200.1.0/31", "10.200.1.1/32"] {
+            let err = pool.allocate(&key("a"), cidr(c)).unwrap_err();
+            assert!(matches!(err, IpamError::CidrTooSmall { .. }), "{c}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_bits_in_cidr_are_ignored() {
+        let mut pool = Pool::default();
+        let ip = pool.allocate(&key("a"), cidr("10.200.1.77/24")).unwrap();
+        assert_eq!(ip, Ipv4Addr::new(10, 200, 1, 2));
+        assert_eq!(pool.pod_cidr, Some(cidr("10.200.1.0/24")));
+    }
+}
