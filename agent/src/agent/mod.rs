@@ -1,1 +1,200 @@
 //! The node agent: owns the datapath and the IPAM store, serves the local socket.
+//!
+//! [`Agent`] is the single writer: every change of an attachment (address, ENDPOINTS entry,
+//! tc attachment, host veth) happens in [`Agent::handle`], called from one owner thread
+//! ([`server`]), so no two requests interleave their steps.
+
+pub mod server;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use tracing::{debug, info, warn};
+
+use crate::api::{
+    ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, Mac, Request, Response,
+    StatusReport,
+};
+use crate::cni::ip;
+use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
+use crate::datapath::{Datapath, DatapathError, EndpointEntry};
+use crate::ipam::{self, IpamError, Store};
+
+/// The agent's state: the store, the datapath, the node's pod CIDR.
+pub struct Agent {
+    store: Store,
+    datapath: Datapath,
+    pod_cidr: Option<Ipv4Net>,
+}
+
+impl From<IpamError> for ApiError {
+    fn from(e: IpamError) -> Self {
+        let kind = match e {
+            IpamError::Exhausted { .. } => ErrorKind::Exhausted,
+            IpamError::CidrMismatch { .. } => ErrorKind::CidrMismatch,
+            IpamError::CidrTooSmall { .. } => ErrorKind::BadRequest,
+            _ => ErrorKind::Store,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+impl From<DatapathError> for ApiError {
+    fn from(e: DatapathError) -> Self {
+        ApiError::new(ErrorKind::Datapath, e.to_string())
+    }
+}
+
+impl From<ip::IpError> for ApiError {
+    fn from(e: ip::IpError) -> Self {
+        ApiError::new(ErrorKind::Datapath, e.to_string())
+    }
+}
+
+impl Agent {
+    pub fn new(store: Store, datapath: Datapath, pod_cidr: Option<Ipv4Net>) -> Self {
+        Self { store, datapath, pod_cidr }
+    }
+
+    /// Serve one request.
+    pub fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
+        debug!(?request, "request");
+        let out = match request {
+            Request::Allocate { key, pod_cidr } => self.allocate(&key, pod_cidr),
+            Request::Register { key, endpoint } => self.register(&key, &endpoint),
+            Request::Release { key } => self.release(&key).map(|ip| Response::Released { ip }),
+            Request::Lookup { key } => self.lookup(&key),
+            Request::Gc { valid } => self.gc(&valid),
+            Request::Status => self.status().map(Response::Status),
+        };
+        if let Err(e) = &out {
+            warn!(error = %e, "request failed");
+        }
+        out
+    }
+
+    fn allocate(&mut self, key: &AttachmentKey, asked: Option<Ipv4Net>) -> Result<Response, ApiError> {
+        let cidr = asked
+            .or(self.pod_cidr)
+            .ok_or_else(|| ApiError::new(ErrorKind::NoPodCidr, "no podCIDR in the CNI config and none configured on the agent"))?;
+        let ip = self.store.allocate(key, cidr)?;
+        info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "allocated");
+        Ok(Response::Allocated { ip, pod_cidr: cidr.trunc() })
+    }
+
+    fn register(&mut self, key: &AttachmentKey, ep: &EndpointSpec) -> Result<Response, ApiError> {
+        let held = self.store.find(key)?;
+        if held != Some(ep.ip) {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                format!("{} is not allocated to {}/{} (holds {held:?})", ep.ip, key.container_id, key.ifname),
+            ));
+        }
+        let expected = host_ifname(&key.container_id, &key.ifname);
+        if ep.host_ifname != expected {
+            return Err(ApiError::new(ErrorKind::BadRequest, format!("host veth must be {expected}, not {}", ep.host_ifname)));
+        }
+        let ifindex = nix::net::if_::if_nametoindex(ep.host_ifname.as_str())
+            .map_err(|e| ApiError::new(ErrorKind::Datapath, format!("host veth {}: {e}", ep.host_ifname)))?;
+        let entry = EndpointEntry { ifindex, host_mac: ep.host_mac.0, pod_mac: ep.pod_mac.0 };
+        self.datapath.upsert_endpoint(ep.ip, &entry)?;
+        if let Err(e) = self.datapath.attach_from_pod(&ep.host_ifname) {
+            let _ = self.datapath.remove_endpoint(ep.ip);
+            return Err(e.into());
+        }
+        info!(ip = %ep.ip, host = %ep.host_ifname, ifindex, "endpoint registered");
+        Ok(Response::Registered { ifindex })
+    }
+
+    /// Undo an attachment in reverse order of ADD; every step tolerates "already gone".
+    fn release(&mut self, key: &AttachmentKey) -> Result<Option<Ipv4Addr>, ApiError> {
+        let ip = self.store.find(key)?;
+        let host = host_ifname(&key.container_id, &key.ifname);
+        if let Some(ip) = ip {
+            self.remove_endpoint(ip)?;
+        }
+        self.datapath.detach_from_pod(&host)?;
+        if ip::delete_link(None, &host)? {
+            debug!(%host, "host veth deleted");
+        }
+        let released = self.store.release(key)?;
+        if let Some(ip) = released {
+            info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "released");
+        }
+        Ok(released)
+    }
+
+    /// Remove the ENDPOINTS entry of `ip`; an entry that is not there is not an error.
+    fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), ApiError> {
+        match self.datapath.remove_endpoint(ip) {
+            Ok(()) => Ok(()),
+            Err(e) if !self.datapath.endpoints()?.iter().any(|(i, _)| *i == ip) => {
+                debug!(%ip, error = %e, "endpoint already absent");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn lookup(&mut self, key: &AttachmentKey) -> Result<Response, ApiError> {
+        let ip = self.store.find(key)?;
+        let registered = match ip {
+            Some(ip) => {
+                let host = host_ifname(&key.container_id, &key.ifname);
+                let ifindex = nix::net::if_::if_nametoindex(host.as_str()).ok();
+                self.datapath.endpoints()?.iter().any(|(i, e)| *i == ip && Some(e.ifindex) == ifindex)
+            }
+            None => false,
+        };
+        Ok(Response::Attachment { ip, registered })
+    }
+
+    /// Release attachments not in `valid`, then sweep what no allocation explains: ENDPOINTS
+    /// entries and `weft…` host veths left by a crash.
+    fn gc(&mut self, valid: &[AttachmentKey]) -> Result<Response, ApiError> {
+        let valid: HashSet<&AttachmentKey> = valid.iter().collect();
+        let pool = self.store.snapshot()?;
+        let mut released = Vec::new();
+        for (ip, key) in pool.allocations.iter().filter(|(_, k)| !valid.contains(k)) {
+            self.release(key)?;
+            released.push((key.clone(), *ip));
+        }
+        let pool = self.store.snapshot()?;
+        let live_ips: HashSet<Ipv4Addr> = pool.allocations.keys().copied().collect();
+        for (ip, _) in self.datapath.endpoints()? {
+            if !live_ips.contains(&ip) {
+                info!(%ip, "GC: orphan endpoint entry removed");
+                self.remove_endpoint(ip)?;
+            }
+        }
+        let live_links: HashSet<String> =
+            pool.allocations.values().map(|k| host_ifname(&k.container_id, &k.ifname)).collect();
+        for link in ip::links_with_prefix(None, HOST_IF_PREFIX)? {
+            if !live_links.contains(&link.name) {
+                info!(host = %link.name, "GC: orphan host veth removed");
+                self.datapath.detach_from_pod(&link.name)?;
+                ip::delete_link(None, &link.name)?;
+            }
+        }
+        Ok(Response::GcDone { released })
+    }
+
+    fn status(&mut self) -> Result<StatusReport, ApiError> {
+        let pool = self.store.snapshot()?;
+        let pod_cidr = pool.pod_cidr.filter(|_| !pool.allocations.is_empty()).or(self.pod_cidr).or(pool.pod_cidr);
+        Ok(StatusReport {
+            pod_cidr,
+            allocated: pool.allocations.len(),
+            capacity: pod_cidr.map(ipam::capacity).unwrap_or(0),
+            attachments: pool.allocations.iter().map(|(ip, key)| AttachmentInfo { key: key.clone(), ip: *ip }).collect(),
+            endpoints: self
+                .datapath
+                .endpoints()?
+                .into_iter()
+                .map(|(ip, e)| EndpointInfo { ip, ifindex: e.ifindex, host_mac: Mac(e.host_mac), pod_mac: Mac(e.pod_mac) })
+                .collect(),
+            drops: self.datapath.drop_counters()?.into_iter().map(|(n, c)| (n.to_owned(), c)).collect(),
+        })
+    }
+}
