@@ -16,6 +16,9 @@ pub enum PreflightError {
     NoNetns(String),
     #[error("a lab is already up (state dir {0} exists); run `cargo xtask lab down` first")]
     AlreadyUp(PathBuf),
+    #[error("lab namespaces already exist ({0}); another lab (or a half-removed one) is up: run \
+             `cargo xtask lab down` first")]
+    NamespacesExist(String),
 }
 
 pub fn require_root() -> Result<(), PreflightError> {
@@ -36,8 +39,11 @@ pub fn require_netns() -> Result<(), PreflightError> {
 
 pub fn require_no_lab(state: &StateDir) -> Result<(), PreflightError> {
     if state.exists() {
-        Err(PreflightError::AlreadyUp(state.root().to_path_buf()))
-    } else {
-        Ok(())
+        return Err(PreflightError::AlreadyUp(state.root().to_path_buf()));
     }
+    let existing = crate::leftovers::lab_netns();
+    if !existing.is_empty() {
+        return Err(PreflightError::NamespacesExist(existing.join(", ")));
+    }
+    Ok(())
 }

@@ -45,7 +45,7 @@ impl StateDir {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        Self { root }
+        Self::at(root)
     }
 
     /// A state directory at an explicit place.

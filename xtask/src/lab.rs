@@ -1,10 +1,31 @@
-//! `cargo xtask lab` (placeholder until its owner fills it in).
+//! `cargo xtask lab …`: builds the `weft-lab` binary and runs it with the same arguments
+//! (`up [--nodes N] [--cni bridge|weft] [--proxy iptables|nftables|none]`, `status`,
+//! `kubectl …`, `exec NS/POD -- CMD`, `logs NS/POD`, `down`, `build`).
 
-use anyhow::{bail, Result};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::util;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Arguments for `weft-lab` (see `cargo xtask lab help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("cargo xtask lab is not implemented yet")
+pub fn run(args: Args) -> Result<()> {
+    let root = util::root();
+    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "-p", "weft-lab"]).current_dir(&root))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug/weft-lab");
+    let status = Command::new(&bin)
+        .args(&args.args)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    // Pass weft-lab's exit code through (`lab exec` returns the command's).
+    std::process::exit(status.code().unwrap_or(1));
 }

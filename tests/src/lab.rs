@@ -1,0 +1,271 @@
+//! Driving the lab from tests the way a user does (the `weft-lab` CLI), and an independent
+//! listing of what the lab may leave on the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Prefix of every network namespace the lab makes.
+pub const NETNS_PREFIX: &str = "wl-";
+
+/// Fails the test loudly unless it runs as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "the lab tests need root (network namespaces, veths); run them as root");
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+/// The `weft-lab` binary: `$WEFT_LAB_BIN`, or built now with cargo (once per test binary).
+pub fn weft_lab_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(locate_or_build).clone()
+}
+
+fn locate_or_build() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEFT_LAB_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-p", "weft-lab", "--bin", "weft-lab"])
+        .current_dir(&root)
+        .status()
+        .expect("running cargo build -p weft-lab");
+    assert!(status.success(), "cargo build -p weft-lab failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    target.join("debug/weft-lab")
+}
+
+/// Output of a command run to completion within `timeout` (killed after it).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {desc}: {e}")),
+        Err(_) => {
+            // SAFETY: plain kill(2) on the pid we spawned.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{desc} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// A lab driven through its CLI; `Drop` runs `weft-lab down` so a failing test leaves
+/// nothing behind.
+pub struct Lab {
+    bin: PathBuf,
+    state: PathBuf,
+    up: bool,
+}
+
+impl Lab {
+    /// Prepares a lab with its own state dir; refuses if another lab's namespaces exist.
+    pub fn new(state: &str) -> Lab {
+        require_root();
+        let existing = lab_netns();
+        assert!(
+            existing.is_empty(),
+            "lab namespaces already exist ({existing:?}): a lab is up; run `cargo xtask lab down` first"
+        );
+        Lab { bin: weft_lab_bin(), state: PathBuf::from(state), up: false }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// `weft-lab ARGS…` with this lab's state dir.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args).env("WEFT_LAB_STATE", &self.state);
+        c
+    }
+
+    /// Runs `weft-lab ARGS…`, returning stdout; panics with stderr on failure.
+    pub fn ok(&self, args: &[&str], timeout: Duration) -> String {
+        let out = run_with_timeout(&mut self.cmd(args), timeout);
+        assert!(
+            out.status.success(),
+            "`weft-lab {}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `weft-lab up ARGS…`, output streamed to the test's stderr (it shows progress).
+    pub fn up(&mut self, args: &[&str], timeout: Duration) {
+        self.up = true;
+        let mut full = vec!["up"];
+        full.extend_from_slice(args);
+        let mut c = self.cmd(&full);
+        c.stdin(Stdio::null());
+        let mut child = c.spawn().expect("starting weft-lab up");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for weft-lab up") {
+                assert!(status.success(), "`weft-lab {}` failed ({status})", full.join(" "));
+                return;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                panic!("`weft-lab up` did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `weft-lab kubectl ARGS…` with `stdin` piped in.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut full = vec!["kubectl"];
+        full.extend_from_slice(args);
+        let mut child = self
+            .cmd(&full)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting weft-lab kubectl");
+        child.stdin.take().expect("piped").write_all(stdin.as_bytes()).expect("writing manifest");
+        let out = child.wait_with_output().expect("waiting for kubectl");
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let mut full = vec!["kubectl"];
+        full.extend_from_slice(args);
+        self.ok(&full, Duration::from_secs(60))
+    }
+
+    /// `weft-lab exec POD -- CMD…`: (success, stdout+stderr).
+    pub fn exec(&self, pod: &str, cmd: &[&str], timeout: Duration) -> (bool, String) {
+        let mut full = vec!["exec", pod, "--"];
+        full.extend_from_slice(cmd);
+        let out = run_with_timeout(&mut self.cmd(&full), timeout);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// `weft-lab down`, then the leftover listing, which must be empty.
+    pub fn down(&mut self) -> Leftovers {
+        self.up = false;
+        self.ok(&["down"], Duration::from_secs(120));
+        leftovers(&self.state)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.up {
+            let _ = run_with_timeout(&mut self.cmd(&["down"]), Duration::from_secs(120));
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What the lab left on the machine, found without the lab's own code.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub netns: Vec<String>,
+    pub processes: Vec<String>,
+    pub mounts: Vec<String>,
+    pub etc_netns: Vec<String>,
+    pub bpf_pins: Vec<String>,
+    pub state_dir_exists: bool,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.netns.is_empty()
+            && self.processes.is_empty()
+            && self.mounts.is_empty()
+            && self.etc_netns.is_empty()
+            && self.bpf_pins.is_empty()
+            && !self.state_dir_exists
+    }
+}
+
+/// Lab namespaces as `ip netns list` shows them.
+pub fn lab_netns() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(NETNS_PREFIX))
+        .map(String::from)
+        .collect()
+}
+
+fn prefixed(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(NETNS_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Lists namespaces, processes mentioning the state dir, mounts under it or of lab
+/// namespaces, /etc/netns/wl-*, /sys/fs/bpf/wl-* and the state dir itself.
+pub fn leftovers(state: &Path) -> Leftovers {
+    let state_s = state.to_string_lossy().into_owned();
+    let me = std::process::id();
+    let processes = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(&state_s).then(|| format!("{pid} {cmd}"))
+        })
+        .collect();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&state_s) || m.starts_with(&format!("/run/netns/{NETNS_PREFIX}")))
+        .map(String::from)
+        .collect();
+    Leftovers {
+        netns: lab_netns(),
+        processes,
+        mounts,
+        etc_netns: prefixed("/etc/netns"),
+        bpf_pins: prefixed("/sys/fs/bpf"),
+        state_dir_exists: state.exists(),
+    }
+}
