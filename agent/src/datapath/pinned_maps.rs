@@ -1,0 +1,66 @@
+//! Refuse to reuse a pinned map whose shape differs from what this build expects.
+//!
+//! aya reuses a pin found under the map's name without comparing its definition; a program
+//! verified against a map of another layout would read garbage. Layout changes get a new map
+//! name (`_V2`) instead, so a mismatch here means stale pins from an incompatible build.
+
+use std::mem::size_of;
+use std::path::Path;
+
+use aya::maps::{MapInfo, MapType};
+use dataplane_common::maps::{DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES};
+use dataplane_common::{Endpoint4Key, Endpoint4Value};
+
+use super::DatapathError;
+
+struct Spec {
+    name: &'static str,
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        name: ENDPOINTS4,
+        map_type: MapType::Hash,
+        key_size: size_of::<Endpoint4Key>() as u32,
+        value_size: size_of::<Endpoint4Value>() as u32,
+        max_entries: ENDPOINTS4_MAX_ENTRIES,
+    },
+    Spec {
+        name: DROP_STATS,
+        map_type: MapType::PerCpuArray,
+        key_size: size_of::<u32>() as u32,
+        value_size: size_of::<u64>() as u32,
+        max_entries: DROP_STATS_MAX_ENTRIES,
+    },
+];
+
+/// Check every map already pinned under `pin_dir` against this build's definition.
+pub fn check_compatible(pin_dir: &Path) -> Result<(), DatapathError> {
+    for spec in SPECS {
+        let path = pin_dir.join(spec.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path)
+            .map_err(|source| DatapathError::Map { name: spec.name, source })?;
+        let found_type = info
+            .map_type()
+            .map_err(|source| DatapathError::Map { name: spec.name, source })?;
+        let found = (found_type, info.key_size(), info.value_size(), info.max_entries());
+        let want = (spec.map_type, spec.key_size, spec.value_size, spec.max_entries);
+        if found != want {
+            return Err(DatapathError::PinnedMapMismatch {
+                path,
+                detail: format!(
+                    "found {:?} key {} value {} max {}, want {:?} key {} value {} max {}",
+                    found.0, found.1, found.2, found.3, want.0, want.1, want.2, want.3
+                ),
+            });
+        }
+    }
+    Ok(())
+}
