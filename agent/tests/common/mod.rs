@@ -1,0 +1,391 @@
+//! Shared fixtures of the netns tests: namespaces, a running `weft agent` in a "node" netns,
+//! and the plugin run exactly as a container runtime runs it. Every fixture cleans up in Drop,
+//! also when the test panics.
+#![allow(dead_code, reason = "each test binary uses a different subset of the fixtures")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+pub const POD_CIDR: &str = "10.200.1.0/24";
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Fail (never skip) when the machine cannot run these tests.
+pub fn preconditions() {
+    assert!(nix::unistd::geteuid().is_root(), "netns tests need root (run them with sudo or as root)");
+    for bin in ["ip", "ping", "socat"] {
+        let found = PATH.split(':').any(|d| Path::new(d).join(bin).exists());
+        assert!(found, "{bin} is not installed (cargo xtask setup installs it)");
+    }
+}
+
+/// A short id unique to this process and call: `wt-<id>-…` names never collide between
+/// parallel tests or test binaries.
+pub fn unique_id() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{:x}{}", std::process::id() & 0xfffff, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Run a command; panic with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A named network namespace, deleted (with every process still in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Self {
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Path a runtime would pass as CNI_NETNS.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Run `cmd` inside this netns; panic on failure.
+    pub fn exec(&self, cmd: &[&str]) -> String {
+        let mut args = vec!["ip", "netns", "exec", &self.name];
+        args.extend_from_slice(cmd);
+        sh(&args)
+    }
+
+    /// Run `cmd` inside this netns; return success and combined output.
+    pub fn try_exec(&self, cmd: &[&str]) -> (bool, String) {
+        let out = Command::new("ip").args(["netns", "exec", &self.name]).args(cmd).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    /// Names of the links in this netns.
+    pub fn links(&self) -> Vec<String> {
+        let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "link", "show"])).unwrap();
+        v.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// `dst` of every IPv4 route of the main table.
+    pub fn route_dsts(&self) -> Vec<String> {
+        let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "-4", "route", "show"])).unwrap();
+        v.as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// IPv4 addresses (a.b.c.d/len) on any interface.
+    pub fn addresses(&self) -> Vec<String> {
+        let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "-4", "addr", "show"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A temp directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(id: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("wt-{id}"));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (TERM, then KILL) and reaped on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private bpffs instance mounted in a temp dir, unmounted on drop: each node's pins live
+/// apart from every other test's and from the machine's /sys/fs/bpf (which may not even be
+/// mounted).
+pub struct BpfMount(pub PathBuf);
+
+impl BpfMount {
+    pub fn new(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        nix::mount::mount(Some("bpf"), &dir, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .unwrap_or_else(|e| panic!("cannot mount bpffs at {}: {e} (the kernel needs CONFIG_BPF_SYSCALL)", dir.display()));
+        Self(dir)
+    }
+}
+
+impl Drop for BpfMount {
+    fn drop(&mut self) {
+        // Unmounting drops every pin below: maps, programs and links go with it.
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// What one plugin run printed and returned.
+#[derive(Debug)]
+pub struct PluginRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl PluginRun {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// The result of a successful ADD.
+    pub fn ok_json(&self) -> Value {
+        assert_eq!(self.code, 0, "plugin failed: {self:?}");
+        self.json()
+    }
+
+    /// The pod address of an ADD result, without the prefix length.
+    pub fn ip(&self) -> String {
+        let r = self.ok_json();
+        r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_owned()
+    }
+}
+
+/// A node: its netns, its agent (own pin dir, socket and state dir), its temp files.
+pub struct Node {
+    pub id: String,
+    pub agent: Option<Proc>,
+    pub ns: Netns,
+    pub pin_dir: PathBuf,
+    bpffs: BpfMount,
+    pub dir: TempDir,
+}
+
+impl Node {
+    /// A node netns with IPv4 forwarding off (so pod-to-pod traffic can only flow through the
+    /// eBPF redirect) and a running agent.
+    pub fn start() -> Self {
+        let node = Self::without_agent();
+        let mut node = node;
+        node.start_agent();
+        node
+    }
+
+    /// A node netns with no agent (for "agent down" tests).
+    pub fn without_agent() -> Self {
+        preconditions();
+        let id = unique_id();
+        let dir = TempDir::new(&id);
+        let ns = Netns::new(format!("wt-{id}-node"));
+        ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        let bpffs = BpfMount::new(dir.0.join("bpf"));
+        let pin_dir = bpffs.0.join("weft");
+        Self { id, agent: None, ns, pin_dir, bpffs, dir }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.0.join("weft.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.0.join("state")
+    }
+
+    /// Start `weft agent` in the node netns and wait until its socket answers.
+    pub fn start_agent(&mut self) {
+        let log = std::fs::File::create(self.dir.0.join("agent.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name, WEFT, "agent"])
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(["--pod-cidr", POD_CIDR])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut proc = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            if let Ok(Some(status)) = proc.0.try_wait() {
+                panic!("weft agent exited with {status}:\n{}", self.agent_log());
+            }
+            assert!(Instant::now() < deadline, "weft agent did not listen in time:\n{}", self.agent_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.agent = Some(proc);
+    }
+
+    /// Stop the agent (SIGTERM, as a DaemonSet rollout would).
+    pub fn stop_agent(&mut self) {
+        self.agent = None;
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The network config a runtime would pass, in `version`.
+    pub fn config(&self, version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": "weft-test",
+            "type": "weft",
+            "agentSocket": self.socket(),
+            "mtu": 1500,
+            "logFile": self.dir.0.join("cni.log"),
+            "logLevel": "debug",
+        })
+    }
+
+    fn plugin_command(&self, command: &str, container_id: &str, pod: Option<&Netns>, extra_env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name, WEFT])
+            .env_clear()
+            .env("PATH", PATH)
+            .env("CNI_COMMAND", command)
+            .env("CNI_PATH", "/opt/cni/bin")
+            .env("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=test")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !container_id.is_empty() {
+            cmd.env("CNI_CONTAINERID", container_id).env("CNI_IFNAME", "eth0");
+        }
+        if let Some(pod) = pod {
+            cmd.env("CNI_NETNS", pod.path());
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run the plugin inside the node netns exactly as a runtime does: `CNI_*` environment,
+    /// the config on stdin, the answer on stdout.
+    pub fn plugin(&self, command: &str, container_id: &str, pod: Option<&Netns>, config: &Value) -> PluginRun {
+        let mut child = self.plugin_command(command, container_id, pod, &[]).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        PluginRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn add(&self, container_id: &str, pod: &Netns) -> PluginRun {
+        self.plugin("ADD", container_id, Some(pod), &self.config("1.0.0"))
+    }
+
+    pub fn del(&self, container_id: &str, pod: &Netns) -> PluginRun {
+        self.plugin("DEL", container_id, Some(pod), &self.config("1.0.0"))
+    }
+
+    /// Start ADD with a debug-build pause after `step`, wait until it reports the pause, and
+    /// SIGKILL it there.
+    pub fn add_killed_after(&self, step: &str, container_id: &str, pod: &Netns) {
+        assert!(cfg!(debug_assertions), "the pause hook exists only in debug builds: run without --release");
+        let mut child = self
+            .plugin_command("ADD", container_id, Some(pod), &[("WEFT_TEST_PAUSE_AFTER", step)])
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(self.config("1.0.0").to_string().as_bytes()).unwrap();
+        let mut proc = Proc(child);
+        let stderr = proc.0.stderr.take().unwrap();
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            seen += &line;
+            seen.push('\n');
+            if line.contains(&format!("paused after {step}")) {
+                proc.0.kill().unwrap(); // SIGKILL, as the OOM killer or a runtime timeout would
+                proc.0.wait().unwrap();
+                return;
+            }
+        }
+        panic!("plugin never paused after {step}: {seen}");
+    }
+
+    /// `weft status -o json` against this node's agent.
+    pub fn status(&self) -> Value {
+        let out = sh(&[WEFT, "status", "-o", "json", "--socket", self.socket().to_str().unwrap()]);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Links whose name starts with `weft` in the node netns.
+    pub fn host_veths(&self) -> Vec<String> {
+        self.ns.links().into_iter().filter(|l| l.starts_with("weft")).collect()
+    }
+
+    /// A pod netns (not attached yet).
+    pub fn pod(&self, n: usize) -> Netns {
+        Netns::new(format!("wt-{}-p{n}", self.id))
+    }
+
+    /// Assert the node holds nothing: no allocation, no endpoint, no host veth, no pod route.
+    pub fn assert_empty(&self) {
+        let st = self.status();
+        assert_eq!(st["allocated"], 0, "addresses leaked: {st}");
+        assert_eq!(st["endpoints"].as_array().unwrap().len(), 0, "endpoint entries leaked: {st}");
+        assert!(self.host_veths().is_empty(), "host veths leaked: {:?}", self.host_veths());
+        let pod_routes: Vec<_> = self.ns.route_dsts().into_iter().filter(|d| d.starts_with("10.200.1.")).collect();
+        assert!(pod_routes.is_empty(), "pod routes leaked: {pod_routes:?}");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.agent = None; // stop the agent before its pins go (with `bpffs`, dropped next)
+        if std::thread::panicking() {
+            eprintln!("--- agent log ({}) ---\n{}", self.id, self.agent_log());
+            eprintln!("--- cni log ---\n{}", std::fs::read_to_string(self.dir.0.join("cni.log")).unwrap_or_default());
+        }
+    }
+}
