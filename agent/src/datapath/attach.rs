@@ -1,7 +1,7 @@
 //! Attaching `from_pod` at tc ingress (TCX) of host-side veths, with pinned links.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
@@ -21,35 +21,31 @@ impl Datapath {
     /// agent is switched to this agent's program atomically (no moment without a program).
     pub fn attach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
         let pin = self.link_pin(host_ifname)?;
+        let state = pinned_link(host_ifname, &pin)?;
         let prog = from_pod_mut(&mut self.ebpf)?;
         let prog_err = |source| DatapathError::Program { name: PROG_FROM_POD, source };
-        let our_id = prog.info().map_err(prog_err)?.id();
-        let attached = tcx_ingress_prog_ids(host_ifname)?;
         let link_err = |source| DatapathError::Link { ifname: host_ifname.to_owned(), source };
+        let our_id = prog.info().map_err(prog_err)?.id();
 
-        match PinnedLink::from_pin(&pin) {
-            Ok(pinned) => {
-                let link = FdLink::from(pinned);
-                let linked_prog = link.info().map_err(link_err)?.program_id();
-                if attached.contains(&linked_prog) {
-                    if linked_prog == our_id {
-                        debug!(ifname = host_ifname, "from_pod already attached");
-                        return Ok(());
-                    }
-                    let link = SchedClassifierLink::try_from(link).map_err(link_err)?;
-                    let id = prog.attach_to_link(link).map_err(|source| attach_err(host_ifname, source))?;
-                    // Our handle only; the pin keeps the link (and the program) attached.
-                    let _ = prog.take_link(id).map_err(prog_err)?;
-                    info!(ifname = host_ifname, old_prog = linked_prog, new_prog = our_id,
-                          "from_pod link switched to this agent's program");
-                    return Ok(());
-                }
+        match state {
+            LinkState::Live { prog_id, .. } if prog_id == our_id => {
+                debug!(ifname = host_ifname, "from_pod already attached");
+                return Ok(());
+            }
+            LinkState::Live { link, prog_id } => {
+                let link = SchedClassifierLink::try_from(link).map_err(link_err)?;
+                let id = prog.attach_to_link(link).map_err(|source| attach_err(host_ifname, source))?;
+                // Drop our handle only; the pin keeps the link (and the program) attached.
+                let _ = prog.take_link(id).map_err(prog_err)?;
+                info!(ifname = host_ifname, old_prog = prog_id, new_prog = our_id,
+                      "from_pod link switched to this agent's program");
+                return Ok(());
+            }
+            LinkState::Stale => {
                 warn!(ifname = host_ifname, "removing stale link pin (interface was recreated)");
                 bpffs::remove_pin(&pin)?;
             }
-            Err(LinkError::SyscallError(SyscallError { io_error, .. }))
-                if io_error.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(link_err(source)),
+            LinkState::Absent => {}
         }
 
         let id = prog
@@ -67,6 +63,13 @@ impl Datapath {
         link.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
         info!(ifname = host_ifname, pin = %pin.display(), "from_pod attached");
         Ok(())
+    }
+
+    /// Whether `from_pod` (from this or a previous agent) is attached to the host-side veth
+    /// through its pinned link. For CNI CHECK and status.
+    pub fn is_from_pod_attached(&self, host_ifname: &str) -> Result<bool, DatapathError> {
+        let pin = self.link_pin(host_ifname)?;
+        Ok(matches!(pinned_link(host_ifname, &pin)?, LinkState::Live { .. }))
     }
 
     /// Detach `from_pod` from the host-side veth and remove its pin. Ok if it was not attached
@@ -112,18 +115,57 @@ impl Datapath {
 }
 
 fn attach_err(ifname: &str, source: ProgramError) -> DatapathError {
-    DatapathError::Attach { program: PROG_FROM_POD, ifname: ifname.to_owned(), source }
+    let no_device = match &source {
+        ProgramError::TcError(aya::programs::tc::TcError::IoError(e)) => is_enodev(e),
+        ProgramError::SyscallError(SyscallError { io_error, .. }) => is_enodev(io_error),
+        _ => false,
+    };
+    if no_device {
+        DatapathError::NoSuchInterface { ifname: ifname.to_owned() }
+    } else {
+        DatapathError::Attach { program: PROG_FROM_POD, ifname: ifname.to_owned(), source }
+    }
+}
+
+fn is_enodev(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENODEV)
+}
+
+/// What the link pin of an interface refers to.
+enum LinkState {
+    /// No pin.
+    Absent,
+    /// A pin whose link is no longer attached to the interface of that name (the interface was
+    /// deleted, maybe recreated).
+    Stale,
+    /// A pinned link attached to the interface, running program `prog_id`.
+    Live { link: FdLink, prog_id: u32 },
+}
+
+fn pinned_link(ifname: &str, pin: &Path) -> Result<LinkState, DatapathError> {
+    let link_err = |source| DatapathError::Link { ifname: ifname.to_owned(), source };
+    let link = match PinnedLink::from_pin(pin) {
+        Ok(pinned) => FdLink::from(pinned),
+        Err(LinkError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.kind() == io::ErrorKind::NotFound =>
+        {
+            return Ok(LinkState::Absent)
+        }
+        Err(source) => return Err(link_err(source)),
+    };
+    let prog_id = link.info().map_err(link_err)?.program_id();
+    // Only links created through these pins run from_pod here, so "its program is attached to
+    // this interface" identifies the link (LinkInfo does not expose the tcx ifindex).
+    if tcx_ingress_prog_ids(ifname)?.contains(&prog_id) {
+        Ok(LinkState::Live { link, prog_id })
+    } else {
+        Ok(LinkState::Stale)
+    }
 }
 
 /// Ids of the programs attached at TCX ingress of `ifname`.
 fn tcx_ingress_prog_ids(ifname: &str) -> Result<Vec<u32>, DatapathError> {
-    match SchedClassifier::query_tcx(ifname, TcAttachType::Ingress) {
-        Ok((_, progs)) => Ok(progs.iter().map(|p| p.id()).collect()),
-        Err(ProgramError::TcError(aya::programs::tc::TcError::IoError(e)))
-            if e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound =>
-        {
-            Err(DatapathError::NoSuchInterface { ifname: ifname.to_owned() })
-        }
-        Err(source) => Err(attach_err(ifname, source)),
-    }
+    SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
+        .map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
+        .map_err(|source| attach_err(ifname, source))
 }

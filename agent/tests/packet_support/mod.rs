@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use weft::datapath::Datapath;
 
+pub mod netns;
+
 /// tc verdicts (include/uapi/linux/pkt_cls.h).
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
