@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::spec::{Cni, LabSpec, CP_IP, OUTSIDE_IP};
+use crate::spec::{Cni, LabSpec, Proxy, CP_IP, OUTSIDE_IP};
 use crate::state::{BinPaths, LabRecord, StateDir};
 use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream};
 
@@ -74,10 +74,13 @@ fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
     nodes::start_kube_proxies(state, rec)?;
 
     eprintln!("==> CoreDNS");
-    match rec.spec.cni {
-        Cni::Bridge => addons::install_coredns(state, rec)?,
-        // Pods get addresses only once the weft agent runs; CoreDNS starts then.
-        Cni::Weft => addons::apply_coredns(state, rec)?,
+    if rec.spec.cni == Cni::Bridge && rec.spec.proxy != Proxy::None {
+        addons::install_coredns(state, rec)?;
+    } else {
+        // CoreDNS needs pod networking and the `kubernetes` Service routed: with weft (or
+        // without kube-proxy) that arrives with the weft agent, and CoreDNS becomes ready then.
+        addons::apply_coredns(state, rec)?;
+        eprintln!("  CoreDNS applied; it becomes ready once the weft agent serves pods and Services");
     }
     Ok(())
 }

@@ -164,11 +164,21 @@ impl Lab {
         (out.status.success(), text)
     }
 
-    /// `weft-lab down`, then the leftover listing, which must be empty.
+    /// `weft-lab down`, then the leftover listing, which must be empty. Processes that ran in
+    /// a lab namespace before are listed too if they survived (a deleted namespace stays alive,
+    /// unnamed, as long as a process holds it).
     pub fn down(&mut self) -> Leftovers {
+        let before = processes_in_lab_netns();
+        assert!(!before.is_empty(), "a running lab has processes in its namespaces");
         self.up = false;
         self.ok(&["down"], Duration::from_secs(120));
-        leftovers(&self.state)
+        let mut left = leftovers(&self.state);
+        for (pid, cmd) in before {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() && cmdline(pid).as_deref() == Some(cmd.as_str()) {
+                left.processes.push(format!("{pid} {cmd} (ran in a lab namespace)"));
+            }
+        }
+        left
     }
 }
 
@@ -236,20 +246,47 @@ fn prefixed(dir: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(String::from_utf8_lossy(&raw).replace('\0', " "))
+}
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Processes whose network namespace is one of the lab's (compared by nsfs inode).
+pub fn processes_in_lab_netns() -> Vec<(u32, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let inodes: Vec<u64> = lab_netns()
+        .iter()
+        .filter_map(|n| std::fs::metadata(format!("/run/netns/{n}")).ok())
+        .map(|m| m.ino())
+        .collect();
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino()))
+        })
+        .filter_map(|pid| Some((pid, cmdline(pid)?)))
+        .collect()
+}
+
 /// Lists namespaces, processes mentioning the state dir, mounts under it or of lab
 /// namespaces, /etc/netns/wl-*, /sys/fs/bpf/wl-* and the state dir itself.
 pub fn leftovers(state: &Path) -> Leftovers {
     let state_s = state.to_string_lossy().into_owned();
     let me = std::process::id();
-    let processes = std::fs::read_dir("/proc")
+    let processes = pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter_map(|pid| {
-            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            let cmd = cmdline(pid)?;
             cmd.contains(&state_s).then(|| format!("{pid} {cmd}"))
         })
         .collect();
