@@ -191,6 +191,14 @@ mod tests {
     }
 
     #[test]
+    fn response_wire_format_is_the_documented_one() {
+        let ok = ResponseEnvelope { v: 1, response: Ok(Response::Released { ip: None }) };
+        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"v":1,"Ok":{"kind":"released","ip":null}}"#);
+        let err = ResponseEnvelope { v: 1, response: Err(ApiError::new(ErrorKind::NoPodCidr, "x")) };
+        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"v":1,"Err":{"kind":"no_pod_cidr","msg":"x"}}"#);
+    }
+
+    #[test]
     fn error_response_round_trips() {
         let resp = ResponseEnvelope {
             v: 1,

@@ -50,8 +50,17 @@ struct Raw {
     log_level: Option<String>,
     prev_result: Option<Value>,
     ipam: Option<Value>,
-    #[serde(rename = "cni.dev/valid-attachments")]
-    valid_attachments: Option<Vec<RawAttachment>>,
+    /// Absent: not given (GC refuses to run). `null`: none are valid (libcni sends a nil list).
+    #[serde(rename = "cni.dev/valid-attachments", default, deserialize_with = "present")]
+    valid_attachments: Option<Option<Vec<RawAttachment>>>,
+    /// The same list under the name the 1.1.0 spec text first used (libcni sends both).
+    #[serde(rename = "cni.dev/attachments", default, deserialize_with = "present")]
+    attachments_alias: Option<Option<Vec<RawAttachment>>>,
+}
+
+/// Tells a present `null` (`Some(None)`) apart from an absent key (`None`, via `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -122,8 +131,9 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         log_file: raw.log_file,
         log_level,
         prev_result: raw.prev_result,
-        valid_attachments: raw.valid_attachments.map(|v| {
-            v.into_iter()
+        valid_attachments: raw.valid_attachments.or(raw.attachments_alias).map(|v| {
+            v.unwrap_or_default()
+                .into_iter()
                 .map(|a| AttachmentKey { container_id: a.container_id, ifname: a.ifname })
                 .collect()
         }),
@@ -166,6 +176,17 @@ mod tests {
             c.valid_attachments,
             Some(vec![AttachmentKey { container_id: "c1".into(), ifname: "eth0".into() }])
         );
+    }
+
+    #[test]
+    fn valid_attachments_null_means_none_and_absent_means_not_given() {
+        let null = parse(conf(r#","cni.dev/valid-attachments":null"#).as_bytes()).unwrap();
+        assert_eq!(null.valid_attachments, Some(vec![]));
+        assert_eq!(parse(conf("").as_bytes()).unwrap().valid_attachments, None);
+        let alias = parse(conf(r#","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]"#).as_bytes()).unwrap();
+        assert_eq!(alias.valid_attachments.map(|v| v.len()), Some(1));
+        let bad = parse(conf(r#","cni.dev/valid-attachments":[{"ifname":"eth0"}]"#).as_bytes()).unwrap_err();
+        assert_eq!(bad.code, code::INVALID_CONFIG);
     }
 
     #[test]

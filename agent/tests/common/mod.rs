@@ -331,7 +331,8 @@ impl Node {
     /// Start ADD with a debug-build pause after `step`, wait until it reports the pause, and
     /// SIGKILL it there.
     pub fn add_killed_after(&self, step: &str, container_id: &str, pod: &Netns) {
-        assert!(cfg!(debug_assertions), "the pause hook exists only in debug builds: run without --release");
+        #[cfg(not(debug_assertions))]
+        panic!("the pause hook exists only in debug builds: run without --release");
         let mut child = self
             .plugin_command("ADD", container_id, Some(pod), &[("WEFT_TEST_PAUSE_AFTER", step)])
             .spawn()
