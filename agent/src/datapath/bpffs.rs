@@ -23,9 +23,14 @@ pub fn check(path: &Path) -> Result<(), DatapathError> {
     Ok(())
 }
 
-/// Create `path` (and parents) and check it is on bpffs. Creating a directory below a bpffs
-/// mount point makes a bpffs directory; creating one anywhere else is caught by [`check`].
+/// Create `path` (and parents) on bpffs. The nearest existing ancestor is checked first, so a
+/// path outside bpffs fails without leaving directories behind.
 pub fn ensure_dir(path: &Path) -> Result<(), DatapathError> {
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    check(existing).map_err(|e| match e {
+        DatapathError::NotBpffs { .. } => DatapathError::NotBpffs { path: path.to_path_buf() },
+        other => other,
+    })?;
     std::fs::create_dir_all(path).map_err(io("creating", path))?;
     check(path)
 }
