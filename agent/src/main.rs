@@ -12,8 +12,12 @@ use weft::datapath::Datapath;
 use weft::ipam::Store;
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "weft: Kubernetes pod networking on eBPF (agent, CNI plugin, CLI).\n\
-    Run with CNI_COMMAND set, weft is the CNI plugin.")]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: Kubernetes pod networking on eBPF (agent, CNI plugin, CLI).\n\
+    Run with CNI_COMMAND set, weft is the CNI plugin."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -70,7 +74,10 @@ fn pod_cidr(args: &AgentArgs) -> anyhow::Result<Option<Ipv4Net>> {
     let file = args.state_dir.join("pod-cidr");
     match std::fs::read_to_string(&file) {
         Ok(s) => {
-            let c: Ipv4Net = s.trim().parse().with_context(|| format!("{} holds no IPv4 CIDR", file.display()))?;
+            let c: Ipv4Net = s
+                .trim()
+                .parse()
+                .with_context(|| format!("{} holds no IPv4 CIDR", file.display()))?;
             Ok(Some(c.trunc()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -87,16 +94,23 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .init();
     let cidr = pod_cidr(&args)?;
     if let Some(c) = cidr {
-        anyhow::ensure!(c.prefix_len() <= weft::ipam::MAX_PREFIX_LEN, "pod CIDR {c} is too small");
+        anyhow::ensure!(
+            c.prefix_len() <= weft::ipam::MAX_PREFIX_LEN,
+            "pod CIDR {c} is too small"
+        );
     }
     let store = Store::open(args.state_dir.join("ipam")).context("opening the IPAM store")?;
     let pin_dir = args.pin_dir.clone();
     let handle = server::AgentHandle::spawn(move || {
-        let datapath = Datapath::open(&pin_dir).with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
+        let datapath = Datapath::open(&pin_dir)
+            .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
         Ok(Agent::new(store, datapath, cidr))
     })?;
     tracing::info!(pod_cidr = ?cidr, pin_dir = %args.pin_dir.display(), "agent started");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = server::bind(&args.socket).await?;
         server::serve(listener, args.socket.clone(), handle).await

@@ -30,9 +30,18 @@ fn peer_echo_server(pod: &common::Netns, port: u16) -> Proc {
 #[test]
 fn pods_reach_each_other_through_ebpf_with_forwarding_off() {
     let node = Node::start();
-    assert_eq!(node.ns.exec(&["sysctl", "-n", "net.ipv4.ip_forward"]).trim(), "0");
+    assert_eq!(
+        node.ns
+            .exec(&["sysctl", "-n", "net.ipv4.ip_forward"])
+            .trim(),
+        "0"
+    );
     let pods: Vec<_> = (0..3).map(|i| node.pod(i)).collect();
-    let ips: Vec<String> = pods.iter().enumerate().map(|(i, p)| node.add(&format!("ctr{i}"), p).ip()).collect();
+    let ips: Vec<String> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| node.add(&format!("ctr{i}"), p).ip())
+        .collect();
     assert_eq!(node.status()["endpoints"].as_array().unwrap().len(), 3);
 
     for (from, to) in [(0, 1), (1, 2), (2, 0)] {
@@ -41,9 +50,14 @@ fn pods_reach_each_other_through_ebpf_with_forwarding_off() {
     }
     let _server = peer_echo_server(&pods[1], 8080);
     for client in [0, 2] {
-        let (ok, out) = pods[client].try_exec(&["socat", "-T", "5", "-", &format!("TCP4:{}:8080", ips[1])]);
+        let (ok, out) =
+            pods[client].try_exec(&["socat", "-T", "5", "-", &format!("TCP4:{}:8080", ips[1])]);
         assert!(ok, "TCP pod{client} -> pod1 failed: {out}");
-        assert_eq!(out.trim(), ips[client], "server saw another source than the client's pod IP");
+        assert_eq!(
+            out.trim(),
+            ips[client],
+            "server saw another source than the client's pod IP"
+        );
     }
     for (i, pod) in pods.iter().enumerate() {
         node.del(&format!("ctr{i}"), pod);
@@ -66,14 +80,27 @@ fn add_result_is_configured_in_the_pod_and_follows_the_config_version() {
     assert_eq!(pod_if["name"], "eth0");
     assert_eq!(pod_if["sandbox"], pod.path());
     // What the result says is what the pod has.
-    assert!(pod.addresses().contains(&format!("{ip}/32")), "{:?}", pod.addresses());
+    assert!(
+        pod.addresses().contains(&format!("{ip}/32")),
+        "{:?}",
+        pod.addresses()
+    );
     let routes = pod.exec(&["ip", "-4", "route", "show"]);
-    assert!(routes.contains("default via 169.254.1.1 dev eth0 onlink"), "{routes}");
+    assert!(
+        routes.contains("default via 169.254.1.1 dev eth0 onlink"),
+        "{routes}"
+    );
     let neigh = pod.exec(&["ip", "neigh", "show", "169.254.1.1"]);
     let host_if = &r["interfaces"][0];
-    assert!(neigh.contains(host_if["mac"].as_str().unwrap()) && neigh.contains("PERMANENT"), "{neigh}");
+    assert!(
+        neigh.contains(host_if["mac"].as_str().unwrap()) && neigh.contains("PERMANENT"),
+        "{neigh}"
+    );
     assert!(node.ns.route_dsts().contains(&ip));
-    assert_eq!(node.host_veths(), vec![host_if["name"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        node.host_veths(),
+        vec![host_if["name"].as_str().unwrap().to_owned()]
+    );
 
     // ADD again for the same attachment: same address (idempotent), in a 1.1.0 result.
     let again = node.plugin("ADD", "ctr-v031", Some(&pod), &node.config("1.1.0"));
@@ -97,7 +124,10 @@ fn del_removes_veth_address_route_and_endpoint() {
 
     let run = node.del("ctr-del", &pod);
     assert_eq!((run.code, run.stdout.trim()), (0, ""), "{run:?}");
-    assert!(!pod.links().contains(&"eth0".to_owned()), "eth0 still in the pod");
+    assert!(
+        !pod.links().contains(&"eth0".to_owned()),
+        "eth0 still in the pod"
+    );
     assert!(!pod.addresses().iter().any(|a| a.starts_with(&ip)));
     node.assert_empty();
     // DEL is idempotent and succeeds for IDs nobody knows.
@@ -148,7 +178,12 @@ fn parallel_add_del_cycles_leak_nothing() {
     });
     node.assert_empty();
     for pod in &pods {
-        assert_eq!(pod.links(), vec!["lo".to_owned()], "interface left in {}", pod.name);
+        assert_eq!(
+            pod.links(),
+            vec!["lo".to_owned()],
+            "interface left in {}",
+            pod.name
+        );
     }
 }
 
@@ -173,10 +208,24 @@ fn add_killed_midway_then_gc_leaves_nothing() {
         assert_eq!(gc.code, 0, "GC: {gc:?}");
         let st = node.status();
         assert_eq!(st["allocated"], 1, "after GC at {step}: {st}");
-        assert_eq!(st["attachments"][0]["ip"], kept_ip.as_str(), "GC released a valid attachment");
-        let eps: Vec<_> = st["endpoints"].as_array().unwrap().iter().map(|e| e["ip"].clone()).collect();
+        assert_eq!(
+            st["attachments"][0]["ip"],
+            kept_ip.as_str(),
+            "GC released a valid attachment"
+        );
+        let eps: Vec<_> = st["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["ip"].clone())
+            .collect();
         assert_eq!(eps, vec![json!(kept_ip)], "after GC at {step}");
-        assert_eq!(node.host_veths().len(), 1, "after GC at {step}: {:?}", node.host_veths());
+        assert_eq!(
+            node.host_veths().len(),
+            1,
+            "after GC at {step}: {:?}",
+            node.host_veths()
+        );
         assert_eq!(pod.links(), vec!["lo".to_owned()], "after GC at {step}");
     }
     node.del("ctr-keep", &keep);
@@ -208,7 +257,11 @@ fn allocations_survive_an_agent_restart() {
     node.start_agent();
     let st = node.status();
     assert_eq!(st["attachments"][0]["ip"], ip.as_str(), "{st}");
-    assert_eq!(st["endpoints"][0]["ip"], ip.as_str(), "pinned ENDPOINTS entry lost: {st}");
+    assert_eq!(
+        st["endpoints"][0]["ip"],
+        ip.as_str(),
+        "pinned ENDPOINTS entry lost: {st}"
+    );
     assert_eq!(node.add("ctr-restart", &pod).ip(), ip);
     let status = node.plugin("STATUS", "", None, &node.config("1.1.0"));
     assert_eq!((status.code, status.stdout.trim()), (0, ""), "{status:?}");
@@ -223,19 +276,35 @@ fn plugin_errors_are_spec_json_on_stdout_only() {
     // A config that is not a JSON object: decoding failure, answered in the latest version.
     let bad_json = node.plugin("ADD", "ctr-x", Some(&pod), &json!("{not an object"));
     let err = bad_json.json();
-    assert_eq!((bad_json.code, err["code"].as_u64()), (1, Some(6)), "{bad_json:?}");
+    assert_eq!(
+        (bad_json.code, err["code"].as_u64()),
+        (1, Some(6)),
+        "{bad_json:?}"
+    );
     for field in ["cniVersion", "code", "msg", "details"] {
         assert!(err.get(field).is_some(), "{field} missing in {err}");
     }
     // Missing CNI_NETNS for ADD: invalid environment, in the config's version.
     let no_netns = node.plugin("ADD", "ctr-x", None, &node.config("0.4.0"));
-    assert_eq!((no_netns.json()["code"].as_u64(), no_netns.json()["cniVersion"].as_str()), (Some(7), Some("0.4.0")));
+    assert_eq!(
+        (
+            no_netns.json()["code"].as_u64(),
+            no_netns.json()["cniVersion"].as_str()
+        ),
+        (Some(7), Some("0.4.0"))
+    );
     // Unknown version.
     let mut conf = node.config("1.0.0");
     conf["cniVersion"] = json!("0.2.0");
-    assert_eq!(node.plugin("ADD", "ctr-x", Some(&pod), &conf).json()["code"], 1);
+    assert_eq!(
+        node.plugin("ADD", "ctr-x", Some(&pod), &conf).json()["code"],
+        1
+    );
     // VERSION needs no agent.
     let v = node.plugin("VERSION", "", None, &json!({"cniVersion": "1.1.0"}));
-    assert_eq!(v.json()["supportedVersions"], json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+    assert_eq!(
+        v.json()["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
     assert_eq!(pod.links(), vec!["lo".to_owned()]);
 }

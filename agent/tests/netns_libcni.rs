@@ -29,7 +29,9 @@ fn cnitool() -> PathBuf {
         }
         None
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     find(&home.join(".cache/weft/lab"), 6)
         .or_else(|| std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("cnitool")).find(|p| p.is_file()))
         .expect("cnitool not found: build it with the lab (cargo xtask lab …) or set WEFT_CNITOOL=/path/to/cnitool")
@@ -51,17 +53,30 @@ impl<'a> Runtime<'a> {
         }
         std::os::unix::fs::symlink(common::WEFT, dir.0.join("bin/weft")).unwrap();
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/10-weft.conflist");
-        let mut conflist: Value = serde_json::from_str(&std::fs::read_to_string(&shipped).unwrap()).unwrap();
+        let mut conflist: Value =
+            serde_json::from_str(&std::fs::read_to_string(&shipped).unwrap()).unwrap();
         conflist["plugins"][0]["agentSocket"] = node.socket().to_str().unwrap().into();
         conflist["plugins"][0]["logFile"] = node.dir.0.join("cni.log").to_str().unwrap().into();
         std::fs::write(dir.0.join("net.d/10-weft.conflist"), conflist.to_string()).unwrap();
-        Self { node, tool: cnitool(), dir }
+        Self {
+            node,
+            tool: cnitool(),
+            dir,
+        }
     }
 
     fn run(&self, verb: &str, pod: &Netns) -> (bool, String) {
         let script = r#"mount --bind "$VARLIB" /var/lib && exec "$@""#;
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.node.ns.name, "sh", "-c", script, "sh"])
+            .args([
+                "netns",
+                "exec",
+                &self.node.ns.name,
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
             .arg(&self.tool)
             .args([verb, "weft", &pod.path()])
             .env("VARLIB", self.dir.0.join("varlib"))
@@ -69,7 +84,8 @@ impl<'a> Runtime<'a> {
             .env("CNI_PATH", self.dir.0.join("bin"))
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     }
 }
@@ -85,7 +101,13 @@ fn libcni_runs_the_shipped_conflist_through_add_check_status_del() {
         assert!(ok, "cnitool add: {out}");
         let result: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!(result["cniVersion"], "1.1.0");
-        ips.push(result["ips"][0]["address"].as_str().unwrap().trim_end_matches("/32").to_owned());
+        ips.push(
+            result["ips"][0]["address"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("/32")
+                .to_owned(),
+        );
     }
     let (ok, out) = pods[0].try_exec(&["ping", "-c", "1", "-W", "2", &ips[1]]);
     assert!(ok, "ping between libcni-attached pods: {out}");
@@ -97,7 +119,10 @@ fn libcni_runs_the_shipped_conflist_through_add_check_status_del() {
     assert!(ok, "cnitool status: {out}");
     pods[0].exec(&["ip", "link", "set", "eth0", "down"]);
     let (ok, out) = rt.run("check", &pods[0]);
-    assert!(!ok && out.contains("eth0 is down"), "CHECK missed a downed interface: {out}");
+    assert!(
+        !ok && out.contains("eth0 is down"),
+        "CHECK missed a downed interface: {out}"
+    );
 
     for pod in &pods {
         let (ok, out) = rt.run("del", pod);

@@ -13,8 +13,8 @@ use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, Mac, Request, Response,
-    StatusReport,
+    ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, Mac, Request,
+    Response, StatusReport,
 };
 use crate::cni::ip;
 use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
@@ -54,7 +54,11 @@ impl From<ip::IpError> for ApiError {
 
 impl Agent {
     pub fn new(store: Store, datapath: Datapath, pod_cidr: Option<Ipv4Net>) -> Self {
-        Self { store, datapath, pod_cidr }
+        Self {
+            store,
+            datapath,
+            pod_cidr,
+        }
     }
 
     /// Serve one request.
@@ -74,13 +78,23 @@ impl Agent {
         out
     }
 
-    fn allocate(&mut self, key: &AttachmentKey, asked: Option<Ipv4Net>) -> Result<Response, ApiError> {
-        let cidr = asked
-            .or(self.pod_cidr)
-            .ok_or_else(|| ApiError::new(ErrorKind::NoPodCidr, "no podCIDR in the CNI config and none configured on the agent"))?;
+    fn allocate(
+        &mut self,
+        key: &AttachmentKey,
+        asked: Option<Ipv4Net>,
+    ) -> Result<Response, ApiError> {
+        let cidr = asked.or(self.pod_cidr).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NoPodCidr,
+                "no podCIDR in the CNI config and none configured on the agent",
+            )
+        })?;
         let ip = self.store.allocate(key, cidr)?;
         info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "allocated");
-        Ok(Response::Allocated { ip, pod_cidr: cidr.trunc() })
+        Ok(Response::Allocated {
+            ip,
+            pod_cidr: cidr.trunc(),
+        })
     }
 
     fn register(&mut self, key: &AttachmentKey, ep: &EndpointSpec) -> Result<Response, ApiError> {
@@ -88,16 +102,30 @@ impl Agent {
         if held != Some(ep.ip) {
             return Err(ApiError::new(
                 ErrorKind::BadRequest,
-                format!("{} is not allocated to {}/{} (holds {held:?})", ep.ip, key.container_id, key.ifname),
+                format!(
+                    "{} is not allocated to {}/{} (holds {held:?})",
+                    ep.ip, key.container_id, key.ifname
+                ),
             ));
         }
         let expected = host_ifname(&key.container_id, &key.ifname);
         if ep.host_ifname != expected {
-            return Err(ApiError::new(ErrorKind::BadRequest, format!("host veth must be {expected}, not {}", ep.host_ifname)));
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                format!("host veth must be {expected}, not {}", ep.host_ifname),
+            ));
         }
-        let ifindex = nix::net::if_::if_nametoindex(ep.host_ifname.as_str())
-            .map_err(|e| ApiError::new(ErrorKind::Datapath, format!("host veth {}: {e}", ep.host_ifname)))?;
-        let entry = EndpointEntry { ifindex, host_mac: ep.host_mac.0, pod_mac: ep.pod_mac.0 };
+        let ifindex = nix::net::if_::if_nametoindex(ep.host_ifname.as_str()).map_err(|e| {
+            ApiError::new(
+                ErrorKind::Datapath,
+                format!("host veth {}: {e}", ep.host_ifname),
+            )
+        })?;
+        let entry = EndpointEntry {
+            ifindex,
+            host_mac: ep.host_mac.0,
+            pod_mac: ep.pod_mac.0,
+        };
         self.datapath.upsert_endpoint(ep.ip, &entry)?;
         if let Err(e) = self.datapath.attach_from_pod(&ep.host_ifname) {
             let _ = self.datapath.remove_endpoint(ep.ip);
@@ -143,7 +171,10 @@ impl Agent {
             Some(ip) => {
                 let host = host_ifname(&key.container_id, &key.ifname);
                 let ifindex = nix::net::if_::if_nametoindex(host.as_str()).ok();
-                self.datapath.endpoints()?.iter().any(|(i, e)| *i == ip && Some(e.ifindex) == ifindex)
+                self.datapath
+                    .endpoints()?
+                    .iter()
+                    .any(|(i, e)| *i == ip && Some(e.ifindex) == ifindex)
             }
             None => false,
         };
@@ -168,8 +199,11 @@ impl Agent {
                 self.remove_endpoint(ip)?;
             }
         }
-        let live_links: HashSet<String> =
-            pool.allocations.values().map(|k| host_ifname(&k.container_id, &k.ifname)).collect();
+        let live_links: HashSet<String> = pool
+            .allocations
+            .values()
+            .map(|k| host_ifname(&k.container_id, &k.ifname))
+            .collect();
         for link in ip::links_with_prefix(None, HOST_IF_PREFIX)? {
             if !live_links.contains(&link.name) {
                 info!(host = %link.name, "GC: orphan host veth removed");
@@ -182,19 +216,40 @@ impl Agent {
 
     fn status(&mut self) -> Result<StatusReport, ApiError> {
         let pool = self.store.snapshot()?;
-        let pod_cidr = pool.pod_cidr.filter(|_| !pool.allocations.is_empty()).or(self.pod_cidr).or(pool.pod_cidr);
+        let pod_cidr = pool
+            .pod_cidr
+            .filter(|_| !pool.allocations.is_empty())
+            .or(self.pod_cidr)
+            .or(pool.pod_cidr);
         Ok(StatusReport {
             pod_cidr,
             allocated: pool.allocations.len(),
             capacity: pod_cidr.map(ipam::capacity).unwrap_or(0),
-            attachments: pool.allocations.iter().map(|(ip, key)| AttachmentInfo { key: key.clone(), ip: *ip }).collect(),
+            attachments: pool
+                .allocations
+                .iter()
+                .map(|(ip, key)| AttachmentInfo {
+                    key: key.clone(),
+                    ip: *ip,
+                })
+                .collect(),
             endpoints: self
                 .datapath
                 .endpoints()?
                 .into_iter()
-                .map(|(ip, e)| EndpointInfo { ip, ifindex: e.ifindex, host_mac: Mac(e.host_mac), pod_mac: Mac(e.pod_mac) })
+                .map(|(ip, e)| EndpointInfo {
+                    ip,
+                    ifindex: e.ifindex,
+                    host_mac: Mac(e.host_mac),
+                    pod_mac: Mac(e.pod_mac),
+                })
                 .collect(),
-            drops: self.datapath.drop_counters()?.into_iter().map(|(n, c)| (n.to_owned(), c)).collect(),
+            drops: self
+                .datapath
+                .drop_counters()?
+                .into_iter()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect(),
         })
     }
 }

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::Agent;
-use crate::api::{ApiError, ErrorKind, Request, RequestEnvelope, Response, ResponseEnvelope, PROTOCOL_VERSION};
+use crate::api::{
+    ApiError, ErrorKind, Request, RequestEnvelope, Response, ResponseEnvelope, PROTOCOL_VERSION,
+};
 
 /// Longest request line accepted (a GC with thousands of attachments fits easily).
 const MAX_LINE: u64 = 4 << 20;
@@ -30,7 +32,9 @@ pub struct AgentHandle {
 impl AgentHandle {
     /// Start the owner thread; `make` builds the agent on it, so the datapath's handles never
     /// cross threads.
-    pub fn spawn(make: impl FnOnce() -> anyhow::Result<Agent> + Send + 'static) -> anyhow::Result<Self> {
+    pub fn spawn(
+        make: impl FnOnce() -> anyhow::Result<Agent> + Send + 'static,
+    ) -> anyhow::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<Job>(64);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -51,7 +55,9 @@ impl AgentHandle {
                 }
             })
             .context("spawning the owner thread")?;
-        ready_rx.recv().context("owner thread died while starting")??;
+        ready_rx
+            .recv()
+            .context("owner thread died while starting")??;
         Ok(Self { tx })
     }
 
@@ -76,13 +82,18 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("removing stale {}", path.display())),
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
 /// Accept connections until SIGTERM/SIGINT; then remove the socket file.
-pub async fn serve(listener: UnixListener, path: PathBuf, agent: AgentHandle) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    agent: AgentHandle,
+) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     info!(socket = %path.display(), "agent listening");
     loop {
@@ -108,9 +119,12 @@ pub async fn serve(listener: UnixListener, path: PathBuf, agent: AgentHandle) ->
 async fn connection(stream: UnixStream, agent: AgentHandle) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let n = tokio::time::timeout(READ_TIMEOUT, BufReader::new(read.take(MAX_LINE)).read_line(&mut line))
-        .await
-        .context("client sent no request in time")??;
+    let n = tokio::time::timeout(
+        READ_TIMEOUT,
+        BufReader::new(read.take(MAX_LINE)).read_line(&mut line),
+    )
+    .await
+    .context("client sent no request in time")??;
     if n == 0 {
         return Ok(());
     }
@@ -118,7 +132,10 @@ async fn connection(stream: UnixStream, agent: AgentHandle) -> anyhow::Result<()
         Ok(request) => agent.call(request).await,
         Err(e) => Err(e),
     };
-    let mut out = serde_json::to_vec(&ResponseEnvelope { v: PROTOCOL_VERSION, response })?;
+    let mut out = serde_json::to_vec(&ResponseEnvelope {
+        v: PROTOCOL_VERSION,
+        response,
+    })?;
     out.push(b'\n');
     write.write_all(&out).await?;
     Ok(())
@@ -148,9 +165,18 @@ mod tests {
     #[test]
     fn decode_checks_version_then_shape() {
         assert_eq!(decode(r#"{"v":1,"op":"status"}"#).unwrap(), Request::Status);
-        assert_eq!(decode(r#"{"v":2,"op":"status"}"#).unwrap_err().kind, ErrorKind::UnsupportedVersion);
-        assert_eq!(decode(r#"{"op":"status"}"#).unwrap_err().kind, ErrorKind::UnsupportedVersion);
-        assert_eq!(decode(r#"{"v":1,"op":"explode"}"#).unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(
+            decode(r#"{"v":2,"op":"status"}"#).unwrap_err().kind,
+            ErrorKind::UnsupportedVersion
+        );
+        assert_eq!(
+            decode(r#"{"op":"status"}"#).unwrap_err().kind,
+            ErrorKind::UnsupportedVersion
+        );
+        assert_eq!(
+            decode(r#"{"v":1,"op":"explode"}"#).unwrap_err().kind,
+            ErrorKind::BadRequest
+        );
         assert_eq!(decode("not json").unwrap_err().kind, ErrorKind::BadRequest);
     }
 }

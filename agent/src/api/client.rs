@@ -12,13 +12,22 @@ use super::{ApiError, Request, RequestEnvelope, Response, ResponseEnvelope, PROT
 pub enum ClientError {
     /// Nobody listens on the socket (missing file, refused): the caller may retry later.
     #[error("agent not reachable at {path}: {source}")]
-    Unreachable { path: PathBuf, source: std::io::Error },
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Connected, but the exchange failed half-way (timeout, closed connection).
     #[error("talking to the agent at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The agent answered something this build cannot decode.
     #[error("undecodable answer from the agent at {path}: {source}")]
-    Decode { path: PathBuf, source: serde_json::Error },
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     /// The agent speaks another protocol version.
     #[error("agent at {path} speaks protocol v{got}, this plugin v{PROTOCOL_VERSION}")]
     Version { path: PathBuf, got: u32 },
@@ -36,7 +45,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(path: impl AsRef<Path>, timeout: Duration) -> Self {
-        Self { path: path.as_ref().to_owned(), timeout }
+        Self {
+            path: path.as_ref().to_owned(),
+            timeout,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -46,13 +58,22 @@ impl Client {
     /// Send one request, wait for its answer.
     pub fn call(&self, request: Request) -> Result<Response, ClientError> {
         let path = || self.path.clone();
-        let mut stream = UnixStream::connect(&self.path)
-            .map_err(|source| ClientError::Unreachable { path: path(), source })?;
-        let io = |source| ClientError::Io { path: path(), source };
+        let mut stream =
+            UnixStream::connect(&self.path).map_err(|source| ClientError::Unreachable {
+                path: path(),
+                source,
+            })?;
+        let io = |source| ClientError::Io {
+            path: path(),
+            source,
+        };
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        let mut line = serde_json::to_vec(&RequestEnvelope { v: PROTOCOL_VERSION, request })
-            .expect("requests always serialize");
+        let mut line = serde_json::to_vec(&RequestEnvelope {
+            v: PROTOCOL_VERSION,
+            request,
+        })
+        .expect("requests always serialize");
         line.push(b'\n');
         stream.write_all(&line).map_err(io)?;
         let mut answer = String::new();
@@ -63,10 +84,16 @@ impl Client {
                 "agent closed the connection without answering",
             )));
         }
-        let envelope: ResponseEnvelope = serde_json::from_str(&answer)
-            .map_err(|source| ClientError::Decode { path: path(), source })?;
+        let envelope: ResponseEnvelope =
+            serde_json::from_str(&answer).map_err(|source| ClientError::Decode {
+                path: path(),
+                source,
+            })?;
         if envelope.v != PROTOCOL_VERSION {
-            return Err(ClientError::Version { path: path(), got: envelope.v });
+            return Err(ClientError::Version {
+                path: path(),
+                got: envelope.v,
+            });
         }
         Ok(envelope.response?)
     }

@@ -26,9 +26,15 @@ pub struct RequestEnvelope {
 pub enum Request {
     /// Allocate (or return the existing) address of an attachment. `pod_cidr` comes from the
     /// CNI config's `podCIDR`; without it the agent uses its own node pod CIDR.
-    Allocate { key: AttachmentKey, pod_cidr: Option<Ipv4Net> },
+    Allocate {
+        key: AttachmentKey,
+        pod_cidr: Option<Ipv4Net>,
+    },
     /// The veth exists: record the endpoint and attach `from_pod` to the host side.
-    Register { key: AttachmentKey, endpoint: EndpointSpec },
+    Register {
+        key: AttachmentKey,
+        endpoint: EndpointSpec,
+    },
     /// Undo everything of an attachment: endpoint entry, tc attachment, host veth, address.
     /// Unknown attachments succeed with `ip: None`.
     Release { key: AttachmentKey },
@@ -61,11 +67,23 @@ pub struct ResponseEnvelope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
-    Allocated { ip: Ipv4Addr, pod_cidr: Ipv4Net },
-    Registered { ifindex: u32 },
-    Released { ip: Option<Ipv4Addr> },
-    Attachment { ip: Option<Ipv4Addr>, registered: bool },
-    GcDone { released: Vec<(AttachmentKey, Ipv4Addr)> },
+    Allocated {
+        ip: Ipv4Addr,
+        pod_cidr: Ipv4Net,
+    },
+    Registered {
+        ifindex: u32,
+    },
+    Released {
+        ip: Option<Ipv4Addr>,
+    },
+    Attachment {
+        ip: Option<Ipv4Addr>,
+        registered: bool,
+    },
+    GcDone {
+        released: Vec<(AttachmentKey, Ipv4Addr)>,
+    },
     Status(StatusReport),
 }
 
@@ -125,7 +143,10 @@ pub enum ErrorKind {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        Self { kind, msg: msg.into() }
+        Self {
+            kind,
+            msg: msg.into(),
+        }
     }
 }
 
@@ -136,7 +157,11 @@ pub struct Mac(pub [u8; 6]);
 impl std::fmt::Display for Mac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -146,7 +171,9 @@ impl std::str::FromStr for Mac {
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for byte in &mut out {
-            let p = parts.next().ok_or_else(|| format!("MAC {s:?}: too few octets"))?;
+            let p = parts
+                .next()
+                .ok_or_else(|| format!("MAC {s:?}: too few octets"))?;
             if p.len() != 2 {
                 return Err(format!("MAC {s:?}: octet {p:?} is not two hex digits"));
             }
@@ -181,21 +208,39 @@ mod tests {
         let req = RequestEnvelope {
             v: 1,
             request: Request::Allocate {
-                key: AttachmentKey { container_id: "abc".into(), ifname: "eth0".into() },
+                key: AttachmentKey {
+                    container_id: "abc".into(),
+                    ifname: "eth0".into(),
+                },
                 pod_cidr: Some("10.200.1.0/24".parse().unwrap()),
             },
         };
         let line = serde_json::to_string(&req).unwrap();
-        assert!(line.contains(r#""v":1"#) && line.contains(r#""op":"allocate""#), "{line}");
+        assert!(
+            line.contains(r#""v":1"#) && line.contains(r#""op":"allocate""#),
+            "{line}"
+        );
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
     }
 
     #[test]
     fn response_wire_format_is_the_documented_one() {
-        let ok = ResponseEnvelope { v: 1, response: Ok(Response::Released { ip: None }) };
-        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"v":1,"Ok":{"kind":"released","ip":null}}"#);
-        let err = ResponseEnvelope { v: 1, response: Err(ApiError::new(ErrorKind::NoPodCidr, "x")) };
-        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"v":1,"Err":{"kind":"no_pod_cidr","msg":"x"}}"#);
+        let ok = ResponseEnvelope {
+            v: 1,
+            response: Ok(Response::Released { ip: None }),
+        };
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            r#"{"v":1,"Ok":{"kind":"released","ip":null}}"#
+        );
+        let err = ResponseEnvelope {
+            v: 1,
+            response: Err(ApiError::new(ErrorKind::NoPodCidr, "x")),
+        };
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"v":1,"Err":{"kind":"no_pod_cidr","msg":"x"}}"#
+        );
     }
 
     #[test]
@@ -205,7 +250,10 @@ mod tests {
             response: Err(ApiError::new(ErrorKind::Exhausted, "no address left")),
         };
         let line = serde_json::to_string(&resp).unwrap();
-        assert_eq!(serde_json::from_str::<ResponseEnvelope>(&line).unwrap(), resp);
+        assert_eq!(
+            serde_json::from_str::<ResponseEnvelope>(&line).unwrap(),
+            resp
+        );
     }
 
     #[test]
@@ -213,7 +261,13 @@ mod tests {
         let m: Mac = "0a:1b:2c:3d:4e:5f".parse().unwrap();
         assert_eq!(m.0, [0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f]);
         assert_eq!(m.to_string(), "0a:1b:2c:3d:4e:5f");
-        for bad in ["", "0a:1b:2c:3d:4e", "0a:1b:2c:3d:4e:5f:60", "zz:1b:2c:3d:4e:5f", "a:1b:2c:3d:4e:5f"] {
+        for bad in [
+            "",
+            "0a:1b:2c:3d:4e",
+            "0a:1b:2c:3d:4e:5f:60",
+            "zz:1b:2c:3d:4e:5f",
+            "a:1b:2c:3d:4e:5f",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad:?} accepted");
         }
     }

@@ -12,7 +12,10 @@ use crate::api::{Client, Request, Response, StatusReport};
 
 pub fn run(socket: &Path, output: Output) -> anyhow::Result<()> {
     let client = Client::new(socket, Duration::from_secs(10));
-    let report = match client.call(Request::Status).context("asking the agent for its status")? {
+    let report = match client
+        .call(Request::Status)
+        .context("asking the agent for its status")?
+    {
         Response::Status(r) => r,
         other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
     };
@@ -33,7 +36,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         let _ = writeln!(out, "{}", padded.join("  ").trim_end());
     };
     line(header.to_vec(), &mut out);
@@ -46,8 +53,15 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// The human-readable report.
 pub fn render(r: &StatusReport) -> String {
     let mut out = String::new();
-    let cidr = r.pod_cidr.map(|c| c.to_string()).unwrap_or_else(|| "(none)".into());
-    let _ = writeln!(out, "Pod CIDR: {cidr}   addresses in use: {}/{}\n", r.allocated, r.capacity);
+    let cidr = r
+        .pod_cidr
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "(none)".into());
+    let _ = writeln!(
+        out,
+        "Pod CIDR: {cidr}   addresses in use: {}/{}\n",
+        r.allocated, r.capacity
+    );
     let owners: HashMap<_, _> = r.attachments.iter().map(|a| (a.ip, &a.key)).collect();
     let mut rows: Vec<Vec<String>> = r
         .endpoints
@@ -59,20 +73,47 @@ pub fn render(r: &StatusReport) -> String {
                 e.ifindex.to_string(),
                 e.host_mac.to_string(),
                 e.pod_mac.to_string(),
-                owner.map(|k| k.container_id.chars().take(12).collect()).unwrap_or_else(|| "(orphan)".into()),
+                owner
+                    .map(|k| k.container_id.chars().take(12).collect())
+                    .unwrap_or_else(|| "(orphan)".into()),
                 owner.map(|k| k.ifname.clone()).unwrap_or_default(),
             ]
         })
         .collect();
-    for a in r.attachments.iter().filter(|a| !r.endpoints.iter().any(|e| e.ip == a.ip)) {
+    for a in r
+        .attachments
+        .iter()
+        .filter(|a| !r.endpoints.iter().any(|e| e.ip == a.ip))
+    {
         let id = a.key.container_id.chars().take(12).collect();
-        rows.push(vec![a.ip.to_string(), "-".into(), "-".into(), "-".into(), id, a.key.ifname.clone()]);
+        rows.push(vec![
+            a.ip.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            id,
+            a.key.ifname.clone(),
+        ]);
     }
     rows.sort_by_key(|r| r[0].parse::<std::net::Ipv4Addr>().ok());
     out += "ENDPOINTS\n";
-    out += &table(&["IP", "IFINDEX", "HOST MAC", "POD MAC", "CONTAINER", "IFNAME"], &rows);
+    out += &table(
+        &[
+            "IP",
+            "IFINDEX",
+            "HOST MAC",
+            "POD MAC",
+            "CONTAINER",
+            "IFNAME",
+        ],
+        &rows,
+    );
     out += "\nDROPS\n";
-    let drops: Vec<Vec<String>> = r.drops.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
+    let drops: Vec<Vec<String>> = r
+        .drops
+        .iter()
+        .map(|(n, c)| vec![n.clone(), c.to_string()])
+        .collect();
     out += &table(&["REASON", "PACKETS"], &drops);
     out
 }
@@ -84,14 +125,23 @@ mod tests {
 
     #[test]
     fn table_lists_endpoints_with_owner_and_unregistered_attachments() {
-        let key = |id: &str| AttachmentKey { container_id: id.into(), ifname: "eth0".into() };
+        let key = |id: &str| AttachmentKey {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        };
         let report = StatusReport {
             pod_cidr: Some("10.200.1.0/24".parse().unwrap()),
             allocated: 2,
             capacity: 253,
             attachments: vec![
-                AttachmentInfo { key: key("aaaaaaaaaaaaaaaa"), ip: "10.200.1.2".parse().unwrap() },
-                AttachmentInfo { key: key("bbbb"), ip: "10.200.1.3".parse().unwrap() },
+                AttachmentInfo {
+                    key: key("aaaaaaaaaaaaaaaa"),
+                    ip: "10.200.1.2".parse().unwrap(),
+                },
+                AttachmentInfo {
+                    key: key("bbbb"),
+                    ip: "10.200.1.3".parse().unwrap(),
+                },
             ],
             endpoints: vec![EndpointInfo {
                 ip: "10.200.1.2".parse().unwrap(),
@@ -102,12 +152,29 @@ mod tests {
             drops: vec![("no_endpoint".into(), 3)],
         };
         let text = render(&report);
-        assert!(text.contains("Pod CIDR: 10.200.1.0/24   addresses in use: 2/253"), "{text}");
+        assert!(
+            text.contains("Pod CIDR: 10.200.1.0/24   addresses in use: 2/253"),
+            "{text}"
+        );
         let lines: Vec<&str> = text.lines().collect();
-        let ep = lines.iter().find(|l| l.starts_with("10.200.1.2 ")).expect(&text);
-        assert!(ep.contains(" 7 ") && ep.contains("aaaaaaaaaaaa ") && ep.ends_with("eth0"), "{ep}");
-        let pending = lines.iter().find(|l| l.starts_with("10.200.1.3 ")).expect(&text);
+        let ep = lines
+            .iter()
+            .find(|l| l.starts_with("10.200.1.2 "))
+            .expect(&text);
+        assert!(
+            ep.contains(" 7 ") && ep.contains("aaaaaaaaaaaa ") && ep.ends_with("eth0"),
+            "{ep}"
+        );
+        let pending = lines
+            .iter()
+            .find(|l| l.starts_with("10.200.1.3 "))
+            .expect(&text);
         assert!(pending.contains("bbbb"), "{pending}");
-        assert!(lines.iter().any(|l| l.starts_with("no_endpoint") && l.ends_with('3')), "{text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("no_endpoint") && l.ends_with('3')),
+            "{text}"
+        );
     }
 }

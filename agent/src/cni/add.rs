@@ -22,9 +22,13 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Va
     let key = env.key();
     let netns_path = env.netns.as_deref().expect("checked by CniEnv");
     // Open the pod netns before allocating: a wrong path must not cost an address.
-    let netns = Netns::open(netns_path)
-        .map_err(|e| CniError::new(code::INVALID_ENV, "CNI_NETNS cannot be opened").with_details(e))?;
-    let ip = match ctx.client.call(Request::Allocate { key: key.clone(), pod_cidr: conf.pod_cidr })? {
+    let netns = Netns::open(netns_path).map_err(|e| {
+        CniError::new(code::INVALID_ENV, "CNI_NETNS cannot be opened").with_details(e)
+    })?;
+    let ip = match ctx.client.call(Request::Allocate {
+        key: key.clone(),
+        pod_cidr: conf.pod_cidr,
+    })? {
         Response::Allocated { ip, .. } => ip,
         other => return Err(unexpected(other)),
     };
@@ -32,7 +36,11 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Va
     pause_point("alloc");
     let host = host_ifname(&key.container_id, &key.ifname);
     match build(ctx, conf, env, &netns, &host, ip) {
-        Ok(attachment) => Ok(result::render(&attachment, conf.cni_version, conf.prev_result.as_ref())),
+        Ok(attachment) => Ok(result::render(
+            &attachment,
+            conf.cni_version,
+            conf.prev_result.as_ref(),
+        )),
         Err(e) => {
             warn!(error = %e, %host, "ADD failed, rolling back");
             rollback(ctx, &key, &host);
@@ -42,17 +50,39 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Va
 }
 
 /// Everything after the allocation; any error here is rolled back by the caller.
-fn build(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv, netns: &Netns, host: &str, ip: Ipv4Addr) -> Result<Attachment, CniError> {
+fn build(
+    ctx: &VerbCtx,
+    conf: &NetConf,
+    env: &CniEnv,
+    netns: &Netns,
+    host: &str,
+    ip: Ipv4Addr,
+) -> Result<Attachment, CniError> {
     let pod_if = env.ifname.as_deref().expect("checked by CniEnv");
     let mtu = conf.mtu.to_string();
     // A leftover of an earlier, interrupted ADD of the same attachment: start over.
     ip::delete_link(None, host).map_err(setup_failed("removing a stale host veth"))?;
-    if ip::link(Some(netns), pod_if).map_err(setup_failed("inspecting the pod netns"))?.is_some() {
-        return Err(CniError::new(code::GENERIC, format!("interface {pod_if} already exists in {}", netns.path().display())));
+    if ip::link(Some(netns), pod_if)
+        .map_err(setup_failed("inspecting the pod netns"))?
+        .is_some()
+    {
+        return Err(CniError::new(
+            code::GENERIC,
+            format!(
+                "interface {pod_if} already exists in {}",
+                netns.path().display()
+            ),
+        ));
     }
     let netns_arg = netns.path().to_string_lossy();
-    ip::run(None, &["link", "add", host, "mtu", &mtu, "type", "veth", "peer", "name", pod_if, "mtu", &mtu, "netns", &netns_arg])
-        .map_err(setup_failed("creating the veth pair"))?;
+    ip::run(
+        None,
+        &[
+            "link", "add", host, "mtu", &mtu, "type", "veth", "peer", "name", pod_if, "mtu", &mtu,
+            "netns", &netns_arg,
+        ],
+    )
+    .map_err(setup_failed("creating the veth pair"))?;
     let host_link = ip::link(None, host)
         .map_err(setup_failed("reading the host veth"))?
         .ok_or_else(|| CniError::new(code::GENERIC, format!("host veth {host} vanished")))?;
@@ -64,16 +94,33 @@ fn build(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv, netns: &Netns, host: &str,
         &[
             format!("addr add {ip}/32 dev {pod_if}"),
             format!("link set dev {pod_if} up"),
-            format!("neigh replace {GATEWAY} lladdr {} dev {pod_if} nud permanent", host_link.mac),
+            format!(
+                "neigh replace {GATEWAY} lladdr {} dev {pod_if} nud permanent",
+                host_link.mac
+            ),
             format!("route add default via {GATEWAY} dev {pod_if} onlink"),
         ],
     )
     .map_err(setup_failed("configuring the pod interface"))?;
-    ip::batch(None, &[format!("link set dev {host} up"), format!("route replace {ip}/32 dev {host} scope link")])
-        .map_err(setup_failed("configuring the host veth"))?;
+    ip::batch(
+        None,
+        &[
+            format!("link set dev {host} up"),
+            format!("route replace {ip}/32 dev {host} scope link"),
+        ],
+    )
+    .map_err(setup_failed("configuring the host veth"))?;
     pause_point("veth");
-    let spec = EndpointSpec { ip, host_ifname: host.to_owned(), host_mac: host_link.mac, pod_mac: pod_link.mac };
-    match ctx.client.call(Request::Register { key: env.key(), endpoint: spec })? {
+    let spec = EndpointSpec {
+        ip,
+        host_ifname: host.to_owned(),
+        host_mac: host_link.mac,
+        pod_mac: pod_link.mac,
+    };
+    match ctx.client.call(Request::Register {
+        key: env.key(),
+        endpoint: spec,
+    })? {
         Response::Registered { .. } => {}
         other => return Err(unexpected(other)),
     }

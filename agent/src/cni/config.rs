@@ -51,7 +51,11 @@ struct Raw {
     prev_result: Option<Value>,
     ipam: Option<Value>,
     /// Absent: not given (GC refuses to run). `null`: none are valid (libcni sends a nil list).
-    #[serde(rename = "cni.dev/valid-attachments", default, deserialize_with = "present")]
+    #[serde(
+        rename = "cni.dev/valid-attachments",
+        default,
+        deserialize_with = "present"
+    )]
     valid_attachments: Option<Option<Vec<RawAttachment>>>,
     /// The same list under the name the 1.1.0 spec text first used (libcni sends both).
     #[serde(rename = "cni.dev/attachments", default, deserialize_with = "present")]
@@ -59,7 +63,9 @@ struct Raw {
 }
 
 /// Tells a present `null` (`Some(None)`) apart from an absent key (`None`, via `default`).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -84,21 +90,43 @@ fn invalid(msg: impl Into<String>) -> CniError {
 
 /// Parse and validate the config bytes read from stdin.
 pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
-    let value: Value = serde_json::from_slice(stdin)
-        .map_err(|e| CniError::new(code::DECODING_FAILURE, "network configuration is not valid JSON").with_details(e))?;
+    let value: Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+        )
+        .with_details(e)
+    })?;
     if !value.is_object() {
-        return Err(CniError::new(code::DECODING_FAILURE, "network configuration must be a JSON object"));
+        return Err(CniError::new(
+            code::DECODING_FAILURE,
+            "network configuration must be a JSON object",
+        ));
     }
-    let raw: Raw = serde_json::from_value(value).map_err(|e| invalid("malformed network configuration").with_details(e))?;
-    let version = raw.cni_version.ok_or_else(|| invalid("cniVersion is missing"))?;
+    let raw: Raw = serde_json::from_value(value)
+        .map_err(|e| invalid("malformed network configuration").with_details(e))?;
+    let version = raw
+        .cni_version
+        .ok_or_else(|| invalid("cniVersion is missing"))?;
     let cni_version = CniVersion::parse(&version)?;
-    let name = raw.name.filter(|n| !n.is_empty()).ok_or_else(|| invalid("name is missing"))?;
+    let name = raw
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("name is missing"))?;
     match raw.plugin_type.as_deref() {
         Some("weft") => {}
-        Some(other) => return Err(invalid(format!("type is {other:?}, this plugin is \"weft\""))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "type is {other:?}, this plugin is \"weft\""
+            )))
+        }
         None => return Err(invalid("type is missing")),
     }
-    if raw.ipam.as_ref().is_some_and(|i| i.as_object().is_some_and(|o| !o.is_empty())) {
+    if raw
+        .ipam
+        .as_ref()
+        .is_some_and(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+    {
         return Err(CniError::new(
             code::UNSUPPORTED_FIELD,
             "weft allocates addresses itself: remove the ipam section (set podCIDR instead)",
@@ -107,9 +135,14 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     let pod_cidr = raw
         .pod_cidr
         .map(|s| {
-            let net: Ipv4Net = s.parse().map_err(|e| invalid(format!("podCIDR {s:?} is not an IPv4 CIDR")).with_details(e))?;
+            let net: Ipv4Net = s.parse().map_err(|e| {
+                invalid(format!("podCIDR {s:?} is not an IPv4 CIDR")).with_details(e)
+            })?;
             if net.prefix_len() > crate::ipam::MAX_PREFIX_LEN {
-                return Err(invalid(format!("podCIDR {s} is too small (longest prefix is /{})", crate::ipam::MAX_PREFIX_LEN)));
+                return Err(invalid(format!(
+                    "podCIDR {s} is too small (longest prefix is /{})",
+                    crate::ipam::MAX_PREFIX_LEN
+                )));
             }
             Ok(net.trunc())
         })
@@ -120,7 +153,9 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     }
     let log_level = raw.log_level.unwrap_or_else(|| "warn".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        return Err(invalid(format!("logLevel {log_level:?} is not a valid filter")));
+        return Err(invalid(format!(
+            "logLevel {log_level:?} is not a valid filter"
+        )));
     }
     Ok(NetConf {
         cni_version,
@@ -134,7 +169,10 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         valid_attachments: raw.valid_attachments.or(raw.attachments_alias).map(|v| {
             v.unwrap_or_default()
                 .into_iter()
-                .map(|a| AttachmentKey { container_id: a.container_id, ifname: a.ifname })
+                .map(|a| AttachmentKey {
+                    container_id: a.container_id,
+                    ifname: a.ifname,
+                })
                 .collect()
         }),
     })
@@ -174,7 +212,10 @@ mod tests {
         assert!(c.prev_result.is_some());
         assert_eq!(
             c.valid_attachments,
-            Some(vec![AttachmentKey { container_id: "c1".into(), ifname: "eth0".into() }])
+            Some(vec![AttachmentKey {
+                container_id: "c1".into(),
+                ifname: "eth0".into()
+            }])
         );
     }
 
@@ -183,9 +224,13 @@ mod tests {
         let null = parse(conf(r#","cni.dev/valid-attachments":null"#).as_bytes()).unwrap();
         assert_eq!(null.valid_attachments, Some(vec![]));
         assert_eq!(parse(conf("").as_bytes()).unwrap().valid_attachments, None);
-        let alias = parse(conf(r#","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]"#).as_bytes()).unwrap();
+        let alias = parse(
+            conf(r#","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]"#).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(alias.valid_attachments.map(|v| v.len()), Some(1));
-        let bad = parse(conf(r#","cni.dev/valid-attachments":[{"ifname":"eth0"}]"#).as_bytes()).unwrap_err();
+        let bad = parse(conf(r#","cni.dev/valid-attachments":[{"ifname":"eth0"}]"#).as_bytes())
+            .unwrap_err();
         assert_eq!(bad.code, code::INVALID_CONFIG);
     }
 
@@ -196,14 +241,33 @@ mod tests {
             ("{not json", code::DECODING_FAILURE),
             ("[1,2]", code::DECODING_FAILURE),
             (r#"{"name":"weft","type":"weft"}"#, code::INVALID_CONFIG),
-            (r#"{"cniVersion":"9.9.9","name":"weft","type":"weft"}"#, code::INCOMPATIBLE_VERSION),
-            (r#"{"cniVersion":"1.0.0","type":"weft"}"#, code::INVALID_CONFIG),
-            (r#"{"cniVersion":"1.0.0","name":"weft"}"#, code::INVALID_CONFIG),
-            (r#"{"cniVersion":"1.0.0","name":"weft","type":"bridge"}"#, code::INVALID_CONFIG),
-            (r#"{"cniVersion":1,"name":"weft","type":"weft"}"#, code::INVALID_CONFIG),
+            (
+                r#"{"cniVersion":"9.9.9","name":"weft","type":"weft"}"#,
+                code::INCOMPATIBLE_VERSION,
+            ),
+            (
+                r#"{"cniVersion":"1.0.0","type":"weft"}"#,
+                code::INVALID_CONFIG,
+            ),
+            (
+                r#"{"cniVersion":"1.0.0","name":"weft"}"#,
+                code::INVALID_CONFIG,
+            ),
+            (
+                r#"{"cniVersion":"1.0.0","name":"weft","type":"bridge"}"#,
+                code::INVALID_CONFIG,
+            ),
+            (
+                r#"{"cniVersion":1,"name":"weft","type":"weft"}"#,
+                code::INVALID_CONFIG,
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(parse(input.as_bytes()).unwrap_err().code, *want, "{input:?}");
+            assert_eq!(
+                parse(input.as_bytes()).unwrap_err().code,
+                *want,
+                "{input:?}"
+            );
         }
         for extra in [
             r#","podCIDR":"10.200.0.0/33""#,
@@ -214,7 +278,11 @@ mod tests {
             r#","mtu":"1500""#,
             r#","logLevel":"[[[""#,
         ] {
-            assert_eq!(parse(conf(extra).as_bytes()).unwrap_err().code, code::INVALID_CONFIG, "{extra}");
+            assert_eq!(
+                parse(conf(extra).as_bytes()).unwrap_err().code,
+                code::INVALID_CONFIG,
+                "{extra}"
+            );
         }
         let ipam = parse(conf(r#","ipam":{"type":"host-local"}"#).as_bytes()).unwrap_err();
         assert_eq!(ipam.code, code::UNSUPPORTED_FIELD);
@@ -222,7 +290,10 @@ mod tests {
 
     #[test]
     fn version_is_sniffed_even_from_an_invalid_config() {
-        assert_eq!(sniff_version(br#"{"cniVersion":"0.4.0","mtu":"x"}"#).as_deref(), Some("0.4.0"));
+        assert_eq!(
+            sniff_version(br#"{"cniVersion":"0.4.0","mtu":"x"}"#).as_deref(),
+            Some("0.4.0")
+        );
         assert_eq!(sniff_version(br#"{"cniVersion":"7.0.0"}"#), None);
         assert_eq!(sniff_version(b"garbage"), None);
     }

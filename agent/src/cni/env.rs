@@ -45,7 +45,9 @@ fn valid_ifname(name: &str) -> bool {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 impl CniEnv {
@@ -65,13 +67,17 @@ impl CniEnv {
         let container_id = var("CNI_CONTAINERID");
         if let Some(id) = &container_id {
             if !valid_container_id(id) {
-                return Err(bad_env(format!("CNI_CONTAINERID {id:?} is not a valid container ID")));
+                return Err(bad_env(format!(
+                    "CNI_CONTAINERID {id:?} is not a valid container ID"
+                )));
             }
         }
         let ifname = var("CNI_IFNAME");
         if let Some(n) = &ifname {
             if !valid_ifname(n) {
-                return Err(bad_env(format!("CNI_IFNAME {n:?} is not a valid interface name")));
+                return Err(bad_env(format!(
+                    "CNI_IFNAME {n:?} is not a valid interface name"
+                )));
             }
         }
         let args = var("CNI_ARGS")
@@ -81,7 +87,9 @@ impl CniEnv {
                     .map(|kv| {
                         kv.split_once('=')
                             .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .ok_or_else(|| bad_env(format!("CNI_ARGS item {kv:?} is not KEY=VALUE")))
+                            .ok_or_else(|| {
+                                bad_env(format!("CNI_ARGS item {kv:?} is not KEY=VALUE"))
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -93,7 +101,9 @@ impl CniEnv {
             netns: var("CNI_NETNS").map(PathBuf::from),
             ifname,
             args,
-            path: var("CNI_PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default(),
+            path: var("CNI_PATH")
+                .map(|p| std::env::split_paths(&p).collect())
+                .unwrap_or_default(),
         };
         let (need_id, need_netns, need_if) = match command {
             Command::Add | Command::Check => (true, true, true),
@@ -127,7 +137,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Result<CniEnv, CniError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         CniEnv::from_vars(|k| map.get(k).cloned())
     }
 
@@ -144,7 +157,13 @@ mod tests {
     fn full_add_environment_is_parsed() {
         let e = env(ADD).unwrap();
         assert_eq!(e.command, Command::Add);
-        assert_eq!(e.key(), AttachmentKey { container_id: "c0ffee_1.a-b".into(), ifname: "eth0".into() });
+        assert_eq!(
+            e.key(),
+            AttachmentKey {
+                container_id: "c0ffee_1.a-b".into(),
+                ifname: "eth0".into()
+            }
+        );
         assert_eq!(e.netns, Some(PathBuf::from("/run/netns/pod")));
         assert_eq!(e.args[1], ("K8S_POD_NAMESPACE".into(), "default".into()));
         assert_eq!(e.path.len(), 2);
@@ -163,7 +182,11 @@ mod tests {
     #[test]
     fn missing_or_bad_variables_are_invalid_environment() {
         for key in ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
-            assert_eq!(env(&without(key)).unwrap_err().code, code::INVALID_ENV, "without {key}");
+            assert_eq!(
+                env(&without(key)).unwrap_err().code,
+                code::INVALID_ENV,
+                "without {key}"
+            );
         }
         for (k, v) in [
             ("CNI_COMMAND", "REMOVE"),
@@ -173,7 +196,11 @@ mod tests {
             ("CNI_IFNAME", "eth/0"),
             ("CNI_ARGS", "novalue"),
         ] {
-            assert_eq!(env(&with(k, v)).unwrap_err().code, code::INVALID_ENV, "{k}={v}");
+            assert_eq!(
+                env(&with(k, v)).unwrap_err().code,
+                code::INVALID_ENV,
+                "{k}={v}"
+            );
         }
     }
 
@@ -183,8 +210,14 @@ mod tests {
         del.retain(|(k, _)| *k != "CNI_COMMAND");
         del.push(("CNI_COMMAND", "DEL"));
         assert_eq!(env(&del).unwrap().command, Command::Del);
-        assert_eq!(env(&[("CNI_COMMAND", "VERSION")]).unwrap().command, Command::Version);
+        assert_eq!(
+            env(&[("CNI_COMMAND", "VERSION")]).unwrap().command,
+            Command::Version
+        );
         assert_eq!(env(&[("CNI_COMMAND", "GC")]).unwrap().command, Command::Gc);
-        assert_eq!(env(&[("CNI_COMMAND", "STATUS")]).unwrap().command, Command::Status);
+        assert_eq!(
+            env(&[("CNI_COMMAND", "STATUS")]).unwrap().command,
+            Command::Status
+        );
     }
 }

@@ -28,7 +28,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into(), details: String::new() }
+        Self {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl std::fmt::Display) -> Self {
@@ -51,18 +55,32 @@ impl From<crate::api::ClientError> for CniError {
     fn from(e: crate::api::ClientError) -> Self {
         use crate::api::{ClientError, ErrorKind};
         match &e {
-            ClientError::Unreachable { .. } => {
-                CniError::new(code::TRY_AGAIN_LATER, "the weft agent is not running on this node")
+            ClientError::Unreachable { .. } => CniError::new(
+                code::TRY_AGAIN_LATER,
+                "the weft agent is not running on this node",
+            ),
+            ClientError::Io { .. } => {
+                CniError::new(code::TRY_AGAIN_LATER, "the weft agent did not answer")
             }
-            ClientError::Io { .. } => CniError::new(code::TRY_AGAIN_LATER, "the weft agent did not answer"),
-            ClientError::Decode { .. } | ClientError::Version { .. } => {
-                CniError::new(code::INCOMPATIBLE_VERSION, "plugin and agent versions do not match")
-            }
+            ClientError::Decode { .. } | ClientError::Version { .. } => CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                "plugin and agent versions do not match",
+            ),
             ClientError::Agent(api) => match api.kind {
-                ErrorKind::NoPodCidr => CniError::new(code::TRY_AGAIN_LATER, "the node has no pod CIDR yet"),
-                ErrorKind::CidrMismatch => CniError::new(code::INVALID_CONFIG, "podCIDR conflicts with the node's allocations"),
-                ErrorKind::UnsupportedVersion => CniError::new(code::INCOMPATIBLE_VERSION, "plugin and agent versions do not match"),
-                ErrorKind::Exhausted => CniError::new(code::GENERIC, "no free address in the node's pod CIDR"),
+                ErrorKind::NoPodCidr => {
+                    CniError::new(code::TRY_AGAIN_LATER, "the node has no pod CIDR yet")
+                }
+                ErrorKind::CidrMismatch => CniError::new(
+                    code::INVALID_CONFIG,
+                    "podCIDR conflicts with the node's allocations",
+                ),
+                ErrorKind::UnsupportedVersion => CniError::new(
+                    code::INCOMPATIBLE_VERSION,
+                    "plugin and agent versions do not match",
+                ),
+                ErrorKind::Exhausted => {
+                    CniError::new(code::GENERIC, "no free address in the node's pod CIDR")
+                }
                 ErrorKind::BadRequest | ErrorKind::Store | ErrorKind::Datapath => {
                     CniError::new(code::GENERIC, "the weft agent failed")
                 }

@@ -9,7 +9,10 @@ use crate::api::{Request, Response};
 
 pub fn run(ctx: &VerbCtx, conf: &NetConf) -> Result<(), CniError> {
     if !conf.cni_version.has_status_and_gc() {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, "GC needs cniVersion 1.1.0 or later"));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            "GC needs cniVersion 1.1.0 or later",
+        ));
     }
     let valid = conf
         .valid_attachments

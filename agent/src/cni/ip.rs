@@ -19,7 +19,10 @@ use crate::api::Mac;
 #[derive(Debug, thiserror::Error)]
 pub enum IpError {
     #[error("cannot open network namespace {path}: {source}")]
-    Netns { path: PathBuf, source: std::io::Error },
+    Netns {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot run {bin}: {source}")]
     Spawn { bin: String, source: std::io::Error },
     #[error("`ip {args}` failed: {stderr}")]
@@ -37,8 +40,14 @@ pub struct Netns {
 
 impl Netns {
     pub fn open(path: &Path) -> Result<Self, IpError> {
-        let file = File::open(path).map_err(|source| IpError::Netns { path: path.to_owned(), source })?;
-        Ok(Self { file, path: path.to_owned() })
+        let file = File::open(path).map_err(|source| IpError::Netns {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -66,7 +75,10 @@ fn ip_binary() -> &'static str {
 
 fn command(netns: Option<&Netns>, args: &[&str]) -> Command {
     let mut cmd = Command::new(ip_binary());
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(ns) = netns {
         let fd = ns.file.as_raw_fd();
         // SAFETY: runs in the forked child before exec; setns is a plain syscall
@@ -87,12 +99,22 @@ fn finish(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Result<String
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
-    let mut child = cmd.spawn().map_err(|source| IpError::Spawn { bin: ip_binary().into(), source })?;
+    let mut child = cmd.spawn().map_err(|source| IpError::Spawn {
+        bin: ip_binary().into(),
+        source,
+    })?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("piped");
-        pipe.write_all(input.as_bytes()).map_err(|source| IpError::Spawn { bin: ip_binary().into(), source })?;
+        pipe.write_all(input.as_bytes())
+            .map_err(|source| IpError::Spawn {
+                bin: ip_binary().into(),
+                source,
+            })?;
     }
-    let out = child.wait_with_output().map_err(|source| IpError::Spawn { bin: ip_binary().into(), source })?;
+    let out = child.wait_with_output().map_err(|source| IpError::Spawn {
+        bin: ip_binary().into(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(IpError::Failed {
             args: args.join(" "),
@@ -111,7 +133,12 @@ pub fn run(netns: Option<&Netns>, args: &[&str]) -> Result<String, IpError> {
 pub fn batch(netns: Option<&Netns>, lines: &[String]) -> Result<(), IpError> {
     let args = ["-batch", "-"];
     let input = lines.join("\n") + "\n";
-    finish(command(netns, &args), &[&format!("-batch: {}", lines.join("; "))], Some(&input)).map(drop)
+    finish(
+        command(netns, &args),
+        &[&format!("-batch: {}", lines.join("; "))],
+        Some(&input),
+    )
+    .map(drop)
 }
 
 fn is_missing_device(e: &IpError) -> bool {
@@ -120,13 +147,25 @@ fn is_missing_device(e: &IpError) -> bool {
 }
 
 fn parse_link(v: &Value, args: &str) -> Result<LinkInfo, IpError> {
-    let bad = |detail: &str| IpError::Output { args: args.into(), detail: detail.into() };
+    let bad = |detail: &str| IpError::Output {
+        args: args.into(),
+        detail: detail.into(),
+    };
     Ok(LinkInfo {
-        name: v["ifname"].as_str().ok_or_else(|| bad("no ifname"))?.to_owned(),
+        name: v["ifname"]
+            .as_str()
+            .ok_or_else(|| bad("no ifname"))?
+            .to_owned(),
         ifindex: v["ifindex"].as_u64().ok_or_else(|| bad("no ifindex"))? as u32,
-        mac: v["address"].as_str().ok_or_else(|| bad("no address"))?.parse().map_err(|e: String| bad(&e))?,
+        mac: v["address"]
+            .as_str()
+            .ok_or_else(|| bad("no address"))?
+            .parse()
+            .map_err(|e: String| bad(&e))?,
         mtu: v["mtu"].as_u64().ok_or_else(|| bad("no mtu"))? as u32,
-        up: v["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+        up: v["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP")),
     })
 }
 
@@ -135,8 +174,10 @@ pub fn link(netns: Option<&Netns>, name: &str) -> Result<Option<LinkInfo>, IpErr
     let args = ["-j", "link", "show", "dev", name];
     match run(netns, &args) {
         Ok(out) => {
-            let v: Value = serde_json::from_str(&out)
-                .map_err(|e| IpError::Output { args: args.join(" "), detail: e.to_string() })?;
+            let v: Value = serde_json::from_str(&out).map_err(|e| IpError::Output {
+                args: args.join(" "),
+                detail: e.to_string(),
+            })?;
             v.get(0).map(|l| parse_link(l, &args.join(" "))).transpose()
         }
         Err(e) if is_missing_device(&e) => Ok(None),
@@ -148,8 +189,10 @@ pub fn link(netns: Option<&Netns>, name: &str) -> Result<Option<LinkInfo>, IpErr
 pub fn links_with_prefix(netns: Option<&Netns>, prefix: &str) -> Result<Vec<LinkInfo>, IpError> {
     let args = ["-j", "link", "show"];
     let out = run(netns, &args)?;
-    let v: Value = serde_json::from_str(&out)
-        .map_err(|e| IpError::Output { args: args.join(" "), detail: e.to_string() })?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| IpError::Output {
+        args: args.join(" "),
+        detail: e.to_string(),
+    })?;
     v.as_array()
         .into_iter()
         .flatten()
@@ -171,13 +214,21 @@ pub fn delete_link(netns: Option<&Netns>, name: &str) -> Result<bool, IpError> {
 pub fn ipv4_addresses(netns: Option<&Netns>, dev: &str) -> Result<Vec<String>, IpError> {
     let args = ["-j", "-4", "addr", "show", "dev", dev];
     let out = run(netns, &args)?;
-    let v: Value = serde_json::from_str(&out)
-        .map_err(|e| IpError::Output { args: args.join(" "), detail: e.to_string() })?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| IpError::Output {
+        args: args.join(" "),
+        detail: e.to_string(),
+    })?;
     Ok(v.as_array()
         .into_iter()
         .flatten()
         .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"].as_u64()?)))
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
         .collect())
 }
 
@@ -185,7 +236,9 @@ pub fn ipv4_addresses(netns: Option<&Netns>, dev: &str) -> Result<Vec<String>, I
 pub fn ipv4_routes(netns: Option<&Netns>) -> Result<Vec<Value>, IpError> {
     let args = ["-j", "-4", "route", "show"];
     let out = run(netns, &args)?;
-    let v: Value = serde_json::from_str(&out)
-        .map_err(|e| IpError::Output { args: args.join(" "), detail: e.to_string() })?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| IpError::Output {
+        args: args.join(" "),
+        detail: e.to_string(),
+    })?;
     Ok(v.as_array().cloned().unwrap_or_default())
 }

@@ -42,7 +42,8 @@ pub fn main() -> i32 {
     let (out, code) = match read {
         Ok(_) => dispatch(env, &stdin),
         Err(e) => {
-            let err = CniError::new(code::IO_FAILURE, "cannot read the configuration from stdin").with_details(e);
+            let err = CniError::new(code::IO_FAILURE, "cannot read the configuration from stdin")
+                .with_details(e);
             (Some(err.to_json(CniVersion::LATEST.as_str())), 1)
         }
     };
@@ -57,7 +58,8 @@ pub fn main() -> i32 {
 
 /// Decide, run and render one invocation: the JSON to print (if any) and the exit code.
 pub fn dispatch(env: Result<CniEnv, CniError>, stdin: &[u8]) -> (Option<serde_json::Value>, i32) {
-    let error_version = config::sniff_version(stdin).unwrap_or_else(|| CniVersion::LATEST.as_str().to_owned());
+    let error_version =
+        config::sniff_version(stdin).unwrap_or_else(|| CniVersion::LATEST.as_str().to_owned());
     let fail = |e: CniError| {
         tracing::error!(code = e.code, msg = %e.msg, details = %e.details, "CNI call failed");
         (Some(e.to_json(&error_version)), 1)
@@ -75,7 +77,9 @@ pub fn dispatch(env: Result<CniEnv, CniError>, stdin: &[u8]) -> (Option<serde_js
     };
     let _log_guard = init_logging(&conf);
     tracing::debug!(command = ?env.command, container_id = ?env.container_id, "CNI call");
-    let ctx = VerbCtx { client: Client::new(&conf.agent_socket, AGENT_TIMEOUT) };
+    let ctx = VerbCtx {
+        client: Client::new(&conf.agent_socket, AGENT_TIMEOUT),
+    };
     let outcome = match env.command {
         Command::Add => add::run(&ctx, &conf, &env).map(Some),
         Command::Del => del::run(&ctx, &env).map(|_| None),
@@ -94,23 +98,35 @@ pub fn dispatch(env: Result<CniEnv, CniError>, stdin: &[u8]) -> (Option<serde_js
 fn version_answer(stdin: &[u8]) -> (Option<serde_json::Value>, i32) {
     let asked = serde_json::from_slice::<serde_json::Value>(stdin)
         .ok()
-        .and_then(|v| v.get("cniVersion").and_then(|s| s.as_str()).map(str::to_owned));
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        });
     let version = match asked.as_deref().map(CniVersion::parse) {
         Some(Err(e)) => return (Some(e.to_json(CniVersion::LATEST.as_str())), 1),
         Some(Ok(v)) => v,
         None => CniVersion::LATEST,
     };
-    (Some(json!({"cniVersion": version.as_str(), "supportedVersions": SUPPORTED})), 0)
+    (
+        Some(json!({"cniVersion": version.as_str(), "supportedVersions": SUPPORTED})),
+        0,
+    )
 }
 
 /// Logs to `logFile` (appended) or stderr, filtered by `logLevel`. Never stdout.
 fn init_logging(conf: &config::NetConf) -> Option<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&conf.log_level).ok()?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
-    let file = conf
-        .log_file
-        .as_ref()
-        .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    let file = conf.log_file.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
     let _ = match file {
         Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
@@ -135,7 +151,11 @@ mod tests {
     use super::*;
 
     fn run(vars: &[(&str, &str)], stdin: &str) -> (serde_json::Value, i32) {
-        let env = CniEnv::from_vars(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+        let env = CniEnv::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
         let (out, code) = dispatch(env, stdin.as_bytes());
         (out.unwrap_or(serde_json::Value::Null), code)
     }
@@ -144,7 +164,10 @@ mod tests {
     fn version_lists_all_supported_versions() {
         let (out, code) = run(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"0.4.0"}"#);
         assert_eq!(code, 0);
-        assert_eq!(out, json!({"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}));
+        assert_eq!(
+            out,
+            json!({"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]})
+        );
         let (out, _) = run(&[("CNI_COMMAND", "VERSION")], "");
         assert_eq!(out["cniVersion"], "1.1.0");
         let (out, code) = run(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"5.0.0"}"#);
@@ -154,7 +177,11 @@ mod tests {
     #[test]
     fn add_without_netns_is_code_7_in_the_configs_version() {
         let (out, code) = run(
-            &[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")],
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_IFNAME", "eth0"),
+            ],
             r#"{"cniVersion":"0.3.1","name":"n","type":"weft"}"#,
         );
         assert_eq!(code, 1);
@@ -165,15 +192,33 @@ mod tests {
 
     #[test]
     fn bad_config_is_reported_before_talking_to_the_agent() {
-        let vars = [("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")];
+        let vars = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ];
         assert_eq!(run(&vars, "{oops").0["code"], 6);
-        assert_eq!(run(&vars, r#"{"cniVersion":"1.0.0","name":"n","type":"weft","podCIDR":"10.0.0.0/99"}"#).0["code"], 4);
+        assert_eq!(
+            run(
+                &vars,
+                r#"{"cniVersion":"1.0.0","name":"n","type":"weft","podCIDR":"10.0.0.0/99"}"#
+            )
+            .0["code"],
+            4
+        );
     }
 
     #[test]
     fn agent_down_is_try_again_later() {
         let conf = r#"{"cniVersion":"1.0.0","name":"n","type":"weft","agentSocket":"/nonexistent/weft.sock"}"#;
-        let (out, code) = run(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")], conf);
+        let (out, code) = run(
+            &[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            conf,
+        );
         assert_eq!((out["code"].as_u64(), code), (Some(11), 1), "{out}");
         let conf11 = conf.replace("1.0.0", "1.1.0");
         let (out, code) = run(&[("CNI_COMMAND", "STATUS")], &conf11);
@@ -183,7 +228,12 @@ mod tests {
     #[test]
     fn check_and_gc_refuse_old_versions() {
         let old = r#"{"cniVersion":"0.3.1","name":"n","type":"weft","agentSocket":"/nonexistent"}"#;
-        let vars = [("CNI_COMMAND", "CHECK"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/x")];
+        let vars = [
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/x"),
+        ];
         assert_eq!(run(&vars, old).0["code"], 1);
         let v1 = old.replace("0.3.1", "1.0.0");
         assert_eq!(run(&[("CNI_COMMAND", "GC")], &v1).0["code"], 1);

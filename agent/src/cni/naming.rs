@@ -21,13 +21,19 @@ mod tests {
 
     #[test]
     fn host_ifname_fits_ifnamsiz_and_is_stable() {
-        let n = host_ifname("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "eth0");
+        let n = host_ifname(
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "eth0",
+        );
         assert_eq!(n.len(), 15);
         assert!(n.starts_with(HOST_IF_PREFIX));
         assert!(n[4..].chars().all(|c| c.is_ascii_hexdigit()));
         // Pinned value: changing the derivation would orphan veths across an upgrade.
         assert_eq!(host_ifname("abc", "eth0"), "weft540c4ae81be");
-        assert_eq!(host_ifname("abc", "eth0"), format!("weft{:011x}", fnv("abc\0eth0") >> 20));
+        assert_eq!(
+            host_ifname("abc", "eth0"),
+            format!("weft{:011x}", fnv("abc\0eth0") >> 20)
+        );
     }
 
     #[test]
@@ -40,6 +46,8 @@ mod tests {
 
     /// Reference FNV-1a 64, written independently of the code under test.
     fn fnv(s: &str) -> u64 {
-        s.bytes().fold(14695981039346656037u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211))
+        s.bytes().fold(14695981039346656037u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(1099511628211)
+        })
     }
 }

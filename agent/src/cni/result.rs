@@ -26,10 +26,16 @@ pub struct Attachment {
 
 /// The result JSON of ADD in `version`, appended to `prev` (a chained `prevResult`) if given.
 pub fn render(a: &Attachment, version: CniVersion, prev: Option<&Value>) -> Value {
-    let mut out = prev.map(|p| convert(p, version)).unwrap_or_else(|| json!({}));
+    let mut out = prev
+        .map(|p| convert(p, version))
+        .unwrap_or_else(|| json!({}));
     let obj = out.as_object_mut().expect("convert returns an object");
     obj.insert("cniVersion".into(), json!(version.as_str()));
-    let interfaces = obj.entry("interfaces").or_insert_with(|| json!([])).as_array_mut().expect("array");
+    let interfaces = obj
+        .entry("interfaces")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .expect("array");
     let mut host = json!({"name": a.host_ifname, "mac": a.host_mac.to_string()});
     let mut pod = json!({"name": a.pod_ifname, "mac": a.pod_mac.to_string(), "sandbox": a.sandbox});
     if version >= CniVersion::V1_1_0 {
@@ -47,7 +53,11 @@ pub fn render(a: &Attachment, version: CniVersion, prev: Option<&Value>) -> Valu
     if version.ips_carry_version() {
         ip["version"] = json!("4");
     }
-    obj.entry("ips").or_insert_with(|| json!([])).as_array_mut().expect("array").push(ip);
+    obj.entry("ips")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .expect("array")
+        .push(ip);
     obj.entry("routes")
         .or_insert_with(|| json!([]))
         .as_array_mut()
@@ -67,8 +77,12 @@ pub fn convert(prev: &Value, version: CniVersion) -> Value {
     if let Some(ips) = out.get_mut("ips").and_then(Value::as_array_mut) {
         for ip in ips.iter_mut().filter_map(Value::as_object_mut) {
             if version.ips_carry_version() {
-                let v6 = ip.get("address").and_then(Value::as_str).is_some_and(|s| s.contains(':'));
-                ip.entry("version").or_insert_with(|| json!(if v6 { "6" } else { "4" }));
+                let v6 = ip
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.contains(':'));
+                ip.entry("version")
+                    .or_insert_with(|| json!(if v6 { "6" } else { "4" }));
             } else {
                 ip.remove("version");
             }
@@ -151,17 +165,30 @@ mod tests {
         });
         let r = render(&attachment(), CniVersion::V1_0_0, Some(&prev));
         assert_eq!(r["interfaces"].as_array().unwrap().len(), 3);
-        assert_eq!(r["ips"][0], json!({"address": "192.0.2.1/24", "interface": 0}));
+        assert_eq!(
+            r["ips"][0],
+            json!({"address": "192.0.2.1/24", "interface": 0})
+        );
         assert_eq!(r["ips"][1]["interface"], 2);
         assert_eq!(r["dns"]["nameservers"][0], "10.32.0.10");
-        assert_eq!(address_of(&r, "eth0"), Some("10.200.1.5/32".parse().unwrap()));
+        assert_eq!(
+            address_of(&r, "eth0"),
+            Some("10.200.1.5/32".parse().unwrap())
+        );
     }
 
     #[test]
     fn address_of_needs_a_sandbox_interface() {
         let r = render(&attachment(), CniVersion::V0_3_1, None);
-        assert_eq!(address_of(&r, "eth0"), Some("10.200.1.5/32".parse().unwrap()));
-        assert_eq!(address_of(&r, "weft0123456789a"), None, "host side has no sandbox");
+        assert_eq!(
+            address_of(&r, "eth0"),
+            Some("10.200.1.5/32".parse().unwrap())
+        );
+        assert_eq!(
+            address_of(&r, "weft0123456789a"),
+            None,
+            "host side has no sandbox"
+        );
         assert_eq!(address_of(&json!({"ips": []}), "eth0"), None);
         assert_eq!(address_of(&json!("garbage"), "eth0"), None);
     }

@@ -7,7 +7,10 @@ use crate::api::{ClientError, Request, Response};
 
 pub fn run(ctx: &VerbCtx, conf: &NetConf) -> Result<(), CniError> {
     if !conf.cni_version.has_status_and_gc() {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, "STATUS needs cniVersion 1.1.0 or later"));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            "STATUS needs cniVersion 1.1.0 or later",
+        ));
     }
     let not_available = |msg: &str| CniError::new(code::NOT_AVAILABLE, msg);
     match ctx.client.call(Request::Status) {
@@ -16,8 +19,12 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf) -> Result<(), CniError> {
                 return Err(not_available("the node has no pod CIDR yet"));
             }
             if report.pod_cidr.is_some() && report.allocated >= report.capacity {
-                return Err(not_available("the node's pod CIDR is exhausted")
-                    .with_details(format!("{} of {} in use", report.allocated, report.capacity)));
+                return Err(
+                    not_available("the node's pod CIDR is exhausted").with_details(format!(
+                        "{} of {} in use",
+                        report.allocated, report.capacity
+                    )),
+                );
             }
             Ok(())
         }

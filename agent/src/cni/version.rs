@@ -75,7 +75,11 @@ mod tests {
     #[test]
     fn unknown_versions_are_incompatible() {
         for s in ["0.2.0", "1.2.0", "", "v1.0.0", "1.0"] {
-            assert_eq!(CniVersion::parse(s).unwrap_err().code, code::INCOMPATIBLE_VERSION, "{s:?}");
+            assert_eq!(
+                CniVersion::parse(s).unwrap_err().code,
+                code::INCOMPATIBLE_VERSION,
+                "{s:?}"
+            );
         }
     }
 }

@@ -22,15 +22,29 @@ pub enum IpamError {
     #[error("pod CIDR {cidr} is too small: need a prefix of /{MAX_PREFIX_LEN} or shorter")]
     CidrTooSmall { cidr: Ipv4Net },
     #[error("pod CIDR {asked} differs from {held}, which still has {count} allocation(s)")]
-    CidrMismatch { asked: Ipv4Net, held: Ipv4Net, count: usize },
+    CidrMismatch {
+        asked: Ipv4Net,
+        held: Ipv4Net,
+        count: usize,
+    },
     #[error("pod CIDR {cidr} is exhausted ({capacity} addresses in use)")]
     Exhausted { cidr: Ipv4Net, capacity: usize },
     #[error("IPAM store {path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("IPAM store {path} is corrupt: {source}")]
-    Corrupt { path: std::path::PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
     #[error("IPAM store {path} has format version {found}, this build reads {expected}")]
-    Version { path: std::path::PathBuf, found: u32, expected: u32 },
+    Version {
+        path: std::path::PathBuf,
+        found: u32,
+        expected: u32,
+    },
     #[error("address {ip} is outside the store's pod CIDR {cidr}")]
     Foreign { ip: Ipv4Addr, cidr: Ipv4Net },
 }

@@ -41,7 +41,10 @@ fn usable_range(cidr: Ipv4Net) -> Result<(u32, u32), IpamError> {
 impl Pool {
     /// The address held by `key`, if any.
     pub fn find(&self, key: &AttachmentKey) -> Option<Ipv4Addr> {
-        self.allocations.iter().find(|(_, k)| *k == key).map(|(ip, _)| *ip)
+        self.allocations
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map(|(ip, _)| *ip)
     }
 
     /// Give `key` an address from `cidr`; the same key gets the same address again.
@@ -69,7 +72,10 @@ impl Pool {
         let free = (0..size)
             .map(|i| Ipv4Addr::from(first + (start + i) % size))
             .find(|ip| !self.allocations.contains_key(ip));
-        let ip = free.ok_or(IpamError::Exhausted { cidr, capacity: size as usize })?;
+        let ip = free.ok_or(IpamError::Exhausted {
+            cidr,
+            capacity: size as usize,
+        })?;
         self.allocations.insert(ip, key.clone());
         self.last = Some(ip);
         Ok(ip)
@@ -88,7 +94,10 @@ mod tests {
     use super::*;
 
     fn key(id: &str) -> AttachmentKey {
-        AttachmentKey { container_id: id.into(), ifname: "eth0".into() }
+        AttachmentKey {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        }
     }
 
     fn cidr(s: &str) -> Ipv4Net {
@@ -99,7 +108,9 @@ mod tests {
     fn skips_network_gateway_and_broadcast() {
         let mut pool = Pool::default();
         let net = cidr("10.200.1.0/29");
-        let got: Vec<_> = (0..5).map(|i| pool.allocate(&key(&i.to_string()), net).unwrap()).collect();
+        let got: Vec<_> = (0..5)
+            .map(|i| pool.allocate(&key(&i.to_string()), net).unwrap())
+            .collect();
         let want: Vec<Ipv4Addr> = (2..=6).map(|h| Ipv4Addr::new(10, 200, 1, h)).collect();
         assert_eq!(got, want);
         assert_eq!(capacity(net), 5);
@@ -112,7 +123,10 @@ mod tests {
         let a = pool.allocate(&key("a"), net).unwrap();
         pool.allocate(&key("b"), net).unwrap();
         assert_eq!(pool.allocate(&key("a"), net).unwrap(), a);
-        let other_if = AttachmentKey { container_id: "a".into(), ifname: "net1".into() };
+        let other_if = AttachmentKey {
+            container_id: "a".into(),
+            ifname: "net1".into(),
+        };
         assert_ne!(pool.allocate(&other_if, net).unwrap(), a);
         assert_eq!(pool.allocations.len(), 3);
     }
@@ -124,7 +138,10 @@ mod tests {
         let only = pool.allocate(&key("a"), net).unwrap();
         assert_eq!(only, Ipv4Addr::new(10, 200, 1, 2));
         let err = pool.allocate(&key("b"), net).unwrap_err();
-        assert!(matches!(err, IpamError::Exhausted { capacity: 1, .. }), "{err}");
+        assert!(
+            matches!(err, IpamError::Exhausted { capacity: 1, .. }),
+            "{err}"
+        );
         assert_eq!(pool.release(&key("a")), Some(only));
         assert_eq!(pool.allocate(&key("b"), net).unwrap(), only);
     }
@@ -150,7 +167,10 @@ mod tests {
         let mut pool = Pool::default();
         pool.allocate(&key("a"), cidr("10.200.1.0/24")).unwrap();
         let err = pool.allocate(&key("b"), cidr("10.200.2.0/24")).unwrap_err();
-        assert!(matches!(err, IpamError::CidrMismatch { count: 1, .. }), "{err}");
+        assert!(
+            matches!(err, IpamError::CidrMismatch { count: 1, .. }),
+            "{err}"
+        );
         pool.release(&key("a"));
         assert_eq!(
             pool.allocate(&key("b"), cidr("10.200.2.0/24")).unwrap(),

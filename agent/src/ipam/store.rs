@@ -37,7 +37,10 @@ impl Store {
     /// Open (creating if needed) the store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, IpamError> {
         let dir = dir.as_ref().to_owned();
-        std::fs::create_dir_all(&dir).map_err(|source| IpamError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| IpamError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let store = Self { dir };
         store.read_only(|_| Ok(()))?; // fail early on an unreadable or corrupt store
         Ok(store)
@@ -71,9 +74,14 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| IpamError::Io { path: path.clone(), source })?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| IpamError::Io { path, source: errno.into() })
+            .map_err(|source| IpamError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| IpamError::Io {
+            path,
+            source: errno.into(),
+        })
     }
 
     fn load(&self) -> Result<Pool, IpamError> {
@@ -83,12 +91,22 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pool::default()),
             Err(source) => return Err(IpamError::Io { path, source }),
         };
-        let corrupt = |source| IpamError::Corrupt { path: path.clone(), source };
+        let corrupt = |source| IpamError::Corrupt {
+            path: path.clone(),
+            source,
+        };
         // The version first: a newer layout must be reported as such, not as corruption.
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(corrupt)?;
-        let found = value.get("version").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+        let found = value
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as u32;
         if found != FORMAT_VERSION {
-            return Err(IpamError::Version { path, found, expected: FORMAT_VERSION });
+            return Err(IpamError::Version {
+                path,
+                found,
+                expected: FORMAT_VERSION,
+            });
         }
         let disk: OnDisk = serde_json::from_value(value).map_err(corrupt)?;
         Ok(disk.pool)
@@ -97,14 +115,22 @@ impl Store {
     fn save(&self, pool: &Pool) -> Result<(), IpamError> {
         let path = self.dir.join(DATA_FILE);
         let tmp = self.dir.join(format!("{DATA_FILE}.tmp"));
-        let io = |source| IpamError::Io { path: path.clone(), source };
-        let body = serde_json::to_vec_pretty(&OnDisk { version: FORMAT_VERSION, pool: pool.clone() })
-            .expect("pool always serializes");
+        let io = |source| IpamError::Io {
+            path: path.clone(),
+            source,
+        };
+        let body = serde_json::to_vec_pretty(&OnDisk {
+            version: FORMAT_VERSION,
+            pool: pool.clone(),
+        })
+        .expect("pool always serializes");
         let mut f = File::create(&tmp).map_err(io)?;
         f.write_all(&body).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
@@ -147,7 +173,10 @@ mod tests {
     }
 
     fn key(id: &str) -> AttachmentKey {
-        AttachmentKey { container_id: id.into(), ifname: "eth0".into() }
+        AttachmentKey {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        }
     }
 
     const NET: &str = "10.200.7.0/24";
@@ -155,21 +184,38 @@ mod tests {
     #[test]
     fn allocations_survive_reopen() {
         let dir = TempDir::new("reopen");
-        let a = Store::open(&dir.0).unwrap().allocate(&key("a"), NET.parse().unwrap()).unwrap();
+        let a = Store::open(&dir.0)
+            .unwrap()
+            .allocate(&key("a"), NET.parse().unwrap())
+            .unwrap();
         let store = Store::open(&dir.0).unwrap();
         assert_eq!(store.find(&key("a")).unwrap(), Some(a));
         assert_eq!(store.allocate(&key("a"), NET.parse().unwrap()).unwrap(), a);
         assert_eq!(store.release(&key("a")).unwrap(), Some(a));
-        assert_eq!(Store::open(&dir.0).unwrap().snapshot().unwrap().allocations.len(), 0);
+        assert_eq!(
+            Store::open(&dir.0)
+                .unwrap()
+                .snapshot()
+                .unwrap()
+                .allocations
+                .len(),
+            0
+        );
     }
 
     #[test]
     fn corrupt_store_is_a_typed_error_not_a_reset() {
         let dir = TempDir::new("corrupt");
         std::fs::write(dir.0.join(DATA_FILE), b"{not json").unwrap();
-        assert!(matches!(Store::open(&dir.0), Err(IpamError::Corrupt { .. })));
+        assert!(matches!(
+            Store::open(&dir.0),
+            Err(IpamError::Corrupt { .. })
+        ));
         std::fs::write(dir.0.join(DATA_FILE), br#"{"version":9,"pool":{}}"#).unwrap();
-        assert!(matches!(Store::open(&dir.0), Err(IpamError::Version { found: 9, .. })));
+        assert!(matches!(
+            Store::open(&dir.0),
+            Err(IpamError::Version { found: 9, .. })
+        ));
     }
 
     /// Threads hammering one store through separate handles: every address is unique and the
@@ -185,14 +231,25 @@ mod tests {
                 std::thread::spawn(move || {
                     let store = Store::open(&path).unwrap();
                     (0..per_thread)
-                        .map(|i| store.allocate(&key(&format!("t{t}-{i}")), NET.parse().unwrap()).unwrap())
+                        .map(|i| {
+                            store
+                                .allocate(&key(&format!("t{t}-{i}")), NET.parse().unwrap())
+                                .unwrap()
+                        })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        let all: Vec<Ipv4Addr> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let all: Vec<Ipv4Addr> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let unique: HashSet<_> = all.iter().collect();
-        assert_eq!(unique.len(), 8 * per_thread, "duplicate addresses handed out");
+        assert_eq!(
+            unique.len(),
+            8 * per_thread,
+            "duplicate addresses handed out"
+        );
         let store = Store::open(&path).unwrap();
         assert_eq!(store.snapshot().unwrap().allocations.len(), 8 * per_thread);
         for t in 0..8 {
@@ -231,7 +288,12 @@ mod tests {
         let children: Vec<_> = (0..6)
             .map(|p| {
                 std::process::Command::new(&exe)
-                    .args(["--exact", "ipam::store::tests::ipam_process_worker", "--ignored", "--quiet"])
+                    .args([
+                        "--exact",
+                        "ipam::store::tests::ipam_process_worker",
+                        "--ignored",
+                        "--quiet",
+                    ])
                     .env(WORKER_ENV, format!("{};p{p}", dir.0.display()))
                     .stdout(std::process::Stdio::null())
                     .spawn()
@@ -247,7 +309,10 @@ mod tests {
         let owners: HashSet<_> = pool.allocations.values().collect();
         assert_eq!(owners.len(), 6 * 20, "one owner holds two addresses");
         for (p, i) in (0..6).flat_map(|p| (1..40).step_by(2).map(move |i| (p, i))) {
-            assert!(owners.contains(&key(&format!("p{p}-{i}"))), "p{p}-{i} lost its address");
+            assert!(
+                owners.contains(&key(&format!("p{p}-{i}"))),
+                "p{p}-{i} lost its address"
+            );
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Shared fixtures of the netns tests: namespaces, a running `weft agent` in a "node" netns,
 //! and the plugin run exactly as a container runtime runs it. Every fixture cleans up in Drop,
 //! also when the test panics.
-#![allow(dead_code, reason = "each test binary uses a different subset of the fixtures")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the fixtures"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -17,10 +20,16 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 /// Fail (never skip) when the machine cannot run these tests.
 pub fn preconditions() {
-    assert!(nix::unistd::geteuid().is_root(), "netns tests need root (run them with sudo or as root)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "netns tests need root (run them with sudo or as root)"
+    );
     for bin in ["ip", "ping", "socat"] {
         let found = PATH.split(':').any(|d| Path::new(d).join(bin).exists());
-        assert!(found, "{bin} is not installed (cargo xtask setup installs it)");
+        assert!(
+            found,
+            "{bin} is not installed (cargo xtask setup installs it)"
+        );
     }
 }
 
@@ -28,13 +37,25 @@ pub fn preconditions() {
 /// parallel tests or test binaries.
 pub fn unique_id() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{:x}{}", std::process::id() & 0xfffff, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:x}{}",
+        std::process::id() & 0xfffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Run a command; panic with its output if it fails.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -65,26 +86,41 @@ impl Netns {
 
     /// Run `cmd` inside this netns; return success and combined output.
     pub fn try_exec(&self, cmd: &[&str]) -> (bool, String) {
-        let out = Command::new("ip").args(["netns", "exec", &self.name]).args(cmd).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     }
 
     /// Names of the links in this netns.
     pub fn links(&self) -> Vec<String> {
         let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "link", "show"])).unwrap();
-        v.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// `dst` of every IPv4 route of the main table.
     pub fn route_dsts(&self) -> Vec<String> {
-        let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "-4", "route", "show"])).unwrap();
-        v.as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_owned()).collect()
+        let v: Value =
+            serde_json::from_str(&self.exec(&["ip", "-j", "-4", "route", "show"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["dst"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// IPv4 addresses (a.b.c.d/len) on any interface.
     pub fn addresses(&self) -> Vec<String> {
-        let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "-4", "addr", "show"])).unwrap();
+        let v: Value =
+            serde_json::from_str(&self.exec(&["ip", "-j", "-4", "addr", "show"])).unwrap();
         v.as_array()
             .unwrap()
             .iter()
@@ -96,14 +132,22 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -152,8 +196,19 @@ pub struct BpfMount(pub PathBuf);
 impl BpfMount {
     pub fn new(dir: PathBuf) -> Self {
         std::fs::create_dir_all(&dir).unwrap();
-        nix::mount::mount(Some("bpf"), &dir, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .unwrap_or_else(|e| panic!("cannot mount bpffs at {}: {e} (the kernel needs CONFIG_BPF_SYSCALL)", dir.display()));
+        nix::mount::mount(
+            Some("bpf"),
+            &dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot mount bpffs at {}: {e} (the kernel needs CONFIG_BPF_SYSCALL)",
+                dir.display()
+            )
+        });
         Self(dir)
     }
 }
@@ -176,7 +231,8 @@ pub struct PluginRun {
 
 impl PluginRun {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 
     /// The result of a successful ADD.
@@ -188,7 +244,13 @@ impl PluginRun {
     /// The pod address of an ADD result, without the prefix length.
     pub fn ip(&self) -> String {
         let r = self.ok_json();
-        r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_owned()
+        r["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 }
 
@@ -221,7 +283,14 @@ impl Node {
         ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
         let bpffs = BpfMount::new(dir.0.join("bpf"));
         let pin_dir = bpffs.0.join("weft");
-        Self { id, agent: None, ns, pin_dir, bpffs, dir }
+        Self {
+            id,
+            agent: None,
+            ns,
+            pin_dir,
+            bpffs,
+            dir,
+        }
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -256,7 +325,11 @@ impl Node {
             if let Ok(Some(status)) = proc.0.try_wait() {
                 panic!("weft agent exited with {status}:\n{}", self.agent_log());
             }
-            assert!(Instant::now() < deadline, "weft agent did not listen in time:\n{}", self.agent_log());
+            assert!(
+                Instant::now() < deadline,
+                "weft agent did not listen in time:\n{}",
+                self.agent_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.agent = Some(proc);
@@ -284,7 +357,13 @@ impl Node {
         })
     }
 
-    fn plugin_command(&self, command: &str, container_id: &str, pod: Option<&Netns>, extra_env: &[(&str, &str)]) -> Command {
+    fn plugin_command(
+        &self,
+        command: &str,
+        container_id: &str,
+        pod: Option<&Netns>,
+        extra_env: &[(&str, &str)],
+    ) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns.name, WEFT])
             .env_clear()
@@ -296,7 +375,8 @@ impl Node {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if !container_id.is_empty() {
-            cmd.env("CNI_CONTAINERID", container_id).env("CNI_IFNAME", "eth0");
+            cmd.env("CNI_CONTAINERID", container_id)
+                .env("CNI_IFNAME", "eth0");
         }
         if let Some(pod) = pod {
             cmd.env("CNI_NETNS", pod.path());
@@ -309,9 +389,23 @@ impl Node {
 
     /// Run the plugin inside the node netns exactly as a runtime does: `CNI_*` environment,
     /// the config on stdin, the answer on stdout.
-    pub fn plugin(&self, command: &str, container_id: &str, pod: Option<&Netns>, config: &Value) -> PluginRun {
-        let mut child = self.plugin_command(command, container_id, pod, &[]).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
+    pub fn plugin(
+        &self,
+        command: &str,
+        container_id: &str,
+        pod: Option<&Netns>,
+        config: &Value,
+    ) -> PluginRun {
+        let mut child = self
+            .plugin_command(command, container_id, pod, &[])
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(config.to_string().as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         PluginRun {
             code: out.status.code().unwrap_or(-1),
@@ -334,10 +428,20 @@ impl Node {
         #[cfg(not(debug_assertions))]
         panic!("the pause hook exists only in debug builds: run without --release");
         let mut child = self
-            .plugin_command("ADD", container_id, Some(pod), &[("WEFT_TEST_PAUSE_AFTER", step)])
+            .plugin_command(
+                "ADD",
+                container_id,
+                Some(pod),
+                &[("WEFT_TEST_PAUSE_AFTER", step)],
+            )
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(self.config("1.0.0").to_string().as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(self.config("1.0.0").to_string().as_bytes())
+            .unwrap();
         let mut proc = Proc(child);
         let stderr = proc.0.stderr.take().unwrap();
         let mut seen = String::new();
@@ -356,13 +460,24 @@ impl Node {
 
     /// `weft status -o json` against this node's agent.
     pub fn status(&self) -> Value {
-        let out = sh(&[WEFT, "status", "-o", "json", "--socket", self.socket().to_str().unwrap()]);
+        let out = sh(&[
+            WEFT,
+            "status",
+            "-o",
+            "json",
+            "--socket",
+            self.socket().to_str().unwrap(),
+        ]);
         serde_json::from_str(&out).unwrap()
     }
 
     /// Links whose name starts with `weft` in the node netns.
     pub fn host_veths(&self) -> Vec<String> {
-        self.ns.links().into_iter().filter(|l| l.starts_with("weft")).collect()
+        self.ns
+            .links()
+            .into_iter()
+            .filter(|l| l.starts_with("weft"))
+            .collect()
     }
 
     /// A pod netns (not attached yet).
@@ -374,9 +489,22 @@ impl Node {
     pub fn assert_empty(&self) {
         let st = self.status();
         assert_eq!(st["allocated"], 0, "addresses leaked: {st}");
-        assert_eq!(st["endpoints"].as_array().unwrap().len(), 0, "endpoint entries leaked: {st}");
-        assert!(self.host_veths().is_empty(), "host veths leaked: {:?}", self.host_veths());
-        let pod_routes: Vec<_> = self.ns.route_dsts().into_iter().filter(|d| d.starts_with("10.200.1.")).collect();
+        assert_eq!(
+            st["endpoints"].as_array().unwrap().len(),
+            0,
+            "endpoint entries leaked: {st}"
+        );
+        assert!(
+            self.host_veths().is_empty(),
+            "host veths leaked: {:?}",
+            self.host_veths()
+        );
+        let pod_routes: Vec<_> = self
+            .ns
+            .route_dsts()
+            .into_iter()
+            .filter(|d| d.starts_with("10.200.1."))
+            .collect();
         assert!(pod_routes.is_empty(), "pod routes leaked: {pod_routes:?}");
     }
 }
@@ -386,7 +514,10 @@ impl Drop for Node {
         self.agent = None; // stop the agent before its pins go (with `bpffs`, dropped next)
         if std::thread::panicking() {
             eprintln!("--- agent log ({}) ---\n{}", self.id, self.agent_log());
-            eprintln!("--- cni log ---\n{}", std::fs::read_to_string(self.dir.0.join("cni.log")).unwrap_or_default());
+            eprintln!(
+                "--- cni log ---\n{}",
+                std::fs::read_to_string(self.dir.0.join("cni.log")).unwrap_or_default()
+            );
         }
     }
 }
