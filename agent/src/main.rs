@@ -67,24 +67,6 @@ fn main() {
     }
 }
 
-fn pod_cidr(args: &AgentArgs) -> anyhow::Result<Option<Ipv4Net>> {
-    if let Some(c) = args.pod_cidr {
-        return Ok(Some(c.trunc()));
-    }
-    let file = args.state_dir.join("pod-cidr");
-    match std::fs::read_to_string(&file) {
-        Ok(s) => {
-            let c: Ipv4Net = s
-                .trim()
-                .parse()
-                .with_context(|| format!("{} holds no IPv4 CIDR", file.display()))?;
-            Ok(Some(c.trunc()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
-    }
-}
-
 fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -92,13 +74,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cidr = pod_cidr(&args)?;
-    if let Some(c) = cidr {
-        anyhow::ensure!(
-            c.prefix_len() <= weft::ipam::MAX_PREFIX_LEN,
-            "pod CIDR {c} is too small"
-        );
-    }
+    let cidr = weft::agent::config::resolve_pod_cidr(args.pod_cidr, &args.state_dir)?;
     let store = Store::open(args.state_dir.join("ipam")).context("opening the IPAM store")?;
     let pin_dir = args.pin_dir.clone();
     let handle = server::AgentHandle::spawn(move || {

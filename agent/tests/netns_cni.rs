@@ -308,3 +308,32 @@ fn plugin_errors_are_spec_json_on_stdout_only() {
     );
     assert_eq!(pod.links(), vec!["lo".to_owned()]);
 }
+
+#[test]
+fn pod_cidr_comes_from_the_cni_config_when_the_agent_has_none() {
+    let mut node = Node::without_agent();
+    node.agent_pod_cidr = None;
+    node.start_agent();
+    let pod = node.pod(0);
+    // Neither the agent nor the config knows a CIDR: try again later, nothing made.
+    let early = node.add("ctr-cidr", &pod);
+    assert_eq!(early.json()["code"], 11, "{early:?}");
+    assert!(node.host_veths().is_empty());
+    assert_eq!(
+        node.plugin("STATUS", "", None, &node.config("1.1.0"))
+            .json()["code"],
+        50
+    );
+
+    let mut conf = node.config("1.0.0");
+    conf["podCIDR"] = json!("10.200.77.0/28");
+    let run = node.plugin("ADD", "ctr-cidr", Some(&pod), &conf);
+    assert_eq!(run.ip(), "10.200.77.2");
+    assert_eq!(node.status()["pod_cidr"], "10.200.77.0/28");
+    // Another CIDR while addresses are held in this one: invalid config.
+    conf["podCIDR"] = json!("10.200.78.0/28");
+    let clash = node.plugin("ADD", "ctr-other", Some(&node.pod(1)), &conf);
+    assert_eq!(clash.json()["code"], 4, "{clash:?}");
+    node.del("ctr-cidr", &pod);
+    node.assert_empty();
+}

@@ -4,6 +4,7 @@
 //! tc attachment, host veth) happens in [`Agent::handle`], called from one owner thread
 //! ([`server`]), so no two requests interleave their steps.
 
+pub mod config;
 pub mod server;
 
 use std::collections::HashSet;

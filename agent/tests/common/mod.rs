@@ -260,6 +260,8 @@ pub struct Node {
     pub agent: Option<Proc>,
     pub ns: Netns,
     pub pin_dir: PathBuf,
+    /// `--pod-cidr` of the agent; `None` starts it without one.
+    pub agent_pod_cidr: Option<String>,
     bpffs: BpfMount,
     pub dir: TempDir,
 }
@@ -288,6 +290,7 @@ impl Node {
             agent: None,
             ns,
             pin_dir,
+            agent_pod_cidr: Some(POD_CIDR.into()),
             bpffs,
             dir,
         }
@@ -304,15 +307,18 @@ impl Node {
     /// Start `weft agent` in the node netns and wait until its socket answers.
     pub fn start_agent(&mut self) {
         let log = std::fs::File::create(self.dir.0.join("agent.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, WEFT, "agent"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name, WEFT, "agent"]);
+        if let Some(cidr) = &self.agent_pod_cidr {
+            cmd.args(["--pod-cidr", cidr]);
+        }
+        let child = cmd
             .arg("--pin-dir")
             .arg(&self.pin_dir)
             .arg("--socket")
             .arg(self.socket())
             .arg("--state-dir")
             .arg(self.state_dir())
-            .args(["--pod-cidr", POD_CIDR])
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
