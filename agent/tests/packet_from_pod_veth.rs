@@ -133,3 +133,45 @@ fn truncated_ipv4_from_a_pod_is_dropped_and_counted() {
     assert_eq!(ip4_truncated, 2, "{drops:?}");
     assert!(s.a.ping(&s.b.ip, 1), "valid traffic still flows");
 }
+
+#[test]
+fn tcp_bulk_transfer_between_pods_arrives_intact() {
+    use std::io::{Read, Write};
+    let s = Scene::new("veth-tcp");
+    const LEN: usize = 8 << 20;
+    let data: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
+    let listener = s.b.ns.run(|| std::net::TcpListener::bind("10.200.0.7:5555").expect("listen in pod b"));
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let (mut conn, peer) = listener.accept().expect("accept");
+            let mut got = Vec::with_capacity(LEN);
+            conn.read_to_end(&mut got).expect("read");
+            (peer.ip().to_string(), got)
+        });
+        s.a.ns.run(|| {
+            let mut conn = std::net::TcpStream::connect("10.200.0.7:5555").expect("connect from pod a");
+            conn.write_all(&data).expect("write");
+        });
+        let (peer, got) = reader.join().unwrap();
+        assert_eq!(peer, "10.200.0.5", "the receiver sees the sender's pod IP (no NAT)");
+        assert!(got == data, "{} of {LEN} bytes arrived, or they differ", got.len());
+    });
+    let drops = s.dp.drop_counters().unwrap();
+    assert!(drops.iter().all(|(_, n)| *n == 0), "no drops expected: {drops:?}");
+}
+
+#[test]
+fn recreated_interface_gets_a_fresh_link() {
+    let mut s = Scene::new("veth-recreate");
+    // The pod's veth disappears (pod deleted without DEL) and a new pod gets the same host name.
+    s.node.exec(&["ip", "link", "del", "wdpa"]);
+    assert!(s.pins.path().join("links/from_pod_wdpa").exists(), "the stale pin is still there");
+    let a2 = Pod::new(&s.node, "a2", "wdpa", "10.200.0.5");
+    register(&mut s.dp, &a2);
+    assert!(!s.node.run(|| s.dp.is_from_pod_attached("wdpa")).unwrap(), "stale link is not attached");
+
+    s.node.run(|| s.dp.attach_from_pod("wdpa")).expect("attach over a stale pin");
+
+    assert!(s.node.run(|| s.dp.is_from_pod_attached("wdpa")).unwrap());
+    assert!(a2.ping(&s.b.ip, 2), "new pod reaches b through a fresh link");
+}

@@ -15,8 +15,8 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-/// Kernel license: GPL-only helpers (e.g. `bpf_redirect_peer` is not, but future ones are)
-/// require a GPL-compatible license string in the object.
+/// Kernel license string: the verifier only allows GPL-only helpers (several tracing and
+/// networking helpers are) in programs declaring a GPL-compatible license.
 #[link_section = "license"]
 #[no_mangle]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

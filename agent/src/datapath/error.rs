@@ -10,7 +10,10 @@ use aya::programs::ProgramError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("{path} is not on a BPF filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)")]
+    #[error(
+        "{path} is not on a BPF filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`; note \
+         that `ip netns exec` remounts /sys and so hides /sys/fs/bpf: use `nsenter --net=…`)"
+    )]
     NotBpffs { path: PathBuf },
 
     #[error("{op} {path}: {source}")]
