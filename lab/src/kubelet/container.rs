@@ -1,0 +1,477 @@
+//! One container: its launch (catalogue program, argv, env, mounts), its process inside the
+//! pod's namespaces, readiness probing, and restarts per restartPolicy with kubelet's back-off.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::api::Api;
+use tokio::sync::{mpsc, watch};
+
+use super::catalogue::{self, Program, Roots};
+use super::events::Events;
+use super::nsexec::{self, ChildSetup};
+use super::probe::{self, Action, Readiness};
+use super::status::{now, ContainerView, State};
+use super::volumes::{self, MountPlan, Volumes};
+use super::{env, nginx};
+
+/// kubelet's container restart back-off: 10 s doubling to 5 min, reset after 10 min of running.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// What every container of a pod shares.
+pub struct PodEnv {
+    pub client: kube::Client,
+    pub events: Events,
+    pub pod: Pod,
+    pub dir: PathBuf,
+    pub roots: Roots,
+    pub pause_pid: u32,
+    pub pod_ip: Option<Ipv4Addr>,
+    pub host_ip: Ipv4Addr,
+    pub volumes: Volumes,
+    pub service_env: Vec<(String, String)>,
+}
+
+impl PodEnv {
+    fn namespace(&self) -> String {
+        self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())
+    }
+
+    fn pod_name(&self) -> String {
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// A command that runs in the pod's namespaces (those of its sandbox process).
+    fn command(&self, launch: &Launch) -> std::io::Result<(tokio::process::Command, Arc<ChildSetup>)> {
+        for d in &launch.plan.mkdirs {
+            std::fs::create_dir_all(d)?;
+        }
+        let ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", self.pause_pid));
+        let mut setup = ChildSetup::default()
+            .enter(&ns("mnt"), libc::CLONE_NEWNS)?
+            .enter(&ns("net"), libc::CLONE_NEWNET)?
+            .enter(&ns("uts"), libc::CLONE_NEWUTS)?
+            .new_mount_ns();
+        for (src, dst) in &launch.plan.binds {
+            setup = setup.bind(src, dst)?;
+        }
+        setup = setup.workdir(launch.workdir.as_deref().unwrap_or(Path::new("/")))?;
+        let mut cmd = tokio::process::Command::new(&launch.argv[0]);
+        cmd.args(&launch.argv[1..]).env_clear().envs(launch.env.iter().map(|(k, v)| (k, v))).stdin(std::process::Stdio::null());
+        let guard = setup.install(&mut cmd);
+        Ok((cmd, guard))
+    }
+}
+
+/// Everything needed to start the container's process.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: Program,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub plan: MountPlan,
+    pub workdir: Option<PathBuf>,
+}
+
+/// Why a container cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Image(#[from] catalogue::UnknownImage),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Builds the launch of a container (kubelet's generateContainerConfig).
+pub async fn prepare(p: &PodEnv, c: &Container) -> Result<Launch, PrepareError> {
+    let image = c.image.clone().unwrap_or_default();
+    let program = catalogue::lookup(&image)?;
+    let cfg = |e: String| PrepareError::Config(e);
+    let envs = container_env(p, c, program).await.map_err(cfg)?;
+    let expand = |v: &Option<Vec<String>>| -> Vec<String> { v.iter().flatten().map(|s| env::expand(s, &envs)).collect() };
+    let mut argv = program.argv(&expand(&c.command), &expand(&c.args), &p.roots).map_err(|e| cfg(e.to_string()))?;
+    program.fix_pause_args(&mut argv);
+    if program == Program::Nginx {
+        let prefix = p.dir.join(format!("{}-nginx", c.name));
+        for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
+            std::fs::create_dir_all(prefix.join(sub)).map_err(|e| cfg(format!("nginx prefix: {e}")))?;
+        }
+        let ports: Vec<u16> = c.ports.iter().flatten().filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP").map(|p| p.container_port as u16).collect();
+        std::fs::write(prefix.join("nginx.conf"), nginx::render(&prefix, &ports)).map_err(|e| cfg(format!("nginx.conf: {e}")))?;
+        argv = nginx::argv(argv, &prefix);
+    }
+    let plan = volumes::plan_mounts(c.volume_mounts.as_deref().unwrap_or_default(), &p.volumes, |path| path.exists()).map_err(|e| cfg(e.to_string()))?;
+    let argv: Vec<String> = argv.iter().map(|a| volumes::rewrite_arg(a, &plan.rewrites)).collect();
+    let workdir = c.working_dir.as_deref().map(PathBuf::from).filter(|d| d.is_dir());
+    Ok(Launch { program, argv, env: envs, plan, workdir })
+}
+
+async fn container_env(p: &PodEnv, c: &Container, program: Program) -> Result<Vec<(String, String)>, String> {
+    let ns = p.namespace();
+    let mut out: Vec<(String, String)> = vec![
+        ("PATH".into(), program.path_env(&p.roots)),
+        ("HOSTNAME".into(), p.pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| p.pod_name())),
+        ("HOME".into(), "/root".into()),
+    ];
+    let links = p.pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    out.extend(p.service_env.iter().filter(|(k, _)| links || k.starts_with("KUBERNETES_")).cloned());
+    let pod_ip = p.pod_ip.map(|ip| ip.to_string());
+    let host_ip = p.host_ip.to_string();
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            let api: Api<ConfigMap> = Api::namespaced(p.client.clone(), &ns);
+            match api.get_opt(&r.name).await.map_err(|e| e.to_string())? {
+                Some(cm) => out.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("configmap {:?} not found", r.name)),
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            let api: Api<Secret> = Api::namespaced(p.client.clone(), &ns);
+            match api.get_opt(&r.name).await.map_err(|e| e.to_string())? {
+                Some(s) => out.extend(s.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned()))),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("secret {:?} not found", r.name)),
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let value = if let Some(v) = &e.value {
+            env::expand(v, &out)
+        } else if let Some(from) = &e.value_from {
+            if let Some(f) = &from.field_ref {
+                env::field_ref(&p.pod, &f.field_path, pod_ip.as_deref(), &host_ip).ok_or_else(|| format!("env {}: unsupported fieldRef {:?}", e.name, f.field_path))?
+            } else if let Some(k) = &from.config_map_key_ref {
+                let api: Api<ConfigMap> = Api::namespaced(p.client.clone(), &ns);
+                let cm = api.get_opt(&k.name).await.map_err(|x| x.to_string())?;
+                match cm.and_then(|cm| cm.data).and_then(|d| d.get(&k.key).cloned()) {
+                    Some(v) => v,
+                    None if k.optional == Some(true) => continue,
+                    None => return Err(format!("env {}: configmap {:?} key {:?} not found", e.name, k.name, k.key)),
+                }
+            } else if let Some(k) = &from.secret_key_ref {
+                let api: Api<Secret> = Api::namespaced(p.client.clone(), &ns);
+                let s = api.get_opt(&k.name).await.map_err(|x| x.to_string())?;
+                match s.and_then(|s| s.data).and_then(|d| d.get(&k.key).cloned()) {
+                    Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                    None if k.optional == Some(true) => continue,
+                    None => return Err(format!("env {}: secret {:?} key {:?} not found", e.name, k.name, k.key)),
+                }
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        out.push((e.name.clone(), value));
+    }
+    Ok(out)
+}
+
+/// What a container task tells its pod worker.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub idx: usize,
+    pub view: ContainerView,
+    pub pid: Option<u32>,
+}
+
+/// How a container should be restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: Option<&str>) -> RestartPolicy {
+        match s {
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    pub fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// Back-off before the `n`-th restart (n = 1 is the first): kubelet restarts at once the first
+/// time, then waits 10 s, 20 s, … up to 5 min.
+pub fn backoff(restarts_so_far: u32) -> Duration {
+    if restarts_so_far == 0 {
+        return Duration::ZERO;
+    }
+    let shift = (restarts_so_far - 1).min(16);
+    (BACKOFF_START * 2u32.pow(shift)).min(BACKOFF_MAX)
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// The supervising task of one container; returns when the container is done for good or
+/// when `stop` carries a grace period.
+pub async fn supervise(
+    p: Arc<PodEnv>,
+    idx: usize,
+    c: Container,
+    policy: RestartPolicy,
+    tx: mpsc::UnboundedSender<Update>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let image = c.image.clone().unwrap_or_default();
+    let mut view = ContainerView::new(&c.name, &image);
+    let send = |view: &ContainerView, pid: Option<u32>| {
+        let _ = tx.send(Update { idx, view: view.clone(), pid });
+    };
+    let log_path = p.dir.join(format!("{}.log", c.name));
+    let mut crashes: u32 = 0;
+    loop {
+        if stop.borrow().is_some() {
+            break;
+        }
+        let launch = match prepare(&p, &c).await {
+            Ok(l) => l,
+            Err(PrepareError::Image(e)) => {
+                view.state = State::waiting("ErrImagePull", Some(e.to_string()));
+                send(&view, None);
+                p.events.warning(&p.pod, "Failed", &format!("Failed to pull image {image:?}: {e}"));
+                p.events.warning(&p.pod, "Failed", "Error: ErrImagePull");
+                if wait_or_stop(&mut stop, BACKOFF_START).await {
+                    break;
+                }
+                view.state = State::waiting("ImagePullBackOff", Some(format!("Back-off pulling image {image:?}: {e}")));
+                send(&view, None);
+                p.events.normal(&p.pod, "BackOff", &format!("Back-off pulling image {image:?}"));
+                let _ = stop.wait_for(Option::is_some).await;
+                break;
+            }
+            Err(PrepareError::Config(msg)) => {
+                view.state = State::waiting("CreateContainerConfigError", Some(msg.clone()));
+                send(&view, None);
+                p.events.warning(&p.pod, "Failed", &format!("Error: {msg}"));
+                if wait_or_stop(&mut stop, BACKOFF_START).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        if crashes == 0 && view.restart_count == 0 {
+            p.events.normal(&p.pod, "Pulled", &format!("Container image {image:?} already present on machine (lab catalogue: {:?})", launch.program));
+        }
+        let log = match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+            Ok(f) => f,
+            Err(e) => {
+                view.state = State::waiting("RunContainerError", Some(format!("opening {}: {e}", log_path.display())));
+                send(&view, None);
+                if wait_or_stop(&mut stop, BACKOFF_START).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let spawned = p.command(&launch).and_then(|(mut cmd, guard)| {
+            cmd.stdout(log.try_clone()?).stderr(log);
+            let child = cmd.spawn();
+            drop(guard);
+            child
+        });
+        let mut child = match spawned {
+            Ok(ch) => ch,
+            Err(e) => {
+                let msg = format!("failed to start {:?}: {e}", launch.argv);
+                view.state = State::waiting("RunContainerError", Some(msg.clone()));
+                send(&view, None);
+                p.events.warning(&p.pod, "Failed", &format!("Error: {msg}"));
+                crashes += 1;
+                if wait_or_stop(&mut stop, backoff(crashes)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let pid = child.id().unwrap_or_default();
+        let started_at = now();
+        let started = Instant::now();
+        view.container_id = Some(super::sandbox::new_id());
+        view.state = State::Running { started_at: started_at.clone() };
+        let mut readiness = c.readiness_probe.as_ref().map(|pr| (pr.clone(), Readiness::new(probe::Timing::from_probe(pr))));
+        view.ready = readiness.is_none();
+        send(&view, Some(pid));
+        p.events.normal(&p.pod, "Created", &format!("Created container {}", c.name));
+        p.events.normal(&p.pod, "Started", &format!("Started container {}", c.name));
+        tracing::info!(pod = %format!("{}/{}", p.namespace(), p.pod_name()), container = c.name, pid, argv = ?launch.argv, "container started");
+
+        let mut probe_index: u64 = 0;
+        let mut next_probe = readiness.as_ref().map(|(_, r)| tokio::time::Instant::now() + r.delay_before(0));
+        let exit = loop {
+            let probe_sleep = async {
+                match next_probe {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                status = child.wait() => break Ok(status),
+                _ = stop.changed() => {
+                    if let Some(grace) = *stop.borrow() {
+                        break Err(grace);
+                    }
+                }
+                _ = probe_sleep => {
+                    let (spec, state) = readiness.as_mut().expect("a probe is scheduled only with readiness");
+                    let ok = run_probe(&p, &c, spec, &launch, state.timing.timeout).await;
+                    if !ok {
+                        p.events.warning(&p.pod, "Unhealthy", &format!("Readiness probe failed for container {}", c.name));
+                    }
+                    if state.record(ok) {
+                        view.ready = state.ready();
+                        send(&view, Some(pid));
+                    }
+                    probe_index += 1;
+                    next_probe = Some(tokio::time::Instant::now() + state.delay_before(probe_index));
+                }
+            }
+        };
+        let (code, stopping) = match exit {
+            Ok(status) => {
+                // The runtime kills whatever the main process left behind in the container.
+                nsexec::kill_group(pid, libc::SIGKILL);
+                (status.map(exit_code).unwrap_or(-1), false)
+            }
+            Err(grace) => {
+                p.events.normal(&p.pod, "Killing", &format!("Stopping container {}", c.name));
+                (terminate(&mut child, pid, grace).await, true)
+            }
+        };
+        let terminated = State::Terminated {
+            exit_code: code,
+            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            message: None,
+            started_at,
+            finished_at: now(),
+        };
+        tracing::info!(pod = %format!("{}/{}", p.namespace(), p.pod_name()), container = c.name, code, "container exited");
+        view.ready = false;
+        if stopping || !policy.restarts(code) {
+            view.state = terminated;
+            view.done = true;
+            send(&view, None);
+            return;
+        }
+        if started.elapsed() >= BACKOFF_RESET {
+            crashes = 0;
+        }
+        let wait = backoff(crashes);
+        crashes += 1;
+        view.last_terminated = Some(terminated);
+        view.restart_count += 1;
+        if !wait.is_zero() {
+            view.state = State::waiting(
+                "CrashLoopBackOff",
+                Some(format!("back-off {}s restarting failed container={} pod={}_{}({})", wait.as_secs(), c.name, p.pod_name(), p.namespace(), p.pod.metadata.uid.clone().unwrap_or_default())),
+            );
+            send(&view, None);
+            p.events.warning(&p.pod, "BackOff", &format!("Back-off restarting failed container {}", c.name));
+            if wait_or_stop(&mut stop, wait).await {
+                break;
+            }
+        }
+    }
+    // Stopped while not running.
+    if !matches!(view.state, State::Terminated { .. }) {
+        view.state = State::Terminated { exit_code: 0, reason: "Completed".into(), message: None, started_at: now(), finished_at: now() };
+    }
+    view.done = true;
+    view.ready = false;
+    send(&view, None);
+}
+
+/// Sleeps for `d` unless a stop arrives first (true = stop).
+async fn wait_or_stop(stop: &mut watch::Receiver<Option<Duration>>, d: Duration) -> bool {
+    let slept = tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.wait_for(Option::is_some) => false,
+    };
+    !slept || stop.borrow().is_some()
+}
+
+/// SIGTERM to the container's process group, SIGKILL after the grace period.
+async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration) -> i32 {
+    nsexec::kill_group(pid, libc::SIGTERM);
+    let code = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(Ok(status)) => exit_code(status),
+        _ => {
+            nsexec::kill_group(pid, libc::SIGKILL);
+            child.wait().await.map(exit_code).unwrap_or(137)
+        }
+    };
+    nsexec::kill_group(pid, libc::SIGKILL);
+    code
+}
+
+async fn run_probe(p: &PodEnv, c: &Container, spec: &k8s_openapi::api::core::v1::Probe, launch: &Launch, timeout: Duration) -> bool {
+    let target: IpAddr = IpAddr::V4(p.pod_ip.unwrap_or(p.host_ip));
+    match probe::action(spec, c, target) {
+        Ok(Action::Tcp { addr }) => probe::tcp(addr, timeout).await,
+        Ok(Action::Http { addr, host_header, path, headers, https }) => probe::http(addr, &host_header, &path, &headers, https, timeout).await,
+        Ok(Action::Exec { command }) => {
+            let Some(first) = command.first() else { return false };
+            let mut l = launch.clone();
+            l.argv = command.clone();
+            l.argv[0] = launch.program.argv(std::slice::from_ref(first), &[], &p.roots).map(|a| a[0].clone()).unwrap_or_else(|_| first.clone());
+            let Ok((mut cmd, guard)) = p.command(&l) else { return false };
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+            let child = cmd.spawn();
+            drop(guard);
+            let Ok(mut child) = child else { return false };
+            match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(Ok(s)) => s.success(),
+                _ => {
+                    if let Some(pid) = child.id() {
+                        nsexec::kill_group(pid, libc::SIGKILL);
+                    }
+                    false
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(container = c.name, error = %e, "readiness probe cannot run");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policy() {
+        assert!(RestartPolicy::parse(None).restarts(0));
+        assert!(RestartPolicy::parse(Some("OnFailure")).restarts(1));
+        assert!(!RestartPolicy::parse(Some("OnFailure")).restarts(0));
+        assert!(!RestartPolicy::parse(Some("Never")).restarts(1));
+    }
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_to_five_minutes() {
+        let got: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(got, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff(100), BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,384 @@
+//! The kubelet stand-in of one lab node: registers the Node, keeps its lease, and runs the pods
+//! bound to it as network namespaces plus Debian programs, calling CNI as containerd does.
+
+pub mod catalogue;
+pub mod cni;
+pub mod container;
+pub mod env;
+pub mod events;
+pub mod nginx;
+pub mod node;
+pub mod nsexec;
+pub mod pod;
+pub mod probe;
+pub mod record;
+pub mod resolv;
+pub mod sandbox;
+pub mod status;
+pub mod volumes;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::PathBuf;
+
+    /// A fresh directory under the temp dir, unique per process and call.
+    pub fn tempdir(prefix: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use record::{find_pod, list_pods, PodRecord};
+
+/// How one node's stand-in runs.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: Ipv4Addr,
+    /// Identity to use (a system:node:<name> client cert, or admin).
+    pub kubeconfig: PathBuf,
+    /// Per node: pod records, logs, CNI result cache.
+    pub state_dir: PathBuf,
+    pub cni_bin_dir: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    /// If set: written to cni_conf_dir/10-lab.conflist with "{{podCIDR}}" replaced once the
+    /// Node's spec.podCIDR is known. Otherwise use the first *.conflist/*.conf in lexical order.
+    pub cni_conf_template: Option<String>,
+    /// Pod netns names start with this, e.g. "wl-n1-".
+    pub netns_prefix: String,
+    pub cluster_dns: Ipv4Addr,
+    pub cluster_domain: String,
+    /// Directory with extra binaries for the catalogue (coredns, weft).
+    pub bin_paths: Option<PathBuf>,
+}
+
+/// What every pod worker of this node shares.
+pub struct NodeCtx {
+    pub cfg: Config,
+    pub client: kube::Client,
+    pub sandbox: sandbox::SandboxEnv,
+    pub roots: catalogue::Roots,
+    pub events: events::Events,
+    /// The node's resolv.conf, for dnsPolicy Default and search domains.
+    pub host_resolv_conf: String,
+    start_times: Mutex<HashMap<String, String>>,
+}
+
+impl NodeCtx {
+    /// The pod's startTime: when this node first saw it.
+    pub fn start_time_for(&self, uid: &str) -> String {
+        let mut m = self.start_times.lock().expect("not poisoned");
+        m.entry(uid.to_string()).or_insert_with(status::now).clone()
+    }
+}
+
+struct PodHandle {
+    namespace: String,
+    name: String,
+    pod: watch::Sender<Pod>,
+    ctl: watch::Sender<pod::Control>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the stand-in until SIGTERM/SIGINT, then stops every pod locally (processes, CNI DEL,
+/// netns) and returns, leaving API objects in place.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cfg.kubeconfig).with_context(|| format!("reading {}", cfg.kubeconfig.display()))?;
+    let client_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.context("loading the kubeconfig")?;
+    let client = kube::Client::try_from(client_cfg).context("building the API client")?;
+    std::fs::create_dir_all(cfg.state_dir.join("pods")).with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    let roots = catalogue::Roots { images_dir: cfg.state_dir.join("images"), bin_paths: cfg.bin_paths.clone() };
+    catalogue::prepare_images(&roots).context("preparing the image catalogue")?;
+    let ctx = Arc::new(NodeCtx {
+        sandbox: sandbox::SandboxEnv {
+            cni: cni::Cni { bin_dir: cfg.cni_bin_dir.clone(), conf_dir: cfg.cni_conf_dir.clone(), cache_dir: cfg.state_dir.join("cni") },
+            netns_prefix: cfg.netns_prefix.clone(),
+            etc_netns: PathBuf::from("/etc/netns"),
+        },
+        events: events::Events::new(client.clone(), &cfg.node_name),
+        host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        roots,
+        client,
+        start_times: Mutex::default(),
+        cfg,
+    });
+    cleanup_stale(&ctx).await;
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let stopping = async move {
+        tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+        }
+    };
+    tokio::pin!(stopping);
+
+    tokio::select! {
+        r = register_and_wait_cidr(&ctx) => r?,
+        sig = &mut stopping => {
+            tracing::info!(signal = sig, "stopping before the node was ready");
+            return Ok(());
+        }
+    }
+    let heartbeat = tokio::spawn(keep_alive(ctx.clone()));
+
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
+    let mut stream = watcher(pods, wc).default_backoff().boxed();
+    let mut workers: HashMap<String, PodHandle> = HashMap::new();
+    let mut pending: HashMap<String, Pod> = HashMap::new();
+    let mut listed: Option<Vec<String>> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tracing::info!(node = ctx.cfg.node_name, "watching pods bound to this node");
+    let signal = loop {
+        tokio::select! {
+            sig = &mut stopping => break sig,
+            _ = tick.tick() => {
+                workers.retain(|_, h| !h.task.is_finished());
+                start_pending(&ctx, &mut workers, &mut pending);
+            }
+            ev = stream.next() => match ev {
+                None => anyhow::bail!("the pod watch ended"),
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch error; retrying with back-off"),
+                Some(Ok(ev)) => match ev {
+                    watcher::Event::Init => listed = Some(vec![]),
+                    watcher::Event::InitApply(p) => {
+                        if let (Some(l), Some(uid)) = (listed.as_mut(), p.metadata.uid.clone()) { l.push(uid); }
+                        apply(&ctx, &mut workers, &mut pending, p);
+                    }
+                    watcher::Event::Apply(p) => apply(&ctx, &mut workers, &mut pending, p),
+                    watcher::Event::Delete(p) => gone(&mut workers, &mut pending, p.metadata.uid.as_deref().unwrap_or_default()),
+                    watcher::Event::InitDone => {
+                        // After a re-list, pods we run that were not listed are gone.
+                        let seen = listed.take().unwrap_or_default();
+                        let missing: Vec<String> = workers.keys().chain(pending.keys()).filter(|u| !seen.contains(u)).cloned().collect();
+                        for uid in missing { gone(&mut workers, &mut pending, &uid); }
+                    }
+                },
+            },
+        }
+    };
+    tracing::info!(signal, pods = workers.len(), "stopping: cleaning up local pod resources");
+    heartbeat.abort();
+    for h in workers.values() {
+        let _ = h.ctl.send(pod::Control::Shutdown);
+    }
+    for (_, h) in workers.drain() {
+        if tokio::time::timeout(Duration::from_secs(60), h.task).await.is_err() {
+            tracing::error!(pod = %format!("{}/{}", h.namespace, h.name), "pod did not stop within 60 s");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn apply(ctx: &Arc<NodeCtx>, workers: &mut HashMap<String, PodHandle>, pending: &mut HashMap<String, Pod>, p: Pod) {
+    let Some(uid) = p.metadata.uid.clone() else { return };
+    if let Some(h) = workers.get(&uid) {
+        let _ = h.pod.send(p);
+        return;
+    }
+    pending.insert(uid, p);
+    start_pending(ctx, workers, pending);
+}
+
+/// Starts pending pods, except one whose namespace/name still belongs to a terminating worker
+/// (a StatefulSet pod recreated with a new UID): its directory must be free first.
+fn start_pending(ctx: &Arc<NodeCtx>, workers: &mut HashMap<String, PodHandle>, pending: &mut HashMap<String, Pod>) {
+    let ready: Vec<String> = pending
+        .iter()
+        .filter(|(_, p)| {
+            !workers.values().any(|h| {
+                !h.task.is_finished() && Some(&h.namespace) == p.metadata.namespace.as_ref() && Some(&h.name) == p.metadata.name.as_ref()
+            })
+        })
+        .map(|(u, _)| u.clone())
+        .collect();
+    for uid in ready {
+        let p = pending.remove(&uid).expect("listed above");
+        let (pod_tx, pod_rx) = watch::channel(p.clone());
+        let (ctl_tx, ctl_rx) = watch::channel(pod::Control::Run);
+        let task = tokio::spawn(pod::run(ctx.clone(), pod_rx, ctl_rx));
+        workers.insert(
+            uid,
+            PodHandle {
+                namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                name: p.metadata.name.clone().unwrap_or_default(),
+                pod: pod_tx,
+                ctl: ctl_tx,
+                task,
+            },
+        );
+    }
+}
+
+fn gone(workers: &mut HashMap<String, PodHandle>, pending: &mut HashMap<String, Pod>, uid: &str) {
+    pending.remove(uid);
+    if let Some(h) = workers.get(uid) {
+        let _ = h.ctl.send(pod::Control::Gone);
+    }
+}
+
+/// Registers the Node (retrying while the apiserver is unreachable), then waits for its pod
+/// CIDR and renders the CNI config template.
+async fn register_and_wait_cidr(ctx: &NodeCtx) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut delay = Duration::from_millis(500);
+    while let Err(e) = node::register(&nodes, &ctx.cfg).await {
+        tracing::warn!(error = %e, retry_in = ?delay, "registering the node failed");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+    let mut waited = 0u32;
+    let cidr = loop {
+        match nodes.get_opt(&ctx.cfg.node_name).await {
+            Ok(Some(n)) => {
+                if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
+                    break c;
+                }
+            }
+            Ok(None) => {
+                tracing::warn!("the Node object disappeared; registering again");
+                let _ = node::register(&nodes, &ctx.cfg).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the Node failed"),
+        }
+        if waited % 10 == 0 {
+            tracing::info!(node = ctx.cfg.node_name, "waiting for spec.podCIDR (kube-controller-manager node-ipam)");
+        }
+        waited += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    tracing::info!(pod_cidr = cidr, "node has its pod CIDR");
+    if let Some(t) = &ctx.cfg.cni_conf_template {
+        node::write_conf_template(&ctx.cfg.cni_conf_dir, t, &cidr).context("writing the CNI config template")?;
+    }
+    Ok(())
+}
+
+/// Lease renewal every 10 s and a node status heartbeat every minute.
+async fn keep_alive(ctx: Arc<NodeCtx>) {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-node-lease");
+    let mut lease_tick = tokio::time::interval(node::LEASE_RENEW);
+    let mut status_tick = tokio::time::interval(node::STATUS_REPORT);
+    let mut node_uid = None;
+    loop {
+        tokio::select! {
+            _ = lease_tick.tick() => {
+                if node_uid.is_none() {
+                    node_uid = nodes.get_opt(&ctx.cfg.node_name).await.ok().flatten().and_then(|n| n.metadata.uid);
+                }
+                if let Err(e) = node::renew_lease(&leases, &ctx.cfg.node_name, node_uid.clone()).await {
+                    tracing::warn!(error = %e, "renewing the node lease failed");
+                }
+            }
+            _ = status_tick.tick() => {
+                if let Err(e) = node::heartbeat(&nodes, &ctx.cfg.node_name).await {
+                    tracing::warn!(error = %e, "node status heartbeat failed");
+                }
+            }
+        }
+    }
+}
+
+/// Cleans up after a previous stand-in of this node that did not stop cleanly: kills its
+/// sandbox processes, runs CNI DEL, deletes pod netns. The pods themselves are recreated
+/// from the API.
+async fn cleanup_stale(ctx: &NodeCtx) {
+    let recs = match list_pods(&ctx.cfg.state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading old pod records");
+            return;
+        }
+    };
+    for rec in recs {
+        let dir = record::pod_dir(&ctx.cfg.state_dir, &rec.namespace, &rec.name);
+        let sb = record::read_sandbox(&dir).unwrap_or_default();
+        tracing::info!(pod = %format!("{}/{}", rec.namespace, rec.name), "cleaning up a pod left by a previous run");
+        if let (Some(pid), Some(start)) = (sb.pause_pid, sb.pause_start) {
+            if nsexec::start_time(pid) == Some(start) {
+                nsexec::kill_group(pid, libc::SIGKILL);
+            }
+        }
+        if let Some(pid) = rec.pid {
+            // Only if it still lives in the pod's netns (pid reuse is otherwise possible).
+            let in_pod = !rec.netns.is_empty()
+                && std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    == std::fs::metadata(Path::new("/run/netns").join(&rec.netns)).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            if in_pod {
+                nsexec::kill_group(pid, libc::SIGKILL);
+            }
+        }
+        let spec = sandbox::SandboxSpec {
+            namespace: rec.namespace.clone(),
+            name: rec.name.clone(),
+            uid: rec.uid.clone(),
+            hostname: rec.name.clone(),
+            fqdn: None,
+            host_network: rec.host_network,
+            resolv_conf: None,
+            capability_args: Default::default(),
+            host_aliases: vec![],
+        };
+        let network = sb.network.as_ref().and_then(|name| {
+            let placeholder = cni::NetworkList { name: name.clone(), cni_version: String::new(), plugins: vec![], raw: serde_json::Value::Null };
+            let rt = cni::RuntimeConf { container_id: sb.id.clone(), ifname: "eth0".into(), ..Default::default() };
+            ctx.sandbox.cni.read_cache(&placeholder, &rt).ok().map(|(l, _)| l).filter(|l| !l.plugins.is_empty())
+        });
+        let mut s = sandbox::Sandbox { id: sb.id.clone(), netns: rec.netns.clone(), ip: rec.ip, network, pause: None, pause_pid: 0 };
+        if let Err(e) = ctx.sandbox.teardown(&spec, &mut s).await {
+            tracing::warn!(pod = %format!("{}/{}", rec.namespace, rec.name), error = %e, "cleaning up an old sandbox");
+        }
+        let _ = std::fs::remove_file(record::record_path(&dir));
+        let _ = std::fs::remove_file(record::sandbox_path(&dir));
+    }
+}
+
+/// A command that runs `argv` inside a pod as `kubectl exec` would: in the pod's network, UTS
+/// and mount namespaces (so /etc/resolv.conf, /etc/hosts and the hostname are the pod's), with
+/// the PATH of the pod's image (busybox applets for busybox pods).
+pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyhow::Result<std::process::Command> {
+    let dir = record::pod_dir(state_dir, &rec.namespace, &rec.name);
+    let sb = record::read_sandbox(&dir).with_context(|| format!("pod {}/{} has no sandbox record", rec.namespace, rec.name))?;
+    let pid = sb.pause_pid.with_context(|| format!("pod {}/{} has no running sandbox (finished?)", rec.namespace, rec.name))?;
+    if nsexec::start_time(pid) != sb.pause_start {
+        anyhow::bail!("pod {}/{}: its sandbox process {pid} is gone", rec.namespace, rec.name);
+    }
+    let first = argv.first().context("no command given")?;
+    let mut program = first.clone();
+    if !first.contains('/') {
+        if let Some(found) = sb.path_env.split(':').map(|d| Path::new(d).join(first)).find(|p| p.exists()) {
+            program = found.display().to_string();
+        }
+    }
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.args(["-t", &pid.to_string(), "-n", "-u", "-m", "--"]).arg(program).args(&argv[1..]);
+    if !sb.path_env.is_empty() {
+        cmd.env("PATH", &sb.path_env);
+    }
+    cmd.env("HOSTNAME", &rec.name);
+    Ok(cmd)
+}

@@ -1,0 +1,150 @@
+//! Starting a process inside a pod: entering or creating namespaces and applying bind mounts in
+//! the forked child before exec (what `ip netns exec` and a container runtime do).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Everything the child does between fork and exec. Built in the parent (it allocates);
+/// `apply` only makes system calls, so it is safe after fork in a threaded program.
+#[derive(Debug, Default)]
+pub struct ChildSetup {
+    /// Namespaces to join, in order (fds stay open in the parent until spawn returns).
+    enter: Vec<(File, libc::c_int)>,
+    /// New UTS namespace with this hostname.
+    hostname: Option<CString>,
+    /// New mount namespace (slave of the current one, so nothing propagates back).
+    new_mount_ns: bool,
+    /// Mount a sysfs for the current network namespace on /sys (as `ip netns exec` does).
+    remount_sys: bool,
+    /// Bind mounts (source, target), applied after the above.
+    binds: Vec<(CString, CString)>,
+    /// Working directory.
+    workdir: Option<CString>,
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+impl ChildSetup {
+    /// Joins the namespace at `path` (e.g. /run/netns/x or /proc/PID/ns/mnt).
+    pub fn enter(mut self, path: &Path, nstype: libc::c_int) -> io::Result<Self> {
+        let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+        self.enter.push((f, nstype));
+        Ok(self)
+    }
+
+    pub fn hostname(mut self, name: &str) -> io::Result<Self> {
+        self.hostname = Some(CString::new(name).map_err(|_| io::Error::other("hostname contains NUL"))?);
+        Ok(self)
+    }
+
+    pub fn new_mount_ns(mut self) -> Self {
+        self.new_mount_ns = true;
+        self
+    }
+
+    pub fn remount_sys(mut self) -> Self {
+        self.remount_sys = true;
+        self
+    }
+
+    pub fn bind(mut self, source: &Path, target: &Path) -> io::Result<Self> {
+        self.binds.push((cpath(source)?, cpath(target)?));
+        Ok(self)
+    }
+
+    pub fn workdir(mut self, dir: &Path) -> io::Result<Self> {
+        self.workdir = Some(cpath(dir)?);
+        Ok(self)
+    }
+
+    /// Runs in the child after fork. Only raw system calls: no allocation, no locks.
+    fn apply(&self) -> io::Result<()> {
+        fn check(r: libc::c_int) -> io::Result<()> {
+            if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        }
+        // SAFETY: plain system calls on valid fds and NUL-terminated strings owned by self.
+        unsafe {
+            for (f, nstype) in &self.enter {
+                check(libc::setns(f.as_raw_fd() as RawFd, *nstype))?;
+            }
+            if let Some(h) = &self.hostname {
+                check(libc::unshare(libc::CLONE_NEWUTS))?;
+                check(libc::sethostname(h.as_ptr(), h.as_bytes().len()))?;
+            }
+            if self.new_mount_ns {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+            }
+            if self.remount_sys {
+                check(libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH))?;
+                check(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+            }
+            for (src, dst) in &self.binds {
+                check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+            }
+            // Own session and process group: the whole container is signalled as one.
+            check(libc::setsid())?;
+            if let Some(d) = &self.workdir {
+                check(libc::chdir(d.as_ptr()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs the setup into a command. The returned guard keeps the namespace fds open and
+    /// must live until `spawn` returned.
+    pub fn install(self, cmd: &mut tokio::process::Command) -> std::sync::Arc<ChildSetup> {
+        let setup = std::sync::Arc::new(self);
+        let in_child = setup.clone();
+        // SAFETY: `apply` is async-signal-safe (system calls only, on data built before fork).
+        unsafe {
+            cmd.pre_exec(move || in_child.apply());
+        }
+        setup
+    }
+}
+
+/// Sends `sig` to a process group; false if it no longer exists.
+pub fn kill_group(pgid: u32, sig: libc::c_int) -> bool {
+    // SAFETY: kill(2) with a negative pid addresses the group; no memory involved.
+    unsafe { libc::kill(-(pgid as libc::pid_t), sig) == 0 }
+}
+
+/// Start time (clock ticks since boot) of a process, to tell a pid from its reuse.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // Fields after the command name start at field 3 (state); starttime is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_this_process_is_stable() {
+        let me = std::process::id();
+        let t = start_time(me).expect("own stat is readable");
+        assert_eq!(start_time(me), Some(t));
+        assert_eq!(start_time(u32::MAX), None);
+    }
+
+    #[tokio::test]
+    async fn child_gets_its_own_session_and_workdir() {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.args(["-c", "pwd; cut -d' ' -f6 /proc/$$/stat; echo $$"]).stdout(std::process::Stdio::piped());
+        let _guard = ChildSetup::default().workdir(Path::new("/tmp")).unwrap().install(&mut cmd);
+        let out = cmd.output().await.unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "/tmp");
+        assert_eq!(lines[1], lines[2], "the child leads its own session");
+    }
+}
