@@ -337,3 +337,26 @@ fn pod_cidr_comes_from_the_cni_config_when_the_agent_has_none() {
     node.del("ctr-cidr", &pod);
     node.assert_empty();
 }
+
+#[test]
+fn node_reaches_its_pods_and_pods_see_the_node_address() {
+    let node = Node::start();
+    // The node's own address (an uplink's in a real cluster; no dummy driver here).
+    node.ns
+        .exec(&["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"]);
+    let pod = node.pod(0);
+    let ip = node.add("ctr-probe", &pod).ip();
+    let (ok, out) = node
+        .ns
+        .try_exec(&["ping", "-c", "2", "-W", "2", "-i", "0.2", &ip]);
+    assert!(ok, "node -> pod ping failed:\n{out}");
+    // A kubelet-style probe: TCP from the node, the pod sees the node's address, no NAT.
+    let _server = peer_echo_server(&pod, 8081);
+    let (ok, out) = node
+        .ns
+        .try_exec(&["socat", "-T", "5", "-", &format!("TCP4:{ip}:8081")]);
+    assert!(ok, "node -> pod TCP failed: {out}");
+    assert_eq!(out.trim(), "192.0.2.10");
+    node.del("ctr-probe", &pod);
+    node.assert_empty();
+}
