@@ -20,7 +20,9 @@ const INPUTS: &[&str] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("agent/ lives one level below the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("agent/ lives one level below the workspace root");
     let object = root.join(OBJECT_REL_PATH);
 
     println!("cargo:rerun-if-changed={}", object.display());
@@ -45,7 +47,11 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     let dest = out.join("weft-dataplane.o");
     if let Err(e) = std::fs::copy(&object, &dest) {
-        fail(&format!("copying {} to {}: {e}", object.display(), dest.display()));
+        fail(&format!(
+            "copying {} to {}: {e}",
+            object.display(),
+            dest.display()
+        ));
     }
 }
 
@@ -59,7 +65,9 @@ fn newest_input(root: &Path) -> Option<(SystemTime, PathBuf)> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     let mut stack: Vec<PathBuf> = INPUTS.iter().map(|p| root.join(p)).collect();
     while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 stack.extend(entries.flatten().map(|e| e.path()));

@@ -25,13 +25,19 @@ const DST: EndpointEntry = EndpointEntry {
 fn datapath_with_local_pod(test: &str) -> (PinDir, Datapath) {
     let pins = PinDir::new(test);
     let mut dp = Datapath::open(pins.path()).expect("open datapath");
-    dp.upsert_endpoint(Ipv4Addr::from(DST_IP), &DST).expect("register destination pod");
+    dp.upsert_endpoint(Ipv4Addr::from(DST_IP), &DST)
+        .expect("register destination pod");
     (pins, dp)
 }
 
 /// A UDP packet from the source pod as it leaves the pod's eth0.
 fn pod_udp(dst_ip: [u8; 4]) -> Vec<u8> {
-    ethernet(SRC_GW_MAC, SRC_POD_MAC, ETH_P_IP, &ipv4(SRC_IP, dst_ip, &udp(40000, 8080, b"hello weft")))
+    ethernet(
+        SRC_GW_MAC,
+        SRC_POD_MAC,
+        ETH_P_IP,
+        &ipv4(SRC_IP, dst_ip, &udp(40000, 8080, b"hello weft")),
+    )
 }
 
 fn counter(dp: &Datapath, name: &str) -> u64 {
@@ -45,7 +51,10 @@ fn counter(dp: &Datapath, name: &str) -> u64 {
 
 fn assert_no_drops(dp: &Datapath) {
     let counters = dp.drop_counters().expect("read DROP_STATS");
-    assert!(counters.iter().all(|(_, n)| *n == 0), "unexpected drops: {counters:?}");
+    assert!(
+        counters.iter().all(|(_, n)| *n == 0),
+        "unexpected drops: {counters:?}"
+    );
 }
 
 /// The frame is dropped with `TC_ACT_SHOT` and exactly `reason` is counted once.
@@ -69,9 +78,21 @@ fn ipv4_to_local_pod_is_redirected_with_rewritten_macs() {
     // program's return value and does not perform the redirect.
     assert_eq!(out.verdict, TC_ACT_REDIRECT);
     assert_eq!(out.frame.len(), frame.len());
-    assert_eq!(out.frame[0..6], DST.pod_mac, "Ethernet dst must be the destination pod's MAC");
-    assert_eq!(out.frame[6..12], DST.host_mac, "Ethernet src must be its host-side veth MAC");
-    assert_eq!(out.frame[12..], frame[12..], "IPv4 header (TTL included) and payload untouched");
+    assert_eq!(
+        out.frame[0..6],
+        DST.pod_mac,
+        "Ethernet dst must be the destination pod's MAC"
+    );
+    assert_eq!(
+        out.frame[6..12],
+        DST.host_mac,
+        "Ethernet src must be its host-side veth MAC"
+    );
+    assert_eq!(
+        out.frame[12..],
+        frame[12..],
+        "IPv4 header (TTL included) and payload untouched"
+    );
     assert_no_drops(&dp);
 }
 
@@ -91,7 +112,8 @@ fn ipv4_to_unknown_destination_goes_to_stack_unchanged() {
 fn removed_endpoint_is_no_longer_redirected() {
     let (_pins, mut dp) = datapath_with_local_pod("removed");
     dp.remove_endpoint(Ipv4Addr::from(DST_IP)).expect("remove");
-    dp.remove_endpoint(Ipv4Addr::from(DST_IP)).expect("removing twice is not an error");
+    dp.remove_endpoint(Ipv4Addr::from(DST_IP))
+        .expect("removing twice is not an error");
     let frame = pod_udp(DST_IP);
 
     let out = dp.test_run_from_pod(&frame).expect("test run");
@@ -103,7 +125,12 @@ fn removed_endpoint_is_no_longer_redirected() {
 #[test]
 fn arp_goes_to_stack_unchanged_even_for_a_local_pod_address() {
     let (_pins, dp) = datapath_with_local_pod("arp");
-    let frame = ethernet([0xff; 6], SRC_POD_MAC, ETH_P_ARP, &arp_request(SRC_POD_MAC, SRC_IP, DST_IP));
+    let frame = ethernet(
+        [0xff; 6],
+        SRC_POD_MAC,
+        ETH_P_ARP,
+        &arp_request(SRC_POD_MAC, SRC_IP, DST_IP),
+    );
 
     let out = dp.test_run_from_pod(&frame).expect("test run");
 
@@ -134,7 +161,12 @@ fn ipv6_goes_to_stack_unchanged() {
 fn other_ethertypes_go_to_stack_unchanged() {
     let (_pins, dp) = datapath_with_local_pod("other");
     // LLDP, and a payload that would look like IPv4 to a local pod if the EtherType were ignored.
-    let frame = ethernet([0x01, 0x80, 0xc2, 0, 0, 0x0e], SRC_POD_MAC, 0x88cc, &ipv4(SRC_IP, DST_IP, &[]));
+    let frame = ethernet(
+        [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+        SRC_POD_MAC,
+        0x88cc,
+        &ipv4(SRC_IP, DST_IP, &[]),
+    );
 
     let out = dp.test_run_from_pod(&frame).expect("test run");
 
@@ -151,9 +183,14 @@ fn frame_shorter_than_ethernet_header_never_reaches_the_program() {
     let (_pins, dp) = datapath_with_local_pod("short");
     let frame = pod_udp(DST_IP)[..10].to_vec();
 
-    let err = dp.test_run_from_pod(&frame).expect_err("a 10-byte frame must be refused");
+    let err = dp
+        .test_run_from_pod(&frame)
+        .expect_err("a 10-byte frame must be refused");
 
-    assert!(format!("{err:?}").contains("EINVAL") || format!("{err:?}").contains("22"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("EINVAL") || format!("{err:?}").contains("22"),
+        "{err:?}"
+    );
     assert_no_drops(&dp);
 }
 
@@ -166,7 +203,12 @@ fn ipv4_frames_with_less_than_a_base_header_are_refused_by_test_run() {
     let frame = pod_udp(DST_IP);
     assert!(dp.test_run_from_pod(&frame[..14]).is_err());
     assert!(dp.test_run_from_pod(&frame[..14 + 19]).is_err());
-    assert_eq!(dp.test_run_from_pod(&frame[..14 + 20]).expect("test run").verdict, TC_ACT_REDIRECT);
+    assert_eq!(
+        dp.test_run_from_pod(&frame[..14 + 20])
+            .expect("test run")
+            .verdict,
+        TC_ACT_REDIRECT
+    );
     assert_no_drops(&dp);
 }
 
@@ -202,12 +244,26 @@ fn drop_counters_accumulate_and_name_every_reason() {
     let mut frame = pod_udp(DST_IP);
     frame[14] = 0x41;
     for _ in 0..3 {
-        assert_eq!(dp.test_run_from_pod(&frame).expect("test run").verdict, TC_ACT_SHOT);
+        assert_eq!(
+            dp.test_run_from_pod(&frame).expect("test run").verdict,
+            TC_ACT_SHOT
+        );
     }
     assert_eq!(counter(&dp, "ip4_bad_ihl"), 3);
-    let names: Vec<_> = dp.drop_counters().unwrap().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<_> = dp
+        .drop_counters()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(
         names,
-        ["eth_truncated", "ip4_truncated", "ip4_bad_ihl", "ip4_bad_version", "redirect_failed"]
+        [
+            "eth_truncated",
+            "ip4_truncated",
+            "ip4_bad_ihl",
+            "ip4_bad_version",
+            "redirect_failed"
+        ]
     );
 }

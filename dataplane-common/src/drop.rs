@@ -60,14 +60,20 @@ mod tests {
     #[test]
     fn every_reason_fits_in_drop_stats_and_is_not_zero() {
         for r in DropReason::ALL {
-            assert!(r.0 > 0 && r.0 < DROP_STATS_MAX_ENTRIES, "{r:?} out of range");
+            assert!(
+                r.0 > 0 && r.0 < DROP_STATS_MAX_ENTRIES,
+                "{r:?} out of range"
+            );
         }
     }
 
     #[test]
     fn reasons_are_unique_ordered_and_named() {
         for w in DropReason::ALL.windows(2) {
-            assert!(w[0].0 < w[1].0, "ALL must be in number order without duplicates");
+            assert!(
+                w[0].0 < w[1].0,
+                "ALL must be in number order without duplicates"
+            );
         }
         for (i, a) in DropReason::ALL.iter().enumerate() {
             assert_ne!(a.name(), "unknown", "{a:?} has no name");

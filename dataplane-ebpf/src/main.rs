@@ -3,10 +3,10 @@
 #![no_main]
 
 mod drop;
+mod from_pod;
 mod fwd;
 mod maps;
 mod parse;
-mod from_pod;
 
 #[cfg(not(test))]
 #[panic_handler]

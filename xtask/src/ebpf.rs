@@ -31,8 +31,14 @@ pub fn run(_args: Args) -> Result<()> {
     preflight(&cargo_bin)?;
 
     let mut cmd = Command::new(cargo_bin.join("cargo"));
-    cmd.current_dir(&crate_dir)
-        .args(["build", "--release", "--target", TARGET, "-Z", "build-std=core"]);
+    cmd.current_dir(&crate_dir).args([
+        "build",
+        "--release",
+        "--target",
+        TARGET,
+        "-Z",
+        "build-std=core",
+    ]);
     scrub_outer_cargo_env(&mut cmd);
     let path = format!(
         "{}:{}",
@@ -88,7 +94,10 @@ fn preflight(cargo_bin: &Path) -> Result<()> {
     }
     let src = Path::new("/usr/lib/rustlib/src/rust/library/core");
     if !src.exists() {
-        bail!("{} is missing (Debian's rust-web-src); run `cargo xtask setup`", src.display());
+        bail!(
+            "{} is missing (Debian's rust-web-src); run `cargo xtask setup`",
+            src.display()
+        );
     }
     if !cargo_bin.join("bpf-linker").exists() {
         bail!(
@@ -122,7 +131,13 @@ fn scrub_outer_cargo_env(cmd: &mut Command) {
         "CARGO_PRIMARY_PACKAGE",
         "CARGO_CRATE_NAME",
     ];
-    const PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CFG_", "CARGO_FEATURE_", "CARGO_BIN_"];
+    const PREFIXES: &[&str] = &[
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+        "CARGO_BIN_",
+    ];
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {

@@ -23,8 +23,14 @@ impl Datapath {
         let pin = self.link_pin(host_ifname)?;
         let state = pinned_link(host_ifname, &pin)?;
         let prog = from_pod_mut(&mut self.ebpf)?;
-        let prog_err = |source| DatapathError::Program { name: PROG_FROM_POD, source };
-        let link_err = |source| DatapathError::Link { ifname: host_ifname.to_owned(), source };
+        let prog_err = |source| DatapathError::Program {
+            name: PROG_FROM_POD,
+            source,
+        };
+        let link_err = |source| DatapathError::Link {
+            ifname: host_ifname.to_owned(),
+            source,
+        };
         let our_id = prog.info().map_err(prog_err)?.id();
 
         match state {
@@ -34,15 +40,24 @@ impl Datapath {
             }
             LinkState::Live { link, prog_id } => {
                 let link = SchedClassifierLink::try_from(link).map_err(link_err)?;
-                let id = prog.attach_to_link(link).map_err(|source| attach_err(host_ifname, source))?;
+                let id = prog
+                    .attach_to_link(link)
+                    .map_err(|source| attach_err(host_ifname, source))?;
                 // Drop our handle only; the pin keeps the link (and the program) attached.
                 let _ = prog.take_link(id).map_err(prog_err)?;
-                info!(ifname = host_ifname, old_prog = prog_id, new_prog = our_id,
-                      "from_pod link switched to this agent's program");
+                info!(
+                    ifname = host_ifname,
+                    old_prog = prog_id,
+                    new_prog = our_id,
+                    "from_pod link switched to this agent's program"
+                );
                 return Ok(());
             }
             LinkState::Stale => {
-                warn!(ifname = host_ifname, "removing stale link pin (interface was recreated)");
+                warn!(
+                    ifname = host_ifname,
+                    "removing stale link pin (interface was recreated)"
+                );
                 bpffs::remove_pin(&pin)?;
             }
             LinkState::Absent => {}
@@ -60,7 +75,10 @@ impl Datapath {
             .map_err(prog_err)?
             .try_into()
             .map_err(link_err)?;
-        link.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+        link.pin(&pin).map_err(|source| DatapathError::Pin {
+            path: pin.clone(),
+            source,
+        })?;
         info!(ifname = host_ifname, pin = %pin.display(), "from_pod attached");
         Ok(())
     }
@@ -69,7 +87,10 @@ impl Datapath {
     /// through its pinned link. For CNI CHECK and status.
     pub fn is_from_pod_attached(&self, host_ifname: &str) -> Result<bool, DatapathError> {
         let pin = self.link_pin(host_ifname)?;
-        Ok(matches!(pinned_link(host_ifname, &pin)?, LinkState::Live { .. }))
+        Ok(matches!(
+            pinned_link(host_ifname, &pin)?,
+            LinkState::Live { .. }
+        ))
     }
 
     /// Detach `from_pod` from the host-side veth and remove its pin. Ok if it was not attached
@@ -94,7 +115,10 @@ impl Datapath {
                 debug!(ifname = host_ifname, "from_pod was not attached");
                 Ok(())
             }
-            Err(source) => Err(DatapathError::Link { ifname: host_ifname.to_owned(), source }),
+            Err(source) => Err(DatapathError::Link {
+                ifname: host_ifname.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -105,9 +129,13 @@ impl Datapath {
             && ifname.len() <= 15
             && ifname != "."
             && ifname != ".."
-            && !ifname.bytes().any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+            && !ifname
+                .bytes()
+                .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
         if !valid {
-            return Err(DatapathError::BadInterfaceName { ifname: ifname.to_owned() });
+            return Err(DatapathError::BadInterfaceName {
+                ifname: ifname.to_owned(),
+            });
         }
         let name = format!("{PROG_FROM_POD}_{}", ifname.replace('.', ":"));
         Ok(self.pin_dir.join(LINKS_DIR).join(name))
@@ -121,9 +149,15 @@ fn attach_err(ifname: &str, source: ProgramError) -> DatapathError {
         _ => false,
     };
     if no_device {
-        DatapathError::NoSuchInterface { ifname: ifname.to_owned() }
+        DatapathError::NoSuchInterface {
+            ifname: ifname.to_owned(),
+        }
     } else {
-        DatapathError::Attach { program: PROG_FROM_POD, ifname: ifname.to_owned(), source }
+        DatapathError::Attach {
+            program: PROG_FROM_POD,
+            ifname: ifname.to_owned(),
+            source,
+        }
     }
 }
 
@@ -143,7 +177,10 @@ enum LinkState {
 }
 
 fn pinned_link(ifname: &str, pin: &Path) -> Result<LinkState, DatapathError> {
-    let link_err = |source| DatapathError::Link { ifname: ifname.to_owned(), source };
+    let link_err = |source| DatapathError::Link {
+        ifname: ifname.to_owned(),
+        source,
+    };
     let link = match PinnedLink::from_pin(pin) {
         Ok(pinned) => FdLink::from(pinned),
         Err(LinkError::SyscallError(SyscallError { io_error, .. }))

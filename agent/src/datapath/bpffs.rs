@@ -7,7 +7,11 @@ use nix::sys::statfs::{statfs, BPF_FS_MAGIC};
 use super::DatapathError;
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DatapathError + 'a {
-    move |source| DatapathError::Io { op, path: path.to_path_buf(), source }
+    move |source| DatapathError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Fail unless `path` exists and lies on a BPF filesystem.
@@ -18,7 +22,9 @@ pub fn check(path: &Path) -> Result<(), DatapathError> {
         source: e.into(),
     })?;
     if st.filesystem_type() != BPF_FS_MAGIC {
-        return Err(DatapathError::NotBpffs { path: path.to_path_buf() });
+        return Err(DatapathError::NotBpffs {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -26,9 +32,14 @@ pub fn check(path: &Path) -> Result<(), DatapathError> {
 /// Create `path` (and parents) on bpffs. The nearest existing ancestor is checked first, so a
 /// path outside bpffs fails without leaving directories behind.
 pub fn ensure_dir(path: &Path) -> Result<(), DatapathError> {
-    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     check(existing).map_err(|e| match e {
-        DatapathError::NotBpffs { .. } => DatapathError::NotBpffs { path: path.to_path_buf() },
+        DatapathError::NotBpffs { .. } => DatapathError::NotBpffs {
+            path: path.to_path_buf(),
+        },
         other => other,
     })?;
     std::fs::create_dir_all(path).map_err(io("creating", path))?;

@@ -12,10 +12,12 @@ impl Datapath {
         DropReason::ALL
             .iter()
             .map(|reason| {
-                let per_cpu = self
-                    .drop_stats
-                    .get(&reason.index(), 0)
-                    .map_err(|source| DatapathError::Map { name: DROP_STATS, source })?;
+                let per_cpu = self.drop_stats.get(&reason.index(), 0).map_err(|source| {
+                    DatapathError::Map {
+                        name: DROP_STATS,
+                        source,
+                    }
+                })?;
                 Ok((reason.name(), per_cpu.iter().sum()))
             })
             .collect()

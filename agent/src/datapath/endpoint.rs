@@ -42,23 +42,39 @@ impl EndpointEntry {
 
 impl From<&EndpointEntry> for Endpoint4Value {
     fn from(e: &EndpointEntry) -> Self {
-        Self { ifindex: e.ifindex, host_mac: e.host_mac, pod_mac: e.pod_mac, flags: 0 }
+        Self {
+            ifindex: e.ifindex,
+            host_mac: e.host_mac,
+            pod_mac: e.pod_mac,
+            flags: 0,
+        }
     }
 }
 
 impl From<&Endpoint4Value> for EndpointEntry {
     fn from(v: &Endpoint4Value) -> Self {
-        Self { ifindex: v.ifindex, host_mac: v.host_mac, pod_mac: v.pod_mac }
+        Self {
+            ifindex: v.ifindex,
+            host_mac: v.host_mac,
+            pod_mac: v.pod_mac,
+        }
     }
 }
 
 fn map_err(source: MapError) -> DatapathError {
-    DatapathError::Map { name: ENDPOINTS4, source }
+    DatapathError::Map {
+        name: ENDPOINTS4,
+        source,
+    }
 }
 
 impl Datapath {
     /// Insert or replace the endpoint for `ip` (one atomic map update).
-    pub fn upsert_endpoint(&mut self, ip: Ipv4Addr, ep: &EndpointEntry) -> Result<(), DatapathError> {
+    pub fn upsert_endpoint(
+        &mut self,
+        ip: Ipv4Addr,
+        ep: &EndpointEntry,
+    ) -> Result<(), DatapathError> {
         ep.validate(ip)?;
         self.endpoints
             .insert(Endpoint4Key::new(ip.octets()), Endpoint4Value::from(ep), 0)
@@ -100,8 +116,11 @@ impl Datapath {
 mod tests {
     use super::*;
 
-    const EP: EndpointEntry =
-        EndpointEntry { ifindex: 7, host_mac: [2, 0, 0, 0, 0, 1], pod_mac: [2, 0, 0, 0, 0, 2] };
+    const EP: EndpointEntry = EndpointEntry {
+        ifindex: 7,
+        host_mac: [2, 0, 0, 0, 0, 1],
+        pod_mac: [2, 0, 0, 0, 0, 2],
+    };
 
     #[test]
     fn entry_round_trips_through_the_abi_value() {
@@ -115,8 +134,18 @@ mod tests {
         let ip = Ipv4Addr::new(10, 200, 0, 5);
         assert!(EP.validate(ip).is_ok());
         assert!(EndpointEntry { ifindex: 0, ..EP }.validate(ip).is_err());
-        assert!(EndpointEntry { pod_mac: [0; 6], ..EP }.validate(ip).is_err());
-        assert!(EndpointEntry { host_mac: [1, 0, 0x5e, 0, 0, 1], ..EP }.validate(ip).is_err());
+        assert!(EndpointEntry {
+            pod_mac: [0; 6],
+            ..EP
+        }
+        .validate(ip)
+        .is_err());
+        assert!(EndpointEntry {
+            host_mac: [1, 0, 0x5e, 0, 0, 1],
+            ..EP
+        }
+        .validate(ip)
+        .is_err());
         assert!(EP.validate(Ipv4Addr::new(224, 0, 0, 1)).is_err());
         assert!(EP.validate(Ipv4Addr::UNSPECIFIED).is_err());
     }

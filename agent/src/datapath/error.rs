@@ -28,7 +28,10 @@ pub enum DatapathError {
     Load(#[source] Box<aya::EbpfError>),
 
     #[error("the eBPF object has no {kind} named {name}")]
-    Missing { kind: &'static str, name: &'static str },
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
 
     #[error(
         "pinned map {path} does not match this build ({detail}); a layout change needs a new map \

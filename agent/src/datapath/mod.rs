@@ -63,18 +63,27 @@ impl Datapath {
             .load(object::bytes())?;
 
         let prog = from_pod_mut(&mut ebpf)?;
-        prog.load()
-            .map_err(|source| DatapathError::Program { name: PROG_FROM_POD, source })?;
+        prog.load().map_err(|source| DatapathError::Program {
+            name: PROG_FROM_POD,
+            source,
+        })?;
         let prog_pin = pin_dir.join(PROG_FROM_POD);
         bpffs::remove_pin(&prog_pin)?;
-        prog.pin(&prog_pin)
-            .map_err(|source| DatapathError::Pin { path: prog_pin.clone(), source })?;
+        prog.pin(&prog_pin).map_err(|source| DatapathError::Pin {
+            path: prog_pin.clone(),
+            source,
+        })?;
 
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
         bpffs::ensure_dir(&pin_dir.join(LINKS_DIR))?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded");
-        Ok(Self { pin_dir: pin_dir.to_path_buf(), ebpf, endpoints, drop_stats })
+        Ok(Self {
+            pin_dir: pin_dir.to_path_buf(),
+            ebpf,
+            endpoints,
+            drop_stats,
+        })
     }
 
     /// Remove every pin under `pin_dir` (used by tests and `weft agent --cleanup`). Removing
@@ -100,9 +109,15 @@ impl Datapath {
         let prog: &SchedClassifier = self
             .ebpf
             .program(PROG_FROM_POD)
-            .ok_or(DatapathError::Missing { kind: "program", name: PROG_FROM_POD })?
+            .ok_or(DatapathError::Missing {
+                kind: "program",
+                name: PROG_FROM_POD,
+            })?
             .try_into()
-            .map_err(|source| DatapathError::Program { name: PROG_FROM_POD, source })?;
+            .map_err(|source| DatapathError::Program {
+                name: PROG_FROM_POD,
+                source,
+            })?;
         // Room for the frame plus the headroom a program could add.
         let mut out = vec![0u8; frame.len() + 256];
         let result = prog
@@ -111,23 +126,37 @@ impl Datapath {
                 data_out: Some(&mut out),
                 ..TestRunOptions::default()
             })
-            .map_err(|source| DatapathError::Program { name: PROG_FROM_POD, source })?;
+            .map_err(|source| DatapathError::Program {
+                name: PROG_FROM_POD,
+                source,
+            })?;
         out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutput { verdict: result.return_value, frame: out })
+        Ok(TestRunOutput {
+            verdict: result.return_value,
+            frame: out,
+        })
     }
 }
 
 fn from_pod_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
     ebpf.program_mut(PROG_FROM_POD)
-        .ok_or(DatapathError::Missing { kind: "program", name: PROG_FROM_POD })?
+        .ok_or(DatapathError::Missing {
+            kind: "program",
+            name: PROG_FROM_POD,
+        })?
         .try_into()
-        .map_err(|source| DatapathError::Program { name: PROG_FROM_POD, source })
+        .map_err(|source| DatapathError::Program {
+            name: PROG_FROM_POD,
+            source,
+        })
 }
 
 fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, DatapathError>
 where
     M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(DatapathError::Missing { kind: "map", name })?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DatapathError::Missing { kind: "map", name })?;
     M::try_from(map).map_err(|source| DatapathError::Map { name, source })
 }

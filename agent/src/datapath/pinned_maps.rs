@@ -8,7 +8,9 @@ use std::mem::size_of;
 use std::path::Path;
 
 use aya::maps::{MapInfo, MapType};
-use dataplane_common::maps::{DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES};
+use dataplane_common::maps::{
+    DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
+};
 use dataplane_common::{Endpoint4Key, Endpoint4Value};
 
 use super::DatapathError;
@@ -45,13 +47,26 @@ pub fn check_compatible(pin_dir: &Path) -> Result<(), DatapathError> {
         if !path.exists() {
             continue;
         }
-        let info = MapInfo::from_pin(&path)
-            .map_err(|source| DatapathError::Map { name: spec.name, source })?;
-        let found_type = info
-            .map_type()
-            .map_err(|source| DatapathError::Map { name: spec.name, source })?;
-        let found = (found_type, info.key_size(), info.value_size(), info.max_entries());
-        let want = (spec.map_type, spec.key_size, spec.value_size, spec.max_entries);
+        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::Map {
+            name: spec.name,
+            source,
+        })?;
+        let found_type = info.map_type().map_err(|source| DatapathError::Map {
+            name: spec.name,
+            source,
+        })?;
+        let found = (
+            found_type,
+            info.key_size(),
+            info.value_size(),
+            info.max_entries(),
+        );
+        let want = (
+            spec.map_type,
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+        );
         if found != want {
             return Err(DatapathError::PinnedMapMismatch {
                 path,

@@ -51,7 +51,10 @@ impl Drop for PinDir {
 pub fn require_root_and_bpffs() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "packet tests load BPF programs and must run as root (euid is {euid})");
+    assert_eq!(
+        euid, 0,
+        "packet tests load BPF programs and must run as root (euid is {euid})"
+    );
     let st = nix::sys::statfs::statfs(BPFFS)
         .unwrap_or_else(|e| panic!("packet tests need bpffs at {BPFFS}: statfs failed: {e}"));
     assert!(

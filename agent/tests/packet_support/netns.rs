@@ -84,7 +84,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -112,24 +114,63 @@ pub struct Pod {
 impl Pod {
     pub fn new(node: &Netns, role: &str, host_if: &str, ip: &str) -> Self {
         let ns = Netns::new(role);
-        node.exec(&["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
+        node.exec(&[
+            "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
         node.exec(&["ip", "link", "set", host_if, "up"]);
         let (host_ifindex, host_mac) = node.link(host_if);
         let host_mac_s = fmt_mac(host_mac);
         ns.exec(&["ip", "link", "set", "eth0", "up"]);
         ns.exec(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-        ns.exec(&["ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"]);
-        ns.exec(&["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"]);
-        ns.exec(&["ip", "neigh", "add", "169.254.1.1", "lladdr", &host_mac_s, "dev", "eth0", "nud", "permanent"]);
+        ns.exec(&[
+            "ip",
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        ns.exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ]);
+        ns.exec(&[
+            "ip",
+            "neigh",
+            "add",
+            "169.254.1.1",
+            "lladdr",
+            &host_mac_s,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
         node.exec(&["ip", "route", "add", &format!("{ip}/32"), "dev", host_if]);
         let (_, pod_mac) = ns.link("eth0");
-        Self { ns, ip: ip.to_owned(), host_if: host_if.to_owned(), host_ifindex, host_mac, pod_mac }
+        Self {
+            ns,
+            ip: ip.to_owned(),
+            host_if: host_if.to_owned(),
+            host_ifindex,
+            host_mac,
+            pod_mac,
+        }
     }
 
     /// `ping -c <count>` from this pod; true if every echo got a reply.
     pub fn ping(&self, ip: &str, count: u32) -> bool {
         let c = count.to_string();
-        self.ns.try_exec(&["ping", "-q", "-n", "-c", &c, "-i", "0.2", "-W", "1", ip])
+        self.ns
+            .try_exec(&["ping", "-q", "-n", "-c", &c, "-i", "0.2", "-W", "1", ip])
     }
 
     /// Send one raw Ethernet frame out of the pod's eth0 (AF_PACKET), bypassing its IP stack.
@@ -139,7 +180,10 @@ impl Pod {
 }
 
 pub fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn send_raw_frame(ifname: &str, frame: &[u8]) {
@@ -150,7 +194,11 @@ fn send_raw_frame(ifname: &str, frame: &[u8]) {
         let ifindex = libc::if_nametoindex(name.as_ptr());
         assert_ne!(ifindex, 0, "no interface {ifname}");
         let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
         let mut sll: libc::sockaddr_ll = std::mem::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = ifindex as i32;
