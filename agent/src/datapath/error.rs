@@ -35,7 +35,8 @@ pub enum DatapathError {
 
     #[error(
         "pinned map {path} does not match this build ({detail}); a layout change needs a new map \
-         name, or remove the stale pins with `weft agent --cleanup`"
+         name, so these are pins of an incompatible build: remove the pin directory (`rm -r`) \
+         and restart the agent"
     )]
     PinnedMapMismatch { path: PathBuf, detail: String },
 

@@ -86,7 +86,7 @@ impl Datapath {
         })
     }
 
-    /// Remove every pin under `pin_dir` (used by tests and `weft agent --cleanup`). Removing
+    /// Remove every pin under `pin_dir` (tests; meant for `weft agent --cleanup`). Removing
     /// the link pins detaches the programs from their interfaces. Ok if `pin_dir` is absent;
     /// refuses to remove anything that is not on bpffs.
     pub fn unpin_all(pin_dir: &Path) -> Result<(), DatapathError> {
