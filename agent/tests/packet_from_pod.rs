@@ -263,7 +263,8 @@ fn drop_counters_accumulate_and_name_every_reason() {
             "ip4_truncated",
             "ip4_bad_ihl",
             "ip4_bad_version",
-            "redirect_failed"
+            "redirect_failed",
+            "pull_failed"
         ]
     );
 }

@@ -24,6 +24,8 @@ impl DropReason {
     pub const IP4_BAD_VERSION: Self = Self(4);
     /// `bpf_redirect_peer` refused the redirect (returned something other than TC_ACT_REDIRECT).
     pub const REDIRECT_FAILED: Self = Self(5);
+    /// Long enough, but `bpf_skb_pull_data` could not make the headers readable (no memory).
+    pub const PULL_FAILED: Self = Self(6);
 
     /// Every defined reason, in number order.
     pub const ALL: &'static [Self] = &[
@@ -32,6 +34,7 @@ impl DropReason {
         Self::IP4_BAD_IHL,
         Self::IP4_BAD_VERSION,
         Self::REDIRECT_FAILED,
+        Self::PULL_FAILED,
     ];
 
     /// The stable name used in metrics labels and CLI output (`snake_case`).
@@ -42,6 +45,7 @@ impl DropReason {
             Self::IP4_BAD_IHL => "ip4_bad_ihl",
             Self::IP4_BAD_VERSION => "ip4_bad_version",
             Self::REDIRECT_FAILED => "redirect_failed",
+            Self::PULL_FAILED => "pull_failed",
             _ => "unknown",
         }
     }
@@ -92,5 +96,6 @@ mod tests {
         assert_eq!(DropReason::IP4_BAD_IHL.0, 3);
         assert_eq!(DropReason::IP4_BAD_VERSION.0, 4);
         assert_eq!(DropReason::REDIRECT_FAILED.0, 5);
+        assert_eq!(DropReason::PULL_FAILED.0, 6);
     }
 }

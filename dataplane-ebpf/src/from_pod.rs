@@ -11,7 +11,7 @@ use crate::{
     drop::drop,
     fwd::redirect_to_local_pod,
     maps::ENDPOINTS4,
-    parse::{ensure, ptr_at, EthHdr, Ipv4Hdr, Short, ETH_HLEN, ETH_P_IP, IPV4_MIN_HLEN},
+    parse::{ensure, ptr_at, EthHdr, Ipv4Hdr, ETH_HLEN, ETH_P_IP, IPV4_MIN_HLEN},
 };
 
 #[classifier]
@@ -24,7 +24,7 @@ pub fn from_pod(ctx: TcContext) -> i32 {
 /// `Ok` and `Err` both carry the tc verdict; `Err` ones have already been counted.
 #[inline(always)]
 fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
-    ensure(ctx, ETH_HLEN).map_err(|_| drop(DropReason::ETH_TRUNCATED))?;
+    ensure(ctx, ETH_HLEN).map_err(|e| drop(e.reason(DropReason::ETH_TRUNCATED)))?;
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or_else(|| drop(DropReason::ETH_TRUNCATED))?;
     // SAFETY: bounds-checked by `ptr_at`.
     let proto = u16::from_be(unsafe { (*eth).proto_be });
@@ -48,9 +48,7 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
 /// (network byte order).
 #[inline(always)]
 fn ipv4_daddr(ctx: &TcContext) -> Result<[u8; 4], i32> {
-    ensure(ctx, ETH_HLEN + IPV4_MIN_HLEN).map_err(|e| match e {
-        Short::Truncated | Short::PullFailed => drop(DropReason::IP4_TRUNCATED),
-    })?;
+    ensure(ctx, ETH_HLEN + IPV4_MIN_HLEN).map_err(|e| drop(e.reason(DropReason::IP4_TRUNCATED)))?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or_else(|| drop(DropReason::IP4_TRUNCATED))?;
     // SAFETY: bounds-checked by `ptr_at`.
     let (version_ihl, daddr) = unsafe { ((*ip).version_ihl, (*ip).daddr) };

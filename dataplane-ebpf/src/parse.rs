@@ -8,6 +8,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::TcContext;
+use dataplane_common::DropReason;
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -46,6 +47,17 @@ pub enum Short {
     Truncated,
     /// The packet is long enough but the kernel could not linearize it (e.g. no memory).
     PullFailed,
+}
+
+impl Short {
+    /// The drop reason: `truncated` for a packet that is too short, `PULL_FAILED` otherwise.
+    #[inline(always)]
+    pub fn reason(self, truncated: DropReason) -> DropReason {
+        match self {
+            Self::Truncated => truncated,
+            Self::PullFailed => DropReason::PULL_FAILED,
+        }
+    }
 }
 
 /// Make the first `len` bytes of the packet directly readable.
