@@ -29,8 +29,9 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
     // SAFETY: bounds-checked by `ptr_at`.
     let proto = u16::from_be(unsafe { (*eth).proto_be });
     if proto != ETH_P_IP {
-        // ARP (the node answers for nothing here: pods have a permanent neighbour entry for
-        // their gateway, but an ARP for anything else goes to the stack), IPv6, the rest.
+        // ARP, IPv6 and the rest go to the node's stack. ARP is rare: pods hold a permanent
+        // neighbour entry for their gateway; what remains is the pod answering the node's ARP
+        // for the pod address (node -> pod uses a /32 route and ordinary neighbour discovery).
         return Ok(TC_ACT_OK as i32);
     }
 
