@@ -1,6 +1,365 @@
 //! The kubelet stand-in's tests: its unit tests (compiled here until `weft-lab` has a library
-//! target) and the root tests that build real sandboxes with real CNI plugins.
+//! target) and root tests that build real pod sandboxes with the real CNI reference plugins
+//! inside a throw-away node namespace, and run real nginx and busybox in them.
 
 #[allow(dead_code)]
 #[path = "../src/kubelet/mod.rs"]
 mod kubelet;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, Pod, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kubelet::catalogue::Roots;
+use kubelet::cni::Cni;
+use kubelet::container::{self, PodEnv, RestartPolicy, Update};
+use kubelet::sandbox::{SandboxEnv, SandboxSpec};
+use kubelet::status::State;
+use tokio::sync::{mpsc, watch};
+
+/// CNI reference plugins: the lab's own build if present, else Debian's
+/// containernetworking-plugins.
+fn cni_bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WEFT_LAB_CNI_BIN") {
+        return d.into();
+    }
+    PathBuf::from("/usr/lib/cni")
+}
+
+fn preconditions() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "root tests need root (they create network namespaces)");
+    let bin = cni_bin_dir();
+    for p in ["bridge", "host-local", "loopback", "portmap"] {
+        assert!(bin.join(p).is_file(), "CNI plugin {p} missing in {} (apt install containernetworking-plugins, or set WEFT_LAB_CNI_BIN)", bin.display());
+    }
+    for b in ["/usr/sbin/nginx", "/usr/bin/busybox", "/usr/bin/curl", "/usr/bin/nsenter"] {
+        assert!(Path::new(b).is_file(), "{b} missing");
+    }
+}
+
+/// A node network namespace, its temp dir, and every pod netns with its prefix (and the
+/// processes inside), removed on drop, also when the test fails.
+struct NodeGuard {
+    netns: String,
+    dir: PathBuf,
+    pod_prefix: String,
+}
+
+impl NodeGuard {
+    fn new(tag: &str) -> NodeGuard {
+        let netns = format!("wk-node-{tag}-{}", std::process::id());
+        let pod_prefix = format!("wk-{tag}{}-", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+        let ok = Command::new("ip").args(["netns", "add", &netns]).status().unwrap().success();
+        assert!(ok, "ip netns add {netns}");
+        let dir = std::env::temp_dir().join(&netns);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        NodeGuard { netns, dir, pod_prefix }
+    }
+}
+
+fn netns_inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        let pods: Vec<String> = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&self.pod_prefix))
+            .collect();
+        for ns in &pods {
+            // Kill whatever still runs in the pod (a failed test's nginx, pause).
+            let ino = netns_inode(&Path::new("/run/netns").join(ns));
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+                if ino.is_some() && netns_inode(&entry.path().join("ns/net")) == ino {
+                    // SAFETY: kill(2) on a pid.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `f` on a thread that lives in the node's netns, so CNI plugins, probes and curl start
+/// there (a kubelet stand-in runs inside its node namespace).
+fn in_node<F, Fut>(node: &NodeGuard, f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let path = format!("/run/netns/{}", node.netns);
+    std::thread::spawn(move || {
+        let f_ns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a valid fd; network namespaces are per thread.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f_ns), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns into {path}");
+        assert!(Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap().success());
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f());
+    })
+    .join()
+    .expect("node thread");
+}
+
+fn conflist(tag: u8, dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": format!("wk-net{tag}"),
+        "plugins": [
+            {"type": "bridge", "bridge": format!("wk-br{tag}"), "isGateway": true, "ipMasq": false,
+             "ipam": {"type": "host-local", "dataDir": dir.join("ipam").display().to_string(),
+                      "ranges": [[{"subnet": format!("10.251.{tag}.0/24")}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    })
+    .to_string()
+}
+
+fn spec(name: &str) -> SandboxSpec {
+    SandboxSpec {
+        namespace: "default".into(),
+        name: name.into(),
+        uid: format!("{:08x}-{:04x}-4000-8000-000000000000", name.len(), std::process::id() & 0xffff),
+        hostname: name.into(),
+        fqdn: None,
+        host_network: false,
+        resolv_conf: Some("nameserver 10.32.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n".into()),
+        capability_args: Default::default(),
+        host_aliases: vec![],
+    }
+}
+
+fn pod_env(client: kube::Client, dir: &Path, sb: &kubelet::sandbox::Sandbox, roots: &Roots, name: &str) -> Arc<PodEnv> {
+    let mut pod = Pod::default();
+    pod.metadata.name = Some(name.into());
+    pod.metadata.namespace = Some("default".into());
+    Arc::new(PodEnv {
+        events: kubelet::events::Events::new(client.clone(), "wk-node"),
+        client,
+        pod,
+        dir: dir.to_path_buf(),
+        roots: roots.clone(),
+        pause_pid: sb.pause_pid,
+        pod_ip: sb.ip,
+        host_ip: Ipv4Addr::new(172, 30, 0, 11),
+        volumes: Default::default(),
+        service_env: vec![],
+    })
+}
+
+/// Container updates as they arrived, so a test can look for one that came earlier.
+struct Updates {
+    rx: mpsc::UnboundedReceiver<Update>,
+    seen: Vec<Update>,
+}
+
+impl Updates {
+    /// The first update (already seen or still to come) that satisfies `pred`.
+    async fn wait(&mut self, what: &str, pred: impl Fn(&Update) -> bool) -> Update {
+        if let Some(u) = self.seen.iter().find(|u| pred(u)) {
+            return u.clone();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(u)) => {
+                    self.seen.push(u.clone());
+                    if pred(&u) {
+                        return u;
+                    }
+                }
+                Ok(None) => panic!("container task ended before: {what}"),
+                Err(_) => panic!("timed out waiting for: {what}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
+    preconditions();
+    let node = NodeGuard::new("a");
+    let dir = node.dir.clone();
+    let prefix = node.pod_prefix.clone();
+    in_node(&node, move || async move {
+        let conf = dir.join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("10-lab.conflist"), conflist(1, &dir)).unwrap();
+        let env = SandboxEnv {
+            cni: Cni { bin_dir: cni_bin_dir(), conf_dir: conf, cache_dir: dir.join("cni-cache") },
+            netns_prefix: prefix,
+            etc_netns: PathBuf::from("/etc/netns"),
+        };
+        let roots = Roots { images_dir: dir.join("images"), bin_paths: None };
+        kubelet::catalogue::prepare_images(&roots).unwrap();
+        let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+
+        // --- an nginx pod, ready through an httpGet readiness probe from the node ---
+        let web_spec = spec("web");
+        let web_dir = dir.join("pods/default_web");
+        let mut web = env.create(&web_spec, &web_dir).await.expect("sandbox with bridge + host-local");
+        let web_ip = web.ip.expect("pod IP from the eth0 result");
+        assert_eq!(web_ip.octets()[..3], [10, 251, 1], "IP from the conflist's subnet");
+        assert!(Path::new("/run/netns").join(&web.netns).exists());
+        assert!(std::fs::read_to_string(format!("/etc/netns/{}/resolv.conf", web.netns)).unwrap().contains("nameserver 10.32.0.10"));
+        let cache = dir.join("cni-cache/results").join(format!("wk-net1-{}-eth0", web.id));
+        assert!(cache.is_file(), "final ADD result cached for DEL");
+
+        let nginx = Container {
+            name: "nginx".into(),
+            image: Some("nginx:1.27".into()),
+            ports: Some(vec![ContainerPort { container_port: 80, ..Default::default() }]),
+            readiness_probe: Some(Probe {
+                http_get: Some(HTTPGetAction { port: IntOrString::Int(80), path: Some("/".into()), ..Default::default() }),
+                period_seconds: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut rx = Updates { rx, seen: vec![] };
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let penv = pod_env(client.clone(), &web_dir, &web, &roots, "web");
+        let task = tokio::spawn(container::supervise(penv, 0, nginx, RestartPolicy::Always, tx, stop_rx));
+        let started = rx.wait("nginx running", |u| matches!(u.view.state, State::Running { .. })).await;
+        assert!(!started.view.ready, "not ready before the probe passed");
+        let ready = rx.wait("nginx ready", |u| u.view.ready).await;
+        assert!(ready.pid.is_some());
+
+        let out = Command::new("curl").args(["-sS", "--max-time", "5", &format!("http://{web_ip}/")]).output().unwrap();
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(page.contains("<title>Welcome to nginx!</title>"), "curl from the node: {page} {}", String::from_utf8_lossy(&out.stderr));
+
+        // --- lab exec: a command in the pod's namespaces sees the pod's hostname and DNS ---
+        let rec = kubelet::PodRecord {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: web_spec.uid.clone(),
+            netns: web.netns.clone(),
+            host_network: false,
+            ip: web.ip,
+            log: web_dir.join("nginx.log"),
+            pid: ready.pid,
+        };
+        kubelet::record::save(&kubelet::record::record_path(&web_dir), &rec).unwrap();
+        let sbrec = kubelet::record::SandboxRecord {
+            id: web.id.clone(),
+            pause_pid: Some(web.pause_pid),
+            pause_start: kubelet::nsexec::start_time(web.pause_pid),
+            path_env: "/usr/bin:/bin".into(),
+            network: Some("wk-net1".into()),
+        };
+        kubelet::record::save(&kubelet::record::sandbox_path(&web_dir), &sbrec).unwrap();
+        let state_dir = dir.clone();
+        std::fs::create_dir_all(state_dir.join("pods")).unwrap();
+        let found = kubelet::find_pod(&state_dir, "default", "web").unwrap();
+        let argv: Vec<String> = ["sh", "-c", "hostname; cat /etc/resolv.conf; ip -4 -o addr show eth0"].iter().map(|s| s.to_string()).collect();
+        let out = kubelet::exec_command(&state_dir, &found, &argv).unwrap().output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("web\n"), "hostname is the pod name: {text}");
+        assert!(text.contains("search default.svc.cluster.local"), "{text}");
+        assert!(text.contains(&format!("inet {web_ip}/24")), "{text}");
+
+        // --- a busybox pod reaches nginx; an unknown image errors; a crash is restarted ---
+        let bb_spec = spec("client");
+        let bb_dir = dir.join("pods/default_client");
+        let mut bb = env.create(&bb_spec, &bb_dir).await.unwrap();
+        assert_ne!(bb.ip, web.ip);
+        let (tx2, rx2) = mpsc::unbounded_channel();
+        let mut rx2 = Updates { rx: rx2, seen: vec![] };
+        let (stop2_tx, stop2_rx) = watch::channel(None);
+        let penv2 = pod_env(client.clone(), &bb_dir, &bb, &roots, "client");
+        let wget = Container {
+            name: "wget".into(),
+            image: Some("busybox:1.28".into()),
+            command: Some(vec!["sh".into(), "-c".into()]),
+            args: Some(vec![format!("wget -q -O - http://{web_ip}/ && hostname && cat /etc/resolv.conf")]),
+            ..Default::default()
+        };
+        let crash = Container { name: "crash".into(), image: Some("busybox".into()), command: Some(vec!["sh".into(), "-c".into(), "echo crashing; exit 3".into()]), ..Default::default() };
+        let bad = Container { name: "bad".into(), image: Some("example.com/not-in-catalogue:1".into()), ..Default::default() };
+        let t1 = tokio::spawn(container::supervise(penv2.clone(), 0, wget, RestartPolicy::Never, tx2.clone(), stop2_rx.clone()));
+        let t2 = tokio::spawn(container::supervise(penv2.clone(), 1, crash, RestartPolicy::OnFailure, tx2.clone(), stop2_rx.clone()));
+        let t3 = tokio::spawn(container::supervise(penv2, 2, bad, RestartPolicy::Always, tx2, stop2_rx));
+        let done = rx2.wait("wget container done", |u| u.idx == 0 && u.view.done).await;
+        assert!(matches!(done.view.state, State::Terminated { exit_code: 0, .. }), "{:?}", done.view.state);
+        let log = std::fs::read_to_string(bb_dir.join("wget.log")).unwrap();
+        assert!(log.contains("Welcome to nginx!"), "busybox wget through the bridge: {log}");
+        assert!(log.contains("client\nnameserver 10.32.0.10\n"), "pod hostname and resolv.conf: {log}");
+        let backoff = rx2.wait("crash in back-off", |u| u.idx == 1 && matches!(&u.view.state, State::Waiting { reason, .. } if reason == "CrashLoopBackOff")).await;
+        assert!(backoff.view.restart_count >= 1, "restarted once at once, then backing off");
+        assert!(matches!(backoff.view.last_terminated, Some(State::Terminated { exit_code: 3, .. })));
+        let pull = rx2.wait("unknown image", |u| u.idx == 2).await;
+        match &pull.view.state {
+            State::Waiting { reason, message } => {
+                assert_eq!(reason, "ErrImagePull");
+                assert!(message.as_deref().unwrap_or_default().contains("not in the lab's image catalogue"), "{message:?}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!pull.view.ready);
+
+        // --- stop and tear down: processes gone, CNI DEL released the IPs, netns removed ---
+        stop_tx.send(Some(Duration::from_secs(5))).unwrap();
+        stop2_tx.send(Some(Duration::from_secs(1))).unwrap();
+        let stopped = rx.wait("nginx stopped", |u| u.view.done).await;
+        assert!(matches!(stopped.view.state, State::Terminated { .. }));
+        for t in [task, t1, t2, t3] {
+            tokio::time::timeout(Duration::from_secs(10), t).await.expect("container task stops").unwrap();
+        }
+        let nginx_pid = ready.pid.unwrap();
+        assert!(!Path::new(&format!("/proc/{nginx_pid}")).exists() || kubelet::nsexec::start_time(nginx_pid).is_none());
+        let ipam_dir = dir.join("ipam/wk-net1");
+        assert!(ipam_dir.join(web_ip.to_string()).exists(), "host-local holds the address before DEL");
+        env.teardown(&web_spec, &mut web).await.unwrap();
+        env.teardown(&bb_spec, &mut bb).await.unwrap();
+        assert!(!ipam_dir.join(web_ip.to_string()).exists(), "CNI DEL released the address");
+        assert!(!cache.exists(), "DEL dropped the cached result");
+        for ns in [&web.netns, &bb.netns] {
+            assert!(!Path::new("/run/netns").join(ns).exists(), "netns {ns} removed");
+            assert!(!Path::new("/etc/netns").join(ns).exists(), "/etc/netns/{ns} removed");
+        }
+        assert!(kubelet::nsexec::start_time(web.pause_pid).is_none(), "pause process gone");
+    });
+}
+
+#[test]
+fn a_failing_cni_plugin_leaves_nothing_behind() {
+    preconditions();
+    let node = NodeGuard::new("b");
+    let dir = node.dir.clone();
+    let prefix = node.pod_prefix.clone();
+    in_node(&node, move || async move {
+        let conf = dir.join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        // host-local without any range: the plugin answers with a CNI error object.
+        let bad = serde_json::json!({"cniVersion": "1.0.0", "name": "wk-bad", "plugins": [
+            {"type": "bridge", "bridge": "wk-brbad", "ipam": {"type": "host-local", "dataDir": dir.join("ipam").display().to_string()}}]});
+        std::fs::write(conf.join("10-bad.conflist"), bad.to_string()).unwrap();
+        let env = SandboxEnv {
+            cni: Cni { bin_dir: cni_bin_dir(), conf_dir: conf, cache_dir: dir.join("cni-cache") },
+            netns_prefix: prefix,
+            etc_netns: PathBuf::from("/etc/netns"),
+        };
+        let s = spec("broken");
+        let err = env.create(&s, &dir.join("pods/default_broken")).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("plugin type=\"bridge\" failed (ADD)"), "{msg}");
+        let name = kubelet::sandbox::netns_name(&env.netns_prefix, &s.uid);
+        assert!(!Path::new("/run/netns").join(&name).exists(), "netns removed after the failure");
+        assert!(!Path::new("/etc/netns").join(&name).exists());
+    });
+}
