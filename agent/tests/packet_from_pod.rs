@@ -6,8 +6,10 @@ mod packet_support;
 
 use std::net::Ipv4Addr;
 
+use aya::programs::ProgramError;
+use aya::sys::SyscallError;
 use packet_support::*;
-use weft::datapath::{Datapath, EndpointEntry};
+use weft::datapath::{Datapath, DatapathError, EndpointEntry};
 
 const SRC_POD_MAC: Mac = [0x02, 0xaa, 0, 0, 0, 0x05];
 /// MAC of the source pod's host-side veth: the pod's gateway (169.254.1.1) resolves to it.
@@ -187,10 +189,14 @@ fn frame_shorter_than_ethernet_header_never_reaches_the_program() {
         .test_run_from_pod(&frame)
         .expect_err("a 10-byte frame must be refused");
 
-    assert!(
-        format!("{err:?}").contains("EINVAL") || format!("{err:?}").contains("22"),
-        "{err:?}"
-    );
+    let errno = match &err {
+        DatapathError::Program {
+            source: ProgramError::SyscallError(SyscallError { io_error, .. }),
+            ..
+        } => io_error.raw_os_error(),
+        _ => None,
+    };
+    assert_eq!(errno, Some(libc::EINVAL), "{err:?}");
     assert_no_drops(&dp);
 }
 

@@ -66,6 +66,12 @@ fn tcx_ingress_programs(ifname: &str) -> Vec<String> {
         .collect()
 }
 
+/// Kernel ids of the programs at TCX ingress of `ifname` (call inside the node namespace).
+fn tcx_ingress_program_ids(ifname: &str) -> Vec<u32> {
+    let (_, progs) = SchedClassifier::query_tcx(ifname, TcAttachType::Ingress).expect("query tcx");
+    progs.iter().map(|p| p.id()).collect()
+}
+
 #[test]
 fn pods_on_one_node_reach_each_other_with_ip_forwarding_off() {
     let s = Scene::new("veth-ping");
@@ -131,6 +137,7 @@ fn attach_is_idempotent_and_traffic_survives_an_agent_restart() {
         "exactly one program"
     );
     assert!(node.run(|| dp.is_from_pod_attached("wdpa")).unwrap());
+    let first_program = node.run(|| tcx_ingress_program_ids("wdpa"));
 
     // The agent goes away: links and maps stay pinned, traffic keeps flowing.
     drop(dp);
@@ -151,6 +158,11 @@ fn attach_is_idempotent_and_traffic_survives_an_agent_restart() {
         node.run(|| tcx_ingress_programs("wdpa")),
         ["from_pod"],
         "still one program"
+    );
+    let second_program = node.run(|| tcx_ingress_program_ids("wdpa"));
+    assert_ne!(
+        first_program, second_program,
+        "the new agent's program runs now"
     );
     assert!(a.ping(&b.ip, 2), "after restart");
 }
