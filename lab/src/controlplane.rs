@@ -12,11 +12,14 @@ use crate::spec::{
 use crate::state::{LabRecord, StateDir};
 
 /// Controllers kube-controller-manager runs: those the lab needs, named as v1.36 names them.
-/// node-lifecycle-controller is left out on purpose: it would taint and evict nodes whose
-/// heartbeats lag, which on a loaded 2-core machine makes tests flaky without testing the
-/// network.
+/// node-lifecycle-controller is needed: the TaintNodesByCondition admission plugin registers
+/// every Node with the `node.kubernetes.io/not-ready:NoSchedule` taint and only that
+/// controller lifts it once the node reports Ready (the kubelet stand-ins renew their leases).
+/// taint-eviction-controller stays off: on a loaded 2-core machine a late heartbeat must not
+/// evict the pods under test.
 pub const CONTROLLERS: &[&str] = &[
     "node-ipam-controller",
+    "node-lifecycle-controller",
     "endpointslice-controller",
     "endpointslice-mirroring-controller",
     "endpoints-controller",

@@ -1,7 +1,158 @@
 //! `weft-lab`: builds upstream Kubernetes parts, brings up the lab topology and control plane,
 //! and runs the per-node kubelet stand-in.
 
-fn main() {
-    eprintln!("weft-lab: not implemented yet");
-    std::process::exit(1);
+mod addons;
+mod cni;
+mod controlplane;
+mod down;
+mod kubectl;
+mod kubelet;
+mod leftovers;
+mod nodes;
+mod pki;
+mod podcmd;
+mod preflight;
+mod procs;
+mod sh;
+mod spec;
+mod state;
+mod status;
+mod table;
+mod topology;
+mod up;
+mod upstream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::spec::{Cni, LabSpec, Proxy};
+use crate::state::StateDir;
+
+#[derive(Parser)]
+#[command(name = "weft-lab", about = "A real Kubernetes cluster on one machine, nodes as network namespaces")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bring the lab up: switch, control plane, nodes, kube-proxy, CoreDNS.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Pod networking.
+        #[arg(long, value_enum, default_value_t = Cni::Bridge)]
+        cni: Cni,
+        /// kube-proxy's mode, or none.
+        #[arg(long, value_enum, default_value_t = Proxy::Iptables)]
+        proxy: Proxy,
+        /// On failure leave the half-made lab up for inspection (`down` removes it).
+        #[arg(long)]
+        keep_on_failure: bool,
+    },
+    /// Nodes, pod CIDRs, pods and their IPs, services and their endpoints.
+    Status {
+        /// `table` or `json`.
+        #[arg(short = 'o', long = "output", default_value = "table")]
+        output: OutputFormat,
+    },
+    /// kubectl with the lab's admin kubeconfig (runs inside the lab's network).
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a command inside a pod's network namespace: `exec NS/POD -- CMD…`.
+    Exec {
+        pod: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Print a pod's log.
+    Logs { pod: String },
+    /// Remove everything the lab made (works on a half-up lab too).
+    Down,
+    /// Build (or check) the upstream binaries without starting a lab.
+    Build(upstream::BuildArgs),
+    /// Run one node's kubelet stand-in (started by `up` inside the node's namespace).
+    #[command(hide = true)]
+    Kubelet {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("weft-lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    let state = StateDir::from_env();
+    match cmd {
+        Cmd::Up { nodes, cni, proxy, keep_on_failure } => {
+            up::run(&state, LabSpec::new(nodes, cni, proxy)?, keep_on_failure)?
+        }
+        Cmd::Status { output } => {
+            let rec = state.load_record()?;
+            status::print(&state, &rec, matches!(output, OutputFormat::Json))?;
+        }
+        Cmd::Kubectl { args } => {
+            preflight::require_root()?;
+            let rec = state.load_record()?;
+            let status = kubectl::command(&state, &rec).args(&args).status().context("running kubectl")?;
+            return Ok(exit_code(status));
+        }
+        Cmd::Exec { pod, cmd } => {
+            preflight::require_root()?;
+            let rec = state.load_record()?;
+            return Ok(exit_code(podcmd::exec(&state, &rec, &pod, &cmd)?));
+        }
+        Cmd::Logs { pod } => {
+            let rec = state.load_record()?;
+            podcmd::logs(&state, &rec, &pod)?;
+        }
+        Cmd::Down => {
+            preflight::require_root()?;
+            down::run(&state)?;
+        }
+        Cmd::Build(args) => upstream::build_cmd(&args)?,
+        Cmd::Kubelet { config } => {
+            let text = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
+            let cfg: kubelet::Config = serde_json::from_slice(&text)
+                .with_context(|| format!("parsing kubelet config {}", config.display()))?;
+            tokio::runtime::Runtime::new()?.block_on(kubelet::run(cfg))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The child's exit code, or 128+signal as shells report it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,6 +1,7 @@
 //! `exec NS/POD -- CMD` and `logs NS/POD`: there is no container runtime, so these act on the
 //! kubelet stand-in's pod records (the pod's network namespace and log file).
 
+use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use anyhow::Context;
@@ -23,53 +24,27 @@ pub fn parse_pod_ref(s: &str) -> anyhow::Result<(String, String)> {
 
 /// Finds the pod's record on whichever node runs it.
 pub fn find(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<PodRecord> {
-    find_with_path(state, rec, pod).map(|(r, _)| r)
+    find_on_node(state, rec, pod).map(|(r, _)| r)
 }
 
-/// The record and the image's PATH (from the sandbox record), searching every node.
-fn find_with_path(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<(PodRecord, Option<String>)> {
+/// The pod's record and the state dir of the node's kubelet stand-in that runs it.
+fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<(PodRecord, PathBuf)> {
     let (ns, name) = parse_pod_ref(pod)?;
     for node in rec.spec.node_plans() {
         let dir = kubelet_state_dir(state, &node.name);
         if let Ok(r) = kubelet::find_pod(&dir, &ns, &name) {
-            let sandbox = kubelet::read_sandbox(&kubelet::pod_dir(&dir, &ns, &name));
-            return Ok((r, sandbox.map(|s| s.path_env)));
+            return Ok((r, dir));
         }
     }
     anyhow::bail!("pod {ns}/{name} is not running on any lab node (see `weft-lab status`)")
 }
 
-/// The node namespace of a host-network pod.
-fn node_netns_of(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<String> {
-    let (ns, name) = parse_pod_ref(pod)?;
-    rec.spec
-        .node_plans()
-        .into_iter()
-        .find(|n| kubelet::find_pod(&kubelet_state_dir(state, &n.name), &ns, &name).is_ok())
-        .map(|n| n.netns)
-        .ok_or_else(|| anyhow::anyhow!("pod {ns}/{name} is not running on any lab node"))
-}
-
-/// Runs `cmd` in the pod's network namespace the way its containers run: `ip netns exec`
-/// (which also applies the pod's /etc/netns/<ns>/resolv.conf) with the image's PATH, so
-/// `nslookup` in a busybox pod is busybox's.
+/// Runs `cmd` inside the pod as `kubectl exec` would (the pod's network, UTS and mount
+/// namespaces, the image's PATH), through the kubelet stand-in's sandbox record.
 pub fn exec(state: &StateDir, rec: &LabRecord, pod: &str, cmd: &[String]) -> anyhow::Result<ExitStatus> {
-    let (r, path_env) = find_with_path(state, rec, pod)?;
-    let netns = if r.host_network { node_netns_of(state, rec, pod)? } else { r.netns.clone() };
-    let mut c = std::process::Command::new(ip_binary());
-    c.args(["netns", "exec", &netns]).args(cmd);
-    if let Some(path) = path_env.filter(|p| !p.is_empty()) {
-        c.env("PATH", path);
-    }
-    c.status().with_context(|| format!("running {:?} in {netns}", cmd))
-}
-
-/// `ip` by absolute path: the command runs with the pod's PATH, which may not hold it.
-fn ip_binary() -> &'static str {
-    ["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .unwrap_or("ip")
+    let (r, node_state) = find_on_node(state, rec, pod)?;
+    let mut c = kubelet::exec_command(&node_state, &r, cmd)?;
+    c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
 }
 
 pub fn logs(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<()> {

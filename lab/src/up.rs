@@ -9,7 +9,7 @@ use crate::spec::{Cni, LabSpec, Proxy, CP_IP, OUTSIDE_IP};
 use crate::state::{BinPaths, LabRecord, StateDir};
 use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream};
 
-pub fn run(state: &StateDir, spec: LabSpec) -> anyhow::Result<()> {
+pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Result<()> {
     preflight::require_root()?;
     preflight::require_no_lab(state)?;
     preflight::require_netns()?;
@@ -35,6 +35,10 @@ pub fn run(state: &StateDir, spec: LabSpec) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", state.root().display()))?;
     let result = bring_up(state, &rec);
     if let Err(e) = result {
+        if keep_on_failure {
+            eprintln!("lab up failed: {e:#}\n==> left as it is (--keep-on-failure); `weft-lab down` removes it");
+            return Err(e);
+        }
         eprintln!("lab up failed: {e:#}\n==> tearing down what was made");
         if let Err(d) = down::run(state) {
             eprintln!("  teardown also failed: {d:#}");
