@@ -305,6 +305,10 @@ pub async fn supervise(
             }
         };
         let pid = child.id().unwrap_or_default();
+        // restartCount counts containers created after the first, as kubelet computes it.
+        if view.last_terminated.is_some() {
+            view.restart_count += 1;
+        }
         let started_at = now();
         let started = Instant::now();
         view.container_id = Some(super::sandbox::new_id());
@@ -379,7 +383,6 @@ pub async fn supervise(
         let wait = backoff(crashes);
         crashes += 1;
         view.last_terminated = Some(terminated);
-        view.restart_count += 1;
         if !wait.is_zero() {
             view.state = State::waiting(
                 "CrashLoopBackOff",

@@ -357,9 +357,11 @@ async fn cleanup_stale(ctx: &NodeCtx) {
     }
 }
 
-/// A command that runs `argv` inside a pod as `kubectl exec` would: in the pod's network, UTS
-/// and mount namespaces (so /etc/resolv.conf, /etc/hosts and the hostname are the pod's), with
-/// the PATH of the pod's image (busybox applets for busybox pods).
+/// A command that runs `argv` inside a pod as `kubectl exec` would: in the pod's network and
+/// UTS namespaces and the main container's mount namespace (so /etc/resolv.conf, /etc/hosts,
+/// volumes and the hostname are the pod's), with the PATH of the pod's image (busybox applets
+/// for busybox pods). Entering by pid works from any mount namespace, which `ip netns exec`
+/// does not: the stand-in's pod netns mounts live in its own (slave) mount namespace.
 pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyhow::Result<std::process::Command> {
     let dir = record::pod_dir(state_dir, &rec.namespace, &rec.name);
     let sb = record::read_sandbox(&dir).with_context(|| format!("pod {}/{} has no sandbox record", rec.namespace, rec.name))?;
@@ -367,6 +369,12 @@ pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyho
     if nsexec::start_time(pid) != sb.pause_start {
         anyhow::bail!("pod {}/{}: its sandbox process {pid} is gone", rec.namespace, rec.name);
     }
+    // The main container's mounts (volumes) if it runs and shares the pod's netns.
+    let same_net = |p: u32| {
+        let ino = |q: u32| std::fs::metadata(format!("/proc/{q}/ns/net")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        ino(p).is_some() && ino(p) == ino(pid)
+    };
+    let mnt_pid = rec.pid.filter(|p| same_net(*p)).unwrap_or(pid);
     let first = argv.first().context("no command given")?;
     let mut program = first.clone();
     if !first.contains('/') {
@@ -375,7 +383,12 @@ pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyho
         }
     }
     let mut cmd = std::process::Command::new("nsenter");
-    cmd.args(["-t", &pid.to_string(), "-n", "-u", "-m", "--"]).arg(program).args(&argv[1..]);
+    cmd.arg(format!("--net=/proc/{pid}/ns/net"))
+        .arg(format!("--uts=/proc/{pid}/ns/uts"))
+        .arg(format!("--mount=/proc/{mnt_pid}/ns/mnt"))
+        .arg("--")
+        .arg(program)
+        .args(&argv[1..]);
     if !sb.path_env.is_empty() {
         cmd.env("PATH", &sb.path_env);
     }

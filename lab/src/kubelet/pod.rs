@@ -322,6 +322,9 @@ impl Worker {
     }
 
     fn view(&self, pod: &Pod, ip: Option<std::net::Ipv4Addr>, sandbox_ready: bool, containers: Vec<ContainerView>, msg: Option<String>) -> PodView {
+        // A host-network pod's IP is the node's (kubelet reports hostIPs as podIPs).
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let ip = if host_network && sandbox_ready { Some(self.ctx.cfg.node_ip) } else { ip };
         let start_time = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| {
             k8s_openapi::jiff::Timestamp::from_second(t.0.as_second()).map(|t| t.to_string()).unwrap_or_default()
         });
@@ -362,7 +365,7 @@ impl Worker {
             uid: self.uid.clone(),
             netns: running.sandbox.netns.clone(),
             host_network: running.spec.host_network,
-            ip: running.sandbox.ip,
+            ip: if running.spec.host_network { Some(self.ctx.cfg.node_ip) } else { running.sandbox.ip },
             log: self.dir.join(format!("{main}.log")),
             pid: running.pids.first().copied().flatten(),
         };

@@ -152,7 +152,8 @@ impl SandboxEnv {
                 .bind(&dir.join("hosts"), Path::new("/etc/hosts"))
                 .map_err(io("bind"))?;
         } else {
-            setup = setup.new_mount_ns();
+            // Host network: the node's netns, but the node's name as hostname (as on a real node).
+            setup = setup.hostname(&spec.hostname).map_err(io("hostname"))?.new_mount_ns();
             if let Some(r) = &spec.resolv_conf {
                 let f = etc.join("resolv.conf");
                 std::fs::write(&f, r).map_err(io(format!("writing {}", f.display())))?;

@@ -4,7 +4,7 @@
 pub mod request;
 pub mod result;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -98,6 +98,7 @@ impl Cni {
     }
 
     /// CHECK: plugins in order with the cached ADD result.
+    #[cfg_attr(not(test), expect(dead_code, reason = "containerd's pod lifecycle never issues CHECK; kept for tests and tools"))]
     pub async fn check(&self, list: &NetworkList, rt: &RuntimeConf) -> Result<(), CniError> {
         let (list, prev) = self.read_cache(list, rt)?;
         for plugin in &list.plugins {
@@ -192,11 +193,6 @@ impl Cni {
 
 fn plugin_type(p: &serde_json::Map<String, Value>) -> String {
     p.get("type").and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
-/// Whether a conflist's plugins exist in the bin dir (for a clear early error).
-pub fn missing_plugins(list: &NetworkList, bin_dir: &Path) -> Vec<String> {
-    list.plugins.iter().map(plugin_type).filter(|t| !bin_dir.join(t).is_file()).collect()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use super::*;
 use crate::kubelet::testutil::tempdir;
 use serde_json::json;
+use std::path::Path;
 
 /// A plugin that appends "<COMMAND> <type> <stdin>" to $dir/calls and answers with a result
 /// naming itself (ADD) or nothing (DEL/CHECK); type "failing" returns a CNI error object.
