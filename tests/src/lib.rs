@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end suites (network namespaces, processes, cleanup).
 
 pub mod lab;
+pub mod walkthrough;
