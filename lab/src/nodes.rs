@@ -40,8 +40,29 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         netns_prefix: node.pod_netns_prefix.clone(),
         cluster_dns: CLUSTER_DNS,
         cluster_domain: CLUSTER_DOMAIN.to_string(),
-        bin_paths: rec.bins.coredns.parent().map(PathBuf::from),
+        bin_paths: Some(image_bin_dir(state)),
     }
+}
+
+/// Directory of the extra programs the kubelet's image catalogue runs: `coredns` and `weft`.
+pub fn image_bin_dir(state: &StateDir) -> PathBuf {
+    state.root().join("bin")
+}
+
+/// Fills [`image_bin_dir`] with links to the built `coredns` and to the `weft` binary built
+/// beside this `weft-lab` (cargo puts both in the same target dir), when it exists.
+pub fn link_image_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
+    let dir = image_bin_dir(state);
+    std::fs::create_dir_all(&dir)?;
+    std::os::unix::fs::symlink(&rec.bins.coredns, dir.join("coredns"))
+        .with_context(|| format!("linking coredns into {}", dir.display()))?;
+    let exe = std::env::current_exe().context("locating the weft-lab binary")?;
+    if let Some(weft) = exe.parent().map(|d| d.join("weft")).filter(|p| p.is_file()) {
+        std::os::unix::fs::symlink(&weft, dir.join("weft"))?;
+    } else if rec.spec.cni == Cni::Weft {
+        eprintln!("  note: no `weft` binary next to weft-lab (run `cargo build -p weft`); weft pods will fail");
+    }
+    Ok(())
 }
 
 /// Where a node's kubelet stand-in keeps its pod records and logs.
@@ -52,6 +73,7 @@ pub fn kubelet_state_dir(state: &StateDir, node: &str) -> PathBuf {
 /// Starts the kubelet stand-in of every node.
 pub fn start_kubelets(state: &StateDir, rec: &LabRecord) -> anyhow::Result<Vec<(String, u32)>> {
     let exe = std::env::current_exe().context("locating the weft-lab binary")?;
+    link_image_bins(state, rec)?;
     let mut started = vec![];
     for node in rec.spec.node_plans() {
         let cfg = kubelet_config(state, rec, &node);

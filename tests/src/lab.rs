@@ -70,6 +70,7 @@ pub struct Lab {
     bin: PathBuf,
     state: PathBuf,
     up: bool,
+    root_before: RootNet,
 }
 
 impl Lab {
@@ -81,7 +82,7 @@ impl Lab {
             existing.is_empty(),
             "lab namespaces already exist ({existing:?}): a lab is up; run `cargo xtask lab down` first"
         );
-        Lab { bin: weft_lab_bin(), state: PathBuf::from(state), up: false }
+        Lab { bin: weft_lab_bin(), state: PathBuf::from(state), up: false, root_before: RootNet::snapshot() }
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -168,11 +169,14 @@ impl Lab {
     /// a lab namespace before are listed too if they survived (a deleted namespace stays alive,
     /// unnamed, as long as a process holds it).
     pub fn down(&mut self) -> Leftovers {
+        let lab_links = RootNet::snapshot().lab_like_links();
+        assert!(lab_links.is_empty(), "the lab made links in the root namespace: {lab_links:?}");
         let before = processes_in_lab_netns();
         assert!(!before.is_empty(), "a running lab has processes in its namespaces");
         self.up = false;
         self.ok(&["down"], Duration::from_secs(120));
         let mut left = leftovers(&self.state);
+        left.root_changes = self.root_before.changes_since();
         for (pid, cmd) in before {
             if std::path::Path::new(&format!("/proc/{pid}")).exists() && cmdline(pid).as_deref() == Some(cmd.as_str()) {
                 left.processes.push(format!("{pid} {cmd} (ran in a lab namespace)"));
@@ -211,6 +215,8 @@ pub struct Leftovers {
     pub etc_netns: Vec<String>,
     pub bpf_pins: Vec<String>,
     pub state_dir_exists: bool,
+    /// Differences in the root namespace's IPv4 routes, rules and addresses since before `up`.
+    pub root_changes: Vec<String>,
 }
 
 impl Leftovers {
@@ -221,6 +227,7 @@ impl Leftovers {
             && self.etc_netns.is_empty()
             && self.bpf_pins.is_empty()
             && !self.state_dir_exists
+            && self.root_changes.is_empty()
     }
 }
 
@@ -304,5 +311,58 @@ pub fn leftovers(state: &Path) -> Leftovers {
         etc_netns: prefixed("/etc/netns"),
         bpf_pins: prefixed("/sys/fs/bpf"),
         state_dir_exists: state.exists(),
+        root_changes: vec![],
+    }
+}
+
+/// The machine's root network namespace as far as the lab must never change it.
+#[derive(Debug, Clone)]
+pub struct RootNet {
+    routes: Vec<String>,
+    rules: Vec<String>,
+    addrs: Vec<String>,
+    links: Vec<String>,
+}
+
+fn ip_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect();
+    v.sort();
+    v
+}
+
+impl RootNet {
+    pub fn snapshot() -> RootNet {
+        RootNet {
+            routes: ip_lines(&["-4", "route", "show", "table", "all"]),
+            rules: ip_lines(&["rule", "show"]),
+            addrs: ip_lines(&["-4", "-o", "addr", "show"]),
+            links: ip_lines(&["-o", "link", "show"])
+                .iter()
+                .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_string()))
+                .collect(),
+        }
+    }
+
+    /// Root-namespace links named like the lab's (switch ports, bridges, node uplinks).
+    pub fn lab_like_links(&self) -> Vec<String> {
+        self.links
+            .iter()
+            .filter(|n| n.starts_with("p-") || n.starts_with(NETNS_PREFIX) || *n == "br0" || *n == "cni0")
+            .cloned()
+            .collect()
+    }
+
+    /// What differs now from this snapshot.
+    pub fn changes_since(&self) -> Vec<String> {
+        let now = RootNet::snapshot();
+        let mut out = vec![];
+        for (what, before, after) in
+            [("route", &self.routes, &now.routes), ("rule", &self.rules, &now.rules), ("addr", &self.addrs, &now.addrs)]
+        {
+            out.extend(after.iter().filter(|l| !before.contains(l)).map(|l| format!("{what} added: {l}")));
+            out.extend(before.iter().filter(|l| !after.contains(l)).map(|l| format!("{what} removed: {l}")));
+        }
+        out
     }
 }

@@ -156,12 +156,15 @@ pub fn run(state: &str, up_args: &[&str]) {
     assert!(ok && out.contains(&cluster_ip), "nslookup nginx: {out}");
 
     // Pod to pod across nodes, and out to the outside host.
-    let curl_node = pods_with_label(&lab, "run=curl")[0].1.clone();
+    let (_, curl_node, curl_ip) = pods_with_label(&lab, "run=curl").remove(0);
     let remote: Vec<_> = nginx.iter().filter(|p| p.1 != curl_node).collect();
     assert!(!remote.is_empty(), "one nginx runs on another node than the curl pod");
-    for (_, node, ip) in remote {
+    for (name, node, ip) in remote {
         let (ok, out) = lab.exec("default/curl", &["ping", "-c", "2", "-W", "2", ip], Duration::from_secs(30));
         assert!(ok, "ping from {curl_node} to pod {ip} on {node}: {out}");
+        // No NAT between pods: the remote nginx logged the curl pod's own address.
+        let log = lab.ok(&["logs", &format!("default/{name}")], Duration::from_secs(30));
+        assert!(log.contains(&format!("{curl_ip} - ")), "nginx on {node} saw {curl_ip} in its access log:\n{log}");
     }
     let (ok, out) = lab.exec("default/curl", &["ping", "-c", "1", "-W", "2", "203.0.113.10"], Duration::from_secs(30));
     assert!(ok, "ping the outside host: {out}");
