@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the quickstart. One node namespace running `weft agent`, three pods
 //! added through the CNI plugin, ping and HTTP between them, the agent's view, then cleanup.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -39,7 +39,7 @@ pub fn run(_args: Args) -> Result<()> {
     step("start `weft agent` in node namespace wd-node (pod CIDR 10.200.0.0/24)");
     let mut node = weftnode::WeftNode::start(&bin, "wd-node", "10.200.0.0/24")?;
     // Prove the pod-to-pod path is the eBPF one: the node does not route at all.
-    util::run(Command::new("ip").args(["netns", "exec", "wd-node", "sysctl", "-qw", "net.ipv4.ip_forward=0"]))?;
+    util::run(util::in_netns("wd-node", "sysctl").args(["-qw", "net.ipv4.ip_forward=0"]))?;
 
     step("add three pods by running the CNI plugin as a container runtime does");
     let mut ips = Vec::new();
@@ -50,23 +50,23 @@ pub fn run(_args: Args) -> Result<()> {
     }
 
     step("wd-a pings wd-b");
-    util::run(Command::new("ip").args(["netns", "exec", "wd-a", "ping", "-c", "3", "-i", "0.2"]).arg(ips[1].to_string()))?;
+    util::run(util::in_netns("wd-a", "ping").args(["-c", "3", "-i", "0.2"]).arg(ips[1].to_string()))?;
 
     step("nginx in wd-c; wd-a fetches a page (the server sees wd-a's own pod IP: no NAT)");
     let tmp = std::env::temp_dir().join(format!("weft-demo-nginx-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let conf = tmp.join("nginx.conf");
     std::fs::write(&conf, NGINX_CONF.replace("PREFIX", &tmp.to_string_lossy()))?;
-    let mut nginx = Command::new("ip")
-        .args(["netns", "exec", "wd-c", "nginx", "-c"])
+    let mut nginx = util::in_netns("wd-c", "nginx")
+        .arg("-c")
         .arg(&conf)
         .stderr(Stdio::null())
         .spawn()
         .context("starting nginx")?;
     std::thread::sleep(Duration::from_millis(500));
     let res = util::run(
-        Command::new("ip")
-            .args(["netns", "exec", "wd-a", "curl", "-sS", "--max-time", "5"])
+        util::in_netns("wd-a", "curl")
+            .args(["-sS", "--max-time", "5"])
             .arg(format!("http://{}/", ips[2])),
     );
     let _ = nginx.kill();

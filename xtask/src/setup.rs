@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<()> {
 
     if args.check {
         report_check(&missing, linker_ok, go);
-        if !missing.is_empty() || !linker_ok || !go.is_some_and(|m| m >= GO_MIN_MINOR) {
+        if !missing.is_empty() || !linker_ok || !go.is_some_and(|m| m >= GO_MIN_MINOR) || !bpffs_mounted() {
             bail!("setup is incomplete; run `cargo xtask setup`");
         }
         return Ok(());
@@ -85,6 +85,8 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("setup: bpf-linker {BPF_LINKER_VERSION} present");
     }
 
+    ensure_bpffs()?;
+
     match go {
         Some(m) if m >= GO_MIN_MINOR => eprintln!("setup: go 1.{m} present"),
         Some(m) => bail!("go 1.{m} is too old for the lab (needs 1.{GO_MIN_MINOR}+); install a newer Go"),
@@ -102,6 +104,25 @@ fn report_check(missing: &[String], linker_ok: bool, go: Option<u32>) {
     }
     eprintln!("{:<10} bpf-linker {BPF_LINKER_VERSION}", if linker_ok { "ok" } else { "missing" });
     eprintln!("{:<10} go 1.{GO_MIN_MINOR}+", if go.is_some_and(|m| m >= GO_MIN_MINOR) { "ok" } else { "missing" });
+    eprintln!("{:<10} bpffs at {BPFFS}", if bpffs_mounted() { "ok" } else { "missing" });
+}
+
+/// Where the agent pins maps and links (systemd mounts it on most distributions; a bare
+/// machine or container may not have it).
+const BPFFS: &str = "/sys/fs/bpf";
+
+fn bpffs_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some(BPFFS) && l.split_whitespace().nth(2) == Some("bpf")))
+}
+
+fn ensure_bpffs() -> Result<()> {
+    if bpffs_mounted() {
+        eprintln!("setup: bpffs mounted at {BPFFS}");
+        return Ok(());
+    }
+    eprintln!("setup: mounting bpffs at {BPFFS} (the agent pins its maps and links there)");
+    util::run(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))
 }
 
 /// Packages from [`PACKAGES`] that dpkg does not report as installed.

@@ -38,3 +38,12 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A command that runs `program` inside network namespace `ns` (made by `ip netns add`).
+/// `nsenter --net` rather than `ip netns exec`: the latter remounts /sys, which hides
+/// /sys/fs/bpf where the agent pins its maps.
+pub fn in_netns(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
+    c
+}

@@ -47,9 +47,7 @@ impl WeftNode {
         fresh_netns(node)?;
         let _ = std::fs::remove_dir_all(&pin_dir);
         let log = std::fs::File::create(tmp.join("agent.log"))?;
-        let agent = Command::new("ip")
-            .args(["netns", "exec", node])
-            .arg(bin)
+        let agent = util::in_netns(node, bin)
             .arg("agent")
             .arg("--pin-dir")
             .arg(&pin_dir)
@@ -97,15 +95,13 @@ impl WeftNode {
 
     /// `weft ARGS…` run in the node namespace against this node's agent.
     pub fn weft(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.node]).arg(&self.bin).args(args).arg("--socket").arg(&self.sock);
+        let mut c = util::in_netns(&self.node, &self.bin);
+        c.args(args).arg("--socket").arg(&self.sock);
         c
     }
 
     fn cni(&self, verb: &str, pod: &str) -> Result<Vec<u8>> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.node])
-            .arg(&self.bin)
+        let mut child = util::in_netns(&self.node, &self.bin)
             .env("CNI_COMMAND", verb)
             .env("CNI_CONTAINERID", format!("{pod}-container"))
             .env("CNI_NETNS", format!("/run/netns/{pod}"))

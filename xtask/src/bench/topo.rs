@@ -101,9 +101,7 @@ pub fn weft(weft_bin: &Path) -> Result<Topology> {
 
 /// `ip netns exec NS <cmd>` as a Command, for running load generators inside a namespace.
 pub fn in_ns(ns: &str, program: &Path) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).arg(program);
-    c
+    util::in_netns(ns, program)
 }
 
 pub fn ensure_clean_run() -> Result<()> {
