@@ -264,7 +264,7 @@ fn count_deps(go: &Go, name: &str, src: &Path, tags: &[&str], packages: &[String
 
 /// Runs `binary args…` (with an empty environment, so no CNI_COMMAND or KUBECONFIG leaks
 /// in) and checks it exits 0 and prints `expect`. Returns the first line that has it.
-fn check_version(binary: &Path, args: &[&str], expect: &str) -> Result<String, BuildError> {
+pub(crate) fn check_version(binary: &Path, args: &[&str], expect: &str) -> Result<String, BuildError> {
     let command = format!("{} {}", binary.display(), args.join(" "));
     let fail = |detail: String| BuildError::VersionCheck {
         binary: binary.to_path_buf(),

@@ -1,5 +1,7 @@
 //! `weft-lab build`: build or reuse the upstream parts and print what is where.
 
+use std::io::Write;
+
 use super::build::{build, status, BuildOptions, ComponentReport, State};
 use super::component::Component;
 use super::progress::fmt_duration;
@@ -39,7 +41,7 @@ pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
     } else {
         build(&cache, &versions, &BuildOptions { force: args.force, only: args.only.clone() })?
     };
-    match args.output {
+    let text = match args.output {
         Output::Json => {
             let bins = Bins::in_cache(&cache, &versions);
             let doc = serde_json::json!({
@@ -48,12 +50,14 @@ pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
                 "components": reports,
                 "bins": bins,
             });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            serde_json::to_string_pretty(&doc)? + "\n"
         }
-        Output::Table => {
-            print!("{}", table(&reports));
-            println!("cache: {}", cache.display());
-        }
+        Output::Table => format!("{}cache: {}\n", table(&reports), cache.display()),
+    };
+    // `weft-lab build | head` must not panic on a closed pipe.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     if args.status && reports.iter().any(|r| r.state == State::Missing) {
         anyhow::bail!("some upstream parts are not built yet: run `weft-lab build`");

@@ -215,6 +215,33 @@ mod tests {
         assert!(parse_go_version("go1.9.1") < parse_go_version("1.26.0"));
     }
 
+    /// Real `go`: a compile error surfaces with the compiler's message from the log, and
+    /// the fixed module builds with its package counted.
+    #[test]
+    fn failed_build_reports_the_compiler_error_from_the_log() {
+        let go = Go::find("1.21").expect("the Go toolchain (cargo xtask setup installs it)");
+        let dir = std::env::temp_dir().join(format!("weft-upstream-gofail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("go.mod"), "module example.invalid/broken\n\ngo 1.21\n").unwrap();
+        std::fs::write(dir.join("main.go"), "package main\n\nfunc main() { notDefined() }\n").unwrap();
+        let log = dir.join("build.log");
+        let progress = Progress::new(1);
+        let args: Vec<String> = ["build", "-v", "-o", "out", "."].map(String::from).to_vec();
+
+        let err = go.run_logged("broken", &dir, &args, &[], &log, &progress, None).unwrap_err();
+        let BuildError::GoFailed { tail, command, .. } = &err else { panic!("{err}") };
+        assert!(tail.contains("undefined: notDefined"), "{tail}");
+        assert_eq!(command, "go build -v -o out .");
+
+        // Unique source, so the build cache cannot skip the compile (and the count).
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        std::fs::write(dir.join("main.go"), format!("package main\n\nfunc main() {{ println({nonce}) }}\n")).unwrap();
+        let compiled = go.run_logged("fixed", &dir, &args, &[], &log, &progress, None).unwrap();
+        assert!(compiled >= 1, "the main package is compiled and counted");
+        assert!(dir.join("out").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn tail_keeps_the_last_lines() {
         let dir = std::env::temp_dir().join(format!("weft-upstream-tail-{}", std::process::id()));
