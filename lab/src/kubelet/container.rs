@@ -273,6 +273,10 @@ pub async fn supervise(
         if crashes == 0 && view.restart_count == 0 {
             p.events.normal(&p.pod, "Pulled", &format!("Container image {image:?} already present on machine (lab catalogue: {:?})", launch.program));
         }
+        // Each container instance gets a fresh log; the last one stays for `kubectl logs -p`.
+        if log_path.exists() {
+            let _ = std::fs::rename(&log_path, p.dir.join(format!("{}.previous.log", c.name)));
+        }
         let log = match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
             Ok(f) => f,
             Err(e) => {

@@ -14,6 +14,7 @@ pub mod probe;
 pub mod record;
 pub mod resolv;
 pub mod sandbox;
+pub mod server;
 pub mod status;
 pub mod volumes;
 
@@ -142,6 +143,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     let heartbeat = tokio::spawn(keep_alive(ctx.clone()));
+    let api = tokio::spawn({
+        let (dir, name, ip) = (ctx.cfg.state_dir.clone(), ctx.cfg.node_name.clone(), ctx.cfg.node_ip);
+        async move {
+            if let Err(e) = server::serve(dir, name, ip).await {
+                tracing::warn!(error = format!("{e:#}"), "kubelet API not available; `kubectl logs` will not work on this node");
+            }
+        }
+    });
 
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
@@ -181,6 +190,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     tracing::info!(signal, pods = workers.len(), "stopping: cleaning up local pod resources");
     heartbeat.abort();
+    api.abort();
     for h in workers.values() {
         let _ = h.ctl.send(pod::Control::Shutdown);
     }

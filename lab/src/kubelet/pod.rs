@@ -115,7 +115,8 @@ impl Worker {
                     self.ctx.events.warning(&pod, "FailedCreatePodSandBox", &msg);
                     let view = self.view(&pod, None, false, pending_views(&pod), Some(msg));
                     self.patch(&view).await;
-                    let wait = Duration::from_secs((2u64 << attempt.min(5)).min(60));
+                    // Short retries: the network plugin (weft's DaemonSet) may write its config moments later.
+                    let wait = Duration::from_secs((1u64 << attempt.min(4)).min(10));
                     if let Some(e) = wait_or_end(pod_rx, ctl, wait).await {
                         return (e, None);
                     }
@@ -226,8 +227,21 @@ impl Worker {
             }
             self.teardown(&mut running).await;
         }
-        let _ = std::fs::remove_file(record::record_path(&self.dir));
-        let _ = std::fs::remove_file(record::sandbox_path(&self.dir));
+        match ending {
+            // Keep logs when the stand-in stops, for a look afterwards; only the record goes.
+            Ending::Shutdown => {
+                let _ = std::fs::remove_file(record::record_path(&self.dir));
+                let _ = std::fs::remove_file(record::sandbox_path(&self.dir));
+            }
+            // A deleted pod leaves nothing: logs, volumes (tokens, secrets), nginx temp files.
+            Ending::Delete(_) | Ending::Gone => {
+                if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(pod = self.pod_ref(), error = %e, "removing the pod directory");
+                    }
+                }
+            }
+        }
         if let Ending::Delete(_) = ending {
             self.delete_object().await;
         }
