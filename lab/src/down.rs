@@ -75,3 +75,15 @@ fn teardown_rank(ns: &str) -> u8 {
 pub fn describe(l: &Leftovers) -> String {
     serde_json::to_string_pretty(l).unwrap_or_else(|_| format!("{l:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_namespaces_go_first_and_the_switch_last() {
+        let mut ns = vec!["wl-switch", "wl-node-1", "wl-n1-0a1b2c3d4e5f", "wl-cp", "wl-outside", "wl-n2-ffff"];
+        ns.sort_by_key(|n| (teardown_rank(n), n.to_string()));
+        assert_eq!(ns, ["wl-n1-0a1b2c3d4e5f", "wl-n2-ffff", "wl-cp", "wl-node-1", "wl-outside", "wl-switch"]);
+    }
+}

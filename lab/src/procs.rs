@@ -152,3 +152,30 @@ pub fn lab_processes(state: &StateDir, netns_inodes: &HashSet<u64>) -> Vec<(u32,
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_stop_before_the_control_plane_and_etcd_last() {
+        let mut names = ["etcd", "kube-apiserver", "kube-proxy-node-1", "kubelet-node-2", "kube-scheduler",
+                         "kube-controller-manager"];
+        names.sort_by_key(|n| stop_rank(n));
+        assert_eq!(names, ["kubelet-node-2", "kube-proxy-node-1", "kube-scheduler", "kube-controller-manager",
+                           "kube-apiserver", "etcd"]);
+    }
+
+    #[test]
+    fn a_running_process_is_alive_and_a_stopped_one_is_not() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(alive(pid));
+        assert!(cmdline(pid).unwrap().starts_with("sleep 30"));
+        terminate(&[pid], Duration::from_secs(5));
+        // Until reaped it is a zombie, which counts as gone.
+        assert!(!alive(pid));
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
+}
