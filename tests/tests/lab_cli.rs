@@ -51,3 +51,26 @@ fn commands_that_need_a_lab_say_none_is_up_and_down_always_works() {
         assert!(left.is_empty(), "{left:#?}");
     }
 }
+
+#[test]
+fn up_refuses_when_a_lab_state_dir_already_exists() {
+    require_root();
+    assert!(lab_netns().is_empty(), "a lab is up; run `cargo xtask lab down` first");
+    let state = "/run/weft-lab-cli-test-busy";
+    std::fs::create_dir_all(state).unwrap();
+    struct Rm(&'static str);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+    let _rm = Rm(state);
+    let out = run_with_timeout(
+        Command::new(weft_lab_bin()).args(["up", "--nodes", "1"]).env("WEFT_LAB_STATE", state),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("a lab is already up") && err.contains("lab down"), "stderr: {err}");
+    assert!(lab_netns().is_empty(), "a refused up creates no namespaces");
+}
