@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::component::{Component, Recipe, Source};
 use super::error::BuildError;
-use super::go::Go;
+use super::go::{Go, Session};
 use super::gomod::{GoModJson, Wrapper};
 use super::progress::{fmt_duration, Progress};
 use super::stamp::{utc_now, Stamp, StampedBinary};
@@ -147,6 +147,7 @@ fn build_one(
     let log = dir.join("build.log");
     std::fs::write(&log, format!("# weft-lab build of {name} {} with {}\n", component.version(versions), go.version))
         .map_err(BuildError::io("write", &log))?;
+    let go_session = go.session(name, &log, progress);
 
     let mut flags = vec!["-v".to_string(), "-trimpath".to_string()];
     if !recipe.tags.is_empty() {
@@ -160,13 +161,13 @@ fn build_one(
             let mut args = vec!["install".to_string()];
             args.extend(flags);
             args.extend(packages.iter().map(|p| format!("{p}@{version}")));
-            go.run_logged(name, dir, &args, &[("GOBIN", &bin)], &log, progress, None)?;
+            go_session.run(dir, &args, &[("GOBIN", &bin)], None)?;
         }
         Source::Wrapper { module, version, packages, pin_staging } => {
             let src = dir.join("src");
             progress.step(&format!("resolving {module}@{version} into a wrapper module"));
-            prepare_wrapper(go, name, &src, module, version, packages, pin_staging.as_deref(), &log, progress)?;
-            let total = count_deps(go, name, &src, &recipe.tags, packages);
+            prepare_wrapper(&go_session, &src, module, version, packages, pin_staging.as_deref())?;
+            let total = count_deps(&go_session, &src, &recipe.tags, packages);
             progress.step(&format!("go build ({} cold), log {}", component.cold_estimate(), log.display()));
             let mut args = vec!["build".to_string()];
             args.extend(flags);
@@ -178,7 +179,7 @@ fn build_one(
             };
             args.push(format!("-o={out}"));
             args.extend(packages.iter().cloned());
-            go.run_logged(name, &src, &args, &[], &log, progress, total)?;
+            go_session.run(&src, &args, &[], total)?;
         }
     }
 
@@ -211,21 +212,18 @@ fn ldflags(recipe: &Recipe, date: &str) -> String {
 }
 
 /// Writes the wrapper module for `module@version` into `src` and tidies it.
-#[allow(clippy::too_many_arguments)]
 fn prepare_wrapper(
-    go: &Go,
-    name: &str,
+    go: &Session<'_>,
     src: &Path,
     module: &str,
     version: &str,
     packages: &[String],
     pin_staging: Option<&str>,
-    log: &Path,
-    progress: &Progress,
 ) -> Result<(), BuildError> {
+    let name = go.component();
     std::fs::create_dir_all(src).map_err(BuildError::io("create", src))?;
     // The upstream go.mod, straight from the module proxy (no GitHub).
-    let download = go.output(name, src, &["mod", "download", "-json", &format!("{module}@{version}")])?;
+    let download = go.output(src, &["mod", "download", "-json", &format!("{module}@{version}")])?;
     let gomod_path = serde_json::from_str::<serde_json::Value>(&download)
         .ok()
         .and_then(|v| v.get("GoMod").and_then(|p| p.as_str()).map(PathBuf::from))
@@ -234,7 +232,7 @@ fn prepare_wrapper(
             command: format!("mod download -json {module}@{version}"),
             reason: "no GoMod path in the output".to_string(),
         })?;
-    let json = go.output(name, src, &["mod", "edit", "-json", &gomod_path.to_string_lossy()])?;
+    let json = go.output(src, &["mod", "edit", "-json", &gomod_path.to_string_lossy()])?;
     let upstream = GoModJson::parse(&json).map_err(|e| BuildError::GoOutput {
         component: name.to_string(),
         command: format!("mod edit -json {}", gomod_path.display()),
@@ -249,17 +247,17 @@ fn prepare_wrapper(
         let path = src.join(file);
         std::fs::write(&path, text).map_err(BuildError::io("write", &path))?;
     }
-    progress.step("go mod tidy (downloads the dependencies when cold)");
-    go.run_logged(name, src, &["mod".to_string(), "tidy".to_string()], &[], log, progress, None)?;
+    go.progress().step("go mod tidy (downloads the dependencies when cold)");
+    go.run(src, &["mod".to_string(), "tidy".to_string()], &[], None)?;
     Ok(())
 }
 
 /// How many packages the build involves (the heartbeat's upper bound); None if go cannot say.
-fn count_deps(go: &Go, name: &str, src: &Path, tags: &[&str], packages: &[String]) -> Option<usize> {
+fn count_deps(go: &Session<'_>, src: &Path, tags: &[&str], packages: &[String]) -> Option<usize> {
     let tags = format!("-tags={}", tags.join(","));
     let mut args = vec!["list", "-deps", &tags];
     args.extend(packages.iter().map(String::as_str));
-    go.output(name, src, &args).ok().map(|out| out.lines().count())
+    go.output(src, &args).ok().map(|out| out.lines().count())
 }
 
 /// Runs `binary args…` (with an empty environment, so no CNI_COMMAND or KUBECONFIG leaks

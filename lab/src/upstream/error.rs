@@ -19,7 +19,7 @@ pub enum BuildError {
         tail: String,
     },
 
-    #[error("{component}: could not read `go {command}` output: {reason}")]
+    #[error("{component}: `go {command}` failed: {reason}")]
     GoOutput {
         component: String,
         command: String,

@@ -61,19 +61,49 @@ impl Go {
         c
     }
 
+    /// Go commands for one component, logging to one file and reporting to one progress.
+    pub fn session<'a>(&'a self, component: &'a str, log: &'a Path, progress: &'a Progress) -> Session<'a> {
+        Session { go: self, component, log, progress }
+    }
+}
+
+/// The Go toolchain working on one component.
+pub struct Session<'a> {
+    go: &'a Go,
+    component: &'a str,
+    log: &'a Path,
+    progress: &'a Progress,
+}
+
+impl Session<'_> {
+    pub fn progress(&self) -> &Progress {
+        self.progress
+    }
+
+    pub fn component(&self) -> &str {
+        self.component
+    }
+
     /// Runs `go <args>` and returns its stdout (for `-json` and `list` queries).
-    pub fn output(&self, component: &str, cwd: &Path, args: &[&str]) -> Result<String, BuildError> {
-        let out = self
+    pub fn output(&self, cwd: &Path, args: &[&str]) -> Result<String, BuildError> {
+        let (go, component) = (self.go, self.component);
+        let out = go
             .command(cwd)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(BuildError::io("run", self.program.clone()))?;
+            .map_err(BuildError::io("run", go.program.clone()))?;
         if !out.status.success() {
             return Err(BuildError::GoOutput {
                 component: component.to_string(),
                 command: args.join(" "),
-                reason: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+                // `go mod download -json` reports its error inside the JSON on stdout.
+                reason: format!(
+                    "{}: {} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
             });
         }
         String::from_utf8(out.stdout).map_err(|e| BuildError::GoOutput {
@@ -85,16 +115,14 @@ impl Go {
 
     /// Runs a long `go` command with stdout and stderr appended to `log`, printing a heartbeat
     /// with the number of packages compiled (`-v` names each one). Returns that number.
-    pub fn run_logged(
+    pub fn run(
         &self,
-        component: &str,
         cwd: &Path,
         args: &[String],
         env: &[(&str, &Path)],
-        log: &Path,
-        progress: &Progress,
         total_packages: Option<usize>,
     ) -> Result<usize, BuildError> {
+        let (go, component, log) = (self.go, self.component, self.log);
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -103,12 +131,12 @@ impl Go {
         writeln!(file, "\n$ go {}", args.join(" ")).map_err(BuildError::io("write", log))?;
         let stdout = file.try_clone().map_err(BuildError::io("open", log))?;
 
-        let mut cmd = self.command(cwd);
+        let mut cmd = go.command(cwd);
         cmd.args(args).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().map_err(BuildError::io("run", self.program.clone()))?;
+        let mut child = cmd.spawn().map_err(BuildError::io("run", go.program.clone()))?;
 
         let packages = Arc::new(AtomicUsize::new(0));
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -117,7 +145,7 @@ impl Go {
             std::thread::spawn(move || copy_counting(stderr, file, &packages))
         };
 
-        let mut ticker = progress.ticker();
+        let mut ticker = self.progress.ticker();
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -125,7 +153,7 @@ impl Go {
                     ticker.tick(packages.load(Ordering::Relaxed), total_packages);
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                Err(e) => return Err(BuildError::io("wait for", self.program.clone())(e)),
+                Err(e) => return Err(BuildError::io("wait for", go.program.clone())(e)),
             }
         };
         // The pipe closes when go exits; the copy finishes right after.
@@ -226,9 +254,10 @@ mod tests {
         std::fs::write(dir.join("main.go"), "package main\n\nfunc main() { notDefined() }\n").unwrap();
         let log = dir.join("build.log");
         let progress = Progress::new(1);
+        let session = go.session("broken", &log, &progress);
         let args: Vec<String> = ["build", "-v", "-o", "out", "."].map(String::from).to_vec();
 
-        let err = go.run_logged("broken", &dir, &args, &[], &log, &progress, None).unwrap_err();
+        let err = session.run(&dir, &args, &[], None).unwrap_err();
         let BuildError::GoFailed { tail, command, .. } = &err else { panic!("{err}") };
         assert!(tail.contains("undefined: notDefined"), "{tail}");
         assert_eq!(command, "go build -v -o out .");
@@ -236,7 +265,7 @@ mod tests {
         // Unique source, so the build cache cannot skip the compile (and the count).
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         std::fs::write(dir.join("main.go"), format!("package main\n\nfunc main() {{ println({nonce}) }}\n")).unwrap();
-        let compiled = go.run_logged("fixed", &dir, &args, &[], &log, &progress, None).unwrap();
+        let compiled = session.run(&dir, &args, &[], None).unwrap();
         assert!(compiled >= 1, "the main package is compiled and counted");
         assert!(dir.join("out").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
