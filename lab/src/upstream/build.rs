@@ -56,11 +56,17 @@ pub struct BinaryReport {
 }
 
 /// Builds what is missing and reports on every selected component.
-pub fn build(cache: &Path, versions: &Versions, opts: &BuildOptions) -> Result<Vec<ComponentReport>, BuildError> {
+pub fn build(
+    cache: &Path,
+    versions: &Versions,
+    opts: &BuildOptions,
+) -> Result<Vec<ComponentReport>, BuildError> {
     std::fs::create_dir_all(cache).map_err(BuildError::io("create", cache))?;
     let _lock = lock_cache(cache)?;
-    let selected: Vec<Component> =
-        Component::ALL.into_iter().filter(|c| opts.only.is_empty() || opts.only.contains(c)).collect();
+    let selected: Vec<Component> = Component::ALL
+        .into_iter()
+        .filter(|c| opts.only.is_empty() || opts.only.contains(c))
+        .collect();
 
     let mut progress = Progress::new(selected.len());
     let mut go: Option<Go> = None;
@@ -71,10 +77,17 @@ pub fn build(cache: &Path, versions: &Versions, opts: &BuildOptions) -> Result<V
         let dir = component.dir(cache, versions);
         let recipe = component.recipe(versions);
         let names: Vec<&str> = recipe.binaries.iter().map(|b| b.name).collect();
-        let stamp = Stamp::read(&dir).filter(|s| s.is_fresh(&recipe.fingerprint(), &dir.join("bin"), &names));
+        let stamp = Stamp::read(&dir)
+            .filter(|s| s.is_fresh(&recipe.fingerprint(), &dir.join("bin"), &names));
         if let (Some(stamp), false) = (&stamp, opts.force) {
             progress.step(&format!("cached in {}", dir.display()));
-            reports.push(report(component, versions, cache, State::Cached, Some(stamp)));
+            reports.push(report(
+                component,
+                versions,
+                cache,
+                State::Cached,
+                Some(stamp),
+            ));
             continue;
         }
         let go = match &mut go {
@@ -82,9 +95,19 @@ pub fn build(cache: &Path, versions: &Versions, opts: &BuildOptions) -> Result<V
             None => go.insert(Go::find(versions.go_min)?),
         };
         let stamp = build_one(go, component, &recipe, versions, &dir, &progress)?;
-        reports.push(report(component, versions, cache, State::Built, Some(&stamp)));
+        reports.push(report(
+            component,
+            versions,
+            cache,
+            State::Built,
+            Some(&stamp),
+        ));
     }
-    eprintln!("upstream parts ready in {} (total {})", cache.display(), fmt_duration(progress.elapsed()));
+    eprintln!(
+        "upstream parts ready in {} (total {})",
+        cache.display(),
+        fmt_duration(progress.elapsed())
+    );
     Ok(reports)
 }
 
@@ -96,7 +119,9 @@ pub fn status(cache: &Path, versions: &Versions) -> Vec<ComponentReport> {
             let dir = c.dir(cache, versions);
             let recipe = c.recipe(versions);
             let names: Vec<&str> = recipe.binaries.iter().map(|b| b.name).collect();
-            match Stamp::read(&dir).filter(|s| s.is_fresh(&recipe.fingerprint(), &dir.join("bin"), &names)) {
+            match Stamp::read(&dir)
+                .filter(|s| s.is_fresh(&recipe.fingerprint(), &dir.join("bin"), &names))
+            {
                 Some(s) => report(c, versions, cache, State::Cached, Some(&s)),
                 None => report(c, versions, cache, State::Missing, None),
             }
@@ -104,7 +129,13 @@ pub fn status(cache: &Path, versions: &Versions) -> Vec<ComponentReport> {
         .collect()
 }
 
-fn report(c: Component, v: &Versions, cache: &Path, state: State, stamp: Option<&Stamp>) -> ComponentReport {
+fn report(
+    c: Component,
+    v: &Versions,
+    cache: &Path,
+    state: State,
+    stamp: Option<&Stamp>,
+) -> ComponentReport {
     let bin = c.bin_dir(cache, v);
     let binaries = c
         .recipe(v)
@@ -115,7 +146,9 @@ fn report(c: Component, v: &Versions, cache: &Path, state: State, stamp: Option<
             BinaryReport {
                 name: b.name.to_string(),
                 size_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
-                reports: stamp.and_then(|s| s.binaries.iter().find(|x| x.name == b.name)).map(|x| x.reports.clone()),
+                reports: stamp
+                    .and_then(|s| s.binaries.iter().find(|x| x.name == b.name))
+                    .map(|x| x.reports.clone()),
                 path,
             }
         })
@@ -145,8 +178,15 @@ fn build_one(
     Stamp::remove(dir)?;
     std::fs::create_dir_all(&bin).map_err(BuildError::io("create", &bin))?;
     let log = dir.join("build.log");
-    std::fs::write(&log, format!("# weft-lab build of {name} {} with {}\n", component.version(versions), go.version))
-        .map_err(BuildError::io("write", &log))?;
+    std::fs::write(
+        &log,
+        format!(
+            "# weft-lab build of {name} {} with {}\n",
+            component.version(versions),
+            go.version
+        ),
+    )
+    .map_err(BuildError::io("write", &log))?;
     let go_session = go.session(name, &log, progress);
 
     let mut flags = vec!["-v".to_string(), "-trimpath".to_string()];
@@ -157,18 +197,40 @@ fn build_one(
 
     match &recipe.source {
         Source::Install { packages, version } => {
-            progress.step(&format!("go install ({} cold), log {}", component.cold_estimate(), log.display()));
+            progress.step(&format!(
+                "go install ({} cold), log {}",
+                component.cold_estimate(),
+                log.display()
+            ));
             let mut args = vec!["install".to_string()];
             args.extend(flags);
             args.extend(packages.iter().map(|p| format!("{p}@{version}")));
             go_session.run(dir, &args, &[("GOBIN", &bin)], None)?;
         }
-        Source::Wrapper { module, version, packages, pin_staging } => {
+        Source::Wrapper {
+            module,
+            version,
+            packages,
+            pin_staging,
+        } => {
             let src = dir.join("src");
-            progress.step(&format!("resolving {module}@{version} into a wrapper module"));
-            prepare_wrapper(&go_session, &src, module, version, packages, pin_staging.as_deref())?;
+            progress.step(&format!(
+                "resolving {module}@{version} into a wrapper module"
+            ));
+            prepare_wrapper(
+                &go_session,
+                &src,
+                module,
+                version,
+                packages,
+                pin_staging.as_deref(),
+            )?;
             let total = count_deps(&go_session, &src, &recipe.tags, packages);
-            progress.step(&format!("go build ({} cold), log {}", component.cold_estimate(), log.display()));
+            progress.step(&format!(
+                "go build ({} cold), log {}",
+                component.cold_estimate(),
+                log.display()
+            ));
             let mut args = vec!["build".to_string()];
             args.extend(flags);
             // One main package with a module-root path (etcd's `server/v3`) would be named
@@ -188,7 +250,10 @@ fn build_one(
     for b in &recipe.binaries {
         let path = bin.join(b.name);
         let first_line = check_version(&path, b.version_args, &b.expect)?;
-        stamped.push(StampedBinary { name: b.name.to_string(), reports: first_line });
+        stamped.push(StampedBinary {
+            name: b.name.to_string(),
+            reports: first_line,
+        });
     }
     let stamp = Stamp {
         component: name.to_string(),
@@ -207,7 +272,12 @@ fn build_one(
 /// The `-ldflags` value: the recipe's flags plus the build date where the recipe wants it.
 fn ldflags(recipe: &Recipe, date: &str) -> String {
     let mut flags = recipe.ldflags.clone();
-    flags.extend(recipe.build_date_in.iter().map(|p| format!("-X {p}.buildDate={date}")));
+    flags.extend(
+        recipe
+            .build_date_in
+            .iter()
+            .map(|p| format!("-X {p}.buildDate={date}")),
+    );
     flags.join(" ")
 }
 
@@ -223,7 +293,10 @@ fn prepare_wrapper(
     let name = go.component();
     std::fs::create_dir_all(src).map_err(BuildError::io("create", src))?;
     // The upstream go.mod, straight from the module proxy (no GitHub).
-    let download = go.output(src, &["mod", "download", "-json", &format!("{module}@{version}")])?;
+    let download = go.output(
+        src,
+        &["mod", "download", "-json", &format!("{module}@{version}")],
+    )?;
     let gomod_path = serde_json::from_str::<serde_json::Value>(&download)
         .ok()
         .and_then(|v| v.get("GoMod").and_then(|p| p.as_str()).map(PathBuf::from))
@@ -232,7 +305,10 @@ fn prepare_wrapper(
             command: format!("mod download -json {module}@{version}"),
             reason: "no GoMod path in the output".to_string(),
         })?;
-    let json = go.output(src, &["mod", "edit", "-json", &gomod_path.to_string_lossy()])?;
+    let json = go.output(
+        src,
+        &["mod", "edit", "-json", &gomod_path.to_string_lossy()],
+    )?;
     let upstream = GoModJson::parse(&json).map_err(|e| BuildError::GoOutput {
         component: name.to_string(),
         command: format!("mod edit -json {}", gomod_path.display()),
@@ -243,11 +319,15 @@ fn prepare_wrapper(
         wrapper = wrapper.pin_staging(&upstream, tag);
         tracing::debug!(count = wrapper.replace.len(), "pinned staging modules");
     }
-    for (file, text) in [("go.mod", wrapper.go_mod()), ("tools.go", wrapper.tools_go())] {
+    for (file, text) in [
+        ("go.mod", wrapper.go_mod()),
+        ("tools.go", wrapper.tools_go()),
+    ] {
         let path = src.join(file);
         std::fs::write(&path, text).map_err(BuildError::io("write", &path))?;
     }
-    go.progress().step("go mod tidy (downloads the dependencies when cold)");
+    go.progress()
+        .step("go mod tidy (downloads the dependencies when cold)");
     go.run(src, &["mod".to_string(), "tidy".to_string()], &[], None)?;
     Ok(())
 }
@@ -262,7 +342,11 @@ fn count_deps(go: &Session<'_>, src: &Path, tags: &[&str], packages: &[String]) 
 
 /// Runs `binary args…` (with an empty environment, so no CNI_COMMAND or KUBECONFIG leaks
 /// in) and checks it exits 0 and prints `expect`. Returns the first line that has it.
-pub(crate) fn check_version(binary: &Path, args: &[&str], expect: &str) -> Result<String, BuildError> {
+pub(crate) fn check_version(
+    binary: &Path,
+    args: &[&str],
+    expect: &str,
+) -> Result<String, BuildError> {
     let command = format!("{} {}", binary.display(), args.join(" "));
     let fail = |detail: String| BuildError::VersionCheck {
         binary: binary.to_path_buf(),
@@ -279,7 +363,10 @@ pub(crate) fn check_version(binary: &Path, args: &[&str], expect: &str) -> Resul
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("cannot start: {e}")))?;
-    let (out, err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let (out, err) = (
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
     let read = |mut r: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -296,7 +383,10 @@ pub(crate) fn check_version(binary: &Path, args: &[&str], expect: &str) -> Resul
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(fail(format!("no answer within {}s", VERSION_TIMEOUT.as_secs())));
+                return Err(fail(format!(
+                    "no answer within {}s",
+                    VERSION_TIMEOUT.as_secs()
+                )));
             }
             Err(e) => return Err(fail(format!("wait: {e}"))),
         }
@@ -324,7 +414,10 @@ fn lock_cache(cache: &Path) -> Result<nix::fcntl::Flock<File>, BuildError> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(lock),
         Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
-            eprintln!("waiting for another weft-lab build using {}…", cache.display());
+            eprintln!(
+                "waiting for another weft-lab build using {}…",
+                cache.display()
+            );
             Flock::lock(file, FlockArg::LockExclusive)
                 .map_err(|(_, e)| BuildError::io("lock", &path)(std::io::Error::from(e)))
         }
@@ -340,8 +433,14 @@ mod tests {
     fn build_date_is_added_to_each_version_package() {
         let r = Component::Kubernetes.recipe(&Versions::PINNED);
         let f = ldflags(&r, "2026-11-21T05:09:47Z");
-        assert!(f.contains("-X k8s.io/component-base/version.buildDate=2026-11-21T05:09:47Z"), "{f}");
-        assert!(f.contains("-X k8s.io/client-go/pkg/version.buildDate=2026-11-21T05:09:47Z"), "{f}");
+        assert!(
+            f.contains("-X k8s.io/component-base/version.buildDate=2026-11-21T05:09:47Z"),
+            "{f}"
+        );
+        assert!(
+            f.contains("-X k8s.io/client-go/pkg/version.buildDate=2026-11-21T05:09:47Z"),
+            "{f}"
+        );
         assert!(f.contains("-s -w"), "{f}");
         let e = ldflags(&Component::Etcd.recipe(&Versions::PINNED), "x");
         assert_eq!(e, "-s -w");
@@ -349,16 +448,31 @@ mod tests {
 
     #[test]
     fn version_check_reports_the_matching_line() {
-        let line = check_version(Path::new("/bin/sh"), &["-c", "echo noise; echo 'etcd Version: 3.6.16'"], "etcd Version: 3.6.16")
-            .unwrap();
+        let line = check_version(
+            Path::new("/bin/sh"),
+            &["-c", "echo noise; echo 'etcd Version: 3.6.16'"],
+            "etcd Version: 3.6.16",
+        )
+        .unwrap();
         assert_eq!(line, "etcd Version: 3.6.16");
     }
 
     #[test]
     fn version_check_fails_on_wrong_version_or_exit_status() {
-        let wrong = check_version(Path::new("/bin/sh"), &["-c", "echo 'Kubernetes v0.0.0-master'"], "Kubernetes v1.36.3");
-        assert!(matches!(wrong, Err(BuildError::VersionCheck { .. })), "{wrong:?}");
-        let failed = check_version(Path::new("/bin/sh"), &["-c", "echo 'Kubernetes v1.36.3'; exit 3"], "Kubernetes v1.36.3");
+        let wrong = check_version(
+            Path::new("/bin/sh"),
+            &["-c", "echo 'Kubernetes v0.0.0-master'"],
+            "Kubernetes v1.36.3",
+        );
+        assert!(
+            matches!(wrong, Err(BuildError::VersionCheck { .. })),
+            "{wrong:?}"
+        );
+        let failed = check_version(
+            Path::new("/bin/sh"),
+            &["-c", "echo 'Kubernetes v1.36.3'; exit 3"],
+            "Kubernetes v1.36.3",
+        );
         assert!(failed.unwrap_err().to_string().contains("exit status: 3"));
         let missing = check_version(Path::new("/nonexistent/etcd"), &[], "x");
         assert!(missing.unwrap_err().to_string().contains("cannot start"));
@@ -367,7 +481,11 @@ mod tests {
     #[test]
     fn version_check_does_not_leak_the_cni_environment() {
         std::env::set_var("CNI_COMMAND_LEAK_PROBE", "ADD");
-        let out = check_version(Path::new("/bin/sh"), &["-c", "echo \"probe=${CNI_COMMAND_LEAK_PROBE:-unset}\""], "probe=");
+        let out = check_version(
+            Path::new("/bin/sh"),
+            &["-c", "echo \"probe=${CNI_COMMAND_LEAK_PROBE:-unset}\""],
+            "probe=",
+        );
         assert_eq!(out.unwrap(), "probe=unset");
     }
 }

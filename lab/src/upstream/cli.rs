@@ -39,7 +39,14 @@ pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
     let reports = if args.status {
         status(&cache, &versions)
     } else {
-        build(&cache, &versions, &BuildOptions { force: args.force, only: args.only.clone() })?
+        build(
+            &cache,
+            &versions,
+            &BuildOptions {
+                force: args.force,
+                only: args.only.clone(),
+            },
+        )?
     };
     let text = match args.output {
         Output::Json => {
@@ -67,14 +74,26 @@ pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
 
 /// One row per binary, columns aligned.
 fn table(reports: &[ComponentReport]) -> String {
-    let mut rows = vec![["COMPONENT", "VERSION", "STATE", "BUILD", "BINARY", "SIZE", "REPORTS"].map(String::from)];
+    let mut rows = vec![[
+        "COMPONENT",
+        "VERSION",
+        "STATE",
+        "BUILD",
+        "BINARY",
+        "SIZE",
+        "REPORTS",
+    ]
+    .map(String::from)];
     for r in reports {
         let state = match r.state {
             State::Cached => "cached",
             State::Built => "built",
             State::Missing => "missing",
         };
-        let took = r.build_seconds.map(|s| fmt_duration(std::time::Duration::from_secs_f64(s))).unwrap_or_default();
+        let took = r
+            .build_seconds
+            .map(|s| fmt_duration(std::time::Duration::from_secs_f64(s)))
+            .unwrap_or_default();
         for b in &r.binaries {
             rows.push([
                 r.component.name().to_string(),
@@ -82,15 +101,23 @@ fn table(reports: &[ComponentReport]) -> String {
                 state.to_string(),
                 took.clone(),
                 b.name.clone(),
-                b.size_bytes.map(fmt_size).unwrap_or_else(|| "-".to_string()),
+                b.size_bytes
+                    .map(fmt_size)
+                    .unwrap_or_else(|| "-".to_string()),
                 b.reports.clone().unwrap_or_default(),
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         out += line.join("  ").trim_end();
         out.push('\n');
     }
@@ -125,8 +152,14 @@ mod tests {
         let t = table(&reports);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("COMPONENT  VERSION  STATE  BUILD  BINARY  SIZE      REPORTS"), "{t}");
-        assert_eq!(lines[1], "etcd       v3.6.16  built  1m15s  etcd    25.0 MiB  etcd Version: 3.6.16");
+        assert!(
+            lines[0].starts_with("COMPONENT  VERSION  STATE  BUILD  BINARY  SIZE      REPORTS"),
+            "{t}"
+        );
+        assert_eq!(
+            lines[1],
+            "etcd       v3.6.16  built  1m15s  etcd    25.0 MiB  etcd Version: 3.6.16"
+        );
     }
 
     #[test]
@@ -144,6 +177,10 @@ mod tests {
                 reports: None,
             }],
         }];
-        assert!(table(&reports).lines().nth(1).unwrap().contains("missing         cnitool  -"));
+        assert!(table(&reports)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("missing         cnitool  -"));
     }
 }

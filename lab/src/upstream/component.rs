@@ -18,8 +18,13 @@ pub enum Component {
 impl Component {
     /// Build order: the quick ones first, so a broken toolchain or proxy shows within a
     /// minute, then Kubernetes, the long pole.
-    pub const ALL: [Component; 5] =
-        [Component::Etcd, Component::CniPlugins, Component::Cnitool, Component::Coredns, Component::Kubernetes];
+    pub const ALL: [Component; 5] = [
+        Component::Etcd,
+        Component::CniPlugins,
+        Component::Cnitool,
+        Component::Coredns,
+        Component::Kubernetes,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -90,7 +95,10 @@ pub struct Recipe {
 pub enum Source {
     /// `go install <pkg>@<version>`: the upstream go.mod has no `replace`, so it is the main
     /// module itself (its own `go` and `godebug` lines apply).
-    Install { packages: Vec<String>, version: &'static str },
+    Install {
+        packages: Vec<String>,
+        version: &'static str,
+    },
     /// A wrapper module requiring `module@version` (upstream go.mod has `replace` directives).
     Wrapper {
         module: &'static str,
@@ -114,11 +122,20 @@ impl Recipe {
     /// Identifies the recipe in the stamp: a cached build made with other flags or packages
     /// is rebuilt (the build date is not part of it).
     pub fn fingerprint(&self) -> String {
-        format!("{:?}|{:?}|{:?}|{:?}|{:?}", self.source, self.tags, self.ldflags, self.build_date_in, self.binaries)
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.source, self.tags, self.ldflags, self.build_date_in, self.binaries
+        )
     }
 }
 
-const K8S_COMMANDS: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"];
+const K8S_COMMANDS: [&str; 5] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "kubectl",
+];
 
 fn kubernetes(v: &Versions) -> Recipe {
     let version = v.kubernetes;
@@ -126,17 +143,29 @@ fn kubernetes(v: &Versions) -> Recipe {
     // hack/lib/version.sh sets these in both packages; without them /version says v0.0.0-master.
     let mut ldflags = Vec::new();
     for pkg in K8S_VERSION_PACKAGES {
-        for (key, value) in [("gitVersion", version), ("gitMajor", major), ("gitMinor", minor), ("gitTreeState", "clean")] {
+        for (key, value) in [
+            ("gitVersion", version),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        ] {
             ldflags.push(format!("-X {pkg}.{key}={value}"));
         }
     }
     ldflags.extend(["-s".to_string(), "-w".to_string()]);
-    let server = |name| Binary { name, version_args: &["--version"], expect: format!("Kubernetes {version}") };
+    let server = |name| Binary {
+        name,
+        version_args: &["--version"],
+        expect: format!("Kubernetes {version}"),
+    };
     Recipe {
         source: Source::Wrapper {
             module: "k8s.io/kubernetes",
             version,
-            packages: K8S_COMMANDS.iter().map(|c| format!("k8s.io/kubernetes/cmd/{c}")).collect(),
+            packages: K8S_COMMANDS
+                .iter()
+                .map(|c| format!("k8s.io/kubernetes/cmd/{c}"))
+                .collect(),
             pin_staging: Some(v.kubernetes_staging()),
         },
         // hack/lib/golang.sh (non-debug builds): selinux,notest,grpcnotrace.
@@ -157,7 +186,10 @@ fn kubernetes(v: &Versions) -> Recipe {
     }
 }
 
-const K8S_VERSION_PACKAGES: [&str; 2] = ["k8s.io/client-go/pkg/version", "k8s.io/component-base/version"];
+const K8S_VERSION_PACKAGES: [&str; 2] = [
+    "k8s.io/client-go/pkg/version",
+    "k8s.io/component-base/version",
+];
 
 fn etcd(v: &Versions) -> Recipe {
     Recipe {
@@ -183,7 +215,10 @@ fn etcd(v: &Versions) -> Recipe {
 
 fn coredns(v: &Versions) -> Recipe {
     Recipe {
-        source: Source::Install { packages: vec!["github.com/coredns/coredns".to_string()], version: v.coredns },
+        source: Source::Install {
+            packages: vec!["github.com/coredns/coredns".to_string()],
+            version: v.coredns,
+        },
         tags: vec![],
         ldflags: strip(),
         build_date_in: vec![],
@@ -196,8 +231,12 @@ fn coredns(v: &Versions) -> Recipe {
 }
 
 /// The reference plugins the lab's peer dataplane uses.
-pub const CNI_PLUGINS: [(&str, &str); 4] =
-    [("bridge", "main/bridge"), ("host-local", "ipam/host-local"), ("loopback", "main/loopback"), ("portmap", "meta/portmap")];
+pub const CNI_PLUGINS: [(&str, &str); 4] = [
+    ("bridge", "main/bridge"),
+    ("host-local", "ipam/host-local"),
+    ("loopback", "main/loopback"),
+    ("portmap", "meta/portmap"),
+];
 
 fn cni_plugins(v: &Versions) -> Recipe {
     let version = v.cni_plugins;
@@ -219,7 +258,11 @@ fn cni_plugins(v: &Versions) -> Recipe {
         // Run without CNI_COMMAND, a plugin prints its "about" line.
         binaries: CNI_PLUGINS
             .iter()
-            .map(|(name, _)| Binary { name, version_args: &[], expect: format!("CNI {name} plugin {version}") })
+            .map(|(name, _)| Binary {
+                name,
+                version_args: &[],
+                expect: format!("CNI {name} plugin {version}"),
+            })
             .collect(),
     }
 }
@@ -235,7 +278,11 @@ fn cnitool(v: &Versions) -> Recipe {
         ldflags: strip(),
         build_date_in: vec![],
         // cnitool has no version flag; its help proves it starts.
-        binaries: vec![Binary { name: "cnitool", version_args: &["--help"], expect: "CNI Tool".to_string() }],
+        binaries: vec![Binary {
+            name: "cnitool",
+            version_args: &["--help"],
+            expect: "CNI Tool".to_string(),
+        }],
     }
 }
 
@@ -251,8 +298,14 @@ mod tests {
     fn every_component_has_its_own_versioned_dir() {
         let v = Versions::PINNED;
         let cache = Path::new("/c");
-        assert_eq!(Component::Kubernetes.dir(cache, &v), Path::new("/c/kubernetes-v1.36.3"));
-        assert_eq!(Component::CniPlugins.bin_dir(cache, &v), Path::new("/c/cni-plugins-v1.9.1/bin"));
+        assert_eq!(
+            Component::Kubernetes.dir(cache, &v),
+            Path::new("/c/kubernetes-v1.36.3")
+        );
+        assert_eq!(
+            Component::CniPlugins.bin_dir(cache, &v),
+            Path::new("/c/cni-plugins-v1.9.1/bin")
+        );
         let mut dirs: Vec<_> = Component::ALL.iter().map(|c| c.dir(cache, &v)).collect();
         dirs.dedup();
         assert_eq!(dirs.len(), Component::ALL.len());
@@ -261,12 +314,27 @@ mod tests {
     #[test]
     fn kubernetes_is_one_wrapper_build_with_version_ldflags() {
         let r = Component::Kubernetes.recipe(&Versions::PINNED);
-        let Source::Wrapper { packages, pin_staging, .. } = &r.source else { panic!("{r:?}") };
+        let Source::Wrapper {
+            packages,
+            pin_staging,
+            ..
+        } = &r.source
+        else {
+            panic!("{r:?}")
+        };
         assert_eq!(packages.len(), 5);
         assert_eq!(pin_staging.as_deref(), Some("v0.36.3"));
         for pkg in K8S_VERSION_PACKAGES {
-            assert!(r.ldflags.contains(&format!("-X {pkg}.gitVersion=v1.36.3")), "{:?}", r.ldflags);
-            assert!(r.ldflags.contains(&format!("-X {pkg}.gitMinor=36")), "{:?}", r.ldflags);
+            assert!(
+                r.ldflags.contains(&format!("-X {pkg}.gitVersion=v1.36.3")),
+                "{:?}",
+                r.ldflags
+            );
+            assert!(
+                r.ldflags.contains(&format!("-X {pkg}.gitMinor=36")),
+                "{:?}",
+                r.ldflags
+            );
         }
         let names: Vec<_> = r.binaries.iter().map(|b| b.name).collect();
         assert_eq!(names, K8S_COMMANDS);
@@ -276,8 +344,14 @@ mod tests {
     #[test]
     fn version_checks_expect_the_pinned_versions() {
         let v = Versions::PINNED;
-        assert_eq!(Component::Etcd.recipe(&v).binaries[0].expect, "etcd Version: 3.6.16");
-        assert_eq!(Component::Coredns.recipe(&v).binaries[0].expect, "CoreDNS-1.14.7");
+        assert_eq!(
+            Component::Etcd.recipe(&v).binaries[0].expect,
+            "etcd Version: 3.6.16"
+        );
+        assert_eq!(
+            Component::Coredns.recipe(&v).binaries[0].expect,
+            "CoreDNS-1.14.7"
+        );
         let cni = Component::CniPlugins.recipe(&v);
         assert_eq!(cni.binaries[1].expect, "CNI host-local plugin v1.9.1");
     }

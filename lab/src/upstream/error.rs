@@ -44,8 +44,15 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| BuildError::Io { action, path, source }
+        move |source| BuildError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

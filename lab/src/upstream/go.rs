@@ -27,7 +27,10 @@ impl Go {
     /// Finds `go` and checks it can build modules whose go.mod says `go <need>`.
     pub fn find(need: &'static str) -> Result<Go, BuildError> {
         let program = find_on_path("go").ok_or(BuildError::GoMissing { need })?;
-        let go = Go { program, version: String::new() };
+        let go = Go {
+            program,
+            version: String::new(),
+        };
         let out = go
             .command(Path::new("/"))
             .args(["env", "GOVERSION"])
@@ -38,7 +41,12 @@ impl Go {
         let user_toolchain = std::env::var_os("GOTOOLCHAIN").is_some();
         match parse_go_version(&version) {
             Some(have) if user_toolchain || have >= parse_go_version(need).unwrap_or_default() => {}
-            _ => return Err(BuildError::GoTooOld { have: version, need }),
+            _ => {
+                return Err(BuildError::GoTooOld {
+                    have: version,
+                    need,
+                })
+            }
         }
         Ok(Go { version, ..go })
     }
@@ -54,7 +62,10 @@ impl Go {
     /// The module and build caches stay the user's defaults so later builds are warm.
     pub fn command(&self, cwd: &Path) -> Command {
         let mut c = Command::new(&self.program);
-        c.current_dir(cwd).env("GOWORK", "off").env("CGO_ENABLED", "0").env("GOFLAGS", "-mod=mod -buildvcs=false");
+        c.current_dir(cwd)
+            .env("GOWORK", "off")
+            .env("CGO_ENABLED", "0")
+            .env("GOFLAGS", "-mod=mod -buildvcs=false");
         if std::env::var_os("GOTOOLCHAIN").is_none() {
             c.env("GOTOOLCHAIN", "local");
         }
@@ -62,8 +73,18 @@ impl Go {
     }
 
     /// Go commands for one component, logging to one file and reporting to one progress.
-    pub fn session<'a>(&'a self, component: &'a str, log: &'a Path, progress: &'a Progress) -> Session<'a> {
-        Session { go: self, component, log, progress }
+    pub fn session<'a>(
+        &'a self,
+        component: &'a str,
+        log: &'a Path,
+        progress: &'a Progress,
+    ) -> Session<'a> {
+        Session {
+            go: self,
+            component,
+            log,
+            progress,
+        }
     }
 }
 
@@ -132,11 +153,16 @@ impl Session<'_> {
         let stdout = file.try_clone().map_err(BuildError::io("open", log))?;
 
         let mut cmd = go.command(cwd);
-        cmd.args(args).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().map_err(BuildError::io("run", go.program.clone()))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(BuildError::io("run", go.program.clone()))?;
 
         let packages = Arc::new(AtomicUsize::new(0));
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -189,7 +215,10 @@ fn copy_counting(stderr: impl std::io::Read, mut log: File, packages: &AtomicUsi
 /// `go build -v` prints one import path per compiled package; everything else it prints
 /// (`go: downloading …`, `# pkg` headers and `file.go:1:2: error` lines) has a space or a prefix.
 fn is_package_line(line: &str) -> bool {
-    !line.is_empty() && !line.starts_with("go:") && !line.starts_with('#') && !line.contains(char::is_whitespace)
+    !line.is_empty()
+        && !line.starts_with("go:")
+        && !line.starts_with('#')
+        && !line.contains(char::is_whitespace)
 }
 
 /// `go1.26.8` or `1.26.0` → (1, 26, 8); `go1.26rc1` → (1, 26, 0).
@@ -209,7 +238,9 @@ pub fn parse_go_version(v: &str) -> Option<(u32, u32, u32)> {
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The last `n` lines of a log file (for error messages).
@@ -225,9 +256,13 @@ mod tests {
 
     #[test]
     fn package_lines_are_bare_import_paths() {
-        assert!(is_package_line("k8s.io/client-go/kubernetes/typed/apps/v1beta2"));
+        assert!(is_package_line(
+            "k8s.io/client-go/kubernetes/typed/apps/v1beta2"
+        ));
         assert!(is_package_line("runtime"));
-        assert!(!is_package_line("go: downloading gonum.org/v1/gonum v0.16.0"));
+        assert!(!is_package_line(
+            "go: downloading gonum.org/v1/gonum v0.16.0"
+        ));
         assert!(!is_package_line("# k8s.io/kubernetes/pkg/x"));
         assert!(!is_package_line("pkg/x/y.go:12:3: undefined: Foo"));
         assert!(!is_package_line(""));
@@ -250,21 +285,38 @@ mod tests {
         let go = Go::find("1.21").expect("the Go toolchain (cargo xtask setup installs it)");
         let dir = std::env::temp_dir().join(format!("weft-upstream-gofail-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("go.mod"), "module example.invalid/broken\n\ngo 1.21\n").unwrap();
-        std::fs::write(dir.join("main.go"), "package main\n\nfunc main() { notDefined() }\n").unwrap();
+        std::fs::write(
+            dir.join("go.mod"),
+            "module example.invalid/broken\n\ngo 1.21\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("main.go"),
+            "package main\n\nfunc main() { notDefined() }\n",
+        )
+        .unwrap();
         let log = dir.join("build.log");
         let progress = Progress::new(1);
         let session = go.session("broken", &log, &progress);
         let args: Vec<String> = ["build", "-v", "-o", "out", "."].map(String::from).to_vec();
 
         let err = session.run(&dir, &args, &[], None).unwrap_err();
-        let BuildError::GoFailed { tail, command, .. } = &err else { panic!("{err}") };
+        let BuildError::GoFailed { tail, command, .. } = &err else {
+            panic!("{err}")
+        };
         assert!(tail.contains("undefined: notDefined"), "{tail}");
         assert_eq!(command, "go build -v -o out .");
 
         // Unique source, so the build cache cannot skip the compile (and the count).
-        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        std::fs::write(dir.join("main.go"), format!("package main\n\nfunc main() {{ println({nonce}) }}\n")).unwrap();
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::fs::write(
+            dir.join("main.go"),
+            format!("package main\n\nfunc main() {{ println({nonce}) }}\n"),
+        )
+        .unwrap();
         let compiled = session.run(&dir, &args, &[], None).unwrap();
         assert!(compiled >= 1, "the main package is compiled and counted");
         assert!(dir.join("out").is_file());

@@ -96,7 +96,12 @@ impl Wrapper {
 
     /// Pin every staging module of a Kubernetes release to the matching `v0.X.Y` tag.
     pub fn pin_staging(mut self, gomod: &GoModJson, staging_version: &str) -> Self {
-        self.replace.extend(gomod.staging_modules().into_iter().map(|m| (m, staging_version.to_string())));
+        self.replace.extend(
+            gomod
+                .staging_modules()
+                .into_iter()
+                .map(|m| (m, staging_version.to_string())),
+        );
         self
     }
 
@@ -170,13 +175,24 @@ mod tests {
     #[test]
     fn staging_modules_are_the_replaces_into_staging_only() {
         let m = GoModJson::parse(K8S_JSON).unwrap();
-        assert_eq!(m.staging_modules(), ["k8s.io/api", "k8s.io/client-go", "k8s.io/streaming"]);
+        assert_eq!(
+            m.staging_modules(),
+            ["k8s.io/api", "k8s.io/client-go", "k8s.io/streaming"]
+        );
     }
 
     #[test]
     fn old_godebug_spelling_is_accepted() {
-        let m = GoModJson::parse(r#"{"Go":"1.24.0","Godebug":[{"Key":"default","Value":"go1.24"}]}"#).unwrap();
-        assert_eq!(m.godebug(), [GoDebug { key: "default".into(), value: "go1.24".into() }]);
+        let m =
+            GoModJson::parse(r#"{"Go":"1.24.0","Godebug":[{"Key":"default","Value":"go1.24"}]}"#)
+                .unwrap();
+        assert_eq!(
+            m.godebug(),
+            [GoDebug {
+                key: "default".into(),
+                value: "go1.24".into()
+            }]
+        );
     }
 
     #[test]
@@ -187,7 +203,10 @@ mod tests {
         assert!(text.contains("module weft.invalid/lab/etcd\n"));
         assert!(text.contains("\ngo 1.26.0\n"));
         assert!(text.contains("\nrequire go.etcd.io/etcd/server/v3 v3.6.16\n"));
-        assert!(!text.contains("replace") && !text.contains("godebug"), "{text}");
+        assert!(
+            !text.contains("replace") && !text.contains("godebug"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -199,11 +218,26 @@ mod tests {
         let text = w.go_mod();
         assert!(text.contains("\ngo 1.26.0\n"), "{text}");
         assert!(text.contains("\ngodebug default=go1.26\n"), "{text}");
-        assert!(text.contains("\nrequire k8s.io/kubernetes v1.36.3\n"), "{text}");
-        assert!(text.contains("\tk8s.io/api => k8s.io/api v0.36.3\n"), "{text}");
-        assert!(text.contains("\tk8s.io/streaming => k8s.io/streaming v0.36.3\n"), "{text}");
-        assert!(!text.contains("github.com/example/fork"), "non-staging replaces are not copied: {text}");
-        assert!(!text.contains("klog"), "non-staging requirements come from tidy: {text}");
+        assert!(
+            text.contains("\nrequire k8s.io/kubernetes v1.36.3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\tk8s.io/api => k8s.io/api v0.36.3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\tk8s.io/streaming => k8s.io/streaming v0.36.3\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("github.com/example/fork"),
+            "non-staging replaces are not copied: {text}"
+        );
+        assert!(
+            !text.contains("klog"),
+            "non-staging requirements come from tidy: {text}"
+        );
     }
 
     #[test]

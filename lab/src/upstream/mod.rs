@@ -93,7 +93,11 @@ impl Bins {
             self.coredns.clone(),
             self.cnitool.clone(),
         ];
-        v.extend(CNI_PLUGINS.iter().map(|(name, _)| self.cni_bin_dir.join(name)));
+        v.extend(
+            CNI_PLUGINS
+                .iter()
+                .map(|(name, _)| self.cni_bin_dir.join(name)),
+        );
         v
     }
 }
@@ -104,14 +108,34 @@ mod tests {
 
     #[test]
     fn cache_dir_prefers_weft_lab_cache_then_xdg_then_home() {
-        fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
-            move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into())
+        fn env(
+            pairs: &'static [(&'static str, &'static str)],
+        ) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+            move |k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).into())
+            }
         }
-        const ALL: [(&str, &str); 3] = [("WEFT_LAB_CACHE", "/w"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        const ALL: [(&str, &str); 3] = [
+            ("WEFT_LAB_CACHE", "/w"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
         assert_eq!(cache_dir_from(env(&ALL)), Path::new("/w"));
-        assert_eq!(cache_dir_from(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])), Path::new("/x/weft/lab"));
-        assert_eq!(cache_dir_from(env(&[("HOME", "/h")])), Path::new("/h/.cache/weft/lab"));
-        assert_eq!(cache_dir_from(env(&[("WEFT_LAB_CACHE", ""), ("HOME", "/h")])), Path::new("/h/.cache/weft/lab"));
+        assert_eq!(
+            cache_dir_from(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])),
+            Path::new("/x/weft/lab")
+        );
+        assert_eq!(
+            cache_dir_from(env(&[("HOME", "/h")])),
+            Path::new("/h/.cache/weft/lab")
+        );
+        assert_eq!(
+            cache_dir_from(env(&[("WEFT_LAB_CACHE", ""), ("HOME", "/h")])),
+            Path::new("/h/.cache/weft/lab")
+        );
     }
 
     /// The real thing: builds whatever the cache lacks (about 8 minutes cold on 2 cores,
@@ -144,13 +168,19 @@ mod tests {
             .iter()
             .flat_map(|c| {
                 let dir = c.bin_dir(cache, &v);
-                c.recipe(&v).binaries.into_iter().map(move |b| dir.join(b.name))
+                c.recipe(&v)
+                    .binaries
+                    .into_iter()
+                    .map(move |b| dir.join(b.name))
             })
             .collect();
         let mut all = bins.all();
         from_recipes.sort();
         all.sort();
         assert_eq!(all, from_recipes);
-        assert_eq!(bins.kube_apiserver, Path::new("/c/kubernetes-v1.36.3/bin/kube-apiserver"));
+        assert_eq!(
+            bins.kube_apiserver,
+            Path::new("/c/kubernetes-v1.36.3/bin/kube-apiserver")
+        );
     }
 }

@@ -38,12 +38,21 @@ impl Progress {
 
     /// One line for one step of the current component.
     pub fn step(&self, what: &str) {
-        eprintln!("{}: {what} (at {})", self.label, fmt_duration(self.elapsed()));
+        eprintln!(
+            "{}: {what} (at {})",
+            self.label,
+            fmt_duration(self.elapsed())
+        );
     }
 
     /// A heartbeat for a running `go` command; call it often, it rate-limits itself.
     pub fn ticker(&self) -> Ticker<'_> {
-        Ticker { progress: self, started: Instant::now(), last: Instant::now(), printed_tty: false }
+        Ticker {
+            progress: self,
+            started: Instant::now(),
+            last: Instant::now(),
+            printed_tty: false,
+        }
     }
 }
 
@@ -57,7 +66,11 @@ pub struct Ticker<'a> {
 impl Ticker<'_> {
     /// `packages` compiled so far, out of `total` if known.
     pub fn tick(&mut self, packages: usize, total: Option<usize>) {
-        let every = if self.progress.tty { Duration::from_secs(1) } else { LOG_HEARTBEAT };
+        let every = if self.progress.tty {
+            Duration::from_secs(1)
+        } else {
+            LOG_HEARTBEAT
+        };
         if self.last.elapsed() < every {
             return;
         }
@@ -77,14 +90,20 @@ impl Ticker<'_> {
             eprint!("\r\x1b[2K");
         }
         if packages > 0 {
-            eprintln!("      {packages} packages compiled in {}", fmt_duration(self.started.elapsed()));
+            eprintln!(
+                "      {packages} packages compiled in {}",
+                fmt_duration(self.started.elapsed())
+            );
         }
     }
 }
 
 fn heartbeat_line(packages: usize, total: Option<usize>, elapsed: Duration) -> String {
     match total {
-        Some(t) => format!("{packages} of at most {t} packages compiled, {}", fmt_duration(elapsed)),
+        Some(t) => format!(
+            "{packages} of at most {t} packages compiled, {}",
+            fmt_duration(elapsed)
+        ),
         None => format!("{packages} packages compiled, {}", fmt_duration(elapsed)),
     }
 }
@@ -116,6 +135,9 @@ mod tests {
             heartbeat_line(812, Some(2645), Duration::from_secs(200)),
             "812 of at most 2645 packages compiled, 3m20s"
         );
-        assert_eq!(heartbeat_line(3, None, Duration::from_secs(2)), "3 packages compiled, 2.0s");
+        assert_eq!(
+            heartbeat_line(3, None, Duration::from_secs(2)),
+            "3 packages compiled, 2.0s"
+        );
     }
 }

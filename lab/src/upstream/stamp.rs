@@ -48,7 +48,9 @@ impl Stamp {
     pub fn remove(dir: &Path) -> Result<(), BuildError> {
         let path = dir.join(STAMP_FILE);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BuildError::io("remove", path)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(BuildError::io("remove", path)(e))
+            }
             _ => Ok(()),
         }
     }
@@ -58,21 +60,30 @@ impl Stamp {
         use std::os::unix::fs::PermissionsExt;
         self.recipe == recipe
             && binaries.iter().all(|b| {
-                std::fs::metadata(bin_dir.join(b)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                std::fs::metadata(bin_dir.join(b))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             })
     }
 }
 
 /// Now as `2026-11-21T05:09:47Z` (Kubernetes' `buildDate` format).
 pub fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     rfc3339_utc(secs)
 }
 
 fn rfc3339_utc(unix: u64) -> String {
     let (days, rem) = (unix / 86_400, unix % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 → (year, month, day), H. Hinnant's `civil_from_days`.
@@ -108,7 +119,10 @@ mod tests {
             go: "go1.26.8".into(),
             built_at: "2026-11-21T05:09:47Z".into(),
             build_seconds: 61.0,
-            binaries: vec![StampedBinary { name: "etcd".into(), reports: "etcd Version: 3.6.16".into() }],
+            binaries: vec![StampedBinary {
+                name: "etcd".into(),
+                reports: "etcd Version: 3.6.16".into(),
+            }],
         }
     }
 
@@ -125,7 +139,10 @@ mod tests {
 
         assert!(!back.is_fresh("r1", &bin, &["etcd"]), "binary missing");
         std::fs::write(bin.join("etcd"), "#!/bin/sh\n").unwrap();
-        assert!(!back.is_fresh("r1", &bin, &["etcd"]), "binary not executable");
+        assert!(
+            !back.is_fresh("r1", &bin, &["etcd"]),
+            "binary not executable"
+        );
         std::fs::set_permissions(bin.join("etcd"), std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(back.is_fresh("r1", &bin, &["etcd"]));
         assert!(!back.is_fresh("r2", &bin, &["etcd"]), "recipe changed");
