@@ -1,20 +1,17 @@
 //! Building the components in order, reusing stamped builds, under one lock per cache.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::check::check_version;
 use super::component::{Component, Recipe, Source};
 use super::error::BuildError;
-use super::go::{Go, Session};
-use super::gomod::{GoModJson, Wrapper};
+use super::go::Go;
+use super::lock::lock_cache;
 use super::progress::{fmt_duration, Progress};
 use super::stamp::{utc_now, Stamp, StampedBinary};
 use super::versions::Versions;
-
-/// How long a binary may take to print its version.
-const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+use super::wrapper::{count_deps, prepare_wrapper};
 
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -281,150 +278,6 @@ fn ldflags(recipe: &Recipe, date: &str) -> String {
     flags.join(" ")
 }
 
-/// Writes the wrapper module for `module@version` into `src` and tidies it.
-fn prepare_wrapper(
-    go: &Session<'_>,
-    src: &Path,
-    module: &str,
-    version: &str,
-    packages: &[String],
-    pin_staging: Option<&str>,
-) -> Result<(), BuildError> {
-    let name = go.component();
-    std::fs::create_dir_all(src).map_err(BuildError::io("create", src))?;
-    // The upstream go.mod, straight from the module proxy (no GitHub).
-    let download = go.output(
-        src,
-        &["mod", "download", "-json", &format!("{module}@{version}")],
-    )?;
-    let gomod_path = serde_json::from_str::<serde_json::Value>(&download)
-        .ok()
-        .and_then(|v| v.get("GoMod").and_then(|p| p.as_str()).map(PathBuf::from))
-        .ok_or_else(|| BuildError::GoOutput {
-            component: name.to_string(),
-            command: format!("mod download -json {module}@{version}"),
-            reason: "no GoMod path in the output".to_string(),
-        })?;
-    let json = go.output(
-        src,
-        &["mod", "edit", "-json", &gomod_path.to_string_lossy()],
-    )?;
-    let upstream = GoModJson::parse(&json).map_err(|e| BuildError::GoOutput {
-        component: name.to_string(),
-        command: format!("mod edit -json {}", gomod_path.display()),
-        reason: e.to_string(),
-    })?;
-    let mut wrapper = Wrapper::around(name, module, version, &upstream).building(packages);
-    if let Some(tag) = pin_staging {
-        wrapper = wrapper.pin_staging(&upstream, tag);
-        tracing::debug!(count = wrapper.replace.len(), "pinned staging modules");
-    }
-    for (file, text) in [
-        ("go.mod", wrapper.go_mod()),
-        ("tools.go", wrapper.tools_go()),
-    ] {
-        let path = src.join(file);
-        std::fs::write(&path, text).map_err(BuildError::io("write", &path))?;
-    }
-    go.progress()
-        .step("go mod tidy (downloads the dependencies when cold)");
-    go.run(src, &["mod".to_string(), "tidy".to_string()], &[], None)?;
-    Ok(())
-}
-
-/// How many packages the build involves (the heartbeat's upper bound); None if go cannot say.
-fn count_deps(go: &Session<'_>, src: &Path, tags: &[&str], packages: &[String]) -> Option<usize> {
-    let tags = format!("-tags={}", tags.join(","));
-    let mut args = vec!["list", "-deps", &tags];
-    args.extend(packages.iter().map(String::as_str));
-    go.output(src, &args).ok().map(|out| out.lines().count())
-}
-
-/// Runs `binary args…` (with an empty environment, so no CNI_COMMAND or KUBECONFIG leaks
-/// in) and checks it exits 0 and prints `expect`. Returns the first line that has it.
-pub(crate) fn check_version(
-    binary: &Path,
-    args: &[&str],
-    expect: &str,
-) -> Result<String, BuildError> {
-    let command = format!("{} {}", binary.display(), args.join(" "));
-    let fail = |detail: String| BuildError::VersionCheck {
-        binary: binary.to_path_buf(),
-        command: command.clone(),
-        expected: expect.to_string(),
-        detail,
-    };
-    let mut child = Command::new(binary)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot start: {e}")))?;
-    let (out, err) = (
-        child.stdout.take().expect("piped"),
-        child.stderr.take().expect("piped"),
-    );
-    let read = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
-    let deadline = Instant::now() + VERSION_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "no answer within {}s",
-                    VERSION_TIMEOUT.as_secs()
-                )));
-            }
-            Err(e) => return Err(fail(format!("wait: {e}"))),
-        }
-    };
-    let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
-    if !status.success() {
-        return Err(fail(format!("{status}: {}", text.trim())));
-    }
-    text.lines()
-        .find(|l| l.contains(expect))
-        .map(|l| l.trim().to_string())
-        .ok_or_else(|| fail(format!("it printed: {}", text.trim())))
-}
-
-/// One build per cache at a time: a second `weft-lab build` (or a parallel test) waits.
-fn lock_cache(cache: &Path) -> Result<nix::fcntl::Flock<File>, BuildError> {
-    use nix::fcntl::{Flock, FlockArg};
-    let path = cache.join(".lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(BuildError::io("open", &path))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(lock),
-        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
-            eprintln!(
-                "waiting for another weft-lab build using {}…",
-                cache.display()
-            );
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map_err(|(_, e)| BuildError::io("lock", &path)(std::io::Error::from(e)))
-        }
-        Err((_, e)) => Err(BuildError::io("lock", &path)(std::io::Error::from(e))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,48 +297,5 @@ mod tests {
         assert!(f.contains("-s -w"), "{f}");
         let e = ldflags(&Component::Etcd.recipe(&Versions::PINNED), "x");
         assert_eq!(e, "-s -w");
-    }
-
-    #[test]
-    fn version_check_reports_the_matching_line() {
-        let line = check_version(
-            Path::new("/bin/sh"),
-            &["-c", "echo noise; echo 'etcd Version: 3.6.16'"],
-            "etcd Version: 3.6.16",
-        )
-        .unwrap();
-        assert_eq!(line, "etcd Version: 3.6.16");
-    }
-
-    #[test]
-    fn version_check_fails_on_wrong_version_or_exit_status() {
-        let wrong = check_version(
-            Path::new("/bin/sh"),
-            &["-c", "echo 'Kubernetes v0.0.0-master'"],
-            "Kubernetes v1.36.3",
-        );
-        assert!(
-            matches!(wrong, Err(BuildError::VersionCheck { .. })),
-            "{wrong:?}"
-        );
-        let failed = check_version(
-            Path::new("/bin/sh"),
-            &["-c", "echo 'Kubernetes v1.36.3'; exit 3"],
-            "Kubernetes v1.36.3",
-        );
-        assert!(failed.unwrap_err().to_string().contains("exit status: 3"));
-        let missing = check_version(Path::new("/nonexistent/etcd"), &[], "x");
-        assert!(missing.unwrap_err().to_string().contains("cannot start"));
-    }
-
-    #[test]
-    fn version_check_does_not_leak_the_cni_environment() {
-        std::env::set_var("CNI_COMMAND_LEAK_PROBE", "ADD");
-        let out = check_version(
-            Path::new("/bin/sh"),
-            &["-c", "echo \"probe=${CNI_COMMAND_LEAK_PROBE:-unset}\""],
-            "probe=",
-        );
-        assert_eq!(out.unwrap(), "probe=unset");
     }
 }

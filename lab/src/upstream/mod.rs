@@ -7,14 +7,17 @@
 //! (`~/go/pkg/mod`, `~/.cache/go-build`), so a rebuild after a version bump is warm.
 
 mod build;
+mod check;
 mod cli;
 mod component;
 mod error;
 mod go;
 mod gomod;
+mod lock;
 mod progress;
 mod stamp;
 mod versions;
+mod wrapper;
 
 use std::path::{Path, PathBuf};
 
@@ -150,7 +153,7 @@ mod tests {
         for c in Component::ALL {
             for b in c.recipe(&v).binaries {
                 let path = c.bin_dir(&cache_dir(), &v).join(b.name);
-                let line = build::check_version(&path, b.version_args, &b.expect)
+                let line = check::check_version(&path, b.version_args, &b.expect)
                     .unwrap_or_else(|e| panic!("{e}"));
                 eprintln!("{:<24} {line}", b.name);
                 checked += 1;
