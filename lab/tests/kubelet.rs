@@ -363,3 +363,42 @@ fn a_failing_cni_plugin_leaves_nothing_behind() {
         assert!(!Path::new("/etc/netns").join(&name).exists());
     });
 }
+
+#[test]
+fn a_sandbox_orphaned_by_a_dead_stand_in_is_reclaimed() {
+    preconditions();
+    let node = NodeGuard::new("c");
+    let dir = node.dir.clone();
+    let prefix = node.pod_prefix.clone();
+    in_node(&node, move || async move {
+        let conf = dir.join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("10-lab.conflist"), conflist(3, &dir)).unwrap();
+        let env = SandboxEnv {
+            cni: Cni { bin_dir: cni_bin_dir(), conf_dir: conf, cache_dir: dir.join("cni-cache") },
+            netns_prefix: prefix,
+            etc_netns: PathBuf::from("/etc/netns"),
+        };
+        let s = spec("orphan");
+        let mut sb = env.create(&s, &dir.join("pods/default_orphan")).await.unwrap();
+        let ip = sb.ip.unwrap();
+        let ns_path = Path::new("/run/netns").join(&sb.netns);
+        assert!(kubelet::sandbox::is_netns(&ns_path));
+        // What a stand-in killed with SIGKILL leaves: its mount namespace (holding the netns
+        // mount) is gone, the mount-point file and the CNI state stay.
+        kubelet::nsexec::kill_group(sb.pause_pid, libc::SIGKILL);
+        let _ = sb.pause.take().unwrap().wait().await;
+        assert!(Command::new("umount").arg(&ns_path).status().unwrap().success());
+        assert!(ns_path.exists() && !kubelet::sandbox::is_netns(&ns_path));
+        let ipam = dir.join("ipam/wk-net3").join(ip.to_string());
+        assert!(ipam.exists());
+
+        // The pod is set up again under the same name: the stale one is reclaimed first.
+        let mut again = env.create(&s, &dir.join("pods/default_orphan")).await.expect("a stale netns file does not block the pod");
+        assert!(!ipam.exists() || again.ip == Some(ip), "the old address was released by DEL with an empty CNI_NETNS");
+        let old_cache = dir.join("cni-cache/results").join(format!("wk-net3-{}-eth0", sb.id));
+        assert!(!old_cache.exists(), "the old attachment's cache entry is gone");
+        env.teardown(&s, &mut again).await.unwrap();
+        assert!(!ns_path.exists());
+    });
+}

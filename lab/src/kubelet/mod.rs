@@ -314,8 +314,8 @@ async fn keep_alive(ctx: Arc<NodeCtx>) {
 }
 
 /// Cleans up after a previous stand-in of this node that did not stop cleanly: kills its
-/// sandbox processes, runs CNI DEL, deletes pod netns. The pods themselves are recreated
-/// from the API.
+/// sandbox processes, runs CNI DEL from the result cache, deletes pod netns. The pods
+/// themselves are recreated from the API.
 async fn cleanup_stale(ctx: &NodeCtx) {
     let recs = match list_pods(&ctx.cfg.state_dir) {
         Ok(r) => r,
@@ -326,41 +326,24 @@ async fn cleanup_stale(ctx: &NodeCtx) {
     };
     for rec in recs {
         let dir = record::pod_dir(&ctx.cfg.state_dir, &rec.namespace, &rec.name);
+        let pod = format!("{}/{}", rec.namespace, rec.name);
+        tracing::info!(pod, "cleaning up a pod left by a previous run");
         let sb = record::read_sandbox(&dir).unwrap_or_default();
-        tracing::info!(pod = %format!("{}/{}", rec.namespace, rec.name), "cleaning up a pod left by a previous run");
+        // Host-network pods have no netns to search: their processes are known by pid, and
+        // only killed if the start time shows the pid was not reused.
         if let (Some(pid), Some(start)) = (sb.pause_pid, sb.pause_start) {
             if nsexec::start_time(pid) == Some(start) {
+                // Containers join the sandbox's UTS namespace: that finds them all.
+                if let Some(uts) = nsexec::ns_inode(Path::new(&format!("/proc/{pid}/ns/uts"))) {
+                    nsexec::kill_namespace_members("uts", uts);
+                }
                 nsexec::kill_group(pid, libc::SIGKILL);
             }
         }
-        if let Some(pid) = rec.pid {
-            // Only if it still lives in the pod's netns (pid reuse is otherwise possible).
-            let in_pod = !rec.netns.is_empty()
-                && std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                    == std::fs::metadata(Path::new("/run/netns").join(&rec.netns)).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-            if in_pod {
-                nsexec::kill_group(pid, libc::SIGKILL);
+        if !rec.netns.is_empty() {
+            if let Err(e) = ctx.sandbox.reclaim(&rec.netns).await {
+                tracing::warn!(pod, error = %e, "cleaning up an old sandbox");
             }
-        }
-        let spec = sandbox::SandboxSpec {
-            namespace: rec.namespace.clone(),
-            name: rec.name.clone(),
-            uid: rec.uid.clone(),
-            hostname: rec.name.clone(),
-            fqdn: None,
-            host_network: rec.host_network,
-            resolv_conf: None,
-            capability_args: Default::default(),
-            host_aliases: vec![],
-        };
-        let network = sb.network.as_ref().and_then(|name| {
-            let placeholder = cni::NetworkList { name: name.clone(), cni_version: String::new(), plugins: vec![], raw: serde_json::Value::Null };
-            let rt = cni::RuntimeConf { container_id: sb.id.clone(), ifname: "eth0".into(), ..Default::default() };
-            ctx.sandbox.cni.read_cache(&placeholder, &rt).ok().map(|(l, _)| l).filter(|l| !l.plugins.is_empty())
-        });
-        let mut s = sandbox::Sandbox { id: sb.id.clone(), netns: rec.netns.clone(), ip: rec.ip, network, pause: None, pause_pid: 0 };
-        if let Err(e) = ctx.sandbox.teardown(&spec, &mut s).await {
-            tracing::warn!(pod = %format!("{}/{}", rec.namespace, rec.name), error = %e, "cleaning up an old sandbox");
         }
         let _ = std::fs::remove_file(record::record_path(&dir));
         let _ = std::fs::remove_file(record::sandbox_path(&dir));
@@ -381,7 +364,7 @@ pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyho
     }
     // The main container's mounts (volumes) if it runs and shares the pod's netns.
     let same_net = |p: u32| {
-        let ino = |q: u32| std::fs::metadata(format!("/proc/{q}/ns/net")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let ino = |q: u32| nsexec::ns_inode(Path::new(&format!("/proc/{q}/ns/net")));
         ino(p).is_some() && ino(p) == ino(pid)
     };
     let mnt_pid = rec.pid.filter(|p| same_net(*p)).unwrap_or(pid);

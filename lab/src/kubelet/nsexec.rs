@@ -116,6 +116,29 @@ pub fn kill_group(pgid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(-(pgid as libc::pid_t), sig) == 0 }
 }
 
+/// The inode of a namespace file (`/run/netns/x`, `/proc/PID/ns/uts`).
+pub fn ns_inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// SIGKILLs every process whose `kind` namespace (net, uts, …) has inode `ino`; never our own
+/// namespace (that would be the whole node). Returns how many were signalled.
+pub fn kill_namespace_members(kind: &str, ino: u64) -> usize {
+    if ns_inode(&Path::new("/proc/self/ns").join(kind)) == Some(ino) {
+        return 0;
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else { continue };
+        if ns_inode(&entry.path().join("ns").join(kind)) == Some(ino) {
+            // SAFETY: kill(2) on a pid; no memory involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Start time (clock ticks since boot) of a process, to tell a pid from its reuse.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -121,6 +121,11 @@ impl SandboxEnv {
         std::fs::create_dir_all(&etc).map_err(io(format!("creating {}", etc.display())))?;
         if !spec.host_network {
             let name = netns_name(&self.netns_prefix, &spec.uid);
+            if Path::new("/run/netns").join(&name).exists() {
+                // Left by a stand-in that died: the pod is being set up anew.
+                tracing::warn!(netns = name, "reclaiming a stale pod network namespace");
+                self.reclaim(&name).await?;
+            }
             run(tokio::process::Command::new("ip").args(["netns", "add", &name])).await?;
             sb.netns = name.clone();
             // Loopback first, then the default network (containerd's order).
@@ -173,6 +178,37 @@ impl SandboxEnv {
         Ok(())
     }
 
+    /// Releases a pod netns nobody tracks any more: kills the processes inside, runs CNI DEL
+    /// for every cached attachment into it, deletes it and its /etc/netns directory.
+    pub async fn reclaim(&self, name: &str) -> Result<(), SandboxError> {
+        let path = Path::new("/run/netns").join(name);
+        if let Some(ino) = nsexec::ns_inode(&path) {
+            nsexec::kill_namespace_members("net", ino);
+        }
+        // A stand-in that died took its mount namespace, and with it the netns mount: what is
+        // left at the path is a plain file. DEL then gets an empty CNI_NETNS, which the spec
+        // allows and the plugins take as "release what you hold, the interfaces are gone".
+        let live = is_netns(&path);
+        let mut first = None;
+        for (list, mut rt) in self.cni.cached_attachments(&path.display().to_string()) {
+            if !live {
+                rt.netns.clear();
+            }
+            if let Err(e) = self.cni.del(&list, &rt).await {
+                first.get_or_insert(SandboxError::from(e));
+            }
+        }
+        if live {
+            if let Err(e) = run(tokio::process::Command::new("ip").args(["netns", "del", name])).await {
+                first.get_or_insert(e);
+            }
+        } else if path.exists() {
+            let _ = std::fs::remove_file(&path);
+        }
+        let _ = std::fs::remove_dir_all(self.etc_netns.join(name));
+        first.map_or(Ok(()), Err)
+    }
+
     /// Stops the pause process, runs CNI DEL (default network, then loopback: the reverse of
     /// ADD), deletes the netns and /etc/netns/<name>. Continues past errors; returns the first.
     pub async fn teardown(&self, spec: &SandboxSpec, sb: &mut Sandbox) -> Result<(), SandboxError> {
@@ -205,6 +241,12 @@ impl SandboxEnv {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// Whether `path` is a network namespace (an nsfs mount), not a stale mount-point file.
+pub fn is_netns(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
 }
 
 #[cfg(test)]

@@ -143,6 +143,32 @@ impl Cni {
         Ok((cached_list, entry.get("result").cloned().filter(|r| !r.is_null())))
     }
 
+    /// Every cached attachment into `netns` (a path like /run/netns/x), as (config, runtime
+    /// conf) ready for DEL: how a sandbox left by a crashed stand-in is released.
+    pub fn cached_attachments(&self, netns: &str) -> Vec<(NetworkList, RuntimeConf)> {
+        let dir = self.cache_dir.join("results");
+        let mut out = vec![];
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read(entry.path()) else { continue };
+            let Ok(v) = serde_json::from_slice::<Value>(&text) else { continue };
+            if v.get("netns").and_then(Value::as_str) != Some(netns) {
+                continue;
+            }
+            let Some(list) = v.get("config").and_then(|c| NetworkList::parse(c.to_string().as_bytes(), "cache").ok()) else { continue };
+            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let args = v
+                .get("cniArgs")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|kv| Some((kv.get(0)?.as_str()?.to_string(), kv.get(1)?.as_str()?.to_string()))).collect())
+                .unwrap_or_default();
+            let capability_args = v.get("capabilityArgs").and_then(Value::as_object).cloned().unwrap_or_default();
+            out.push((list, RuntimeConf { container_id: s("containerId"), netns: netns.to_string(), ifname: s("ifName"), args, capability_args }));
+        }
+        // Default network before loopback, the reverse of ADD.
+        out.sort_by_key(|(_, rt)| rt.ifname == "lo");
+        out
+    }
+
     /// Runs one plugin; Ok(None) when it printed nothing (DEL, CHECK).
     async fn exec(&self, verb: Verb, conf: &Value, rt: &RuntimeConf) -> Result<Option<Value>, CniError> {
         let plugin = conf.get("type").and_then(Value::as_str).unwrap_or_default().to_string();

@@ -68,6 +68,12 @@ async fn add_chains_results_and_del_reverses_with_cached_result() {
     assert_eq!(c[1].1["prevResult"]["by"], "first");
     assert!(dir.join("cache/results").join(format!("net-{}-eth0", "c".repeat(64))).is_file());
 
+    let found = cni.cached_attachments("/run/netns/wk-test");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, rt(), "the cache gives back what ADD ran with");
+    assert_eq!(found[0].0.name, "net");
+    assert!(cni.cached_attachments("/run/netns/other").is_empty());
+
     std::fs::remove_file(dir.join("calls")).unwrap();
     cni.check(&list, &rt()).await.unwrap();
     cni.del(&list, &rt()).await.unwrap();
