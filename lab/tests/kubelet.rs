@@ -324,11 +324,13 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         assert!(!Path::new(&format!("/proc/{nginx_pid}")).exists() || kubelet::nsexec::start_time(nginx_pid).is_none());
         let ipam_dir = dir.join("ipam/wk-net1");
         assert!(ipam_dir.join(web_ip.to_string()).exists(), "host-local holds the address before DEL");
+        let names = [web.netns.clone(), bb.netns.clone()];
         env.teardown(&web_spec, &mut web).await.unwrap();
         env.teardown(&bb_spec, &mut bb).await.unwrap();
+        assert!(web.netns.is_empty(), "a torn-down sandbox has nothing left to tear down");
         assert!(!ipam_dir.join(web_ip.to_string()).exists(), "CNI DEL released the address");
         assert!(!cache.exists(), "DEL dropped the cached result");
-        for ns in [&web.netns, &bb.netns] {
+        for ns in &names {
             assert!(!Path::new("/run/netns").join(ns).exists(), "netns {ns} removed");
             assert!(!Path::new("/etc/netns").join(ns).exists(), "/etc/netns/{ns} removed");
         }

@@ -113,7 +113,7 @@ impl Worker {
                     attempt += 1;
                     let msg = format!("Failed to create pod sandbox: {e}");
                     self.ctx.events.warning(&pod, "FailedCreatePodSandBox", &msg);
-                    let view = self.view(&pod, None, false, pending_views(&pod), Some(msg));
+                    let view = self.view(&pod, None, false, None, Some(msg));
                     self.patch(&view).await;
                     // Short retries: the network plugin (weft's DaemonSet) may write its config moments later.
                     let wait = Duration::from_secs((1u64 << attempt.min(4)).min(10));
@@ -125,11 +125,11 @@ impl Worker {
         };
         tracing::info!(pod = self.pod_ref(), netns = sandbox.netns, ip = ?sandbox.ip, sandbox = sandbox.id, "sandbox ready");
         self.ctx.events.normal(&pod, "SandboxReady", &format!("Pod sandbox {} ready, IP {}", &sandbox.id[..12], sandbox.ip.map(|i| i.to_string()).unwrap_or_else(|| "host network".into())));
-        let mut running = Running { sandbox, spec, tasks: vec![], stop: watch::channel(None).0, views: pending_views(&pod), pids: vec![], rx: None };
+        let mut running = Running { sandbox, spec, tasks: vec![], stop: watch::channel(None).0, views: pending_views(&pod), init_views: pending_init_views(&pod), pids: vec![], rx: None };
         running.pids = vec![None; running.views.len()];
         self.save_record(&pod, &running);
         // Report the IP early, as kubelet does once the sandbox exists.
-        let view = self.view(&pod, running.sandbox.ip, true, running.views.clone(), None);
+        let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
         self.patch(&view).await;
 
         let volumes = loop {
@@ -159,6 +159,55 @@ impl Worker {
         let policy = RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
         let (tx, mut rx) = mpsc::unbounded_channel::<Update>();
         let stop_rx = running.stop.subscribe();
+        // Init containers run one at a time to completion; a failure that will not be retried
+        // (restartPolicy Never) fails the pod. Sidecars (restartPolicy Always) are not modelled.
+        let init_policy = if policy == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure };
+        for (idx, c) in pod.spec.as_ref().and_then(|s| s.init_containers.clone()).unwrap_or_default().into_iter().enumerate() {
+            let (itx, mut irx) = mpsc::unbounded_channel::<Update>();
+            let task = tokio::spawn(container::supervise(env.clone(), idx, c, init_policy, itx, stop_rx.clone()));
+            running.tasks.push(task);
+            loop {
+                tokio::select! {
+                    u = irx.recv() => {
+                        let Some(u) = u else { break };
+                        running.init_views[u.idx] = u.view;
+                        let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
+                        self.patch(&view).await;
+                    }
+                    r = pod_rx.changed() => {
+                        let latest = if r.is_err() { None } else { Some(pod_rx.borrow_and_update().clone()) };
+                        match latest {
+                            None => return (Ending::Gone, Some(running)),
+                            Some(p) => if let Some(e) = ending_of(&p, *ctl.borrow()) { return (e, Some(running)); },
+                        }
+                    }
+                    r = ctl.changed() => {
+                        let c = if r.is_err() { Control::Shutdown } else { *ctl.borrow() };
+                        if let Some(e) = ending_of(&pod_rx.borrow(), c) { return (e, Some(running)); }
+                    }
+                }
+            }
+            let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
+            if view.init_failed() {
+                self.ctx.events.warning(&pod, "Failed", &format!("Init container {} failed; the pod will not start", running.init_views[idx].name));
+                for v in &mut running.views {
+                    v.done = true;
+                }
+                self.teardown(&mut running).await;
+                let view = self.view(&pod, running.sandbox.ip, false, Some(&running), None);
+                self.patch(&view).await;
+                return (wait_for_end(pod_rx, ctl).await, Some(running));
+            }
+            if !running.init_views[idx].done {
+                // Stopped while initialising.
+                return (wait_for_end(pod_rx, ctl).await, Some(running));
+            }
+        }
+        if !running.init_views.is_empty() {
+            for v in &mut running.views {
+                v.state = status::State::waiting("ContainerCreating", None);
+            }
+        }
         for (idx, c) in pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default().into_iter().enumerate() {
             running.tasks.push(tokio::spawn(container::supervise(env.clone(), idx, c, policy, tx.clone(), stop_rx.clone())));
         }
@@ -178,7 +227,7 @@ impl Worker {
                         self.teardown(&mut running).await;
                         torn_down = true;
                     }
-                    let view = self.view(&pod, running.sandbox.ip, !torn_down, running.views.clone(), None);
+                    let view = self.view(&pod, running.sandbox.ip, !torn_down, Some(&running), None);
                     self.patch(&view).await;
                 }
                 r = pod_rx.changed() => {
@@ -192,7 +241,7 @@ impl Worker {
                 }
                 _ = retry.tick() => {
                     if self.last_sent.is_none() {
-                        let view = self.view(&pod, running.sandbox.ip, !torn_down, running.views.clone(), None);
+                        let view = self.view(&pod, running.sandbox.ip, !torn_down, Some(&running), None);
                         self.patch(&view).await;
                     }
                 }
@@ -221,7 +270,7 @@ impl Worker {
             if let Ending::Delete(_) = ending {
                 let pod = self.pods.get_opt(&self.name).await.ok().flatten();
                 if let Some(pod) = pod {
-                    let view = self.view(&pod, running.sandbox.ip, false, running.views.clone(), None);
+                    let view = self.view(&pod, running.sandbox.ip, false, Some(&running), None);
                     self.patch(&view).await;
                 }
             }
@@ -335,7 +384,11 @@ impl Worker {
         super::env::service_env(&services, &self.namespace)
     }
 
-    fn view(&self, pod: &Pod, ip: Option<std::net::Ipv4Addr>, sandbox_ready: bool, containers: Vec<ContainerView>, msg: Option<String>) -> PodView {
+    fn view(&self, pod: &Pod, ip: Option<std::net::Ipv4Addr>, sandbox_ready: bool, running: Option<&Running>, msg: Option<String>) -> PodView {
+        let (containers, init_containers) = match running {
+            Some(r) => (r.views.clone(), r.init_views.clone()),
+            None => (pending_views(pod), pending_init_views(pod)),
+        };
         // A host-network pod's IP is the node's (kubelet reports hostIPs as podIPs).
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
         let ip = if host_network && sandbox_ready { Some(self.ctx.cfg.node_ip) } else { ip };
@@ -349,6 +402,7 @@ impl Worker {
             host_ip: self.ctx.cfg.node_ip,
             start_time: start_time.unwrap_or_else(|| self.ctx.start_time_for(&self.uid)),
             containers,
+            init_containers,
             sandbox_message: msg,
         }
     }
@@ -407,6 +461,7 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<Option<Duration>>,
     views: Vec<ContainerView>,
+    init_views: Vec<ContainerView>,
     pids: Vec<Option<u32>>,
     rx: Option<mpsc::UnboundedReceiver<Update>>,
 }
@@ -419,9 +474,29 @@ impl Running {
 }
 
 fn pending_views(pod: &Pod) -> Vec<ContainerView> {
+    let initializing = pod.spec.as_ref().is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()));
     pod.spec
         .as_ref()
-        .map(|s| s.containers.iter().map(|c| ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default())).collect())
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| {
+                    let mut v = ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default());
+                    if initializing {
+                        v.state = status::State::waiting("PodInitializing", None);
+                    }
+                    v
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pending_init_views(pod: &Pod) -> Vec<ContainerView> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|l| l.iter().map(|c| ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default())).collect())
         .unwrap_or_default()
 }
 

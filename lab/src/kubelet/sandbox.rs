@@ -239,6 +239,11 @@ impl SandboxEnv {
                 }
             }
         }
+        if first.is_none() {
+            // Done: a second teardown (deletion after completion) has nothing left to do.
+            sb.netns.clear();
+            sb.network = None;
+        }
         first.map_or(Ok(()), Err)
     }
 }

@@ -74,12 +74,32 @@ pub struct PodView {
     pub host_ip: Ipv4Addr,
     pub start_time: String,
     pub containers: Vec<ContainerView>,
+    /// Init containers, run one after the other before `containers`.
+    pub init_containers: Vec<ContainerView>,
     /// Why the sandbox is not ready, if it failed.
     pub sandbox_message: Option<String>,
 }
 
+impl PodView {
+    /// Every init container completed successfully.
+    pub fn initialized(&self) -> bool {
+        self.init_containers.iter().all(|c| c.done && matches!(c.state, State::Terminated { exit_code: 0, .. }))
+    }
+
+    /// An init container failed for good (restartPolicy Never).
+    pub fn init_failed(&self) -> bool {
+        self.init_containers.iter().any(|c| c.done && matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0))
+    }
+}
+
 /// kubelet's `getPhase`, with "will it restart" known exactly from `done`.
 pub fn phase(v: &PodView) -> &'static str {
+    if v.init_failed() {
+        return "Failed";
+    }
+    if !v.initialized() {
+        return "Pending";
+    }
     let (mut running, mut waiting, mut stopped, mut failed) = (0, 0, 0, 0);
     for c in &v.containers {
         match &c.state {
@@ -132,17 +152,15 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let all_ready = !v.containers.is_empty() && v.containers.iter().all(|c| c.ready);
     let not_ready_reason = if terminal { Some("PodCompleted") } else if all_ready { None } else { Some("ContainersNotReady") };
+    let initialized = v.initialized();
     let conditions = vec![
         t.condition("PodReadyToStartContainers", v.sandbox_ready && !terminal, now, None),
-        t.condition("Initialized", true, now, None),
+        t.condition("Initialized", initialized, now, if initialized { None } else { Some("ContainersNotInitialized") }),
         t.condition("Ready", all_ready && !terminal, now, not_ready_reason),
         t.condition("ContainersReady", all_ready && !terminal, now, not_ready_reason),
         t.condition("PodScheduled", true, now, None),
     ];
-    let statuses: Vec<Value> = v
-        .containers
-        .iter()
-        .map(|c| {
+    let to_status = |c: &ContainerView| {
             json!({
                 "name": c.name,
                 "image": c.image,
@@ -154,8 +172,8 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
                 "state": c.state.to_json(),
                 "lastState": c.last_terminated.as_ref().map(State::to_json).unwrap_or_else(|| json!({})),
             })
-        })
-        .collect();
+    };
+    let statuses: Vec<Value> = v.containers.iter().map(to_status).collect();
     let mut status = json!({
         "phase": phase,
         "conditions": conditions,
@@ -164,6 +182,9 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
         "startTime": v.start_time,
         "containerStatuses": statuses,
     });
+    if !v.init_containers.is_empty() {
+        status["initContainerStatuses"] = Value::Array(v.init_containers.iter().map(to_status).collect());
+    }
     match v.pod_ip {
         Some(ip) => {
             status["podIP"] = json!(ip.to_string());
@@ -192,6 +213,7 @@ mod tests {
             host_ip: Ipv4Addr::new(172, 30, 0, 11),
             start_time: "2026-01-01T00:00:00Z".into(),
             containers,
+            init_containers: vec![],
             sandbox_message: None,
         }
     }
@@ -258,6 +280,22 @@ mod tests {
         let p = status_patch(&v, &mut Transitions::default(), "T");
         assert_eq!(p["status"]["phase"], "Pending");
         assert!(p["status"]["podIP"].is_null());
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let mut v = view(vec![ContainerView { state: State::waiting("PodInitializing", None), ..ContainerView::new("app", "nginx") }]);
+        v.init_containers = vec![ContainerView { state: State::Running { started_at: "t".into() }, ..ContainerView::new("init", "busybox") }];
+        let p = status_patch(&v, &mut Transitions::default(), "T");
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert_eq!(p["status"]["conditions"][1]["status"], "False");
+        assert_eq!(p["status"]["conditions"][1]["reason"], "ContainersNotInitialized");
+        assert_eq!(p["status"]["initContainerStatuses"][0]["name"], "init");
+        v.init_containers[0] = exited(0, true);
+        assert!(v.initialized());
+        assert_eq!(status_patch(&v, &mut Transitions::default(), "T")["status"]["conditions"][1]["status"], "True");
+        v.init_containers[0] = exited(1, true);
+        assert_eq!(phase(&v), "Failed");
     }
 
     #[test]
