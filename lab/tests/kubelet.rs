@@ -32,12 +32,21 @@ fn cni_bin_dir() -> PathBuf {
 
 fn preconditions() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "root tests need root (they create network namespaces)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "root tests need root (they create network namespaces)"
+    );
     let bin = cni_bin_dir();
     for p in ["bridge", "host-local", "loopback", "portmap"] {
         assert!(bin.join(p).is_file(), "CNI plugin {p} missing in {} (apt install containernetworking-plugins, or set WEFT_LAB_CNI_BIN)", bin.display());
     }
-    for b in ["/usr/sbin/nginx", "/usr/bin/busybox", "/usr/bin/curl", "/usr/bin/nsenter"] {
+    for b in [
+        "/usr/sbin/nginx",
+        "/usr/bin/busybox",
+        "/usr/bin/curl",
+        "/usr/bin/nsenter",
+    ] {
         assert!(Path::new(b).is_file(), "{b} missing");
     }
 }
@@ -54,18 +63,31 @@ impl NodeGuard {
     fn new(tag: &str) -> NodeGuard {
         let netns = format!("wk-node-{tag}-{}", std::process::id());
         let pod_prefix = format!("wk-{tag}{}-", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &netns]).stderr(std::process::Stdio::null()).status();
-        let ok = Command::new("ip").args(["netns", "add", &netns]).status().unwrap().success();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &netns])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "ip netns add {netns}");
         let dir = std::env::temp_dir().join(&netns);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        NodeGuard { netns, dir, pod_prefix }
+        NodeGuard {
+            netns,
+            dir,
+            pod_prefix,
+        }
     }
 }
 
 fn netns_inode(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
 impl Drop for NodeGuard {
@@ -80,7 +102,9 @@ impl Drop for NodeGuard {
             // Kill whatever still runs in the pod (a failed test's nginx, pause).
             let ino = netns_inode(&Path::new("/run/netns").join(ns));
             for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
                 if ino.is_some() && netns_inode(&entry.path().join("ns/net")) == ino {
                     // SAFETY: kill(2) on a pid.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -89,7 +113,9 @@ impl Drop for NodeGuard {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -107,8 +133,16 @@ where
         // SAFETY: setns on a valid fd; network namespaces are per thread.
         let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f_ns), libc::CLONE_NEWNET) };
         assert_eq!(r, 0, "setns into {path}");
-        assert!(Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap().success());
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f());
+        assert!(Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f());
     })
     .join()
     .expect("node thread");
@@ -142,7 +176,13 @@ fn spec(name: &str) -> SandboxSpec {
     }
 }
 
-fn pod_env(client: kube::Client, dir: &Path, sb: &kubelet::sandbox::Sandbox, roots: &Roots, name: &str) -> Arc<PodEnv> {
+fn pod_env(
+    client: kube::Client,
+    dir: &Path,
+    sb: &kubelet::sandbox::Sandbox,
+    roots: &Roots,
+    name: &str,
+) -> Arc<PodEnv> {
     let mut pod = Pod::default();
     pod.metadata.name = Some(name.into());
     pod.metadata.namespace = Some("default".into());
@@ -199,31 +239,60 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         std::fs::create_dir_all(&conf).unwrap();
         std::fs::write(conf.join("10-lab.conflist"), conflist(1, &dir)).unwrap();
         let env = SandboxEnv {
-            cni: Cni { bin_dir: cni_bin_dir(), conf_dir: conf, cache_dir: dir.join("cni-cache") },
+            cni: Cni {
+                bin_dir: cni_bin_dir(),
+                conf_dir: conf,
+                cache_dir: dir.join("cni-cache"),
+            },
             netns_prefix: prefix,
             etc_netns: PathBuf::from("/etc/netns"),
         };
-        let roots = Roots { images_dir: dir.join("images"), bin_paths: None };
+        let roots = Roots {
+            images_dir: dir.join("images"),
+            bin_paths: None,
+        };
         kubelet::catalogue::prepare_images(&roots).unwrap();
-        let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
 
         // --- an nginx pod, ready through an httpGet readiness probe from the node ---
         let web_spec = spec("web");
         let web_dir = dir.join("pods/default_web");
-        let mut web = env.create(&web_spec, &web_dir).await.expect("sandbox with bridge + host-local");
+        let mut web = env
+            .create(&web_spec, &web_dir)
+            .await
+            .expect("sandbox with bridge + host-local");
         let web_ip = web.ip.expect("pod IP from the eth0 result");
-        assert_eq!(web_ip.octets()[..3], [10, 251, 1], "IP from the conflist's subnet");
+        assert_eq!(
+            web_ip.octets()[..3],
+            [10, 251, 1],
+            "IP from the conflist's subnet"
+        );
         assert!(Path::new("/run/netns").join(&web.netns).exists());
-        assert!(std::fs::read_to_string(format!("/etc/netns/{}/resolv.conf", web.netns)).unwrap().contains("nameserver 10.32.0.10"));
-        let cache = dir.join("cni-cache/results").join(format!("wk-net1-{}-eth0", web.id));
+        assert!(
+            std::fs::read_to_string(format!("/etc/netns/{}/resolv.conf", web.netns))
+                .unwrap()
+                .contains("nameserver 10.32.0.10")
+        );
+        let cache = dir
+            .join("cni-cache/results")
+            .join(format!("wk-net1-{}-eth0", web.id));
         assert!(cache.is_file(), "final ADD result cached for DEL");
 
         let nginx = Container {
             name: "nginx".into(),
             image: Some("nginx:1.27".into()),
-            ports: Some(vec![ContainerPort { container_port: 80, ..Default::default() }]),
+            ports: Some(vec![ContainerPort {
+                container_port: 80,
+                ..Default::default()
+            }]),
             readiness_probe: Some(Probe {
-                http_get: Some(HTTPGetAction { port: IntOrString::Int(80), path: Some("/".into()), ..Default::default() }),
+                http_get: Some(HTTPGetAction {
+                    port: IntOrString::Int(80),
+                    path: Some("/".into()),
+                    ..Default::default()
+                }),
                 period_seconds: Some(1),
                 ..Default::default()
             }),
@@ -233,15 +302,33 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         let mut rx = Updates { rx, seen: vec![] };
         let (stop_tx, stop_rx) = watch::channel(None);
         let penv = pod_env(client.clone(), &web_dir, &web, &roots, "web");
-        let task = tokio::spawn(container::supervise(penv, 0, nginx, RestartPolicy::Always, tx, stop_rx));
-        let started = rx.wait("nginx running", |u| matches!(u.view.state, State::Running { .. })).await;
+        let task = tokio::spawn(container::supervise(
+            penv,
+            0,
+            nginx,
+            RestartPolicy::Always,
+            tx,
+            stop_rx,
+        ));
+        let started = rx
+            .wait("nginx running", |u| {
+                matches!(u.view.state, State::Running { .. })
+            })
+            .await;
         assert!(!started.view.ready, "not ready before the probe passed");
         let ready = rx.wait("nginx ready", |u| u.view.ready).await;
         assert!(ready.pid.is_some());
 
-        let out = Command::new("curl").args(["-sS", "--max-time", "5", &format!("http://{web_ip}/")]).output().unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", &format!("http://{web_ip}/")])
+            .output()
+            .unwrap();
         let page = String::from_utf8_lossy(&out.stdout);
-        assert!(page.contains("<title>Welcome to nginx!</title>"), "curl from the node: {page} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            page.contains("<title>Welcome to nginx!</title>"),
+            "curl from the node: {page} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         // --- lab exec: a command in the pod's namespaces sees the pod's hostname and DNS ---
         let rec = kubelet::PodRecord {
@@ -266,10 +353,23 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         let state_dir = dir.clone();
         std::fs::create_dir_all(state_dir.join("pods")).unwrap();
         let found = kubelet::find_pod(&state_dir, "default", "web").unwrap();
-        let argv: Vec<String> = ["sh", "-c", "hostname; cat /etc/resolv.conf; ip -4 -o addr show eth0"].iter().map(|s| s.to_string()).collect();
-        let out = kubelet::exec_command(&state_dir, &found, &argv).unwrap().output().unwrap();
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "hostname; cat /etc/resolv.conf; ip -4 -o addr show eth0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = kubelet::exec_command(&state_dir, &found, &argv)
+            .unwrap()
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.starts_with("web\n"), "hostname is the pod name: {text}");
+        assert!(
+            text.starts_with("web\n"),
+            "hostname is the pod name: {text}"
+        );
         assert!(text.contains("search default.svc.cluster.local"), "{text}");
         assert!(text.contains(&format!("inet {web_ip}/24")), "{text}");
 
@@ -279,34 +379,97 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         let mut bb = env.create(&bb_spec, &bb_dir).await.unwrap();
         assert_ne!(bb.ip, web.ip);
         let (tx2, rx2) = mpsc::unbounded_channel();
-        let mut rx2 = Updates { rx: rx2, seen: vec![] };
+        let mut rx2 = Updates {
+            rx: rx2,
+            seen: vec![],
+        };
         let (stop2_tx, stop2_rx) = watch::channel(None);
         let penv2 = pod_env(client.clone(), &bb_dir, &bb, &roots, "client");
         let wget = Container {
             name: "wget".into(),
             image: Some("busybox:1.28".into()),
             command: Some(vec!["sh".into(), "-c".into()]),
-            args: Some(vec![format!("wget -q -O - http://{web_ip}/ && hostname && cat /etc/resolv.conf")]),
+            args: Some(vec![format!(
+                "wget -q -O - http://{web_ip}/ && hostname && cat /etc/resolv.conf"
+            )]),
             ..Default::default()
         };
-        let crash = Container { name: "crash".into(), image: Some("busybox".into()), command: Some(vec!["sh".into(), "-c".into(), "echo crashing; exit 3".into()]), ..Default::default() };
-        let bad = Container { name: "bad".into(), image: Some("example.com/not-in-catalogue:1".into()), ..Default::default() };
-        let t1 = tokio::spawn(container::supervise(penv2.clone(), 0, wget, RestartPolicy::Never, tx2.clone(), stop2_rx.clone()));
-        let t2 = tokio::spawn(container::supervise(penv2.clone(), 1, crash, RestartPolicy::OnFailure, tx2.clone(), stop2_rx.clone()));
-        let t3 = tokio::spawn(container::supervise(penv2, 2, bad, RestartPolicy::Always, tx2, stop2_rx));
-        let done = rx2.wait("wget container done", |u| u.idx == 0 && u.view.done).await;
-        assert!(matches!(done.view.state, State::Terminated { exit_code: 0, .. }), "{:?}", done.view.state);
+        let crash = Container {
+            name: "crash".into(),
+            image: Some("busybox".into()),
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo crashing; exit 3".into(),
+            ]),
+            ..Default::default()
+        };
+        let bad = Container {
+            name: "bad".into(),
+            image: Some("example.com/not-in-catalogue:1".into()),
+            ..Default::default()
+        };
+        let t1 = tokio::spawn(container::supervise(
+            penv2.clone(),
+            0,
+            wget,
+            RestartPolicy::Never,
+            tx2.clone(),
+            stop2_rx.clone(),
+        ));
+        let t2 = tokio::spawn(container::supervise(
+            penv2.clone(),
+            1,
+            crash,
+            RestartPolicy::OnFailure,
+            tx2.clone(),
+            stop2_rx.clone(),
+        ));
+        let t3 = tokio::spawn(container::supervise(
+            penv2,
+            2,
+            bad,
+            RestartPolicy::Always,
+            tx2,
+            stop2_rx,
+        ));
+        let done = rx2
+            .wait("wget container done", |u| u.idx == 0 && u.view.done)
+            .await;
+        assert!(
+            matches!(done.view.state, State::Terminated { exit_code: 0, .. }),
+            "{:?}",
+            done.view.state
+        );
         let log = std::fs::read_to_string(bb_dir.join("wget.log")).unwrap();
-        assert!(log.contains("Welcome to nginx!"), "busybox wget through the bridge: {log}");
-        assert!(log.contains("client\nnameserver 10.32.0.10\n"), "pod hostname and resolv.conf: {log}");
+        assert!(
+            log.contains("Welcome to nginx!"),
+            "busybox wget through the bridge: {log}"
+        );
+        assert!(
+            log.contains("client\nnameserver 10.32.0.10\n"),
+            "pod hostname and resolv.conf: {log}"
+        );
         let backoff = rx2.wait("crash in back-off", |u| u.idx == 1 && matches!(&u.view.state, State::Waiting { reason, .. } if reason == "CrashLoopBackOff")).await;
-        assert_eq!(backoff.view.restart_count, 1, "restarted once at once, then backing off");
-        assert!(matches!(backoff.view.last_terminated, Some(State::Terminated { exit_code: 3, .. })));
+        assert_eq!(
+            backoff.view.restart_count, 1,
+            "restarted once at once, then backing off"
+        );
+        assert!(matches!(
+            backoff.view.last_terminated,
+            Some(State::Terminated { exit_code: 3, .. })
+        ));
         let pull = rx2.wait("unknown image", |u| u.idx == 2).await;
         match &pull.view.state {
             State::Waiting { reason, message } => {
                 assert_eq!(reason, "ErrImagePull");
-                assert!(message.as_deref().unwrap_or_default().contains("not in the lab's image catalogue"), "{message:?}");
+                assert!(
+                    message
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("not in the lab's image catalogue"),
+                    "{message:?}"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -318,23 +481,47 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         let stopped = rx.wait("nginx stopped", |u| u.view.done).await;
         assert!(matches!(stopped.view.state, State::Terminated { .. }));
         for t in [task, t1, t2, t3] {
-            tokio::time::timeout(Duration::from_secs(10), t).await.expect("container task stops").unwrap();
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("container task stops")
+                .unwrap();
         }
         let nginx_pid = ready.pid.unwrap();
-        assert!(!Path::new(&format!("/proc/{nginx_pid}")).exists() || kubelet::nsexec::start_time(nginx_pid).is_none());
+        assert!(
+            !Path::new(&format!("/proc/{nginx_pid}")).exists()
+                || kubelet::nsexec::start_time(nginx_pid).is_none()
+        );
         let ipam_dir = dir.join("ipam/wk-net1");
-        assert!(ipam_dir.join(web_ip.to_string()).exists(), "host-local holds the address before DEL");
+        assert!(
+            ipam_dir.join(web_ip.to_string()).exists(),
+            "host-local holds the address before DEL"
+        );
         let names = [web.netns.clone(), bb.netns.clone()];
         env.teardown(&web_spec, &mut web).await.unwrap();
         env.teardown(&bb_spec, &mut bb).await.unwrap();
-        assert!(web.netns.is_empty(), "a torn-down sandbox has nothing left to tear down");
-        assert!(!ipam_dir.join(web_ip.to_string()).exists(), "CNI DEL released the address");
+        assert!(
+            web.netns.is_empty(),
+            "a torn-down sandbox has nothing left to tear down"
+        );
+        assert!(
+            !ipam_dir.join(web_ip.to_string()).exists(),
+            "CNI DEL released the address"
+        );
         assert!(!cache.exists(), "DEL dropped the cached result");
         for ns in &names {
-            assert!(!Path::new("/run/netns").join(ns).exists(), "netns {ns} removed");
-            assert!(!Path::new("/etc/netns").join(ns).exists(), "/etc/netns/{ns} removed");
+            assert!(
+                !Path::new("/run/netns").join(ns).exists(),
+                "netns {ns} removed"
+            );
+            assert!(
+                !Path::new("/etc/netns").join(ns).exists(),
+                "/etc/netns/{ns} removed"
+            );
         }
-        assert!(kubelet::nsexec::start_time(web.pause_pid).is_none(), "pause process gone");
+        assert!(
+            kubelet::nsexec::start_time(web.pause_pid).is_none(),
+            "pause process gone"
+        );
     });
 }
 
@@ -352,16 +539,26 @@ fn a_failing_cni_plugin_leaves_nothing_behind() {
             {"type": "bridge", "bridge": "wk-brbad", "ipam": {"type": "host-local", "dataDir": dir.join("ipam").display().to_string()}}]});
         std::fs::write(conf.join("10-bad.conflist"), bad.to_string()).unwrap();
         let env = SandboxEnv {
-            cni: Cni { bin_dir: cni_bin_dir(), conf_dir: conf, cache_dir: dir.join("cni-cache") },
+            cni: Cni {
+                bin_dir: cni_bin_dir(),
+                conf_dir: conf,
+                cache_dir: dir.join("cni-cache"),
+            },
             netns_prefix: prefix,
             etc_netns: PathBuf::from("/etc/netns"),
         };
         let s = spec("broken");
-        let err = env.create(&s, &dir.join("pods/default_broken")).await.unwrap_err();
+        let err = env
+            .create(&s, &dir.join("pods/default_broken"))
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("plugin type=\"bridge\" failed (ADD)"), "{msg}");
         let name = kubelet::sandbox::netns_name(&env.netns_prefix, &s.uid);
-        assert!(!Path::new("/run/netns").join(&name).exists(), "netns removed after the failure");
+        assert!(
+            !Path::new("/run/netns").join(&name).exists(),
+            "netns removed after the failure"
+        );
         assert!(!Path::new("/etc/netns").join(&name).exists());
     });
 }
@@ -377,12 +574,19 @@ fn a_sandbox_orphaned_by_a_dead_stand_in_is_reclaimed() {
         std::fs::create_dir_all(&conf).unwrap();
         std::fs::write(conf.join("10-lab.conflist"), conflist(3, &dir)).unwrap();
         let env = SandboxEnv {
-            cni: Cni { bin_dir: cni_bin_dir(), conf_dir: conf, cache_dir: dir.join("cni-cache") },
+            cni: Cni {
+                bin_dir: cni_bin_dir(),
+                conf_dir: conf,
+                cache_dir: dir.join("cni-cache"),
+            },
             netns_prefix: prefix,
             etc_netns: PathBuf::from("/etc/netns"),
         };
         let s = spec("orphan");
-        let mut sb = env.create(&s, &dir.join("pods/default_orphan")).await.unwrap();
+        let mut sb = env
+            .create(&s, &dir.join("pods/default_orphan"))
+            .await
+            .unwrap();
         let ip = sb.ip.unwrap();
         let ns_path = Path::new("/run/netns").join(&sb.netns);
         assert!(kubelet::sandbox::is_netns(&ns_path));
@@ -390,16 +594,31 @@ fn a_sandbox_orphaned_by_a_dead_stand_in_is_reclaimed() {
         // mount) is gone, the mount-point file and the CNI state stay.
         kubelet::nsexec::kill_group(sb.pause_pid, libc::SIGKILL);
         let _ = sb.pause.take().unwrap().wait().await;
-        assert!(Command::new("umount").arg(&ns_path).status().unwrap().success());
+        assert!(Command::new("umount")
+            .arg(&ns_path)
+            .status()
+            .unwrap()
+            .success());
         assert!(ns_path.exists() && !kubelet::sandbox::is_netns(&ns_path));
         let ipam = dir.join("ipam/wk-net3").join(ip.to_string());
         assert!(ipam.exists());
 
         // The pod is set up again under the same name: the stale one is reclaimed first.
-        let mut again = env.create(&s, &dir.join("pods/default_orphan")).await.expect("a stale netns file does not block the pod");
-        assert!(!ipam.exists() || again.ip == Some(ip), "the old address was released by DEL with an empty CNI_NETNS");
-        let old_cache = dir.join("cni-cache/results").join(format!("wk-net3-{}-eth0", sb.id));
-        assert!(!old_cache.exists(), "the old attachment's cache entry is gone");
+        let mut again = env
+            .create(&s, &dir.join("pods/default_orphan"))
+            .await
+            .expect("a stale netns file does not block the pod");
+        assert!(
+            !ipam.exists() || again.ip == Some(ip),
+            "the old address was released by DEL with an empty CNI_NETNS"
+        );
+        let old_cache = dir
+            .join("cni-cache/results")
+            .join(format!("wk-net3-{}-eth0", sb.id));
+        assert!(
+            !old_cache.exists(),
+            "the old attachment's cache entry is gone"
+        );
         env.teardown(&s, &mut again).await.unwrap();
         assert!(!ns_path.exists());
     });

@@ -35,12 +35,18 @@ impl ImageRef {
         if let Some(rest) = repo.strip_prefix("library/") {
             repo = rest.to_string();
         }
-        ImageRef { repository: repo, tag }
+        ImageRef {
+            repository: repo,
+            tag,
+        }
     }
 
     /// The last path element of the repository (`coredns` for `registry.k8s.io/coredns/coredns`).
     fn base_name(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 }
 
@@ -93,7 +99,11 @@ pub fn lookup(image: &str) -> Result<Program, UnknownImage> {
         "registry.k8s.io/pause" | "k8s.gcr.io/pause" => Program::Pause,
         _ if r.base_name() == "coredns" => Program::Coredns,
         _ if r.base_name().starts_with("weft") => Program::Weft,
-        _ => return Err(UnknownImage { image: image.to_string() }),
+        _ => {
+            return Err(UnknownImage {
+                image: image.to_string(),
+            })
+        }
     };
     Ok(program)
 }
@@ -148,7 +158,12 @@ impl Program {
 
     /// The argv for a container: Docker semantics (command replaces ENTRYPOINT, args replace
     /// CMD), then argv[0] is resolved to a real file on this machine.
-    pub fn argv(self, command: &[String], args: &[String], roots: &Roots) -> Result<Vec<String>, CommandError> {
+    pub fn argv(
+        self,
+        command: &[String],
+        args: &[String],
+        roots: &Roots,
+    ) -> Result<Vec<String>, CommandError> {
         let (entrypoint, cmd) = self.entrypoint_and_cmd();
         let mut argv: Vec<String> = if !command.is_empty() {
             command.iter().chain(args).cloned().collect()
@@ -158,7 +173,11 @@ impl Program {
             } else {
                 args.to_vec()
             };
-            entrypoint.iter().map(|s| s.to_string()).chain(tail).collect()
+            entrypoint
+                .iter()
+                .map(|s| s.to_string())
+                .chain(tail)
+                .collect()
         };
         if argv.is_empty() {
             return Err(CommandError::Empty);
@@ -170,16 +189,23 @@ impl Program {
     /// Finds the file that argv[0] names: the image's own programs first (by base name, so
     /// `/bin/sh` in a busybox image is busybox's sh), then the host's PATH.
     fn resolve(self, arg0: &str, roots: &Roots) -> Result<String, CommandError> {
-        let base = Path::new(arg0).file_name().and_then(|b| b.to_str()).unwrap_or(arg0);
-        let from_bin_paths =
-            matches!(self, Program::Coredns | Program::Weft) && (base == "coredns" || base.starts_with("weft"));
+        let base = Path::new(arg0)
+            .file_name()
+            .and_then(|b| b.to_str())
+            .unwrap_or(arg0);
+        let from_bin_paths = matches!(self, Program::Coredns | Program::Weft)
+            && (base == "coredns" || base.starts_with("weft"));
         if from_bin_paths {
-            let dir = roots.bin_paths.as_ref().ok_or(CommandError::NoBinPaths { program: base.to_string() })?;
+            let dir = roots.bin_paths.as_ref().ok_or(CommandError::NoBinPaths {
+                program: base.to_string(),
+            })?;
             let p = dir.join(base);
             return if p.is_file() {
                 Ok(p.display().to_string())
             } else {
-                Err(CommandError::NotFound { program: p.display().to_string() })
+                Err(CommandError::NotFound {
+                    program: p.display().to_string(),
+                })
             };
         }
         if self == Program::Pause && base == "pause" {
@@ -191,15 +217,21 @@ impl Program {
                 return Ok(p.display().to_string());
             }
             // A busybox image has nothing else: an unknown program fails like it would there.
-            return Err(CommandError::NotFound { program: arg0.to_string() });
+            return Err(CommandError::NotFound {
+                program: arg0.to_string(),
+            });
         }
         if arg0.contains('/') {
             if Path::new(arg0).is_file() {
                 return Ok(arg0.to_string());
             }
-            return host_which(base).ok_or(CommandError::NotFound { program: arg0.to_string() });
+            return host_which(base).ok_or(CommandError::NotFound {
+                program: arg0.to_string(),
+            });
         }
-        host_which(base).ok_or(CommandError::NotFound { program: arg0.to_string() })
+        host_which(base).ok_or(CommandError::NotFound {
+            program: arg0.to_string(),
+        })
     }
 
     /// Pause images run `sleep infinity`; the argument is added here.
@@ -233,8 +265,13 @@ pub enum CommandError {
 /// busyboxplus:curl). Idempotent.
 pub fn prepare_images(roots: &Roots) -> std::io::Result<()> {
     let applets = busybox_applets()?;
-    for (program, extra) in [(Program::Busybox, None), (Program::BusyboxCurl, Some("/usr/bin/curl"))] {
-        let dir = program.bin_dir(roots).expect("busybox images have a bin dir");
+    for (program, extra) in [
+        (Program::Busybox, None),
+        (Program::BusyboxCurl, Some("/usr/bin/curl")),
+    ] {
+        let dir = program
+            .bin_dir(roots)
+            .expect("busybox images have a bin dir");
         std::fs::create_dir_all(&dir)?;
         for applet in &applets {
             link(Path::new(BUSYBOX), &dir.join(applet))?;
@@ -277,18 +314,33 @@ mod tests {
 
     #[test]
     fn parses_image_references() {
-        assert_eq!(ImageRef::parse("nginx"), ImageRef { repository: "nginx".into(), tag: None });
+        assert_eq!(
+            ImageRef::parse("nginx"),
+            ImageRef {
+                repository: "nginx".into(),
+                tag: None
+            }
+        );
         assert_eq!(
             ImageRef::parse("docker.io/library/busybox:1.28"),
-            ImageRef { repository: "busybox".into(), tag: Some("1.28".into()) }
+            ImageRef {
+                repository: "busybox".into(),
+                tag: Some("1.28".into())
+            }
         );
         assert_eq!(
             ImageRef::parse("localhost:5000/radial/busyboxplus:curl@sha256:abc"),
-            ImageRef { repository: "localhost:5000/radial/busyboxplus".into(), tag: Some("curl".into()) }
+            ImageRef {
+                repository: "localhost:5000/radial/busyboxplus".into(),
+                tag: Some("curl".into())
+            }
         );
         assert_eq!(
             ImageRef::parse("registry.k8s.io/coredns/coredns:v1.12.0"),
-            ImageRef { repository: "registry.k8s.io/coredns/coredns".into(), tag: Some("v1.12.0".into()) }
+            ImageRef {
+                repository: "registry.k8s.io/coredns/coredns".into(),
+                tag: Some("v1.12.0".into())
+            }
         );
     }
 
@@ -300,7 +352,10 @@ mod tests {
         assert_eq!(lookup("busybox:1.28"), Ok(Program::Busybox));
         assert_eq!(lookup("radial/busyboxplus:curl"), Ok(Program::BusyboxCurl));
         assert_eq!(lookup("radial/busyboxplus:base"), Ok(Program::Busybox));
-        assert_eq!(lookup("registry.k8s.io/coredns/coredns:v1.11.3"), Ok(Program::Coredns));
+        assert_eq!(
+            lookup("registry.k8s.io/coredns/coredns:v1.11.3"),
+            Ok(Program::Coredns)
+        );
         assert_eq!(lookup("coredns/coredns:1.12.1"), Ok(Program::Coredns));
         assert_eq!(lookup("ghcr.io/example/weft:dev"), Ok(Program::Weft));
         assert_eq!(lookup("weft:latest"), Ok(Program::Weft));
@@ -310,12 +365,18 @@ mod tests {
     fn unknown_image_is_a_clear_error() {
         let e = lookup("quay.io/prometheus/prometheus:v3").unwrap_err();
         assert_eq!(e.image, "quay.io/prometheus/prometheus:v3");
-        assert!(e.to_string().contains("not in the lab's image catalogue"), "{e}");
+        assert!(
+            e.to_string().contains("not in the lab's image catalogue"),
+            "{e}"
+        );
         assert!(lookup("nginxx").is_err());
     }
 
     fn roots(tmp: &Path) -> Roots {
-        Roots { images_dir: tmp.join("images"), bin_paths: Some(tmp.join("bin")) }
+        Roots {
+            images_dir: tmp.join("images"),
+            bin_paths: Some(tmp.join("bin")),
+        }
     }
 
     #[test]
@@ -323,20 +384,40 @@ mod tests {
         let tmp = crate::kubelet::testutil::tempdir("wk-cat-bb");
         let r = roots(&tmp);
         prepare_images(&r).unwrap();
-        let argv = Program::Busybox.argv(&s(&["sleep", "3600"]), &[], &r).unwrap();
-        assert_eq!(argv, vec![tmp.join("images/busybox/bin/sleep").display().to_string(), "3600".into()]);
+        let argv = Program::Busybox
+            .argv(&s(&["sleep", "3600"]), &[], &r)
+            .unwrap();
+        assert_eq!(
+            argv,
+            vec![
+                tmp.join("images/busybox/bin/sleep").display().to_string(),
+                "3600".into()
+            ]
+        );
         // An absolute /bin/sh in the pod spec is the image's sh, not the host's dash.
-        let argv = Program::Busybox.argv(&s(&["/bin/sh", "-c"]), &s(&["echo hi"]), &r).unwrap();
-        assert_eq!(argv[0], tmp.join("images/busybox/bin/sh").display().to_string());
+        let argv = Program::Busybox
+            .argv(&s(&["/bin/sh", "-c"]), &s(&["echo hi"]), &r)
+            .unwrap();
+        assert_eq!(
+            argv[0],
+            tmp.join("images/busybox/bin/sh").display().to_string()
+        );
         assert_eq!(&argv[1..], &s(&["-c", "echo hi"])[..]);
         // Default CMD is sh.
         let argv = Program::Busybox.argv(&[], &[], &r).unwrap();
         assert!(argv[0].ends_with("/busybox/bin/sh"));
         // curl only exists in the curl image.
         assert!(Program::Busybox.argv(&s(&["curl", "x"]), &[], &r).is_err());
-        let argv = Program::BusyboxCurl.argv(&s(&["curl", "x"]), &[], &r).unwrap();
+        let argv = Program::BusyboxCurl
+            .argv(&s(&["curl", "x"]), &[], &r)
+            .unwrap();
         assert!(argv[0].ends_with("/busyboxplus-curl/bin/curl"));
-        assert_eq!(Program::BusyboxCurl.path_env(&r), tmp.join("images/busyboxplus-curl/bin").display().to_string());
+        assert_eq!(
+            Program::BusyboxCurl.path_env(&r),
+            tmp.join("images/busyboxplus-curl/bin")
+                .display()
+                .to_string()
+        );
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 
@@ -347,15 +428,30 @@ mod tests {
         std::fs::create_dir_all(tmp.join("bin")).unwrap();
         std::fs::write(tmp.join("bin/coredns"), b"").unwrap();
         // args replace CMD but keep ENTRYPOINT.
-        let argv = Program::Coredns.argv(&[], &s(&["-conf", "/etc/coredns/Corefile"]), &r).unwrap();
-        assert_eq!(argv, vec![tmp.join("bin/coredns").display().to_string(), "-conf".into(), "/etc/coredns/Corefile".into()]);
+        let argv = Program::Coredns
+            .argv(&[], &s(&["-conf", "/etc/coredns/Corefile"]), &r)
+            .unwrap();
+        assert_eq!(
+            argv,
+            vec![
+                tmp.join("bin/coredns").display().to_string(),
+                "-conf".into(),
+                "/etc/coredns/Corefile".into()
+            ]
+        );
         // nginx default is nginx -g 'daemon off;' from the host.
         let argv = Program::Nginx.argv(&[], &[], &r).unwrap();
         assert_eq!(argv[0], "/usr/sbin/nginx");
         assert_eq!(&argv[1..], &s(&["-g", "daemon off;"])[..]);
         // weft without bin_paths is a clear error.
-        let no_bins = Roots { images_dir: r.images_dir.clone(), bin_paths: None };
-        assert!(matches!(Program::Weft.argv(&[], &[], &no_bins), Err(CommandError::NoBinPaths { .. })));
+        let no_bins = Roots {
+            images_dir: r.images_dir.clone(),
+            bin_paths: None,
+        };
+        assert!(matches!(
+            Program::Weft.argv(&[], &[], &no_bins),
+            Err(CommandError::NoBinPaths { .. })
+        ));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

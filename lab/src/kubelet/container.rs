@@ -39,7 +39,11 @@ pub struct PodEnv {
 
 impl PodEnv {
     fn namespace(&self) -> String {
-        self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())
+        self.pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into())
     }
 
     fn pod_name(&self) -> String {
@@ -47,7 +51,10 @@ impl PodEnv {
     }
 
     /// A command that runs in the pod's namespaces (those of its sandbox process).
-    fn command(&self, launch: &Launch) -> std::io::Result<(tokio::process::Command, Arc<ChildSetup>)> {
+    fn command(
+        &self,
+        launch: &Launch,
+    ) -> std::io::Result<(tokio::process::Command, Arc<ChildSetup>)> {
         for d in &launch.plan.mkdirs {
             std::fs::create_dir_all(d)?;
         }
@@ -62,7 +69,10 @@ impl PodEnv {
         }
         setup = setup.workdir(launch.workdir.as_deref().unwrap_or(Path::new("/")))?;
         let mut cmd = tokio::process::Command::new(&launch.argv[0]);
-        cmd.args(&launch.argv[1..]).env_clear().envs(launch.env.iter().map(|(k, v)| (k, v))).stdin(std::process::Stdio::null());
+        cmd.args(&launch.argv[1..])
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null());
         let guard = setup.install(&mut cmd);
         Ok((cmd, guard))
     }
@@ -93,33 +103,84 @@ pub async fn prepare(p: &PodEnv, c: &Container) -> Result<Launch, PrepareError> 
     let program = catalogue::lookup(&image)?;
     let cfg = |e: String| PrepareError::Config(e);
     let envs = container_env(p, c, program).await.map_err(cfg)?;
-    let expand = |v: &Option<Vec<String>>| -> Vec<String> { v.iter().flatten().map(|s| env::expand(s, &envs)).collect() };
-    let mut argv = program.argv(&expand(&c.command), &expand(&c.args), &p.roots).map_err(|e| cfg(e.to_string()))?;
+    let expand = |v: &Option<Vec<String>>| -> Vec<String> {
+        v.iter().flatten().map(|s| env::expand(s, &envs)).collect()
+    };
+    let mut argv = program
+        .argv(&expand(&c.command), &expand(&c.args), &p.roots)
+        .map_err(|e| cfg(e.to_string()))?;
     program.fix_pause_args(&mut argv);
     if program == Program::Nginx {
         let prefix = p.dir.join(format!("{}-nginx", c.name));
         for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
-            std::fs::create_dir_all(prefix.join(sub)).map_err(|e| cfg(format!("nginx prefix: {e}")))?;
+            std::fs::create_dir_all(prefix.join(sub))
+                .map_err(|e| cfg(format!("nginx prefix: {e}")))?;
         }
-        let ports: Vec<u16> = c.ports.iter().flatten().filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP").map(|p| p.container_port as u16).collect();
-        std::fs::write(prefix.join("nginx.conf"), nginx::render(&prefix, &ports)).map_err(|e| cfg(format!("nginx.conf: {e}")))?;
+        let ports: Vec<u16> = c
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .map(|p| p.container_port as u16)
+            .collect();
+        std::fs::write(prefix.join("nginx.conf"), nginx::render(&prefix, &ports))
+            .map_err(|e| cfg(format!("nginx.conf: {e}")))?;
         argv = nginx::argv(argv, &prefix);
     }
-    let plan = volumes::plan_mounts(c.volume_mounts.as_deref().unwrap_or_default(), &p.volumes, |path| path.exists()).map_err(|e| cfg(e.to_string()))?;
-    let argv: Vec<String> = argv.iter().map(|a| volumes::rewrite_arg(a, &plan.rewrites)).collect();
-    let workdir = c.working_dir.as_deref().map(PathBuf::from).filter(|d| d.is_dir());
-    Ok(Launch { program, argv, env: envs, plan, workdir })
+    let plan = volumes::plan_mounts(
+        c.volume_mounts.as_deref().unwrap_or_default(),
+        &p.volumes,
+        |path| path.exists(),
+    )
+    .map_err(|e| cfg(e.to_string()))?;
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| volumes::rewrite_arg(a, &plan.rewrites))
+        .collect();
+    let workdir = c
+        .working_dir
+        .as_deref()
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir());
+    Ok(Launch {
+        program,
+        argv,
+        env: envs,
+        plan,
+        workdir,
+    })
 }
 
-async fn container_env(p: &PodEnv, c: &Container, program: Program) -> Result<Vec<(String, String)>, String> {
+async fn container_env(
+    p: &PodEnv,
+    c: &Container,
+    program: Program,
+) -> Result<Vec<(String, String)>, String> {
     let ns = p.namespace();
     let mut out: Vec<(String, String)> = vec![
         ("PATH".into(), program.path_env(&p.roots)),
-        ("HOSTNAME".into(), p.pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| p.pod_name())),
+        (
+            "HOSTNAME".into(),
+            p.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| p.pod_name()),
+        ),
         ("HOME".into(), "/root".into()),
     ];
-    let links = p.pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
-    out.extend(p.service_env.iter().filter(|(k, _)| links || k.starts_with("KUBERNETES_")).cloned());
+    let links = p
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    out.extend(
+        p.service_env
+            .iter()
+            .filter(|(k, _)| links || k.starts_with("KUBERNETES_"))
+            .cloned(),
+    );
     let pod_ip = p.pod_ip.map(|ip| ip.to_string());
     let host_ip = p.host_ip.to_string();
     for from in c.env_from.iter().flatten() {
@@ -127,7 +188,12 @@ async fn container_env(p: &PodEnv, c: &Container, program: Program) -> Result<Ve
         if let Some(r) = &from.config_map_ref {
             let api: Api<ConfigMap> = Api::namespaced(p.client.clone(), &ns);
             match api.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                Some(cm) => out.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
+                Some(cm) => out.extend(
+                    cm.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (format!("{prefix}{k}"), v)),
+                ),
                 None if r.optional == Some(true) => {}
                 None => return Err(format!("configmap {:?} not found", r.name)),
             }
@@ -135,7 +201,12 @@ async fn container_env(p: &PodEnv, c: &Container, program: Program) -> Result<Ve
         if let Some(r) = &from.secret_ref {
             let api: Api<Secret> = Api::namespaced(p.client.clone(), &ns);
             match api.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                Some(s) => out.extend(s.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned()))),
+                Some(s) => out.extend(s.data.unwrap_or_default().into_iter().map(|(k, v)| {
+                    (
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v.0).into_owned(),
+                    )
+                })),
                 None if r.optional == Some(true) => {}
                 None => return Err(format!("secret {:?} not found", r.name)),
             }
@@ -146,14 +217,24 @@ async fn container_env(p: &PodEnv, c: &Container, program: Program) -> Result<Ve
             env::expand(v, &out)
         } else if let Some(from) = &e.value_from {
             if let Some(f) = &from.field_ref {
-                env::field_ref(&p.pod, &f.field_path, pod_ip.as_deref(), &host_ip).ok_or_else(|| format!("env {}: unsupported fieldRef {:?}", e.name, f.field_path))?
+                env::field_ref(&p.pod, &f.field_path, pod_ip.as_deref(), &host_ip).ok_or_else(
+                    || format!("env {}: unsupported fieldRef {:?}", e.name, f.field_path),
+                )?
             } else if let Some(k) = &from.config_map_key_ref {
                 let api: Api<ConfigMap> = Api::namespaced(p.client.clone(), &ns);
                 let cm = api.get_opt(&k.name).await.map_err(|x| x.to_string())?;
-                match cm.and_then(|cm| cm.data).and_then(|d| d.get(&k.key).cloned()) {
+                match cm
+                    .and_then(|cm| cm.data)
+                    .and_then(|d| d.get(&k.key).cloned())
+                {
                     Some(v) => v,
                     None if k.optional == Some(true) => continue,
-                    None => return Err(format!("env {}: configmap {:?} key {:?} not found", e.name, k.name, k.key)),
+                    None => {
+                        return Err(format!(
+                            "env {}: configmap {:?} key {:?} not found",
+                            e.name, k.name, k.key
+                        ))
+                    }
                 }
             } else if let Some(k) = &from.secret_key_ref {
                 let api: Api<Secret> = Api::namespaced(p.client.clone(), &ns);
@@ -161,7 +242,12 @@ async fn container_env(p: &PodEnv, c: &Container, program: Program) -> Result<Ve
                 match s.and_then(|s| s.data).and_then(|d| d.get(&k.key).cloned()) {
                     Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                     None if k.optional == Some(true) => continue,
-                    None => return Err(format!("env {}: secret {:?} key {:?} not found", e.name, k.name, k.key)),
+                    None => {
+                        return Err(format!(
+                            "env {}: secret {:?} key {:?} not found",
+                            e.name, k.name, k.key
+                        ))
+                    }
                 }
             } else {
                 String::new()
@@ -220,7 +306,9 @@ pub fn backoff(restarts_so_far: u32) -> Duration {
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// The supervising task of one container; returns when the container is done for good or
@@ -236,7 +324,11 @@ pub async fn supervise(
     let image = c.image.clone().unwrap_or_default();
     let mut view = ContainerView::new(&c.name, &image);
     let send = |view: &ContainerView, pid: Option<u32>| {
-        let _ = tx.send(Update { idx, view: view.clone(), pid });
+        let _ = tx.send(Update {
+            idx,
+            view: view.clone(),
+            pid,
+        });
     };
     let log_path = p.dir.join(format!("{}.log", c.name));
     let mut crashes: u32 = 0;
@@ -249,14 +341,25 @@ pub async fn supervise(
             Err(PrepareError::Image(e)) => {
                 view.state = State::waiting("ErrImagePull", Some(e.to_string()));
                 send(&view, None);
-                p.events.warning(&p.pod, "Failed", &format!("Failed to pull image {image:?}: {e}"));
+                p.events.warning(
+                    &p.pod,
+                    "Failed",
+                    &format!("Failed to pull image {image:?}: {e}"),
+                );
                 p.events.warning(&p.pod, "Failed", "Error: ErrImagePull");
                 if wait_or_stop(&mut stop, BACKOFF_START).await {
                     break;
                 }
-                view.state = State::waiting("ImagePullBackOff", Some(format!("Back-off pulling image {image:?}: {e}")));
+                view.state = State::waiting(
+                    "ImagePullBackOff",
+                    Some(format!("Back-off pulling image {image:?}: {e}")),
+                );
                 send(&view, None);
-                p.events.normal(&p.pod, "BackOff", &format!("Back-off pulling image {image:?}"));
+                p.events.normal(
+                    &p.pod,
+                    "BackOff",
+                    &format!("Back-off pulling image {image:?}"),
+                );
                 let _ = stop.wait_for(Option::is_some).await;
                 break;
             }
@@ -271,16 +374,30 @@ pub async fn supervise(
             }
         };
         if crashes == 0 && view.restart_count == 0 {
-            p.events.normal(&p.pod, "Pulled", &format!("Container image {image:?} already present on machine (lab catalogue: {:?})", launch.program));
+            p.events.normal(
+                &p.pod,
+                "Pulled",
+                &format!(
+                    "Container image {image:?} already present on machine (lab catalogue: {:?})",
+                    launch.program
+                ),
+            );
         }
         // Each container instance gets a fresh log; the last one stays for `kubectl logs -p`.
         if log_path.exists() {
             let _ = std::fs::rename(&log_path, p.dir.join(format!("{}.previous.log", c.name)));
         }
-        let log = match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+        let log = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+        {
             Ok(f) => f,
             Err(e) => {
-                view.state = State::waiting("RunContainerError", Some(format!("opening {}: {e}", log_path.display())));
+                view.state = State::waiting(
+                    "RunContainerError",
+                    Some(format!("opening {}: {e}", log_path.display())),
+                );
                 send(&view, None);
                 if wait_or_stop(&mut stop, BACKOFF_START).await {
                     break;
@@ -316,16 +433,25 @@ pub async fn supervise(
         let started_at = now();
         let started = Instant::now();
         view.container_id = Some(super::sandbox::new_id());
-        view.state = State::Running { started_at: started_at.clone() };
-        let mut readiness = c.readiness_probe.as_ref().map(|pr| (pr.clone(), Readiness::new(probe::Timing::from_probe(pr))));
+        view.state = State::Running {
+            started_at: started_at.clone(),
+        };
+        let mut readiness = c
+            .readiness_probe
+            .as_ref()
+            .map(|pr| (pr.clone(), Readiness::new(probe::Timing::from_probe(pr))));
         view.ready = readiness.is_none();
         send(&view, Some(pid));
-        p.events.normal(&p.pod, "Created", &format!("Created container {}", c.name));
-        p.events.normal(&p.pod, "Started", &format!("Started container {}", c.name));
+        p.events
+            .normal(&p.pod, "Created", &format!("Created container {}", c.name));
+        p.events
+            .normal(&p.pod, "Started", &format!("Started container {}", c.name));
         tracing::info!(pod = %format!("{}/{}", p.namespace(), p.pod_name()), container = c.name, pid, argv = ?launch.argv, "container started");
 
         let mut probe_index: u64 = 0;
-        let mut next_probe = readiness.as_ref().map(|(_, r)| tokio::time::Instant::now() + r.delay_before(0));
+        let mut next_probe = readiness
+            .as_ref()
+            .map(|(_, r)| tokio::time::Instant::now() + r.delay_before(0));
         let exit = loop {
             let probe_sleep = async {
                 match next_probe {
@@ -362,13 +488,18 @@ pub async fn supervise(
                 (status.map(exit_code).unwrap_or(-1), false)
             }
             Err(grace) => {
-                p.events.normal(&p.pod, "Killing", &format!("Stopping container {}", c.name));
+                p.events
+                    .normal(&p.pod, "Killing", &format!("Stopping container {}", c.name));
                 (terminate(&mut child, pid, grace).await, true)
             }
         };
         let terminated = State::Terminated {
             exit_code: code,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             message: None,
             started_at,
             finished_at: now(),
@@ -390,10 +521,21 @@ pub async fn supervise(
         if !wait.is_zero() {
             view.state = State::waiting(
                 "CrashLoopBackOff",
-                Some(format!("back-off {}s restarting failed container={} pod={}_{}({})", wait.as_secs(), c.name, p.pod_name(), p.namespace(), p.pod.metadata.uid.clone().unwrap_or_default())),
+                Some(format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({})",
+                    wait.as_secs(),
+                    c.name,
+                    p.pod_name(),
+                    p.namespace(),
+                    p.pod.metadata.uid.clone().unwrap_or_default()
+                )),
             );
             send(&view, None);
-            p.events.warning(&p.pod, "BackOff", &format!("Back-off restarting failed container {}", c.name));
+            p.events.warning(
+                &p.pod,
+                "BackOff",
+                &format!("Back-off restarting failed container {}", c.name),
+            );
             if wait_or_stop(&mut stop, wait).await {
                 break;
             }
@@ -401,7 +543,13 @@ pub async fn supervise(
     }
     // Stopped while not running.
     if !matches!(view.state, State::Terminated { .. }) {
-        view.state = State::Terminated { exit_code: 0, reason: "Completed".into(), message: None, started_at: now(), finished_at: now() };
+        view.state = State::Terminated {
+            exit_code: 0,
+            reason: "Completed".into(),
+            message: None,
+            started_at: now(),
+            finished_at: now(),
+        };
     }
     view.done = true;
     view.ready = false;
@@ -431,18 +579,40 @@ async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration)
     code
 }
 
-async fn run_probe(p: &PodEnv, c: &Container, spec: &k8s_openapi::api::core::v1::Probe, launch: &Launch, timeout: Duration) -> bool {
+async fn run_probe(
+    p: &PodEnv,
+    c: &Container,
+    spec: &k8s_openapi::api::core::v1::Probe,
+    launch: &Launch,
+    timeout: Duration,
+) -> bool {
     let target: IpAddr = IpAddr::V4(p.pod_ip.unwrap_or(p.host_ip));
     match probe::action(spec, c, target) {
         Ok(Action::Tcp { addr }) => probe::tcp(addr, timeout).await,
-        Ok(Action::Http { addr, host_header, path, headers, https }) => probe::http(addr, &host_header, &path, &headers, https, timeout).await,
+        Ok(Action::Http {
+            addr,
+            host_header,
+            path,
+            headers,
+            https,
+        }) => probe::http(addr, &host_header, &path, &headers, https, timeout).await,
         Ok(Action::Exec { command }) => {
-            let Some(first) = command.first() else { return false };
+            let Some(first) = command.first() else {
+                return false;
+            };
             let mut l = launch.clone();
             l.argv = command.clone();
-            l.argv[0] = launch.program.argv(std::slice::from_ref(first), &[], &p.roots).map(|a| a[0].clone()).unwrap_or_else(|_| first.clone());
-            let Ok((mut cmd, guard)) = p.command(&l) else { return false };
-            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+            l.argv[0] = launch
+                .program
+                .argv(std::slice::from_ref(first), &[], &p.roots)
+                .map(|a| a[0].clone())
+                .unwrap_or_else(|_| first.clone());
+            let Ok((mut cmd, guard)) = p.command(&l) else {
+                return false;
+            };
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
             let child = cmd.spawn();
             drop(guard);
             let Ok(mut child) = child else { return false };

@@ -20,7 +20,13 @@ pub fn service_env(services: &[Service], pod_namespace: &str) -> Vec<(String, St
     }
     for (name, s) in chosen {
         let Some(spec) = &s.spec else { continue };
-        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else { continue };
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
         if spec.type_.as_deref() == Some("ExternalName") {
             continue;
         }
@@ -31,15 +37,33 @@ pub fn service_env(services: &[Service], pod_namespace: &str) -> Vec<(String, St
         out.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
         for p in ports {
             if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
-                out.push((format!("{prefix}_SERVICE_PORT_{}", pn.to_ascii_uppercase().replace('-', "_")), p.port.to_string()));
+                out.push((
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        pn.to_ascii_uppercase().replace('-', "_")
+                    ),
+                    p.port.to_string(),
+                ));
             }
         }
-        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
-        out.push((format!("{prefix}_PORT"), format!("{}://{ip}:{}", proto(first).to_ascii_lowercase(), first.port)));
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        out.push((
+            format!("{prefix}_PORT"),
+            format!(
+                "{}://{ip}:{}",
+                proto(first).to_ascii_lowercase(),
+                first.port
+            ),
+        ));
         for p in ports {
             let pr = proto(p);
             let base = format!("{prefix}_PORT_{}_{}", p.port, pr.to_ascii_uppercase());
-            out.push((base.clone(), format!("{}://{ip}:{}", pr.to_ascii_lowercase(), p.port)));
+            out.push((
+                base.clone(),
+                format!("{}://{ip}:{}", pr.to_ascii_lowercase(), p.port),
+            ));
             out.push((format!("{base}_PROTO"), pr.to_ascii_lowercase()));
             out.push((format!("{base}_PORT"), p.port.to_string()));
             out.push((format!("{base}_ADDR"), ip.to_string()));
@@ -57,11 +81,16 @@ pub fn field_ref(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> 
         "metadata.namespace" => m.namespace.clone()?,
         "metadata.uid" => m.uid.clone()?,
         "spec.nodeName" => spec?.node_name.clone()?,
-        "spec.serviceAccountName" => spec?.service_account_name.clone().unwrap_or_else(|| "default".into()),
+        "spec.serviceAccountName" => spec?
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         "status.podIP" | "status.podIPs" => pod_ip.unwrap_or(host_ip).to_string(),
         "status.hostIP" | "status.hostIPs" => host_ip.to_string(),
         _ => {
-            let (kind, key) = path.split_once("['").and_then(|(k, rest)| Some((k, rest.strip_suffix("']")?)))?;
+            let (kind, key) = path
+                .split_once("['")
+                .and_then(|(k, rest)| Some((k, rest.strip_suffix("']")?)))?;
             match kind {
                 "metadata.labels" => m.labels.as_ref()?.get(key)?.clone(),
                 "metadata.annotations" => m.annotations.as_ref()?.get(key)?.clone(),
@@ -75,7 +104,12 @@ pub fn field_ref(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> 
 /// Expands `$(NAME)` references from `env`; `$$(NAME)` is an escaped literal `$(NAME)`, and an
 /// unknown name is left as written (kubernetes third_party/forked/golang/expansion).
 pub fn expand(input: &str, env: &[(String, String)]) -> String {
-    let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let bytes = input.as_bytes();
     let mut out = String::with_capacity(input.len());
     let mut i = 0;
@@ -116,10 +150,23 @@ mod tests {
 
     fn svc(ns: &str, name: &str, ip: &str, ports: &[(Option<&str>, i32)]) -> Service {
         Service {
-            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
             spec: Some(ServiceSpec {
                 cluster_ip: Some(ip.into()),
-                ports: Some(ports.iter().map(|(n, p)| ServicePort { name: n.map(String::from), port: *p, ..Default::default() }).collect()),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|(n, p)| ServicePort {
+                            name: n.map(String::from),
+                            port: *p,
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
                 ..Default::default()
             }),
             status: None,
@@ -129,7 +176,12 @@ mod tests {
     #[test]
     fn service_links_include_the_master_service_and_skip_headless() {
         let services = vec![
-            svc("default", "kubernetes", "10.32.0.1", &[(Some("https"), 443)]),
+            svc(
+                "default",
+                "kubernetes",
+                "10.32.0.1",
+                &[(Some("https"), 443)],
+            ),
             svc("web", "my-nginx", "10.32.0.50", &[(None, 80)]),
             svc("web", "headless", "None", &[(None, 80)]),
             svc("other", "elsewhere", "10.32.0.9", &[(None, 80)]),
@@ -142,15 +194,26 @@ mod tests {
         assert_eq!(env["KUBERNETES_PORT_443_TCP_ADDR"], "10.32.0.1");
         assert_eq!(env["MY_NGINX_SERVICE_HOST"], "10.32.0.50");
         assert_eq!(env["MY_NGINX_PORT_80_TCP"], "tcp://10.32.0.50:80");
-        assert!(!env.keys().any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
+        assert!(!env
+            .keys()
+            .any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
     }
 
     #[test]
     fn expansion_follows_kubernetes_rules() {
-        let env = vec![("POD_IP".to_string(), "10.200.1.5".to_string()), ("A".into(), "x".into())];
+        let env = vec![
+            ("POD_IP".to_string(), "10.200.1.5".to_string()),
+            ("A".into(), "x".into()),
+        ];
         assert_eq!(expand("ip=$(POD_IP)", &env), "ip=10.200.1.5");
-        assert_eq!(expand("$$(POD_IP) $(MISSING) $(A)$(A)", &env), "$(POD_IP) $(MISSING) xx");
-        assert_eq!(expand("plain $HOME and $(unclosed", &env), "plain $HOME and $(unclosed");
+        assert_eq!(
+            expand("$$(POD_IP) $(MISSING) $(A)$(A)", &env),
+            "$(POD_IP) $(MISSING) xx"
+        );
+        assert_eq!(
+            expand("plain $HOME and $(unclosed", &env),
+            "plain $HOME and $(unclosed"
+        );
         assert_eq!(expand("ünï $(A)", &env), "ünï x");
     }
 
@@ -159,10 +222,22 @@ mod tests {
         let mut pod = Pod::default();
         pod.metadata.name = Some("web-1".into());
         pod.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
-        assert_eq!(field_ref(&pod, "metadata.name", None, "172.30.0.11").as_deref(), Some("web-1"));
-        assert_eq!(field_ref(&pod, "metadata.labels['app']", None, "h").as_deref(), Some("web"));
-        assert_eq!(field_ref(&pod, "status.podIP", Some("10.200.1.5"), "h").as_deref(), Some("10.200.1.5"));
-        assert_eq!(field_ref(&pod, "status.podIP", None, "172.30.0.11").as_deref(), Some("172.30.0.11"));
+        assert_eq!(
+            field_ref(&pod, "metadata.name", None, "172.30.0.11").as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(
+            field_ref(&pod, "metadata.labels['app']", None, "h").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            field_ref(&pod, "status.podIP", Some("10.200.1.5"), "h").as_deref(),
+            Some("10.200.1.5")
+        );
+        assert_eq!(
+            field_ref(&pod, "status.podIP", None, "172.30.0.11").as_deref(),
+            Some("172.30.0.11")
+        );
         assert_eq!(field_ref(&pod, "spec.bogus", None, "h"), None);
     }
 }

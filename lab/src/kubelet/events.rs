@@ -13,7 +13,15 @@ pub struct Events {
 
 impl Events {
     pub fn new(client: kube::Client, node: &str) -> Events {
-        Events { recorder: Recorder::new(client, Reporter { controller: "kubelet".into(), instance: Some(node.to_string()) }) }
+        Events {
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "kubelet".into(),
+                    instance: Some(node.to_string()),
+                },
+            ),
+        }
     }
 
     pub fn normal(&self, pod: &Pod, reason: &str, note: &str) {
@@ -30,7 +38,13 @@ impl Events {
         let recorder = self.recorder.clone();
         // The API limits notes to 1 kB; cut on a character boundary.
         let note: String = note.chars().take(900).collect();
-        let ev = Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
         tokio::spawn(async move {
             if let Err(e) = recorder.publish(&ev, &reference).await {
                 tracing::debug!(error = %e, "publishing an event failed");

@@ -104,15 +104,26 @@ struct PodHandle {
 /// Runs the stand-in until SIGTERM/SIGINT, then stops every pod locally (processes, CNI DEL,
 /// netns) and returns, leaving API objects in place.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cfg.kubeconfig).with_context(|| format!("reading {}", cfg.kubeconfig.display()))?;
-    let client_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.context("loading the kubeconfig")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cfg.kubeconfig)
+        .with_context(|| format!("reading {}", cfg.kubeconfig.display()))?;
+    let client_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("loading the kubeconfig")?;
     let client = kube::Client::try_from(client_cfg).context("building the API client")?;
-    std::fs::create_dir_all(cfg.state_dir.join("pods")).with_context(|| format!("creating {}", cfg.state_dir.display()))?;
-    let roots = catalogue::Roots { images_dir: cfg.state_dir.join("images"), bin_paths: cfg.bin_paths.clone() };
+    std::fs::create_dir_all(cfg.state_dir.join("pods"))
+        .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    let roots = catalogue::Roots {
+        images_dir: cfg.state_dir.join("images"),
+        bin_paths: cfg.bin_paths.clone(),
+    };
     catalogue::prepare_images(&roots).context("preparing the image catalogue")?;
     let ctx = Arc::new(NodeCtx {
         sandbox: sandbox::SandboxEnv {
-            cni: cni::Cni { bin_dir: cfg.cni_bin_dir.clone(), conf_dir: cfg.cni_conf_dir.clone(), cache_dir: cfg.state_dir.join("cni") },
+            cni: cni::Cni {
+                bin_dir: cfg.cni_bin_dir.clone(),
+                conf_dir: cfg.cni_conf_dir.clone(),
+                cache_dir: cfg.state_dir.join("cni"),
+            },
             netns_prefix: cfg.netns_prefix.clone(),
             etc_netns: PathBuf::from("/etc/netns"),
         },
@@ -144,10 +155,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let heartbeat = tokio::spawn(keep_alive(ctx.clone()));
     let api = tokio::spawn({
-        let (dir, name, ip) = (ctx.cfg.state_dir.clone(), ctx.cfg.node_name.clone(), ctx.cfg.node_ip);
+        let (dir, name, ip) = (
+            ctx.cfg.state_dir.clone(),
+            ctx.cfg.node_name.clone(),
+            ctx.cfg.node_ip,
+        );
         async move {
             if let Err(e) = server::serve(dir, name, ip).await {
-                tracing::warn!(error = format!("{e:#}"), "kubelet API not available; `kubectl logs` will not work on this node");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "kubelet API not available; `kubectl logs` will not work on this node"
+                );
             }
         }
     });
@@ -188,14 +206,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             },
         }
     };
-    tracing::info!(signal, pods = workers.len(), "stopping: cleaning up local pod resources");
+    tracing::info!(
+        signal,
+        pods = workers.len(),
+        "stopping: cleaning up local pod resources"
+    );
     heartbeat.abort();
     api.abort();
     for h in workers.values() {
         let _ = h.ctl.send(pod::Control::Shutdown);
     }
     for (_, h) in workers.drain() {
-        if tokio::time::timeout(Duration::from_secs(60), h.task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(60), h.task)
+            .await
+            .is_err()
+        {
             tracing::error!(pod = %format!("{}/{}", h.namespace, h.name), "pod did not stop within 60 s");
         }
     }
@@ -203,8 +228,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apply(ctx: &Arc<NodeCtx>, workers: &mut HashMap<String, PodHandle>, pending: &mut HashMap<String, Pod>, p: Pod) {
-    let Some(uid) = p.metadata.uid.clone() else { return };
+fn apply(
+    ctx: &Arc<NodeCtx>,
+    workers: &mut HashMap<String, PodHandle>,
+    pending: &mut HashMap<String, Pod>,
+    p: Pod,
+) {
+    let Some(uid) = p.metadata.uid.clone() else {
+        return;
+    };
     if let Some(h) = workers.get(&uid) {
         let _ = h.pod.send(p);
         return;
@@ -215,12 +247,18 @@ fn apply(ctx: &Arc<NodeCtx>, workers: &mut HashMap<String, PodHandle>, pending: 
 
 /// Starts pending pods, except one whose namespace/name still belongs to a terminating worker
 /// (a StatefulSet pod recreated with a new UID): its directory must be free first.
-fn start_pending(ctx: &Arc<NodeCtx>, workers: &mut HashMap<String, PodHandle>, pending: &mut HashMap<String, Pod>) {
+fn start_pending(
+    ctx: &Arc<NodeCtx>,
+    workers: &mut HashMap<String, PodHandle>,
+    pending: &mut HashMap<String, Pod>,
+) {
     let ready: Vec<String> = pending
         .iter()
         .filter(|(_, p)| {
             !workers.values().any(|h| {
-                !h.task.is_finished() && Some(&h.namespace) == p.metadata.namespace.as_ref() && Some(&h.name) == p.metadata.name.as_ref()
+                !h.task.is_finished()
+                    && Some(&h.namespace) == p.metadata.namespace.as_ref()
+                    && Some(&h.name) == p.metadata.name.as_ref()
             })
         })
         .map(|(u, _)| u.clone())
@@ -274,15 +312,19 @@ async fn register_and_wait_cidr(ctx: &NodeCtx) -> anyhow::Result<()> {
             }
             Err(e) => tracing::warn!(error = %e, "reading the Node failed"),
         }
-        if waited % 10 == 0 {
-            tracing::info!(node = ctx.cfg.node_name, "waiting for spec.podCIDR (kube-controller-manager node-ipam)");
+        if waited.is_multiple_of(10) {
+            tracing::info!(
+                node = ctx.cfg.node_name,
+                "waiting for spec.podCIDR (kube-controller-manager node-ipam)"
+            );
         }
         waited += 1;
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     tracing::info!(pod_cidr = cidr, "node has its pod CIDR");
     if let Some(t) = &ctx.cfg.cni_conf_template {
-        node::write_conf_template(&ctx.cfg.cni_conf_dir, t, &cidr).context("writing the CNI config template")?;
+        node::write_conf_template(&ctx.cfg.cni_conf_dir, t, &cidr)
+            .context("writing the CNI config template")?;
     }
     Ok(())
 }
@@ -355,12 +397,26 @@ async fn cleanup_stale(ctx: &NodeCtx) {
 /// volumes and the hostname are the pod's), with the PATH of the pod's image (busybox applets
 /// for busybox pods). Entering by pid works from any mount namespace, which `ip netns exec`
 /// does not: the stand-in's pod netns mounts live in its own (slave) mount namespace.
-pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyhow::Result<std::process::Command> {
+pub fn exec_command(
+    state_dir: &Path,
+    rec: &PodRecord,
+    argv: &[String],
+) -> anyhow::Result<std::process::Command> {
     let dir = record::pod_dir(state_dir, &rec.namespace, &rec.name);
-    let sb = record::read_sandbox(&dir).with_context(|| format!("pod {}/{} has no sandbox record", rec.namespace, rec.name))?;
-    let pid = sb.pause_pid.with_context(|| format!("pod {}/{} has no running sandbox (finished?)", rec.namespace, rec.name))?;
+    let sb = record::read_sandbox(&dir)
+        .with_context(|| format!("pod {}/{} has no sandbox record", rec.namespace, rec.name))?;
+    let pid = sb.pause_pid.with_context(|| {
+        format!(
+            "pod {}/{} has no running sandbox (finished?)",
+            rec.namespace, rec.name
+        )
+    })?;
     if nsexec::start_time(pid) != sb.pause_start {
-        anyhow::bail!("pod {}/{}: its sandbox process {pid} is gone", rec.namespace, rec.name);
+        anyhow::bail!(
+            "pod {}/{}: its sandbox process {pid} is gone",
+            rec.namespace,
+            rec.name
+        );
     }
     // The main container's mounts (volumes) if it runs and shares the pod's netns.
     let same_net = |p: u32| {
@@ -371,7 +427,12 @@ pub fn exec_command(state_dir: &Path, rec: &PodRecord, argv: &[String]) -> anyho
     let first = argv.first().context("no command given")?;
     let mut program = first.clone();
     if !first.contains('/') {
-        if let Some(found) = sb.path_env.split(':').map(|d| Path::new(d).join(first)).find(|p| p.exists()) {
+        if let Some(found) = sb
+            .path_env
+            .split(':')
+            .map(|d| Path::new(d).join(first))
+            .find(|p| p.exists())
+        {
             program = found.display().to_string();
         }
     }

@@ -19,23 +19,47 @@ pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 pub const STATUS_REPORT: Duration = Duration::from_secs(60);
 
 fn capacity() -> Value {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": "110", "ephemeral-storage": "10Gi"})
 }
 
 fn conditions(ts: &str) -> Value {
-    let c = |kind: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": ts, "lastTransitionTime": ts})
-    };
+    let c = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": ts, "lastTransitionTime": ts});
     json!([
-        c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        c("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        c("Ready", "True", "KubeletReady", "kubelet is posting ready status (weft lab stand-in)"),
+        c(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        c(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        c(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        c(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status (weft lab stand-in)"
+        ),
     ])
 }
 
@@ -80,7 +104,9 @@ pub fn node_object(cfg: &Config) -> Value {
 }
 
 fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Creates the Node, or refreshes the status of an existing one (a restarted stand-in).
@@ -94,10 +120,25 @@ pub async fn register(nodes: &Api<Node>, cfg: &Config) -> Result<(), kube::Error
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let labels = json!({"metadata": {"labels": obj["metadata"]["labels"]}});
-            nodes.patch(&cfg.node_name, &PatchParams::default(), &Patch::Strategic(&labels)).await?;
+            nodes
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&labels),
+                )
+                .await?;
             let status = json!({"status": obj["status"]});
-            nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Strategic(&status)).await?;
-            tracing::info!(node = cfg.node_name, "node already registered; status refreshed");
+            nodes
+                .patch_status(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&status),
+                )
+                .await?;
+            tracing::info!(
+                node = cfg.node_name,
+                "node already registered; status refreshed"
+            );
             Ok(())
         }
         Err(e) => Err(e),
@@ -105,7 +146,11 @@ pub async fn register(nodes: &Api<Node>, cfg: &Config) -> Result<(), kube::Error
 }
 
 /// Renews `kube-node-lease/<node>` (creating it if needed).
-pub async fn renew_lease(leases: &Api<Lease>, node: &str, node_uid: Option<String>) -> Result<(), kube::Error> {
+pub async fn renew_lease(
+    leases: &Api<Lease>,
+    node: &str,
+    node_uid: Option<String>,
+) -> Result<(), kube::Error> {
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     match leases.get_opt(node).await? {
         Some(mut lease) => {
@@ -117,16 +162,23 @@ pub async fn renew_lease(leases: &Api<Lease>, node: &str, node_uid: Option<Strin
         }
         None => {
             let owner = node_uid.map(|uid| {
-                vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Node".into(),
-                    name: node.to_string(),
-                    uid,
-                    ..Default::default()
-                }]
+                vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: node.to_string(),
+                        uid,
+                        ..Default::default()
+                    },
+                ]
             });
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(node.to_string()), namespace: Some("kube-node-lease".into()), owner_references: owner, ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(node.to_string()),
+                    namespace: Some("kube-node-lease".into()),
+                    owner_references: owner,
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(node.to_string()),
                     lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
@@ -146,15 +198,23 @@ pub async fn heartbeat(nodes: &Api<Node>, node: &str) -> Result<(), kube::Error>
     let mut conds = conditions(&ts);
     // Only the heartbeat moves; the transition time stays where the apiserver has it.
     for c in conds.as_array_mut().expect("array") {
-        c.as_object_mut().expect("object").remove("lastTransitionTime");
+        c.as_object_mut()
+            .expect("object")
+            .remove("lastTransitionTime");
     }
     let body = json!({"status": {"conditions": conds}});
-    nodes.patch_status(node, &PatchParams::default(), &Patch::Strategic(&body)).await?;
+    nodes
+        .patch_status(node, &PatchParams::default(), &Patch::Strategic(&body))
+        .await?;
     Ok(())
 }
 
 /// Writes the CNI config template with the pod CIDR filled in; true if the file changed.
-pub fn write_conf_template(conf_dir: &Path, template: &str, pod_cidr: &str) -> std::io::Result<bool> {
+pub fn write_conf_template(
+    conf_dir: &Path,
+    template: &str,
+    pod_cidr: &str,
+) -> std::io::Result<bool> {
     let text = render_template(template, pod_cidr);
     let path = conf_dir.join("10-lab.conflist");
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
@@ -169,7 +229,9 @@ pub fn write_conf_template(conf_dir: &Path, template: &str, pod_cidr: &str) -> s
 
 /// containerd's `conf_template` substitution.
 pub fn render_template(template: &str, pod_cidr: &str) -> String {
-    template.replace("{{podCIDR}}", pod_cidr).replace("{{.PodCIDR}}", pod_cidr)
+    template
+        .replace("{{podCIDR}}", pod_cidr)
+        .replace("{{.PodCIDR}}", pod_cidr)
 }
 
 #[cfg(test)]
@@ -197,23 +259,50 @@ mod tests {
         let v = node_object(&cfg());
         let node: Node = serde_json::from_value(v).unwrap();
         let status = node.status.unwrap();
-        let addrs: Vec<(String, String)> = status.addresses.unwrap().into_iter().map(|a| (a.type_, a.address)).collect();
-        assert_eq!(addrs, [("InternalIP".to_string(), "172.30.0.11".to_string()), ("Hostname".into(), "wl-node-1".into())]);
-        let ready = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        let addrs: Vec<(String, String)> = status
+            .addresses
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.type_, a.address))
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                ("InternalIP".to_string(), "172.30.0.11".to_string()),
+                ("Hostname".into(), "wl-node-1".into())
+            ]
+        );
+        let ready = status
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(status.node_info.unwrap().kubelet_version, KUBELET_VERSION);
-        assert_eq!(node.metadata.labels.unwrap()["kubernetes.io/hostname"], "wl-node-1");
+        assert_eq!(
+            node.metadata.labels.unwrap()["kubernetes.io/hostname"],
+            "wl-node-1"
+        );
         assert!(status.capacity.unwrap().contains_key("pods"));
     }
 
     #[test]
     fn template_gets_the_pod_cidr() {
         let t = r#"{"ipam":{"ranges":[[{"subnet":"{{podCIDR}}"}]]}}"#;
-        assert_eq!(render_template(t, "10.200.1.0/24"), r#"{"ipam":{"ranges":[[{"subnet":"10.200.1.0/24"}]]}}"#);
+        assert_eq!(
+            render_template(t, "10.200.1.0/24"),
+            r#"{"ipam":{"ranges":[[{"subnet":"10.200.1.0/24"}]]}}"#
+        );
         let dir = crate::kubelet::testutil::tempdir("wk-node-tpl");
         assert!(write_conf_template(&dir, t, "10.200.1.0/24").unwrap());
-        assert!(!write_conf_template(&dir, t, "10.200.1.0/24").unwrap(), "unchanged content is not rewritten");
-        assert!(std::fs::read_to_string(dir.join("10-lab.conflist")).unwrap().contains("10.200.1.0/24"));
+        assert!(
+            !write_conf_template(&dir, t, "10.200.1.0/24").unwrap(),
+            "unchanged content is not rewritten"
+        );
+        assert!(std::fs::read_to_string(dir.join("10-lab.conflist"))
+            .unwrap()
+            .contains("10.200.1.0/24"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,19 +27,22 @@ pub struct ChildSetup {
 }
 
 fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
 impl ChildSetup {
     /// Joins the namespace at `path` (e.g. /run/netns/x or /proc/PID/ns/mnt).
     pub fn enter(mut self, path: &Path, nstype: libc::c_int) -> io::Result<Self> {
-        let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+        let f = File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
         self.enter.push((f, nstype));
         Ok(self)
     }
 
     pub fn hostname(mut self, name: &str) -> io::Result<Self> {
-        self.hostname = Some(CString::new(name).map_err(|_| io::Error::other("hostname contains NUL"))?);
+        self.hostname =
+            Some(CString::new(name).map_err(|_| io::Error::other("hostname contains NUL"))?);
         Ok(self)
     }
 
@@ -66,7 +69,11 @@ impl ChildSetup {
     /// Runs in the child after fork. Only raw system calls: no allocation, no locks.
     fn apply(&self) -> io::Result<()> {
         fn check(r: libc::c_int) -> io::Result<()> {
-            if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
         }
         // SAFETY: plain system calls on valid fds and NUL-terminated strings owned by self.
         unsafe {
@@ -79,14 +86,32 @@ impl ChildSetup {
             }
             if self.new_mount_ns {
                 check(libc::unshare(libc::CLONE_NEWNS))?;
-                check(libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+                check(libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_SLAVE | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
             }
             if self.remount_sys {
                 check(libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH))?;
-                check(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+                check(libc::mount(
+                    c"sysfs".as_ptr(),
+                    c"/sys".as_ptr(),
+                    c"sysfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ))?;
             }
             for (src, dst) in &self.binds {
-                check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                check(libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
             }
             // Own session and process group: the whole container is signalled as one.
             check(libc::setsid())?;
@@ -118,7 +143,9 @@ pub fn kill_group(pgid: u32, sig: libc::c_int) -> bool {
 
 /// The inode of a namespace file (`/run/netns/x`, `/proc/PID/ns/uts`).
 pub fn ns_inode(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
 /// SIGKILLs every process whose `kind` namespace (net, uts, …) has inode `ino`; never our own
@@ -129,7 +156,9 @@ pub fn kill_namespace_members(kind: &str, ino: u64) -> usize {
     }
     let mut n = 0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
         if ns_inode(&entry.path().join("ns").join(kind)) == Some(ino) {
             // SAFETY: kill(2) on a pid; no memory involved.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -162,8 +191,12 @@ mod tests {
     #[tokio::test]
     async fn child_gets_its_own_session_and_workdir() {
         let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.args(["-c", "pwd; cut -d' ' -f6 /proc/$$/stat; echo $$"]).stdout(std::process::Stdio::piped());
-        let _guard = ChildSetup::default().workdir(Path::new("/tmp")).unwrap().install(&mut cmd);
+        cmd.args(["-c", "pwd; cut -d' ' -f6 /proc/$$/stat; echo $$"])
+            .stdout(std::process::Stdio::piped());
+        let _guard = ChildSetup::default()
+            .workdir(Path::new("/tmp"))
+            .unwrap()
+            .install(&mut cmd);
         let out = cmd.output().await.unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();

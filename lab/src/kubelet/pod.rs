@@ -51,7 +51,11 @@ fn grace_of(pod: &Pod) -> Duration {
     let secs = pod
         .metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30);
     Duration::from_secs(secs.max(0) as u64)
 }
@@ -60,15 +64,25 @@ fn ending_of(pod: &Pod, ctl: Control) -> Option<Ending> {
     match ctl {
         Control::Gone => Some(Ending::Gone),
         Control::Shutdown => Some(Ending::Shutdown),
-        Control::Run if pod.metadata.deletion_timestamp.is_some() => Some(Ending::Delete(grace_of(pod))),
+        Control::Run if pod.metadata.deletion_timestamp.is_some() => {
+            Some(Ending::Delete(grace_of(pod)))
+        }
         Control::Run => None,
     }
 }
 
 /// Runs one pod until it is deleted, gone, or the stand-in shuts down.
-pub async fn run(ctx: Arc<NodeCtx>, mut pod_rx: watch::Receiver<Pod>, mut ctl: watch::Receiver<Control>) {
+pub async fn run(
+    ctx: Arc<NodeCtx>,
+    mut pod_rx: watch::Receiver<Pod>,
+    mut ctl: watch::Receiver<Control>,
+) {
     let pod = pod_rx.borrow_and_update().clone();
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dir = record::pod_dir(&ctx.cfg.state_dir, &namespace, &name);
@@ -92,11 +106,20 @@ impl Worker {
     }
 
     /// Everything up to the decision to stop.
-    async fn live(&mut self, pod: Pod, pod_rx: &mut watch::Receiver<Pod>, ctl: &mut watch::Receiver<Control>) -> (Ending, Option<Running>) {
+    async fn live(
+        &mut self,
+        pod: Pod,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> (Ending, Option<Running>) {
         if let Some(e) = ending_of(&pod, *ctl.borrow()) {
             return (e, None);
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         if phase == "Succeeded" || phase == "Failed" {
             // A finished pod from before a restart: nothing to run, wait for its deletion.
             return (wait_for_end(pod_rx, ctl).await, None);
@@ -112,7 +135,9 @@ impl Worker {
                 Err(e) => {
                     attempt += 1;
                     let msg = format!("Failed to create pod sandbox: {e}");
-                    self.ctx.events.warning(&pod, "FailedCreatePodSandBox", &msg);
+                    self.ctx
+                        .events
+                        .warning(&pod, "FailedCreatePodSandBox", &msg);
                     let view = self.view(&pod, None, false, None, Some(msg));
                     self.patch(&view).await;
                     // Short retries: the network plugin (weft's DaemonSet) may write its config moments later.
@@ -124,8 +149,28 @@ impl Worker {
             }
         };
         tracing::info!(pod = self.pod_ref(), netns = sandbox.netns, ip = ?sandbox.ip, sandbox = sandbox.id, "sandbox ready");
-        self.ctx.events.normal(&pod, "SandboxReady", &format!("Pod sandbox {} ready, IP {}", &sandbox.id[..12], sandbox.ip.map(|i| i.to_string()).unwrap_or_else(|| "host network".into())));
-        let mut running = Running { sandbox, spec, tasks: vec![], stop: watch::channel(None).0, views: pending_views(&pod), init_views: pending_init_views(&pod), pids: vec![], rx: None };
+        self.ctx.events.normal(
+            &pod,
+            "SandboxReady",
+            &format!(
+                "Pod sandbox {} ready, IP {}",
+                &sandbox.id[..12],
+                sandbox
+                    .ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "host network".into())
+            ),
+        );
+        let mut running = Running {
+            sandbox,
+            spec,
+            tasks: vec![],
+            stop: watch::channel(None).0,
+            views: pending_views(&pod),
+            init_views: pending_init_views(&pod),
+            pids: vec![],
+            rx: None,
+        };
         running.pids = vec![None; running.views.len()];
         self.save_record(&pod, &running);
         // Report the IP early, as kubelet does once the sandbox exists.
@@ -133,10 +178,21 @@ impl Worker {
         self.patch(&view).await;
 
         let volumes = loop {
-            match super::volumes::materialise(&self.ctx.client, &pod, &self.dir, &self.ctx.cfg.node_ip.to_string()).await {
+            match super::volumes::materialise(
+                &self.ctx.client,
+                &pod,
+                &self.dir,
+                &self.ctx.cfg.node_ip.to_string(),
+            )
+            .await
+            {
                 Ok(v) => break v,
                 Err(e) => {
-                    self.ctx.events.warning(&pod, "FailedMount", &format!("MountVolume.SetUp failed: {e}"));
+                    self.ctx.events.warning(
+                        &pod,
+                        "FailedMount",
+                        &format!("MountVolume.SetUp failed: {e}"),
+                    );
                     if let Some(end) = wait_or_end(pod_rx, ctl, Duration::from_secs(5)).await {
                         return (end, Some(running));
                     }
@@ -156,15 +212,34 @@ impl Worker {
             volumes,
             service_env,
         });
-        let policy = RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
+        let policy =
+            RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
         let (tx, mut rx) = mpsc::unbounded_channel::<Update>();
         let stop_rx = running.stop.subscribe();
         // Init containers run one at a time to completion; a failure that will not be retried
         // (restartPolicy Never) fails the pod. Sidecars (restartPolicy Always) are not modelled.
-        let init_policy = if policy == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure };
-        for (idx, c) in pod.spec.as_ref().and_then(|s| s.init_containers.clone()).unwrap_or_default().into_iter().enumerate() {
+        let init_policy = if policy == RestartPolicy::Never {
+            RestartPolicy::Never
+        } else {
+            RestartPolicy::OnFailure
+        };
+        for (idx, c) in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let (itx, mut irx) = mpsc::unbounded_channel::<Update>();
-            let task = tokio::spawn(container::supervise(env.clone(), idx, c, init_policy, itx, stop_rx.clone()));
+            let task = tokio::spawn(container::supervise(
+                env.clone(),
+                idx,
+                c,
+                init_policy,
+                itx,
+                stop_rx.clone(),
+            ));
             running.tasks.push(task);
             loop {
                 tokio::select! {
@@ -189,7 +264,14 @@ impl Worker {
             }
             let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
             if view.init_failed() {
-                self.ctx.events.warning(&pod, "Failed", &format!("Init container {} failed; the pod will not start", running.init_views[idx].name));
+                self.ctx.events.warning(
+                    &pod,
+                    "Failed",
+                    &format!(
+                        "Init container {} failed; the pod will not start",
+                        running.init_views[idx].name
+                    ),
+                );
                 for v in &mut running.views {
                     v.done = true;
                 }
@@ -208,8 +290,22 @@ impl Worker {
                 v.state = status::State::waiting("ContainerCreating", None);
             }
         }
-        for (idx, c) in pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default().into_iter().enumerate() {
-            running.tasks.push(tokio::spawn(container::supervise(env.clone(), idx, c, policy, tx.clone(), stop_rx.clone())));
+        for (idx, c) in pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            running.tasks.push(tokio::spawn(container::supervise(
+                env.clone(),
+                idx,
+                c,
+                policy,
+                tx.clone(),
+                stop_rx.clone(),
+            )));
         }
         drop(tx);
         let mut retry = tokio::time::interval(Duration::from_secs(2));
@@ -299,7 +395,12 @@ impl Worker {
 
     async fn teardown(&self, running: &mut Running) {
         for attempt in 1..=3u32 {
-            match self.ctx.sandbox.teardown(&running.spec, &mut running.sandbox).await {
+            match self
+                .ctx
+                .sandbox
+                .teardown(&running.spec, &mut running.sandbox)
+                .await
+            {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(pod = self.pod_ref(), attempt, error = %e, "sandbox teardown failed");
@@ -307,7 +408,10 @@ impl Worker {
                 }
             }
         }
-        tracing::error!(pod = self.pod_ref(), "giving up on sandbox teardown; resources may be left behind");
+        tracing::error!(
+            pod = self.pod_ref(),
+            "giving up on sandbox teardown; resources may be left behind"
+        );
     }
 
     /// DELETE with grace 0 and a UID precondition (kubelet's status manager), retrying while the
@@ -315,7 +419,10 @@ impl Worker {
     async fn delete_object(&self) {
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         for attempt in 0..30u32 {
@@ -339,7 +446,10 @@ impl Worker {
         let mut hostname = spec.hostname.clone().unwrap_or_else(|| self.name.clone());
         hostname.truncate(63);
         let domain = &self.ctx.cfg.cluster_domain;
-        let fqdn = spec.subdomain.as_ref().map(|sd| format!("{hostname}.{sd}.{}.svc.{domain}", self.namespace));
+        let fqdn = spec
+            .subdomain
+            .as_ref()
+            .map(|sd| format!("{hostname}.{sd}.{}.svc.{domain}", self.namespace));
         let resolv = resolv::render_resolv_conf(&DnsInputs {
             namespace: &self.namespace,
             dns_policy: spec.dns_policy.as_deref(),
@@ -353,7 +463,11 @@ impl Worker {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             uid: self.uid.clone(),
-            hostname: if host_network { self.ctx.cfg.node_name.clone() } else { hostname },
+            hostname: if host_network {
+                self.ctx.cfg.node_name.clone()
+            } else {
+                hostname
+            },
             fqdn,
             host_network,
             resolv_conf: resolv,
@@ -373,7 +487,9 @@ impl Worker {
         let ns_api: Api<Service> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         match ns_api.list(&Default::default()).await {
             Ok(l) => services.extend(l.items),
-            Err(e) => tracing::warn!(pod = self.pod_ref(), error = %e, "listing services for env vars"),
+            Err(e) => {
+                tracing::warn!(pod = self.pod_ref(), error = %e, "listing services for env vars")
+            }
         }
         if self.namespace != "default" {
             let def: Api<Service> = Api::namespaced(self.ctx.client.clone(), "default");
@@ -384,17 +500,38 @@ impl Worker {
         super::env::service_env(&services, &self.namespace)
     }
 
-    fn view(&self, pod: &Pod, ip: Option<std::net::Ipv4Addr>, sandbox_ready: bool, running: Option<&Running>, msg: Option<String>) -> PodView {
+    fn view(
+        &self,
+        pod: &Pod,
+        ip: Option<std::net::Ipv4Addr>,
+        sandbox_ready: bool,
+        running: Option<&Running>,
+        msg: Option<String>,
+    ) -> PodView {
         let (containers, init_containers) = match running {
             Some(r) => (r.views.clone(), r.init_views.clone()),
             None => (pending_views(pod), pending_init_views(pod)),
         };
         // A host-network pod's IP is the node's (kubelet reports hostIPs as podIPs).
-        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-        let ip = if host_network && sandbox_ready { Some(self.ctx.cfg.node_ip) } else { ip };
-        let start_time = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| {
-            k8s_openapi::jiff::Timestamp::from_second(t.0.as_second()).map(|t| t.to_string()).unwrap_or_default()
-        });
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let ip = if host_network && sandbox_ready {
+            Some(self.ctx.cfg.node_ip)
+        } else {
+            ip
+        };
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| {
+                k8s_openapi::jiff::Timestamp::from_second(t.0.as_second())
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            });
         PodView {
             uid: self.uid.clone(),
             sandbox_ready,
@@ -413,7 +550,11 @@ impl Worker {
         if self.last_sent.as_ref().is_some_and(|last| *last == body) {
             return;
         }
-        match self.pods.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        match self
+            .pods
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
             Ok(_) => {
                 tracing::debug!(pod = self.pod_ref(), phase = %body["status"]["phase"], "status patched");
                 self.last_sent = Some(body);
@@ -426,27 +567,47 @@ impl Worker {
     }
 
     fn save_record(&self, pod: &Pod, running: &Running) {
-        let main = pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()).unwrap_or_default();
+        let main = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
         let rec = PodRecord {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             uid: self.uid.clone(),
             netns: running.sandbox.netns.clone(),
             host_network: running.spec.host_network,
-            ip: if running.spec.host_network { Some(self.ctx.cfg.node_ip) } else { running.sandbox.ip },
+            ip: if running.spec.host_network {
+                Some(self.ctx.cfg.node_ip)
+            } else {
+                running.sandbox.ip
+            },
             log: self.dir.join(format!("{main}.log")),
             pid: running.pids.first().copied().flatten(),
         };
-        let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
-        let path_env = super::catalogue::lookup(&image).map(|p| p.path_env(&self.ctx.roots)).unwrap_or_default();
+        let image = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let path_env = super::catalogue::lookup(&image)
+            .map(|p| p.path_env(&self.ctx.roots))
+            .unwrap_or_default();
         let sb = SandboxRecord {
             id: running.sandbox.id.clone(),
-            pause_pid: Some(running.sandbox.pause_pid).filter(|p| *p != 0 && running.sandbox.pause.is_some()),
+            pause_pid: Some(running.sandbox.pause_pid)
+                .filter(|p| *p != 0 && running.sandbox.pause.is_some()),
             pause_start: super::nsexec::start_time(running.sandbox.pause_pid),
             path_env,
             network: running.sandbox.network.as_ref().map(|n| n.name.clone()),
         };
-        for r in [record::save(&record::sandbox_path(&self.dir), &sb), record::save(&record::record_path(&self.dir), &rec)] {
+        for r in [
+            record::save(&record::sandbox_path(&self.dir), &sb),
+            record::save(&record::record_path(&self.dir), &rec),
+        ] {
             if let Err(e) = r {
                 tracing::warn!(pod = self.pod_ref(), error = %e, "writing the pod record");
             }
@@ -474,7 +635,10 @@ impl Running {
 }
 
 fn pending_views(pod: &Pod) -> Vec<ContainerView> {
-    let initializing = pod.spec.as_ref().is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()));
+    let initializing = pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()));
     pod.spec
         .as_ref()
         .map(|s| {
@@ -496,7 +660,11 @@ fn pending_init_views(pod: &Pod) -> Vec<ContainerView> {
     pod.spec
         .as_ref()
         .and_then(|s| s.init_containers.as_ref())
-        .map(|l| l.iter().map(|c| ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default())).collect())
+        .map(|l| {
+            l.iter()
+                .map(|c| ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -527,7 +695,10 @@ pub fn capability_args(pod: &Pod) -> Map<String, Value> {
     caps
 }
 
-async fn wait_for_end(pod_rx: &mut watch::Receiver<Pod>, ctl: &mut watch::Receiver<Control>) -> Ending {
+async fn wait_for_end(
+    pod_rx: &mut watch::Receiver<Pod>,
+    ctl: &mut watch::Receiver<Control>,
+) -> Ending {
     loop {
         if let Some(e) = ending_of(&pod_rx.borrow(), *ctl.borrow()) {
             return e;
@@ -540,7 +711,11 @@ async fn wait_for_end(pod_rx: &mut watch::Receiver<Pod>, ctl: &mut watch::Receiv
 }
 
 /// Sleeps unless the pod ends first.
-async fn wait_or_end(pod_rx: &mut watch::Receiver<Pod>, ctl: &mut watch::Receiver<Control>, d: Duration) -> Option<Ending> {
+async fn wait_or_end(
+    pod_rx: &mut watch::Receiver<Pod>,
+    ctl: &mut watch::Receiver<Control>,
+    d: Duration,
+) -> Option<Ending> {
     tokio::select! {
         _ = tokio::time::sleep(d) => ending_of(&pod_rx.borrow(), *ctl.borrow()),
         e = wait_for_end(pod_rx, ctl) => Some(e),
@@ -559,9 +734,21 @@ mod tests {
                 containers: vec![Container {
                     name: "web".into(),
                     ports: Some(vec![
-                        ContainerPort { container_port: 80, host_port: Some(8080), ..Default::default() },
-                        ContainerPort { container_port: 53, protocol: Some("UDP".into()), host_port: Some(5353), ..Default::default() },
-                        ContainerPort { container_port: 9090, ..Default::default() },
+                        ContainerPort {
+                            container_port: 80,
+                            host_port: Some(8080),
+                            ..Default::default()
+                        },
+                        ContainerPort {
+                            container_port: 53,
+                            protocol: Some("UDP".into()),
+                            host_port: Some(5353),
+                            ..Default::default()
+                        },
+                        ContainerPort {
+                            container_port: 9090,
+                            ..Default::default()
+                        },
                     ]),
                     ..Default::default()
                 }],
@@ -570,10 +757,13 @@ mod tests {
             ..Default::default()
         };
         let caps = capability_args(&pod);
-        assert_eq!(caps["portMappings"], json!([
-            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
-            {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": ""},
-        ]));
+        assert_eq!(
+            caps["portMappings"],
+            json!([
+                {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+                {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": ""},
+            ])
+        );
         assert!(capability_args(&Pod::default()).is_empty());
     }
 
@@ -581,11 +771,17 @@ mod tests {
     fn deletion_grace_comes_from_the_object() {
         let mut pod = Pod::default();
         assert_eq!(grace_of(&pod), Duration::from_secs(30));
-        pod.spec = Some(PodSpec { termination_grace_period_seconds: Some(5), ..Default::default() });
+        pod.spec = Some(PodSpec {
+            termination_grace_period_seconds: Some(5),
+            ..Default::default()
+        });
         assert_eq!(grace_of(&pod), Duration::from_secs(5));
         pod.metadata.deletion_grace_period_seconds = Some(0);
         assert_eq!(grace_of(&pod), Duration::ZERO);
         assert!(ending_of(&pod, Control::Run).is_none());
-        assert!(matches!(ending_of(&pod, Control::Shutdown), Some(Ending::Shutdown)));
+        assert!(matches!(
+            ending_of(&pod, Control::Shutdown),
+            Some(Ending::Shutdown)
+        ));
     }
 }

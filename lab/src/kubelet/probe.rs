@@ -43,7 +43,12 @@ pub struct Readiness {
 impl Readiness {
     /// A fresh container is not ready until its probe has succeeded `successThreshold` times.
     pub fn new(timing: Timing) -> Readiness {
-        Readiness { timing, ready: false, ok_run: 0, fail_run: 0 }
+        Readiness {
+            timing,
+            ready: false,
+            ok_run: 0,
+            fail_run: 0,
+        }
     }
 
     pub fn ready(&self) -> bool {
@@ -82,9 +87,19 @@ impl Readiness {
 /// What a probe does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Tcp { addr: SocketAddr },
-    Http { addr: SocketAddr, host_header: String, path: String, headers: Vec<(String, String)>, https: bool },
-    Exec { command: Vec<String> },
+    Tcp {
+        addr: SocketAddr,
+    },
+    Http {
+        addr: SocketAddr,
+        host_header: String,
+        path: String,
+        headers: Vec<(String, String)>,
+        https: bool,
+    },
+    Exec {
+        command: Vec<String>,
+    },
 }
 
 /// A probe the stand-in cannot run.
@@ -120,12 +135,18 @@ pub fn action(p: &Probe, container: &Container, pod_ip: IpAddr) -> Result<Action
         }
     };
     if let Some(t) = &p.tcp_socket {
-        return Ok(Action::Tcp { addr: SocketAddr::new(host(&t.host)?, resolve_port(&t.port)?) });
+        return Ok(Action::Tcp {
+            addr: SocketAddr::new(host(&t.host)?, resolve_port(&t.port)?),
+        });
     }
     if let Some(h) = &p.http_get {
         let addr = SocketAddr::new(host(&h.host)?, resolve_port(&h.port)?);
-        let headers: Vec<(String, String)> =
-            h.http_headers.iter().flatten().map(|hh| (hh.name.clone(), hh.value.clone())).collect();
+        let headers: Vec<(String, String)> = h
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|hh| (hh.name.clone(), hh.value.clone()))
+            .collect();
         let host_header = headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("host"))
@@ -136,29 +157,50 @@ pub fn action(p: &Probe, container: &Container, pod_ip: IpAddr) -> Result<Action
             path.insert(0, '/');
         }
         let https = h.scheme.as_deref() == Some("HTTPS");
-        return Ok(Action::Http { addr, host_header, path, headers, https });
+        return Ok(Action::Http {
+            addr,
+            host_header,
+            path,
+            headers,
+            https,
+        });
     }
     if let Some(e) = &p.exec {
-        return Ok(Action::Exec { command: e.command.clone().unwrap_or_default() });
+        return Ok(Action::Exec {
+            command: e.command.clone().unwrap_or_default(),
+        });
     }
     Err(ProbeError::NoHandler)
 }
 
 /// A TCP connect within the timeout.
 pub async fn tcp(addr: SocketAddr, timeout: Duration) -> bool {
-    matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// An HTTP/1.1 GET; success is a status in 200..400 (kubelet's rule). HTTPS is checked as a
 /// TCP connect: the stand-in has no TLS client (kubelet would not verify the certificate).
-pub async fn http(addr: SocketAddr, host_header: &str, path: &str, headers: &[(String, String)], https: bool, timeout: Duration) -> bool {
+pub async fn http(
+    addr: SocketAddr,
+    host_header: &str,
+    path: &str,
+    headers: &[(String, String)],
+    https: bool,
+    timeout: Duration,
+) -> bool {
     if https {
         return tcp(addr, timeout).await;
     }
     let run = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n");
-        for (n, v) in headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("host")) {
+        for (n, v) in headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+        {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
         req.push_str("\r\n");
@@ -209,13 +251,16 @@ mod tests {
     #[test]
     fn defaults_follow_the_api() {
         let t = Timing::from_probe(&Probe::default());
-        assert_eq!(t, Timing {
-            initial_delay: Duration::ZERO,
-            period: Duration::from_secs(10),
-            timeout: Duration::from_secs(1),
-            success_threshold: 1,
-            failure_threshold: 3,
-        });
+        assert_eq!(
+            t,
+            Timing {
+                initial_delay: Duration::ZERO,
+                period: Duration::from_secs(10),
+                timeout: Duration::from_secs(1),
+                success_threshold: 1,
+                failure_threshold: 3,
+            }
+        );
     }
 
     #[test]
@@ -232,7 +277,10 @@ mod tests {
         assert!(!r.ready());
         assert!(!r.record(true), "one success is below successThreshold=2");
         assert!(r.record(true) && r.ready());
-        assert!(!r.record(false) && !r.record(false), "two failures stay ready");
+        assert!(
+            !r.record(false) && !r.record(false),
+            "two failures stay ready"
+        );
         assert!(r.record(false) && !r.ready(), "third failure flips");
         assert!(!r.record(true), "success run restarts from zero");
         assert!(!r.record(false) && !r.record(true));
@@ -242,7 +290,11 @@ mod tests {
     fn container() -> Container {
         Container {
             name: "web".into(),
-            ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }]),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
             ..Default::default()
         }
     }
@@ -251,27 +303,60 @@ mod tests {
     fn actions_resolve_named_ports_and_default_to_the_pod_ip() {
         let ip: IpAddr = "10.200.1.5".parse().unwrap();
         let p = Probe {
-            http_get: Some(HTTPGetAction { port: IntOrString::String("http".into()), path: Some("healthz".into()), ..Default::default() }),
+            http_get: Some(HTTPGetAction {
+                port: IntOrString::String("http".into()),
+                path: Some("healthz".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert_eq!(action(&p, &container(), ip).unwrap(), Action::Http {
-            addr: "10.200.1.5:8080".parse().unwrap(),
-            host_header: "10.200.1.5:8080".into(),
-            path: "/healthz".into(),
-            headers: vec![],
-            https: false,
-        });
-        let p = Probe { tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(53), host: None }), ..Default::default() };
-        assert_eq!(action(&p, &container(), ip).unwrap(), Action::Tcp { addr: "10.200.1.5:53".parse().unwrap() });
-        let p = Probe { tcp_socket: Some(TCPSocketAction { port: IntOrString::String("dns".into()), host: None }), ..Default::default() };
-        assert_eq!(action(&p, &container(), ip), Err(ProbeError::UnknownPort("dns".into())));
-        assert_eq!(action(&Probe::default(), &container(), ip), Err(ProbeError::NoHandler));
+        assert_eq!(
+            action(&p, &container(), ip).unwrap(),
+            Action::Http {
+                addr: "10.200.1.5:8080".parse().unwrap(),
+                host_header: "10.200.1.5:8080".into(),
+                path: "/healthz".into(),
+                headers: vec![],
+                https: false,
+            }
+        );
+        let p = Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(53),
+                host: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            action(&p, &container(), ip).unwrap(),
+            Action::Tcp {
+                addr: "10.200.1.5:53".parse().unwrap()
+            }
+        );
+        let p = Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("dns".into()),
+                host: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            action(&p, &container(), ip),
+            Err(ProbeError::UnknownPort("dns".into()))
+        );
+        assert_eq!(
+            action(&Probe::default(), &container(), ip),
+            Err(ProbeError::NoHandler)
+        );
     }
 
     #[test]
     fn status_line_parsing() {
         assert_eq!(http_status(b"HTTP/1.1 200 OK\r\nx"), Some(200));
-        assert_eq!(http_status(b"HTTP/1.0 503 Service Unavailable\r\n"), Some(503));
+        assert_eq!(
+            http_status(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Some(503)
+        );
         assert_eq!(http_status(b"SSH-2.0-OpenSSH\r\n"), None);
     }
 
@@ -287,7 +372,9 @@ mod tests {
                 let req = String::from_utf8_lossy(&buf[..n]).to_string();
                 assert!(req.starts_with("GET /ready HTTP/1.1\r\n"), "{req}");
                 assert!(req.contains("User-Agent: kube-probe/1.36"), "{req}");
-                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await.unwrap();
+                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
             }
         });
         let t = Duration::from_secs(2);

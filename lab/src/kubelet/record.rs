@@ -46,7 +46,10 @@ pub fn pod_dir(state_dir: &Path, namespace: &str, name: &str) -> PathBuf {
 /// Writes a record atomically (write + rename), so readers never see half a file.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, path)
 }
 
@@ -61,7 +64,12 @@ pub fn sandbox_path(dir: &Path) -> PathBuf {
 /// The record of pod `namespace/name` on this node.
 pub fn find_pod(state_dir: &Path, namespace: &str, name: &str) -> anyhow::Result<PodRecord> {
     let path = record_path(&pod_dir(state_dir, namespace, name));
-    let text = std::fs::read(&path).with_context(|| format!("pod {namespace}/{name} is not running on this node ({})", path.display()))?;
+    let text = std::fs::read(&path).with_context(|| {
+        format!(
+            "pod {namespace}/{name} is not running on this node ({})",
+            path.display()
+        )
+    })?;
     serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
 }
 
@@ -77,7 +85,10 @@ pub fn list_pods(state_dir: &Path) -> anyhow::Result<Vec<PodRecord>> {
     for entry in entries {
         let path = record_path(&entry?.path());
         match std::fs::read(&path) {
-            Ok(text) => out.push(serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?),
+            Ok(text) => out.push(
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -100,7 +111,14 @@ mod tests {
     fn records_round_trip_and_list_sorted() {
         let state = tempdir("wk-rec");
         assert!(list_pods(&state).unwrap().is_empty());
-        for (ns, name, ip) in [("kube-system", "coredns-1", Some(Ipv4Addr::new(10, 200, 1, 3))), ("default", "web", None)] {
+        for (ns, name, ip) in [
+            (
+                "kube-system",
+                "coredns-1",
+                Some(Ipv4Addr::new(10, 200, 1, 3)),
+            ),
+            ("default", "web", None),
+        ] {
             let dir = pod_dir(&state, ns, name);
             std::fs::create_dir_all(&dir).unwrap();
             let rec = PodRecord {
@@ -116,10 +134,19 @@ mod tests {
             save(&record_path(&dir), &rec).unwrap();
         }
         let all = list_pods(&state).unwrap();
-        assert_eq!(all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web", "coredns-1"]);
-        assert_eq!(find_pod(&state, "kube-system", "coredns-1").unwrap().ip, Some(Ipv4Addr::new(10, 200, 1, 3)));
+        assert_eq!(
+            all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["web", "coredns-1"]
+        );
+        assert_eq!(
+            find_pod(&state, "kube-system", "coredns-1").unwrap().ip,
+            Some(Ipv4Addr::new(10, 200, 1, 3))
+        );
         let err = find_pod(&state, "default", "nope").unwrap_err().to_string();
-        assert!(err.contains("default/nope is not running on this node"), "{err}");
+        assert!(
+            err.contains("default/nope is not running on this node"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&state).unwrap();
     }
 }

@@ -20,7 +20,10 @@ pub enum SandboxError {
     #[error("CNI result for {network} has no IPv4 address on eth0")]
     NoPodIp { network: String },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -76,7 +79,11 @@ pub fn new_id() -> String {
 
 /// The pod's netns name: prefix plus the first 12 hex digits of its UID.
 pub fn netns_name(prefix: &str, uid: &str) -> String {
-    let short: String = uid.chars().filter(|c| c.is_ascii_hexdigit()).take(12).collect();
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(12)
+        .collect();
     format!("{prefix}{short}")
 }
 
@@ -96,15 +103,29 @@ async fn run(cmd: &mut tokio::process::Command) -> Result<(), SandboxError> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(SandboxError::Command { command: described, message: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(SandboxError::Command {
+            command: described,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
 impl SandboxEnv {
     /// Builds the sandbox; on failure everything made so far is removed again.
-    pub async fn create(&self, spec: &SandboxSpec, pod_dir: &Path) -> Result<Sandbox, SandboxError> {
+    pub async fn create(
+        &self,
+        spec: &SandboxSpec,
+        pod_dir: &Path,
+    ) -> Result<Sandbox, SandboxError> {
         let id = new_id();
-        let mut sb = Sandbox { id, netns: String::new(), ip: None, network: None, pause: None, pause_pid: 0 };
+        let mut sb = Sandbox {
+            id,
+            netns: String::new(),
+            ip: None,
+            network: None,
+            pause: None,
+            pause_pid: 0,
+        };
         match self.create_inner(spec, pod_dir, &mut sb).await {
             Ok(()) => Ok(sb),
             Err(e) => {
@@ -116,7 +137,12 @@ impl SandboxEnv {
         }
     }
 
-    async fn create_inner(&self, spec: &SandboxSpec, pod_dir: &Path, sb: &mut Sandbox) -> Result<(), SandboxError> {
+    async fn create_inner(
+        &self,
+        spec: &SandboxSpec,
+        pod_dir: &Path,
+        sb: &mut Sandbox,
+    ) -> Result<(), SandboxError> {
         let etc = pod_dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io(format!("creating {}", etc.display())))?;
         if !spec.host_network {
@@ -130,23 +156,41 @@ impl SandboxEnv {
             sb.netns = name.clone();
             // Loopback first, then the default network (containerd's order).
             let lo = NetworkList::loopback();
-            self.cni.add(&lo, &runtime_conf(spec, &sb.id, &name, "lo")).await?;
+            self.cni
+                .add(&lo, &runtime_conf(spec, &sb.id, &name, "lo"))
+                .await?;
             let net = self.cni.default_network()?;
             sb.network = Some(net.clone());
-            let res = self.cni.add(&net, &runtime_conf(spec, &sb.id, &name, "eth0")).await?;
-            sb.ip = Some(result::pod_ipv4(&res, "eth0").ok_or_else(|| SandboxError::NoPodIp { network: net.name.clone() })?);
+            let res = self
+                .cni
+                .add(&net, &runtime_conf(spec, &sb.id, &name, "eth0"))
+                .await?;
+            sb.ip = Some(
+                result::pod_ipv4(&res, "eth0").ok_or_else(|| SandboxError::NoPodIp {
+                    network: net.name.clone(),
+                })?,
+            );
         }
-        let hosts = super::resolv::render_hosts(sb.ip, &spec.hostname, spec.fqdn.as_deref(), &spec.host_aliases);
+        let hosts = super::resolv::render_hosts(
+            sb.ip,
+            &spec.hostname,
+            spec.fqdn.as_deref(),
+            &spec.host_aliases,
+        );
         let mut setup = ChildSetup::default();
         if !spec.host_network {
             let dir = self.etc_netns.join(&sb.netns);
             std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
             let resolv = spec.resolv_conf.clone().unwrap_or_default();
             for (file, text) in [("resolv.conf", &resolv), ("hosts", &hosts)] {
-                std::fs::write(dir.join(file), text).map_err(io(format!("writing {}/{file}", dir.display())))?;
+                std::fs::write(dir.join(file), text)
+                    .map_err(io(format!("writing {}/{file}", dir.display())))?;
             }
             setup = setup
-                .enter(&PathBuf::from(format!("/run/netns/{}", sb.netns)), libc::CLONE_NEWNET)
+                .enter(
+                    &PathBuf::from(format!("/run/netns/{}", sb.netns)),
+                    libc::CLONE_NEWNET,
+                )
                 .map_err(io("entering the pod netns"))?
                 .hostname(&spec.hostname)
                 .map_err(io("hostname"))?
@@ -158,11 +202,16 @@ impl SandboxEnv {
                 .map_err(io("bind"))?;
         } else {
             // Host network: the node's netns, but the node's name as hostname (as on a real node).
-            setup = setup.hostname(&spec.hostname).map_err(io("hostname"))?.new_mount_ns();
+            setup = setup
+                .hostname(&spec.hostname)
+                .map_err(io("hostname"))?
+                .new_mount_ns();
             if let Some(r) = &spec.resolv_conf {
                 let f = etc.join("resolv.conf");
                 std::fs::write(&f, r).map_err(io(format!("writing {}", f.display())))?;
-                setup = setup.bind(&f, Path::new("/etc/resolv.conf")).map_err(io("bind"))?;
+                setup = setup
+                    .bind(&f, Path::new("/etc/resolv.conf"))
+                    .map_err(io("bind"))?;
             }
         }
         let mut cmd = tokio::process::Command::new("/bin/sleep");
@@ -171,7 +220,9 @@ impl SandboxEnv {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let guard = setup.install(&mut cmd);
-        let child = cmd.spawn().map_err(io("starting the sandbox (pause) process"))?;
+        let child = cmd
+            .spawn()
+            .map_err(io("starting the sandbox (pause) process"))?;
         drop(guard);
         sb.pause_pid = child.id().unwrap_or_default();
         sb.pause = Some(child);
@@ -199,7 +250,9 @@ impl SandboxEnv {
             }
         }
         if live {
-            if let Err(e) = run(tokio::process::Command::new("ip").args(["netns", "del", name])).await {
+            if let Err(e) =
+                run(tokio::process::Command::new("ip").args(["netns", "del", name])).await
+            {
                 first.get_or_insert(e);
             }
         } else if path.exists() {
@@ -218,24 +271,43 @@ impl SandboxEnv {
             let _ = pause.wait().await;
         }
         if !sb.netns.is_empty() {
-            let net = sb.network.clone().or_else(|| self.cni.default_network().ok());
+            let net = sb
+                .network
+                .clone()
+                .or_else(|| self.cni.default_network().ok());
             if let Some(net) = net {
-                if let Err(e) = self.cni.del(&net, &runtime_conf(spec, &sb.id, &sb.netns, "eth0")).await {
+                if let Err(e) = self
+                    .cni
+                    .del(&net, &runtime_conf(spec, &sb.id, &sb.netns, "eth0"))
+                    .await
+                {
                     first.get_or_insert(e.into());
                 }
             }
-            if let Err(e) = self.cni.del(&NetworkList::loopback(), &runtime_conf(spec, &sb.id, &sb.netns, "lo")).await {
+            if let Err(e) = self
+                .cni
+                .del(
+                    &NetworkList::loopback(),
+                    &runtime_conf(spec, &sb.id, &sb.netns, "lo"),
+                )
+                .await
+            {
                 first.get_or_insert(e.into());
             }
             if Path::new("/run/netns").join(&sb.netns).exists() {
-                if let Err(e) = run(tokio::process::Command::new("ip").args(["netns", "del", &sb.netns])).await {
+                if let Err(e) =
+                    run(tokio::process::Command::new("ip").args(["netns", "del", &sb.netns])).await
+                {
                     first.get_or_insert(e);
                 }
             }
             let dir = self.etc_netns.join(&sb.netns);
             if dir.exists() {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    first.get_or_insert(SandboxError::Io { what: format!("removing {}", dir.display()), source: e });
+                    first.get_or_insert(SandboxError::Io {
+                        what: format!("removing {}", dir.display()),
+                        source: e,
+                    });
                 }
             }
         }
@@ -250,8 +322,8 @@ impl SandboxEnv {
 
 /// Whether `path` is a network namespace (an nsfs mount), not a stale mount-point file.
 pub fn is_netns(path: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 #[cfg(test)]
@@ -264,6 +336,9 @@ mod tests {
         assert_eq!(id.len(), 64);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(id, new_id());
-        assert_eq!(netns_name("wl-n1-", "5f1c2a3b-0d4e-4f5a-9b6c-7d8e9fa0b1c2"), "wl-n1-5f1c2a3b0d4e");
+        assert_eq!(
+            netns_name("wl-n1-", "5f1c2a3b-0d4e-4f5a-9b6c-7d8e9fa0b1c2"),
+            "wl-n1-5f1c2a3b0d4e"
+        );
     }
 }

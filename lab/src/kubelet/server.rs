@@ -19,26 +19,44 @@ pub const PORT: u16 = 10250;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Healthz,
-    Logs { namespace: String, pod: String, container: String, follow: bool, tail_lines: Option<usize>, previous: bool },
+    Logs {
+        namespace: String,
+        pod: String,
+        container: String,
+        follow: bool,
+        tail_lines: Option<usize>,
+        previous: bool,
+    },
     NotFound(String),
 }
 
 /// Parses a request line's target (`/containerLogs/ns/pod/container?follow=true`).
 pub fn route(target: &str) -> Route {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let safe = |s: &str| !s.is_empty() && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    };
     match parts.as_slice() {
         ["healthz"] => Route::Healthz,
-        ["containerLogs", ns, pod, container] if safe(ns) && safe(pod) && safe(container) => Route::Logs {
-            namespace: ns.to_string(),
-            pod: pod.to_string(),
-            container: container.to_string(),
-            follow: matches!(param("follow"), Some("true" | "1")),
-            tail_lines: param("tailLines").and_then(|n| n.parse().ok()),
-            previous: matches!(param("previous"), Some("true" | "1")),
-        },
+        ["containerLogs", ns, pod, container] if safe(ns) && safe(pod) && safe(container) => {
+            Route::Logs {
+                namespace: ns.to_string(),
+                pod: pod.to_string(),
+                container: container.to_string(),
+                follow: matches!(param("follow"), Some("true" | "1")),
+                tail_lines: param("tailLines").and_then(|n| n.parse().ok()),
+                previous: matches!(param("previous"), Some("true" | "1")),
+            }
+        }
         _ => Route::NotFound(path.to_string()),
     }
 }
@@ -64,13 +82,16 @@ pub fn tail(text: &[u8], n: Option<usize>) -> &[u8] {
 }
 
 fn tls_config(node_name: &str, node_ip: Ipv4Addr) -> anyhow::Result<rustls::ServerConfig> {
-    let ck = rcgen::generate_simple_self_signed(vec![node_name.to_string(), node_ip.to_string()]).context("generating the kubelet serving certificate")?;
+    let ck = rcgen::generate_simple_self_signed(vec![node_name.to_string(), node_ip.to_string()])
+        .context("generating the kubelet serving certificate")?;
     let cert = ck.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -80,7 +101,9 @@ fn tls_config(node_name: &str, node_ip: Ipv4Addr) -> anyhow::Result<rustls::Serv
 pub async fn serve(state_dir: PathBuf, node_name: String, node_ip: Ipv4Addr) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&node_name, node_ip)?));
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT));
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "kubelet API listening (containerLogs only)");
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -106,7 +129,10 @@ pub async fn serve(state_dir: PathBuf, node_name: String, node_ip: Ipv4Addr) -> 
     }
 }
 
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state_dir: &Path) -> std::io::Result<()> {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    state_dir: &Path,
+) -> std::io::Result<()> {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -117,32 +143,64 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state_dir: &Path) 
         }
         head.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default()).trim().to_string();
+    let line = String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default())
+        .trim()
+        .to_string();
     let mut words = line.split_whitespace();
-    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    let (method, target) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
     tracing::debug!(method, target, "kubelet API request");
-    let respond = |status: &str, body: &str| format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let respond = |status: &str, body: &str| {
+        format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    };
     let no_runtime = "the weft lab kubelet has no container runtime to exec, attach or port-forward: use `weft-lab exec NS/POD -- CMD`\n";
     if method != "GET" {
-        return wr.write_all(respond("501 Not Implemented", no_runtime).as_bytes()).await;
+        return wr
+            .write_all(respond("501 Not Implemented", no_runtime).as_bytes())
+            .await;
     }
     match route(target) {
         Route::Healthz => wr.write_all(respond("200 OK", "ok").as_bytes()).await,
         Route::NotFound(path) => {
             let body = format!("the weft lab kubelet serves only /containerLogs and /healthz, not {path} (use `weft-lab exec` to run commands in pods)\n");
-            wr.write_all(respond("404 Not Found", &body).as_bytes()).await
+            wr.write_all(respond("404 Not Found", &body).as_bytes())
+                .await
         }
-        Route::Logs { namespace, pod, container, follow, tail_lines, previous } => {
+        Route::Logs {
+            namespace,
+            pod,
+            container,
+            follow,
+            tail_lines,
+            previous,
+        } => {
             let dir = record::pod_dir(state_dir, &namespace, &pod);
-            let path = if previous { dir.join(format!("{container}.previous.log")) } else { dir.join(format!("{container}.log")) };
+            let path = if previous {
+                dir.join(format!("{container}.previous.log"))
+            } else {
+                dir.join(format!("{container}.log"))
+            };
             let Ok(mut file) = tokio::fs::File::open(&path).await else {
-                let which = if previous { "previous terminated container" } else { "container" };
-                let body = format!("{which} {container:?} in pod {namespace}/{pod} has no log on this node\n");
-                return wr.write_all(respond("404 Not Found", &body).as_bytes()).await;
+                let which = if previous {
+                    "previous terminated container"
+                } else {
+                    "container"
+                };
+                let body = format!(
+                    "{which} {container:?} in pod {namespace}/{pod} has no log on this node\n"
+                );
+                return wr
+                    .write_all(respond("404 Not Found", &body).as_bytes())
+                    .await;
             };
             let mut text = vec![];
             file.read_to_end(&mut text).await?;
-            wr.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n").await?;
+            wr.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+            )
+            .await?;
             wr.write_all(tail(&text, tail_lines)).await?;
             wr.flush().await?;
             if !follow {
@@ -178,19 +236,39 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(route("/healthz"), Route::Healthz);
-        assert_eq!(route("/containerLogs/default/web-1/nginx?follow=true&tailLines=5"), Route::Logs {
-            namespace: "default".into(),
-            pod: "web-1".into(),
-            container: "nginx".into(),
-            follow: true,
-            tail_lines: Some(5),
-            previous: false,
-        });
-        assert!(matches!(route("/containerLogs/default/web/nginx"), Route::Logs { follow: false, tail_lines: None, previous: false, .. }));
-        assert!(matches!(route("/containerLogs/default/web/nginx?previous=true"), Route::Logs { previous: true, .. }));
-        assert!(matches!(route("/containerLogs/../etc/passwd"), Route::NotFound(_)));
+        assert_eq!(
+            route("/containerLogs/default/web-1/nginx?follow=true&tailLines=5"),
+            Route::Logs {
+                namespace: "default".into(),
+                pod: "web-1".into(),
+                container: "nginx".into(),
+                follow: true,
+                tail_lines: Some(5),
+                previous: false,
+            }
+        );
+        assert!(matches!(
+            route("/containerLogs/default/web/nginx"),
+            Route::Logs {
+                follow: false,
+                tail_lines: None,
+                previous: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            route("/containerLogs/default/web/nginx?previous=true"),
+            Route::Logs { previous: true, .. }
+        ));
+        assert!(matches!(
+            route("/containerLogs/../etc/passwd"),
+            Route::NotFound(_)
+        ));
         assert!(matches!(route("/containerLogs/a/../b"), Route::NotFound(_)));
-        assert!(matches!(route("/exec/default/web/nginx?command=sh"), Route::NotFound(_)));
+        assert!(matches!(
+            route("/exec/default/web/nginx?command=sh"),
+            Route::NotFound(_)
+        ));
     }
 
     #[test]
@@ -212,7 +290,11 @@ mod tests {
         let st = state.clone();
         let srv = tokio::spawn(async move { handle(server, &st).await });
         let (mut rd, mut wr) = tokio::io::split(client);
-        wr.write_all(b"GET /containerLogs/default/web/nginx?tailLines=2 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        wr.write_all(
+            b"GET /containerLogs/default/web/nginx?tailLines=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         rd.read_to_string(&mut out).await.unwrap();
         srv.await.unwrap().unwrap();

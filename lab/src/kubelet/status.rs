@@ -9,27 +9,51 @@ use serde_json::{json, Value};
 /// RFC 3339 UTC time with whole seconds, as metav1.Time serialises.
 pub fn now() -> String {
     let ts = k8s_openapi::jiff::Timestamp::now();
-    k8s_openapi::jiff::Timestamp::from_second(ts.as_second()).expect("in range").to_string()
+    k8s_openapi::jiff::Timestamp::from_second(ts.as_second())
+        .expect("in range")
+        .to_string()
 }
 
 /// One container's state (the three CRI states).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: String },
-    Terminated { exit_code: i32, reason: String, message: Option<String>, started_at: String, finished_at: String },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: String,
+    },
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        message: Option<String>,
+        started_at: String,
+        finished_at: String,
+    },
 }
 
 impl State {
     pub fn waiting(reason: &str, message: Option<String>) -> State {
-        State::Waiting { reason: reason.into(), message }
+        State::Waiting {
+            reason: reason.into(),
+            message,
+        }
     }
 
     fn to_json(&self) -> Value {
         match self {
-            State::Waiting { reason, message } => json!({"waiting": {"reason": reason, "message": message}}),
+            State::Waiting { reason, message } => {
+                json!({"waiting": {"reason": reason, "message": message}})
+            }
             State::Running { started_at } => json!({"running": {"startedAt": started_at}}),
-            State::Terminated { exit_code, reason, message, started_at, finished_at } => json!({"terminated": {
+            State::Terminated {
+                exit_code,
+                reason,
+                message,
+                started_at,
+                finished_at,
+            } => json!({"terminated": {
                 "exitCode": exit_code, "reason": reason, "message": message,
                 "startedAt": started_at, "finishedAt": finished_at}}),
         }
@@ -83,12 +107,16 @@ pub struct PodView {
 impl PodView {
     /// Every init container completed successfully.
     pub fn initialized(&self) -> bool {
-        self.init_containers.iter().all(|c| c.done && matches!(c.state, State::Terminated { exit_code: 0, .. }))
+        self.init_containers
+            .iter()
+            .all(|c| c.done && matches!(c.state, State::Terminated { exit_code: 0, .. }))
     }
 
     /// An init container failed for good (restartPolicy Never).
     pub fn init_failed(&self) -> bool {
-        self.init_containers.iter().any(|c| c.done && matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0))
+        self.init_containers.iter().any(|c| {
+            c.done && matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0)
+        })
     }
 }
 
@@ -132,8 +160,17 @@ pub fn phase(v: &PodView) -> &'static str {
 pub struct Transitions(BTreeMap<&'static str, (bool, String)>);
 
 impl Transitions {
-    fn condition(&mut self, kind: &'static str, status: bool, now: &str, reason: Option<&str>) -> Value {
-        let entry = self.0.entry(kind).or_insert_with(|| (status, now.to_string()));
+    fn condition(
+        &mut self,
+        kind: &'static str,
+        status: bool,
+        now: &str,
+        reason: Option<&str>,
+    ) -> Value {
+        let entry = self
+            .0
+            .entry(kind)
+            .or_insert_with(|| (status, now.to_string()));
         if entry.0 != status {
             *entry = (status, now.to_string());
         }
@@ -151,27 +188,52 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
     let phase = phase(v);
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let all_ready = !v.containers.is_empty() && v.containers.iter().all(|c| c.ready);
-    let not_ready_reason = if terminal { Some("PodCompleted") } else if all_ready { None } else { Some("ContainersNotReady") };
+    let not_ready_reason = if terminal {
+        Some("PodCompleted")
+    } else if all_ready {
+        None
+    } else {
+        Some("ContainersNotReady")
+    };
     let initialized = v.initialized();
     let conditions = vec![
-        t.condition("PodReadyToStartContainers", v.sandbox_ready && !terminal, now, None),
-        t.condition("Initialized", initialized, now, if initialized { None } else { Some("ContainersNotInitialized") }),
+        t.condition(
+            "PodReadyToStartContainers",
+            v.sandbox_ready && !terminal,
+            now,
+            None,
+        ),
+        t.condition(
+            "Initialized",
+            initialized,
+            now,
+            if initialized {
+                None
+            } else {
+                Some("ContainersNotInitialized")
+            },
+        ),
         t.condition("Ready", all_ready && !terminal, now, not_ready_reason),
-        t.condition("ContainersReady", all_ready && !terminal, now, not_ready_reason),
+        t.condition(
+            "ContainersReady",
+            all_ready && !terminal,
+            now,
+            not_ready_reason,
+        ),
         t.condition("PodScheduled", true, now, None),
     ];
     let to_status = |c: &ContainerView| {
-            json!({
-                "name": c.name,
-                "image": c.image,
-                "imageID": format!("lab-catalogue://{}", c.image),
-                "containerID": c.container_id.as_ref().map(|id| format!("lab://{id}")),
-                "ready": c.ready,
-                "started": matches!(c.state, State::Running { .. }),
-                "restartCount": c.restart_count,
-                "state": c.state.to_json(),
-                "lastState": c.last_terminated.as_ref().map(State::to_json).unwrap_or_else(|| json!({})),
-            })
+        json!({
+            "name": c.name,
+            "image": c.image,
+            "imageID": format!("lab-catalogue://{}", c.image),
+            "containerID": c.container_id.as_ref().map(|id| format!("lab://{id}")),
+            "ready": c.ready,
+            "started": matches!(c.state, State::Running { .. }),
+            "restartCount": c.restart_count,
+            "state": c.state.to_json(),
+            "lastState": c.last_terminated.as_ref().map(State::to_json).unwrap_or_else(|| json!({})),
+        })
     };
     let statuses: Vec<Value> = v.containers.iter().map(to_status).collect();
     let mut status = json!({
@@ -183,7 +245,8 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
         "containerStatuses": statuses,
     });
     if !v.init_containers.is_empty() {
-        status["initContainerStatuses"] = Value::Array(v.init_containers.iter().map(to_status).collect());
+        status["initContainerStatuses"] =
+            Value::Array(v.init_containers.iter().map(to_status).collect());
     }
     match v.pod_ip {
         Some(ip) => {
@@ -219,18 +282,32 @@ mod tests {
     }
 
     fn running(name: &str, ready: bool) -> ContainerView {
-        ContainerView { state: State::Running { started_at: "2026-01-01T00:00:01Z".into() }, ready, ..ContainerView::new(name, "nginx") }
+        ContainerView {
+            state: State::Running {
+                started_at: "2026-01-01T00:00:01Z".into(),
+            },
+            ready,
+            ..ContainerView::new(name, "nginx")
+        }
     }
 
     fn exited(code: i32, done: bool) -> ContainerView {
         let state = State::Terminated {
             exit_code: code,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             message: None,
             started_at: "a".into(),
             finished_at: "b".into(),
         };
-        ContainerView { state, done, ..ContainerView::new("job", "busybox") }
+        ContainerView {
+            state,
+            done,
+            ..ContainerView::new("job", "busybox")
+        }
     }
 
     #[test]
@@ -243,17 +320,36 @@ mod tests {
         assert_eq!(s["podIP"], "10.200.1.5");
         assert_eq!(s["podIPs"], json!([{"ip": "10.200.1.5"}]));
         assert_eq!(s["hostIPs"], json!([{"ip": "172.30.0.11"}]));
-        let cond = |k: &str| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == k).unwrap().clone();
+        let cond = |k: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == k)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(cond("Ready")["status"], "True");
         assert_eq!(cond("ContainersReady")["status"], "True");
-        assert_eq!(s["containerStatuses"][0]["state"]["running"]["startedAt"], "2026-01-01T00:00:01Z");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["running"]["startedAt"],
+            "2026-01-01T00:00:01Z"
+        );
         assert_eq!(s["containerStatuses"][0]["ready"], true);
     }
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
         let mut t = Transitions::default();
-        let ready_at = |p: &Value| p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap()["lastTransitionTime"].clone();
+        let ready_at = |p: &Value| {
+            p["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()["lastTransitionTime"]
+                .clone()
+        };
         let p = status_patch(&view(vec![running("web", false)]), &mut t, "T0");
         assert_eq!(ready_at(&p), "T0");
         assert_eq!(p["status"]["conditions"][2]["reason"], "ContainersNotReady");
@@ -266,9 +362,15 @@ mod tests {
     #[test]
     fn phases() {
         assert_eq!(phase(&view(vec![ContainerView::new("a", "x")])), "Pending");
-        assert_eq!(phase(&view(vec![running("a", false), exited(0, false)])), "Running");
+        assert_eq!(
+            phase(&view(vec![running("a", false), exited(0, false)])),
+            "Running"
+        );
         assert_eq!(phase(&view(vec![exited(0, true)])), "Succeeded");
-        assert_eq!(phase(&view(vec![exited(0, true), exited(3, true)])), "Failed");
+        assert_eq!(
+            phase(&view(vec![exited(0, true), exited(3, true)])),
+            "Failed"
+        );
         // Restarting after a crash (CrashLoopBackOff) is still Running.
         let mut c = ContainerView::new("a", "x");
         c.state = State::waiting("CrashLoopBackOff", None);
@@ -284,16 +386,30 @@ mod tests {
 
     #[test]
     fn init_containers_gate_the_pod() {
-        let mut v = view(vec![ContainerView { state: State::waiting("PodInitializing", None), ..ContainerView::new("app", "nginx") }]);
-        v.init_containers = vec![ContainerView { state: State::Running { started_at: "t".into() }, ..ContainerView::new("init", "busybox") }];
+        let mut v = view(vec![ContainerView {
+            state: State::waiting("PodInitializing", None),
+            ..ContainerView::new("app", "nginx")
+        }]);
+        v.init_containers = vec![ContainerView {
+            state: State::Running {
+                started_at: "t".into(),
+            },
+            ..ContainerView::new("init", "busybox")
+        }];
         let p = status_patch(&v, &mut Transitions::default(), "T");
         assert_eq!(p["status"]["phase"], "Pending");
         assert_eq!(p["status"]["conditions"][1]["status"], "False");
-        assert_eq!(p["status"]["conditions"][1]["reason"], "ContainersNotInitialized");
+        assert_eq!(
+            p["status"]["conditions"][1]["reason"],
+            "ContainersNotInitialized"
+        );
         assert_eq!(p["status"]["initContainerStatuses"][0]["name"], "init");
         v.init_containers[0] = exited(0, true);
         assert!(v.initialized());
-        assert_eq!(status_patch(&v, &mut Transitions::default(), "T")["status"]["conditions"][1]["status"], "True");
+        assert_eq!(
+            status_patch(&v, &mut Transitions::default(), "T")["status"]["conditions"][1]["status"],
+            "True"
+        );
         v.init_containers[0] = exited(1, true);
         assert_eq!(phase(&v), "Failed");
     }
@@ -301,10 +417,16 @@ mod tests {
     #[test]
     fn unknown_image_shows_err_image_pull_and_not_ready() {
         let mut c = ContainerView::new("app", "example.com/nope:1");
-        c.state = State::waiting("ErrImagePull", Some("image \"example.com/nope:1\" is not in the lab's image catalogue".into()));
+        c.state = State::waiting(
+            "ErrImagePull",
+            Some("image \"example.com/nope:1\" is not in the lab's image catalogue".into()),
+        );
         let p = status_patch(&view(vec![c]), &mut Transitions::default(), "T");
         assert_eq!(p["status"]["phase"], "Pending");
-        assert_eq!(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImagePull");
+        assert_eq!(
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ErrImagePull"
+        );
         assert_eq!(p["status"]["conditions"][2]["status"], "False");
     }
 }

@@ -7,18 +7,27 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, ServiceAccount, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, KeyToPath, Pod, Secret, ServiceAccount, Volume, VolumeMount,
+};
 use kube::api::{Api, PostParams};
 
 /// A volume that could not be set up (reported as FailedMount).
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("volume {volume:?}: {kind} {name:?} not found")]
-    Missing { volume: String, kind: &'static str, name: String },
+    Missing {
+        volume: String,
+        kind: &'static str,
+        name: String,
+    },
     #[error("volume {volume:?}: {source}")]
     Api { volume: String, source: kube::Error },
     #[error("volume {volume:?}: {source}")]
-    Io { volume: String, source: std::io::Error },
+    Io {
+        volume: String,
+        source: std::io::Error,
+    },
     #[error("volume {volume:?}: type not supported by the lab kubelet")]
     Unsupported { volume: String },
     #[error("volume mount {mount:?} names no volume of the pod")]
@@ -29,19 +38,44 @@ pub enum VolumeError {
 pub type Volumes = BTreeMap<String, PathBuf>;
 
 /// Materialises every volume of the pod under `<pod_dir>/volumes/<name>`.
-pub async fn materialise(client: &kube::Client, pod: &Pod, pod_dir: &Path, host_ip: &str) -> Result<Volumes, VolumeError> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub async fn materialise(
+    client: &kube::Client,
+    pod: &Pod,
+    pod_dir: &Path,
+    host_ip: &str,
+) -> Result<Volumes, VolumeError> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut out = Volumes::new();
-    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = materialise_one(client, pod, &ns, v, pod_dir, host_ip).await?;
         out.insert(v.name.clone(), path);
     }
     Ok(out)
 }
 
-async fn materialise_one(client: &kube::Client, pod: &Pod, ns: &str, v: &Volume, pod_dir: &Path, host_ip: &str) -> Result<PathBuf, VolumeError> {
+async fn materialise_one(
+    client: &kube::Client,
+    pod: &Pod,
+    ns: &str,
+    v: &Volume,
+    pod_dir: &Path,
+    host_ip: &str,
+) -> Result<PathBuf, VolumeError> {
     let vol = v.name.clone();
-    let ioe = |source| VolumeError::Io { volume: vol.clone(), source };
+    let ioe = |source| VolumeError::Io {
+        volume: vol.clone(),
+        source,
+    };
     if let Some(hp) = &v.host_path {
         let p = PathBuf::from(&hp.path);
         if matches!(hp.type_.as_deref(), Some("DirectoryOrCreate")) {
@@ -57,33 +91,79 @@ async fn materialise_one(client: &kube::Client, pod: &Pod, ns: &str, v: &Volume,
     if v.empty_dir.is_some() {
         return Ok(dir);
     } else if let Some(cm) = &v.config_map {
-        files = config_map_files(client, ns, &vol, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false)).await?;
+        files = config_map_files(
+            client,
+            ns,
+            &vol,
+            &cm.name,
+            cm.items.as_deref(),
+            cm.optional.unwrap_or(false),
+        )
+        .await?;
     } else if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
-        files = secret_files(client, ns, &vol, &name, s.items.as_deref(), s.optional.unwrap_or(false)).await?;
+        files = secret_files(
+            client,
+            ns,
+            &vol,
+            &name,
+            s.items.as_deref(),
+            s.optional.unwrap_or(false),
+        )
+        .await?;
     } else if let Some(d) = &v.downward_api {
         for item in d.items.iter().flatten() {
             if let Some(f) = &item.field_ref {
-                let value = super::env::field_ref(pod, &f.field_path, None, host_ip).unwrap_or_default();
+                let value =
+                    super::env::field_ref(pod, &f.field_path, None, host_ip).unwrap_or_default();
                 files.push((item.path.clone(), value.into_bytes()));
             }
         }
     } else if let Some(p) = &v.projected {
         for src in p.sources.iter().flatten() {
             if let Some(t) = &src.service_account_token {
-                let token = request_token(client, pod, ns, &vol, t.audience.as_deref(), t.expiration_seconds).await?;
+                let token = request_token(
+                    client,
+                    pod,
+                    ns,
+                    &vol,
+                    t.audience.as_deref(),
+                    t.expiration_seconds,
+                )
+                .await?;
                 files.push((t.path.clone(), token.into_bytes()));
             }
             if let Some(cm) = &src.config_map {
-                files.extend(config_map_files(client, ns, &vol, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false)).await?);
+                files.extend(
+                    config_map_files(
+                        client,
+                        ns,
+                        &vol,
+                        &cm.name,
+                        cm.items.as_deref(),
+                        cm.optional.unwrap_or(false),
+                    )
+                    .await?,
+                );
             }
             if let Some(s) = &src.secret {
-                files.extend(secret_files(client, ns, &vol, &s.name, s.items.as_deref(), s.optional.unwrap_or(false)).await?);
+                files.extend(
+                    secret_files(
+                        client,
+                        ns,
+                        &vol,
+                        &s.name,
+                        s.items.as_deref(),
+                        s.optional.unwrap_or(false),
+                    )
+                    .await?,
+                );
             }
             if let Some(d) = &src.downward_api {
                 for item in d.items.iter().flatten() {
                     if let Some(f) = &item.field_ref {
-                        let value = super::env::field_ref(pod, &f.field_path, None, host_ip).unwrap_or_default();
+                        let value = super::env::field_ref(pod, &f.field_path, None, host_ip)
+                            .unwrap_or_default();
                         files.push((item.path.clone(), value.into_bytes()));
                     }
                 }
@@ -104,38 +184,106 @@ async fn materialise_one(client: &kube::Client, pod: &Pod, ns: &str, v: &Volume,
 
 fn select(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>) -> Vec<(String, Vec<u8>)> {
     match items {
-        Some(items) if !items.is_empty() => {
-            items.iter().filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone()))).collect()
-        }
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
+            .collect(),
         _ => data.into_iter().collect(),
     }
 }
 
-async fn config_map_files(client: &kube::Client, ns: &str, vol: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+async fn config_map_files(
+    client: &kube::Client,
+    ns: &str,
+    vol: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = api.get_opt(name).await.map_err(|source| VolumeError::Api { volume: vol.into(), source })?;
+    let cm = api.get_opt(name).await.map_err(|source| VolumeError::Api {
+        volume: vol.into(),
+        source,
+    })?;
     let Some(cm) = cm else {
-        return if optional { Ok(vec![]) } else { Err(VolumeError::Missing { volume: vol.into(), kind: "configmap", name: name.into() }) };
+        return if optional {
+            Ok(vec![])
+        } else {
+            Err(VolumeError::Missing {
+                volume: vol.into(),
+                kind: "configmap",
+                name: name.into(),
+            })
+        };
     };
-    let mut data: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-    data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    let mut data: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    data.extend(
+        cm.binary_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
     Ok(select(data, items))
 }
 
-async fn secret_files(client: &kube::Client, ns: &str, vol: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+async fn secret_files(
+    client: &kube::Client,
+    ns: &str,
+    vol: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let s = api.get_opt(name).await.map_err(|source| VolumeError::Api { volume: vol.into(), source })?;
+    let s = api.get_opt(name).await.map_err(|source| VolumeError::Api {
+        volume: vol.into(),
+        source,
+    })?;
     let Some(s) = s else {
-        return if optional { Ok(vec![]) } else { Err(VolumeError::Missing { volume: vol.into(), kind: "secret", name: name.into() }) };
+        return if optional {
+            Ok(vec![])
+        } else {
+            Err(VolumeError::Missing {
+                volume: vol.into(),
+                kind: "secret",
+                name: name.into(),
+            })
+        };
     };
-    let mut data: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-    data.extend(s.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+    let mut data: BTreeMap<String, Vec<u8>> = s
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    data.extend(
+        s.string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes())),
+    );
     Ok(select(data, items))
 }
 
 /// A bound service-account token for the pod (TokenRequest, as kubelet's token manager asks).
-async fn request_token(client: &kube::Client, pod: &Pod, ns: &str, vol: &str, audience: Option<&str>, expiration: Option<i64>) -> Result<String, VolumeError> {
-    let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+async fn request_token(
+    client: &kube::Client,
+    pod: &Pod,
+    ns: &str,
+    vol: &str,
+    audience: Option<&str>,
+    expiration: Option<i64>,
+) -> Result<String, VolumeError> {
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let req = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -150,7 +298,13 @@ async fn request_token(client: &kube::Client, pod: &Pod, ns: &str, vol: &str, au
         }),
         ..Default::default()
     };
-    let resp = api.create_token_request(&sa, &PostParams::default(), &req).await.map_err(|source| VolumeError::Api { volume: vol.into(), source })?;
+    let resp = api
+        .create_token_request(&sa, &PostParams::default(), &req)
+        .await
+        .map_err(|source| VolumeError::Api {
+            volume: vol.into(),
+            source,
+        })?;
     Ok(resp.status.and_then(|s| s.token).unwrap_or_default())
 }
 
@@ -167,10 +321,18 @@ pub struct MountPlan {
 }
 
 /// Plans the mounts of one container. `exists` tells whether a path exists on this machine.
-pub fn plan_mounts(mounts: &[VolumeMount], volumes: &Volumes, exists: impl Fn(&Path) -> bool) -> Result<MountPlan, VolumeError> {
+pub fn plan_mounts(
+    mounts: &[VolumeMount],
+    volumes: &Volumes,
+    exists: impl Fn(&Path) -> bool,
+) -> Result<MountPlan, VolumeError> {
     let mut plan = MountPlan::default();
     for m in mounts {
-        let src = volumes.get(&m.name).ok_or_else(|| VolumeError::NoSuchVolume { mount: m.name.clone() })?;
+        let src = volumes
+            .get(&m.name)
+            .ok_or_else(|| VolumeError::NoSuchVolume {
+                mount: m.name.clone(),
+            })?;
         let src = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => src.join(sub),
             None => src.clone(),
@@ -185,7 +347,10 @@ pub fn plan_mounts(mounts: &[VolumeMount], volumes: &Volumes, exists: impl Fn(&P
             plan.mkdirs.push(target.clone());
             plan.binds.push((src, target));
         } else {
-            plan.rewrites.push((m.mount_path.trim_end_matches('/').to_string(), src.display().to_string()));
+            plan.rewrites.push((
+                m.mount_path.trim_end_matches('/').to_string(),
+                src.display().to_string(),
+            ));
         }
     }
     Ok(plan)
@@ -211,37 +376,76 @@ mod tests {
     use super::*;
 
     fn vm(name: &str, path: &str) -> VolumeMount {
-        VolumeMount { name: name.into(), mount_path: path.into(), ..Default::default() }
+        VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn coredns_style_mounts_bind_or_rewrite() {
         let vols: Volumes = [
-            ("config-volume".to_string(), PathBuf::from("/s/pods/kube-system_coredns/volumes/config-volume")),
-            ("kube-api-access-x".to_string(), PathBuf::from("/s/pods/kube-system_coredns/volumes/kube-api-access-x")),
+            (
+                "config-volume".to_string(),
+                PathBuf::from("/s/pods/kube-system_coredns/volumes/config-volume"),
+            ),
+            (
+                "kube-api-access-x".to_string(),
+                PathBuf::from("/s/pods/kube-system_coredns/volumes/kube-api-access-x"),
+            ),
             ("data".to_string(), PathBuf::from("/s/data")),
         ]
         .into();
         let mounts = vec![
             vm("config-volume", "/etc/coredns"),
-            vm("kube-api-access-x", "/var/run/secrets/kubernetes.io/serviceaccount"),
+            vm(
+                "kube-api-access-x",
+                "/var/run/secrets/kubernetes.io/serviceaccount",
+            ),
             vm("data", "/tmp"),
         ];
         let plan = plan_mounts(&mounts, &vols, |p| p == Path::new("/tmp")).unwrap();
-        assert_eq!(plan.binds, vec![
-            (PathBuf::from("/s/pods/kube-system_coredns/volumes/kube-api-access-x"), PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount")),
-            (PathBuf::from("/s/data"), PathBuf::from("/tmp")),
-        ]);
-        assert_eq!(plan.mkdirs, vec![PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount")]);
-        assert_eq!(plan.rewrites, vec![("/etc/coredns".to_string(), "/s/pods/kube-system_coredns/volumes/config-volume".to_string())]);
-        assert!(matches!(plan_mounts(&[vm("nope", "/x")], &vols, |_| true), Err(VolumeError::NoSuchVolume { .. })));
+        assert_eq!(
+            plan.binds,
+            vec![
+                (
+                    PathBuf::from("/s/pods/kube-system_coredns/volumes/kube-api-access-x"),
+                    PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount")
+                ),
+                (PathBuf::from("/s/data"), PathBuf::from("/tmp")),
+            ]
+        );
+        assert_eq!(
+            plan.mkdirs,
+            vec![PathBuf::from(
+                "/var/run/secrets/kubernetes.io/serviceaccount"
+            )]
+        );
+        assert_eq!(
+            plan.rewrites,
+            vec![(
+                "/etc/coredns".to_string(),
+                "/s/pods/kube-system_coredns/volumes/config-volume".to_string()
+            )]
+        );
+        assert!(matches!(
+            plan_mounts(&[vm("nope", "/x")], &vols, |_| true),
+            Err(VolumeError::NoSuchVolume { .. })
+        ));
     }
 
     #[test]
     fn args_are_rewritten_only_at_path_boundaries() {
         let rw = vec![("/etc/coredns".to_string(), "/v/config".to_string())];
-        assert_eq!(rewrite_arg("/etc/coredns/Corefile", &rw), "/v/config/Corefile");
-        assert_eq!(rewrite_arg("-conf=/etc/coredns/Corefile", &rw), "-conf=/v/config/Corefile");
+        assert_eq!(
+            rewrite_arg("/etc/coredns/Corefile", &rw),
+            "/v/config/Corefile"
+        );
+        assert_eq!(
+            rewrite_arg("-conf=/etc/coredns/Corefile", &rw),
+            "-conf=/v/config/Corefile"
+        );
         assert_eq!(rewrite_arg("/etc/coredns", &rw), "/v/config");
         assert_eq!(rewrite_arg("/etc/corednsx/a", &rw), "/etc/corednsx/a");
         assert_eq!(rewrite_arg("-conf", &rw), "-conf");
@@ -249,9 +453,20 @@ mod tests {
 
     #[test]
     fn items_select_and_rename_keys() {
-        let data: BTreeMap<String, Vec<u8>> = [("Corefile".to_string(), b"x".to_vec()), ("other".into(), b"y".to_vec())].into();
-        let items = vec![KeyToPath { key: "Corefile".into(), path: "Corefile.conf".into(), mode: None }];
-        assert_eq!(select(data.clone(), Some(&items)), vec![("Corefile.conf".to_string(), b"x".to_vec())]);
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("Corefile".to_string(), b"x".to_vec()),
+            ("other".into(), b"y".to_vec()),
+        ]
+        .into();
+        let items = vec![KeyToPath {
+            key: "Corefile".into(),
+            path: "Corefile.conf".into(),
+            mode: None,
+        }];
+        assert_eq!(
+            select(data.clone(), Some(&items)),
+            vec![("Corefile.conf".to_string(), b"x".to_vec())]
+        );
         assert_eq!(select(data, None).len(), 2);
     }
 }

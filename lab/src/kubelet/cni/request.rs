@@ -20,15 +20,31 @@ pub struct NetworkList {
 impl NetworkList {
     /// Parses a conflist (`plugins` array) or a single plugin config (`type` at top level).
     pub fn parse(text: &[u8], origin: &str) -> Result<NetworkList, CniError> {
-        let bad = |reason: String| CniError::Config { origin: origin.to_string(), reason };
+        let bad = |reason: String| CniError::Config {
+            origin: origin.to_string(),
+            reason,
+        };
         let raw: Value = serde_json::from_slice(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let obj = raw.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
-        let name = obj.get("name").and_then(Value::as_str).ok_or_else(|| bad("missing \"name\"".into()))?;
-        let cni_version = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("0.1.0").to_string();
+        let obj = raw
+            .as_object()
+            .ok_or_else(|| bad("not a JSON object".into()))?;
+        let name = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("missing \"name\"".into()))?;
+        let cni_version = obj
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("0.1.0")
+            .to_string();
         let plugins: Vec<Map<String, Value>> = match obj.get("plugins") {
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|p| p.as_object().cloned().ok_or_else(|| bad("a plugin entry is not an object".into())))
+                .map(|p| {
+                    p.as_object()
+                        .cloned()
+                        .ok_or_else(|| bad("a plugin entry is not an object".into()))
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(bad("\"plugins\" is not an array".into())),
             None if obj.contains_key("type") => vec![obj.clone()],
@@ -38,17 +54,26 @@ impl NetworkList {
             return Err(bad("\"plugins\" is empty".into()));
         }
         for p in &plugins {
-            if p.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if p.get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err(bad("a plugin has no \"type\"".into()));
             }
         }
-        Ok(NetworkList { name: name.to_string(), cni_version, plugins, raw })
+        Ok(NetworkList {
+            name: name.to_string(),
+            cni_version,
+            plugins,
+            raw,
+        })
     }
 
     /// containerd's go-cni `WithLoNetwork`.
     pub fn loopback() -> NetworkList {
         let raw = serde_json::json!({"cniVersion": "0.3.1", "name": "cni-loopback", "plugins": [{"type": "loopback"}]});
-        NetworkList::parse(raw.to_string().as_bytes(), "built-in loopback").expect("static config is valid")
+        NetworkList::parse(raw.to_string().as_bytes(), "built-in loopback")
+            .expect("static config is valid")
     }
 }
 
@@ -84,7 +109,12 @@ pub struct RuntimeConf {
 
 impl RuntimeConf {
     /// The labels containerd 2.x passes for a pod sandbox (`toCNILabels`), after IgnoreUnknown.
-    pub fn pod_args(namespace: &str, name: &str, sandbox_id: &str, uid: &str) -> Vec<(String, String)> {
+    pub fn pod_args(
+        namespace: &str,
+        name: &str,
+        sandbox_id: &str,
+        uid: &str,
+    ) -> Vec<(String, String)> {
         vec![
             ("IgnoreUnknown".into(), "1".into()),
             ("K8S_POD_NAMESPACE".into(), namespace.into()),
@@ -97,7 +127,12 @@ impl RuntimeConf {
 
 /// The environment of one plugin invocation.
 pub fn plugin_env(verb: Verb, rt: &RuntimeConf, cni_path: &Path) -> Vec<(String, String)> {
-    let args = rt.args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";");
+    let args = rt
+        .args
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";");
     vec![
         ("CNI_COMMAND".into(), verb.as_str().into()),
         ("CNI_CONTAINERID".into(), rt.container_id.clone()),
@@ -111,7 +146,12 @@ pub fn plugin_env(verb: Verb, rt: &RuntimeConf, cni_path: &Path) -> Vec<(String,
 /// The stdin config of one plugin: its list entry with the list's `name` and `cniVersion`,
 /// `prevResult` when given, and `runtimeConfig` with the capability args it declares
 /// (libcni `buildOneConfig` + `injectRuntimeConfig`).
-pub fn plugin_config(list: &NetworkList, plugin: &Map<String, Value>, prev_result: Option<&Value>, rt: &RuntimeConf) -> Value {
+pub fn plugin_config(
+    list: &NetworkList,
+    plugin: &Map<String, Value>,
+    prev_result: Option<&Value>,
+    rt: &RuntimeConf,
+) -> Value {
     let mut conf = plugin.clone();
     conf.insert("name".into(), Value::String(list.name.clone()));
     conf.insert("cniVersion".into(), Value::String(list.cni_version.clone()));
@@ -145,7 +185,10 @@ mod tests {
 
     fn rt() -> RuntimeConf {
         let mut caps = Map::new();
-        caps.insert("portMappings".into(), json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]));
+        caps.insert(
+            "portMappings".into(),
+            json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]),
+        );
         caps.insert("bandwidth".into(), json!({"ingressRate": 1}));
         RuntimeConf {
             container_id: "ab".repeat(32),
@@ -159,7 +202,12 @@ mod tests {
     #[test]
     fn env_carries_the_containerd_labels() {
         let env = plugin_env(Verb::Add, &rt(), Path::new("/opt/cni/bin"));
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         assert_eq!(get("CNI_COMMAND"), "ADD");
         assert_eq!(get("CNI_CONTAINERID"), "ab".repeat(32));
         assert_eq!(get("CNI_NETNS"), "/run/netns/wl-n1-1234");
@@ -189,12 +237,19 @@ mod tests {
         let prev = json!({"cniVersion":"1.0.0","ips":[{"address":"10.200.1.2/24"}]});
         let c = plugin_config(&list, &list.plugins[1], Some(&prev), &rt());
         assert_eq!(c["prevResult"], prev);
-        assert_eq!(c["runtimeConfig"], json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}));
+        assert_eq!(
+            c["runtimeConfig"],
+            json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]})
+        );
     }
 
     #[test]
     fn single_conf_is_lifted_into_a_list() {
-        let l = NetworkList::parse(br#"{"cniVersion":"0.4.0","name":"one","type":"ptp"}"#, "x.conf").unwrap();
+        let l = NetworkList::parse(
+            br#"{"cniVersion":"0.4.0","name":"one","type":"ptp"}"#,
+            "x.conf",
+        )
+        .unwrap();
         assert_eq!(l.plugins.len(), 1);
         assert_eq!(l.plugins[0]["type"], "ptp");
         let c = plugin_config(&l, &l.plugins[0], None, &rt());
@@ -203,15 +258,27 @@ mod tests {
 
     #[test]
     fn malformed_lists_are_typed_errors() {
-        for bad in [&b"nope"[..], br#"{"plugins":[]}"#, br#"{"name":"x","plugins":[]}"#, br#"{"name":"x","plugins":[{"a":1}]}"#] {
-            assert!(matches!(NetworkList::parse(bad, "t"), Err(CniError::Config { .. })), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"nope"[..],
+            br#"{"plugins":[]}"#,
+            br#"{"name":"x","plugins":[]}"#,
+            br#"{"name":"x","plugins":[{"a":1}]}"#,
+        ] {
+            assert!(
+                matches!(NetworkList::parse(bad, "t"), Err(CniError::Config { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn loopback_matches_containerd() {
         let l = NetworkList::loopback();
-        assert_eq!((l.name.as_str(), l.cni_version.as_str()), ("cni-loopback", "0.3.1"));
+        assert_eq!(
+            (l.name.as_str(), l.cni_version.as_str()),
+            ("cni-loopback", "0.3.1")
+        );
         assert_eq!(l.plugins[0]["type"], "loopback");
     }
 }

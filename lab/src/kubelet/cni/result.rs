@@ -13,12 +13,21 @@ pub fn pod_ipv4(result: &Value, ifname: &str) -> Option<Ipv4Addr> {
     if let Some(ips) = ips {
         let mut unbound = None;
         for ip in ips {
-            let Some(addr) = ip.get("address").and_then(Value::as_str).and_then(parse_v4_cidr) else { continue };
+            let Some(addr) = ip
+                .get("address")
+                .and_then(Value::as_str)
+                .and_then(parse_v4_cidr)
+            else {
+                continue;
+            };
             match ip.get("interface").and_then(Value::as_u64) {
                 Some(idx) => {
                     let iface = interfaces.and_then(|l| l.get(idx as usize));
                     let name = iface.and_then(|i| i.get("name")).and_then(Value::as_str);
-                    let in_sandbox = iface.and_then(|i| i.get("sandbox")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+                    let in_sandbox = iface
+                        .and_then(|i| i.get("sandbox"))
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty());
                     if name == Some(ifname) && in_sandbox {
                         return Some(addr);
                     }
@@ -32,7 +41,10 @@ pub fn pod_ipv4(result: &Value, ifname: &str) -> Option<Ipv4Addr> {
             return unbound;
         }
     }
-    result.pointer("/ip4/ip").and_then(Value::as_str).and_then(parse_v4_cidr)
+    result
+        .pointer("/ip4/ip")
+        .and_then(Value::as_str)
+        .and_then(parse_v4_cidr)
 }
 
 fn parse_v4_cidr(s: &str) -> Option<Ipv4Addr> {
@@ -43,8 +55,16 @@ fn parse_v4_cidr(s: &str) -> Option<Ipv4Addr> {
 pub fn parse_error(output: &[u8]) -> Option<(u64, String, String)> {
     let v: Value = serde_json::from_slice(output).ok()?;
     let code = v.get("code")?.as_u64()?;
-    let msg = v.get("msg").and_then(Value::as_str).unwrap_or_default().to_string();
-    let details = v.get("details").and_then(Value::as_str).unwrap_or_default().to_string();
+    let msg = v
+        .get("msg")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let details = v
+        .get("details")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     Some((code, msg, details))
 }
 
@@ -95,7 +115,14 @@ mod tests {
     #[test]
     fn error_objects_are_parsed() {
         let out = br#"{"cniVersion":"1.0.0","code":11,"msg":"agent not running","details":"dial /run/weft/weft.sock"}"#;
-        assert_eq!(parse_error(out), Some((11, "agent not running".into(), "dial /run/weft/weft.sock".into())));
+        assert_eq!(
+            parse_error(out),
+            Some((
+                11,
+                "agent not running".into(),
+                "dial /run/weft/weft.sock".into()
+            ))
+        );
         assert_eq!(parse_error(b"panic: boom"), None);
     }
 }

@@ -56,17 +56,34 @@ async fn add_chains_results_and_del_reverses_with_cached_result() {
     let dir = tempdir("wk-cni-chain");
     install_plugin(&dir, "first");
     install_plugin(&dir, "second");
-    let cni = Cni { bin_dir: dir.join("bin"), conf_dir: dir.join("net.d"), cache_dir: dir.join("cache") };
-    let list = NetworkList::parse(br#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"first"},{"type":"second"}]}"#, "t").unwrap();
+    let cni = Cni {
+        bin_dir: dir.join("bin"),
+        conf_dir: dir.join("net.d"),
+        cache_dir: dir.join("cache"),
+    };
+    let list = NetworkList::parse(
+        br#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"first"},{"type":"second"}]}"#,
+        "t",
+    )
+    .unwrap();
 
     let result = cni.add(&list, &rt()).await.unwrap();
     assert_eq!(result["by"], "second");
-    assert_eq!(result::pod_ipv4(&result, "eth0"), Some("10.200.9.6".parse().unwrap()));
+    assert_eq!(
+        result::pod_ipv4(&result, "eth0"),
+        Some("10.200.9.6".parse().unwrap())
+    );
     let c = calls(&dir);
-    assert_eq!(c.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), ["ADD first eth0", "ADD second eth0"]);
+    assert_eq!(
+        c.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+        ["ADD first eth0", "ADD second eth0"]
+    );
     assert!(c[0].1.get("prevResult").is_none());
     assert_eq!(c[1].1["prevResult"]["by"], "first");
-    assert!(dir.join("cache/results").join(format!("net-{}-eth0", "c".repeat(64))).is_file());
+    assert!(dir
+        .join("cache/results")
+        .join(format!("net-{}-eth0", "c".repeat(64)))
+        .is_file());
 
     let found = cni.cached_attachments("/run/netns/wk-test");
     assert_eq!(found.len(), 1);
@@ -80,17 +97,30 @@ async fn add_chains_results_and_del_reverses_with_cached_result() {
     let c = calls(&dir);
     assert_eq!(
         c.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
-        ["CHECK first eth0", "CHECK second eth0", "DEL second eth0", "DEL first eth0"]
+        [
+            "CHECK first eth0",
+            "CHECK second eth0",
+            "DEL second eth0",
+            "DEL first eth0"
+        ]
     );
     for (_, conf) in &c {
-        assert_eq!(conf["prevResult"]["by"], "second", "DEL/CHECK get the final ADD result");
+        assert_eq!(
+            conf["prevResult"]["by"], "second",
+            "DEL/CHECK get the final ADD result"
+        );
     }
-    assert!(!dir.join("cache/results").join(format!("net-{}-eth0", "c".repeat(64))).exists());
+    assert!(!dir
+        .join("cache/results")
+        .join(format!("net-{}-eth0", "c".repeat(64)))
+        .exists());
 
     // A second DEL has no cache: it still runs, without prevResult (libcni behaviour).
     std::fs::remove_file(dir.join("calls")).unwrap();
     cni.del(&list, &rt()).await.unwrap();
-    assert!(calls(&dir).iter().all(|(_, c)| c.get("prevResult").is_none()));
+    assert!(calls(&dir)
+        .iter()
+        .all(|(_, c)| c.get("prevResult").is_none()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -98,18 +128,46 @@ async fn add_chains_results_and_del_reverses_with_cached_result() {
 async fn plugin_error_object_becomes_a_typed_error() {
     let dir = tempdir("wk-cni-err");
     install_plugin(&dir, "failing");
-    let cni = Cni { bin_dir: dir.join("bin"), conf_dir: dir.join("net.d"), cache_dir: dir.join("cache") };
-    let list = NetworkList::parse(br#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"failing"}]}"#, "t").unwrap();
+    let cni = Cni {
+        bin_dir: dir.join("bin"),
+        conf_dir: dir.join("net.d"),
+        cache_dir: dir.join("cache"),
+    };
+    let list = NetworkList::parse(
+        br#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"failing"}]}"#,
+        "t",
+    )
+    .unwrap();
     let err = cni.add(&list, &rt()).await.unwrap_err();
     match &err {
-        CniError::Plugin { plugin, code, msg, details, .. } => {
-            assert_eq!((plugin.as_str(), *code, msg.as_str(), details.as_str()), ("failing", 7, "invalid network config", "subnet missing"));
+        CniError::Plugin {
+            plugin,
+            code,
+            msg,
+            details,
+            ..
+        } => {
+            assert_eq!(
+                (plugin.as_str(), *code, msg.as_str(), details.as_str()),
+                ("failing", 7, "invalid network config", "subnet missing")
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().contains("code 7: invalid network config (subnet missing)"), "{err}");
-    let missing = NetworkList::parse(br#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"nope"}]}"#, "t").unwrap();
-    assert!(matches!(cni.add(&missing, &rt()).await, Err(CniError::PluginNotFound { .. })));
+    assert!(
+        err.to_string()
+            .contains("code 7: invalid network config (subnet missing)"),
+        "{err}"
+    );
+    let missing = NetworkList::parse(
+        br#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"nope"}]}"#,
+        "t",
+    )
+    .unwrap();
+    assert!(matches!(
+        cni.add(&missing, &rt()).await,
+        Err(CniError::PluginNotFound { .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -118,10 +176,22 @@ fn default_network_is_the_first_config_in_lexical_order() {
     let dir = tempdir("wk-cni-conf");
     let conf = dir.join("net.d");
     std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(conf.join("20-b.conflist"), json!({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]}).to_string()).unwrap();
-    std::fs::write(conf.join("10-a.conf"), json!({"cniVersion":"0.4.0","name":"a","type":"y"}).to_string()).unwrap();
+    std::fs::write(
+        conf.join("20-b.conflist"),
+        json!({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("10-a.conf"),
+        json!({"cniVersion":"0.4.0","name":"a","type":"y"}).to_string(),
+    )
+    .unwrap();
     std::fs::write(conf.join("00-ignored.txt"), "x").unwrap();
-    let cni = Cni { bin_dir: dir.join("bin"), conf_dir: conf, cache_dir: dir.join("cache") };
+    let cni = Cni {
+        bin_dir: dir.join("bin"),
+        conf_dir: conf,
+        cache_dir: dir.join("cache"),
+    };
     assert_eq!(cni.default_network().unwrap().name, "a");
     std::fs::remove_dir_all(&dir).unwrap();
 }
