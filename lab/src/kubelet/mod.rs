@@ -19,6 +19,21 @@ pub mod status;
 pub mod volumes;
 
 #[cfg(test)]
+mod tests {
+    #[test]
+    fn sysfs_of_ip_netns_exec_is_recognised_by_its_source() {
+        let host = "22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw\n";
+        assert_eq!(super::sys_mount_source(host).as_deref(), Some("sysfs"));
+        let node = format!("{host}901 880 0:77 / /sys rw,relatime - sysfs wl-node-1 rw\n");
+        assert_eq!(super::sys_mount_source(&node).as_deref(), Some("wl-node-1"));
+        assert_eq!(
+            super::sys_mount_source("1 0 0:1 / / rw - ext4 /dev/vda rw\n"),
+            None
+        );
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testutil {
     use std::path::PathBuf;
 
@@ -134,6 +149,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         start_times: Mutex::default(),
         cfg,
     });
+    node_mounts();
     cleanup_stale(&ctx).await;
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -353,6 +369,59 @@ async fn keep_alive(ctx: Arc<NodeCtx>) {
             }
         }
     }
+}
+
+/// Gives the node (this process's mount namespace, inherited by host-network pods) the
+/// filesystems a DaemonSet like weft's expects at /sys/fs/bpf and /sys/fs/cgroup. `ip netns
+/// exec` replaced /sys with a sysfs for the node's netns, which drops those mounts; mounting
+/// them here touches only the stand-in's own (slave) mount namespace. Pins in this bpffs
+/// outlive pod restarts and go with the stand-in, as a node's do with a reboot.
+fn node_mounts() {
+    use nix::mount::{mount, MsFlags};
+    use nix::sys::statfs::{statfs, BPF_FS_MAGIC, CGROUP2_SUPER_MAGIC};
+    // Only under `ip netns exec`, whose sysfs is mounted with the netns name as its source;
+    // never in the machine's own mount namespace.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(sys_source) = sys_mount_source(&mountinfo) else {
+        return;
+    };
+    if sys_source == "sysfs" {
+        return;
+    }
+    let wanted = [
+        ("/sys/fs/bpf", "bpf", BPF_FS_MAGIC),
+        ("/sys/fs/cgroup", "cgroup2", CGROUP2_SUPER_MAGIC),
+    ];
+    for (path, fstype, magic) in wanted {
+        if statfs(path).is_ok_and(|s| s.filesystem_type() == magic) || !Path::new(path).is_dir() {
+            continue;
+        }
+        match mount(
+            Some(fstype),
+            path,
+            Some(fstype),
+            MsFlags::empty(),
+            None::<&str>,
+        ) {
+            Ok(()) => tracing::info!(path, fstype, "mounted for host-network pods"),
+            Err(e) => {
+                tracing::warn!(path, fstype, error = %e, "cannot mount; host-network pods will miss it")
+            }
+        }
+    }
+}
+
+/// The source of the last mount on /sys in a mountinfo text.
+fn sys_mount_source(mountinfo: &str) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            let source = right.split_whitespace().nth(1)?;
+            (mount_point == "/sys").then(|| source.to_string())
+        })
+        .last()
 }
 
 /// Cleans up after a previous stand-in of this node that did not stop cleanly: kills its
