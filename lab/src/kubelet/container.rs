@@ -1,5 +1,5 @@
 //! One container: its launch (catalogue program, argv, env, mounts), its process inside the
-//! pod's namespaces, readiness probing, and restarts per restartPolicy with kubelet's back-off.
+//! pod's namespaces, readiness and liveness probing, and restarts per restartPolicy with kubelet's back-off.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -436,11 +436,7 @@ pub async fn supervise(
         view.state = State::Running {
             started_at: started_at.clone(),
         };
-        let mut readiness = c
-            .readiness_probe
-            .as_ref()
-            .map(|pr| (pr.clone(), Readiness::new(probe::Timing::from_probe(pr))));
-        view.ready = readiness.is_none();
+        view.ready = c.readiness_probe.is_none();
         send(&view, Some(pid));
         p.events
             .normal(&p.pod, "Created", &format!("Created container {}", c.name));
@@ -448,49 +444,90 @@ pub async fn supervise(
             .normal(&p.pod, "Started", &format!("Started container {}", c.name));
         tracing::info!(pod = %format!("{}/{}", p.namespace(), p.pod_name()), container = c.name, pid, argv = ?launch.argv, "container started");
 
-        let mut probe_index: u64 = 0;
-        let mut next_probe = readiness
-            .as_ref()
-            .map(|(_, r)| tokio::time::Instant::now() + r.delay_before(0));
+        // Readiness starts "not ready", liveness "healthy"; each runs on its own schedule.
+        let mut probes: Vec<(
+            ProbeKind,
+            k8s_openapi::api::core::v1::Probe,
+            Readiness,
+            u64,
+            tokio::time::Instant,
+        )> = [
+            (ProbeKind::Readiness, c.readiness_probe.clone()),
+            (ProbeKind::Liveness, c.liveness_probe.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, spec)| {
+            let spec = spec?;
+            let timing = probe::Timing::from_probe(&spec);
+            let state = match kind {
+                ProbeKind::Readiness => Readiness::new(timing),
+                ProbeKind::Liveness => Readiness::healthy(timing),
+            };
+            let first = tokio::time::Instant::now() + state.delay_before(0);
+            Some((kind, spec, state, 0, first))
+        })
+        .collect();
         let exit = loop {
+            let next = probes
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, pr)| pr.4)
+                .map(|(i, pr)| (i, pr.4));
             let probe_sleep = async {
-                match next_probe {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                match next {
+                    Some((_, at)) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                status = child.wait() => break Ok(status),
+                status = child.wait() => break Exit::Exited(status),
                 _ = stop.changed() => {
                     if let Some(grace) = *stop.borrow() {
-                        break Err(grace);
+                        break Exit::Stop(grace);
                     }
                 }
                 _ = probe_sleep => {
-                    let (spec, state) = readiness.as_mut().expect("a probe is scheduled only with readiness");
+                    let i = next.expect("a probe is scheduled").0;
+                    let (kind, spec, state, index, at) = &mut probes[i];
                     let ok = run_probe(&p, &c, spec, &launch, state.timing.timeout).await;
                     if !ok {
-                        p.events.warning(&p.pod, "Unhealthy", &format!("Readiness probe failed for container {}", c.name));
+                        p.events.warning(&p.pod, "Unhealthy", &format!("{kind:?} probe failed for container {}", c.name));
                     }
-                    if state.record(ok) {
-                        view.ready = state.ready();
-                        send(&view, Some(pid));
+                    let flipped = state.record(ok);
+                    *index += 1;
+                    *at = tokio::time::Instant::now() + state.delay_before(*index);
+                    match kind {
+                        ProbeKind::Readiness if flipped => {
+                            view.ready = state.ready();
+                            send(&view, Some(pid));
+                        }
+                        ProbeKind::Liveness if flipped && !state.ready() => break Exit::Unhealthy,
+                        _ => {}
                     }
-                    probe_index += 1;
-                    next_probe = Some(tokio::time::Instant::now() + state.delay_before(probe_index));
                 }
             }
         };
         let (code, stopping) = match exit {
-            Ok(status) => {
+            Exit::Exited(status) => {
                 // The runtime kills whatever the main process left behind in the container.
                 nsexec::kill_group(pid, libc::SIGKILL);
                 (status.map(exit_code).unwrap_or(-1), false)
             }
-            Err(grace) => {
+            Exit::Stop(grace) => {
                 p.events
                     .normal(&p.pod, "Killing", &format!("Stopping container {}", c.name));
                 (terminate(&mut child, pid, grace).await, true)
+            }
+            Exit::Unhealthy => {
+                p.events.normal(
+                    &p.pod,
+                    "Killing",
+                    &format!(
+                        "Container {} failed liveness probe, will be restarted",
+                        c.name
+                    ),
+                );
+                (terminate(&mut child, pid, pod_grace(&p.pod)).await, false)
             }
         };
         let terminated = State::Terminated {
@@ -554,6 +591,30 @@ pub async fn supervise(
     view.done = true;
     view.ready = false;
     send(&view, None);
+}
+
+/// Which probe a schedule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeKind {
+    Readiness,
+    Liveness,
+}
+
+/// Why a running container's supervision ended.
+enum Exit {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Stop(Duration),
+    Unhealthy,
+}
+
+/// The pod's terminationGracePeriodSeconds (default 30 s).
+fn pod_grace(pod: &Pod) -> Duration {
+    let secs = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    Duration::from_secs(secs.max(0) as u64)
 }
 
 /// Sleeps for `d` unless a stop arrives first (true = stop).
@@ -627,7 +688,7 @@ async fn run_probe(
             }
         }
         Err(e) => {
-            tracing::warn!(container = c.name, error = %e, "readiness probe cannot run");
+            tracing::warn!(container = c.name, error = %e, "probe cannot run");
             false
         }
     }

@@ -51,6 +51,16 @@ impl Readiness {
         }
     }
 
+    /// A liveness state: healthy until `failureThreshold` probes in a row failed.
+    pub fn healthy(timing: Timing) -> Readiness {
+        Readiness {
+            timing,
+            ready: true,
+            ok_run: 0,
+            fail_run: 0,
+        }
+    }
+
     pub fn ready(&self) -> bool {
         self.ready
     }
@@ -297,6 +307,14 @@ mod tests {
             }]),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn liveness_starts_healthy_and_fails_after_the_threshold() {
+        let mut l = Readiness::healthy(timing(1, 3));
+        assert!(l.ready());
+        assert!(!l.record(false) && !l.record(false));
+        assert!(l.record(false) && !l.ready());
     }
 
     #[test]
