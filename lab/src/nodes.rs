@@ -49,19 +49,30 @@ pub fn image_bin_dir(state: &StateDir) -> PathBuf {
     state.root().join("bin")
 }
 
-/// Fills [`image_bin_dir`] with links to the built `coredns` and to the `weft` binary built
-/// beside this `weft-lab` (cargo puts both in the same target dir), when it exists.
-pub fn link_image_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
+/// Fills [`image_bin_dir`] with the programs the lab runs from it for its whole life: a
+/// snapshot of this `weft-lab` (the kubelet stand-ins; a `cargo build` while the lab is up
+/// must not pull the binary from under them), the built `coredns`, and the `weft` binary built
+/// beside `weft-lab` when it exists. Returns the `weft-lab` to start kubelets from.
+pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> {
     let dir = image_bin_dir(state);
     std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe().context("locating the weft-lab binary")?;
+    let lab_bin = dir.join("weft-lab");
+    // /proc/self/exe still reads when the file was replaced since this process started.
+    snapshot(std::path::Path::new("/proc/self/exe"), &lab_bin)?;
     std::os::unix::fs::symlink(&rec.bins.coredns, dir.join("coredns"))
         .with_context(|| format!("linking coredns into {}", dir.display()))?;
-    let exe = std::env::current_exe().context("locating the weft-lab binary")?;
     if let Some(weft) = exe.parent().map(|d| d.join("weft")).filter(|p| p.is_file()) {
-        std::os::unix::fs::symlink(&weft, dir.join("weft"))?;
+        snapshot(&weft, &dir.join("weft"))?;
     } else if rec.spec.cni == Cni::Weft {
         eprintln!("  note: no `weft` binary next to weft-lab (run `cargo build -p weft`); weft pods will fail");
     }
+    Ok(lab_bin)
+}
+
+/// A copy (not a link: a linker may rewrite the original file in place).
+fn snapshot(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -72,8 +83,7 @@ pub fn kubelet_state_dir(state: &StateDir, node: &str) -> PathBuf {
 
 /// Starts the kubelet stand-in of every node.
 pub fn start_kubelets(state: &StateDir, rec: &LabRecord) -> anyhow::Result<Vec<(String, u32)>> {
-    let exe = std::env::current_exe().context("locating the weft-lab binary")?;
-    link_image_bins(state, rec)?;
+    let exe = stage_bins(state, rec)?;
     let mut started = vec![];
     for node in rec.spec.node_plans() {
         let cfg = kubelet_config(state, rec, &node);
