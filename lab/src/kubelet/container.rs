@@ -63,7 +63,8 @@ impl PodEnv {
             .enter(&ns("mnt"), libc::CLONE_NEWNS)?
             .enter(&ns("net"), libc::CLONE_NEWNET)?
             .enter(&ns("uts"), libc::CLONE_NEWUTS)?
-            .new_mount_ns();
+            .new_mount_ns()
+            .die_with_parent();
         for (src, dst) in &launch.plan.binds {
             setup = setup.bind(src, dst)?;
         }

@@ -24,6 +24,8 @@ pub struct ChildSetup {
     binds: Vec<(CString, CString)>,
     /// Working directory.
     workdir: Option<CString>,
+    /// Die with the stand-in: SIGKILL when the spawning thread's process goes away.
+    die_with_parent: Option<libc::pid_t>,
 }
 
 fn cpath(p: &Path) -> io::Result<CString> {
@@ -61,6 +63,13 @@ impl ChildSetup {
         Ok(self)
     }
 
+    /// The child gets SIGKILL if the stand-in dies (PR_SET_PDEATHSIG), so a crashed stand-in
+    /// leaves no pod processes behind (its successor reclaims the network state).
+    pub fn die_with_parent(mut self) -> Self {
+        self.die_with_parent = Some(std::process::id() as libc::pid_t);
+        self
+    }
+
     pub fn workdir(mut self, dir: &Path) -> io::Result<Self> {
         self.workdir = Some(cpath(dir)?);
         Ok(self)
@@ -77,6 +86,21 @@ impl ChildSetup {
         }
         // SAFETY: plain system calls on valid fds and NUL-terminated strings owned by self.
         unsafe {
+            if let Some(parent) = self.die_with_parent {
+                check(libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ))?;
+                // The parent may have died between fork and prctl.
+                if libc::getppid() != parent {
+                    return Err(io::Error::other(
+                        "the stand-in exited while starting the process",
+                    ));
+                }
+            }
             for (f, nstype) in &self.enter {
                 check(libc::setns(f.as_raw_fd() as RawFd, *nstype))?;
             }
@@ -186,6 +210,41 @@ mod tests {
         let t = start_time(me).expect("own stat is readable");
         assert_eq!(start_time(me), Some(t));
         assert_eq!(start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn child_dies_with_the_thread_that_started_it() {
+        // PR_SET_PDEATHSIG fires when the spawning thread ends: here a short-lived thread
+        // stands in for a stand-in that died.
+        let pid = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut cmd = tokio::process::Command::new("/bin/sleep");
+                cmd.arg("30");
+                let _guard = ChildSetup::default().die_with_parent().install(&mut cmd);
+                let child = cmd.spawn().unwrap();
+                child.id().unwrap()
+            })
+        })
+        .join()
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // Gone, or a zombie waiting for its reaper (state Z).
+        let dead = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(true)
+        };
+        while !dead() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(dead(), "sleep {pid} outlived its parent thread");
     }
 
     #[tokio::test]

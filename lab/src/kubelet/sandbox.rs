@@ -214,6 +214,7 @@ impl SandboxEnv {
                     .map_err(io("bind"))?;
             }
         }
+        let setup = setup.die_with_parent();
         let mut cmd = tokio::process::Command::new("/bin/sleep");
         cmd.arg("infinity")
             .stdin(std::process::Stdio::null())
