@@ -348,6 +348,8 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
             pause_start: kubelet::nsexec::start_time(web.pause_pid),
             path_env: "/usr/bin:/bin".into(),
             network: Some("wk-net1".into()),
+            net_ns_inode: web.net_ns_inode,
+            uts_ns_inode: web.uts_ns_inode,
         };
         kubelet::record::save(&kubelet::record::sandbox_path(&web_dir), &sbrec).unwrap();
         let state_dir = dir.clone();

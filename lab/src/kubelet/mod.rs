@@ -440,6 +440,14 @@ async fn cleanup_stale(ctx: &NodeCtx) {
         let pod = format!("{}/{}", rec.namespace, rec.name);
         tracing::info!(pod, "cleaning up a pod left by a previous run");
         let sb = record::read_sandbox(&dir).unwrap_or_default();
+        // Every process of the pod shares the sandbox's UTS (and, off the host network, net)
+        // namespace, whether or not the sandbox process or the netns mount still exist.
+        if let Some(ino) = sb.uts_ns_inode {
+            nsexec::kill_namespace_members("uts", ino);
+        }
+        if let (false, Some(ino)) = (rec.host_network, sb.net_ns_inode) {
+            nsexec::kill_namespace_members("net", ino);
+        }
         // Host-network pods have no netns to search: their processes are known by pid, and
         // only killed if the start time shows the pid was not reused.
         if let (Some(pid), Some(start)) = (sb.pause_pid, sb.pause_start) {

@@ -603,6 +603,8 @@ impl Worker {
             pause_start: super::nsexec::start_time(running.sandbox.pause_pid),
             path_env,
             network: running.sandbox.network.as_ref().map(|n| n.name.clone()),
+            net_ns_inode: running.sandbox.net_ns_inode,
+            uts_ns_inode: running.sandbox.uts_ns_inode,
         };
         for r in [
             record::save(&record::sandbox_path(&self.dir), &sb),

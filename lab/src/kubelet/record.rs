@@ -36,6 +36,12 @@ pub struct SandboxRecord {
     pub path_env: String,
     /// Name of the default CNI network the pod was attached to (for DEL after a restart).
     pub network: Option<String>,
+    /// Inodes of the sandbox's net and UTS namespaces: every process of the pod is in them,
+    /// which finds the pod's processes even after its netns mount is gone.
+    #[serde(default)]
+    pub net_ns_inode: Option<u64>,
+    #[serde(default)]
+    pub uts_ns_inode: Option<u64>,
 }
 
 /// The directory of one pod.

@@ -57,6 +57,9 @@ pub struct Sandbox {
     pub network: Option<NetworkList>,
     pub pause: Option<tokio::process::Child>,
     pub pause_pid: u32,
+    /// Inodes of the sandbox's net and UTS namespaces (see `SandboxRecord`).
+    pub net_ns_inode: Option<u64>,
+    pub uts_ns_inode: Option<u64>,
 }
 
 /// Node-level settings a sandbox is built with.
@@ -125,6 +128,8 @@ impl SandboxEnv {
             network: None,
             pause: None,
             pause_pid: 0,
+            net_ns_inode: None,
+            uts_ns_inode: None,
         };
         match self.create_inner(spec, pod_dir, &mut sb).await {
             Ok(()) => Ok(sb),
@@ -227,6 +232,10 @@ impl SandboxEnv {
         drop(guard);
         sb.pause_pid = child.id().unwrap_or_default();
         sb.pause = Some(child);
+        let ns =
+            |kind: &str| nsexec::ns_inode(Path::new(&format!("/proc/{}/ns/{kind}", sb.pause_pid)));
+        sb.net_ns_inode = ns("net");
+        sb.uts_ns_inode = ns("uts");
         Ok(())
     }
 
