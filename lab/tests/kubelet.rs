@@ -197,6 +197,7 @@ fn pod_env(
         host_ip: Ipv4Addr::new(172, 30, 0, 11),
         volumes: Default::default(),
         service_env: vec![],
+        mount_point_registry: dir.join("host-mount-points"),
     })
 }
 

@@ -35,6 +35,8 @@ pub struct PodEnv {
     pub host_ip: Ipv4Addr,
     pub volumes: Volumes,
     pub service_env: Vec<(String, String)>,
+    /// Where created mount points are noted (see `volumes::create_mount_point`).
+    pub mount_point_registry: PathBuf,
 }
 
 impl PodEnv {
@@ -56,7 +58,7 @@ impl PodEnv {
         launch: &Launch,
     ) -> std::io::Result<(tokio::process::Command, Arc<ChildSetup>)> {
         for d in &launch.plan.mkdirs {
-            std::fs::create_dir_all(d)?;
+            volumes::create_mount_point(d, &self.mount_point_registry)?;
         }
         let ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", self.pause_pid));
         let mut setup = ChildSetup::default()

@@ -101,6 +101,11 @@ pub struct NodeCtx {
 }
 
 impl NodeCtx {
+    /// The list of mount points this node created on the machine.
+    pub fn mount_point_registry(&self) -> PathBuf {
+        self.cfg.state_dir.join("host-mount-points")
+    }
+
     /// The pod's startTime: when this node first saw it.
     pub fn start_time_for(&self, uid: &str) -> String {
         let mut m = self.start_times.lock().expect("not poisoned");
@@ -151,6 +156,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     node_mounts();
     cleanup_stale(&ctx).await;
+    volumes::remove_unused_mount_points(&ctx.mount_point_registry());
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -240,6 +246,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             tracing::error!(pod = %format!("{}/{}", h.namespace, h.name), "pod did not stop within 60 s");
         }
     }
+    // Last one out removes the mount-point directories (another node's pods may still use them).
+    volumes::remove_unused_mount_points(&ctx.mount_point_registry());
     tracing::info!("stopped");
     Ok(())
 }

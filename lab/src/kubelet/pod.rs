@@ -211,6 +211,7 @@ impl Worker {
             host_ip: self.ctx.cfg.node_ip,
             volumes,
             service_env,
+            mount_point_registry: self.ctx.mount_point_registry(),
         });
         let policy =
             RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));

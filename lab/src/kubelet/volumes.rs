@@ -356,6 +356,93 @@ pub fn plan_mounts(
     Ok(plan)
 }
 
+/// Creates a mount point that does not exist on the machine (under /run, a tmpfs), noting in
+/// `registry` the directories that were missing so they can be removed when unused.
+pub fn create_mount_point(path: &Path, registry: &Path) -> std::io::Result<()> {
+    let mut missing = vec![];
+    let mut existing = path;
+    while !existing.exists() {
+        missing.push(existing.file_name().map(PathBuf::from).unwrap_or_default());
+        existing = match existing.parent() {
+            Some(p) => p,
+            None => break,
+        };
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path)?;
+    // Record real paths (/var/run is a symlink to /run), outermost first.
+    let mut dir = std::fs::canonicalize(existing)?;
+    let mut lines = String::new();
+    for part in missing.iter().rev() {
+        dir.push(part);
+        lines.push_str(&format!("{}\n", dir.display()));
+    }
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(registry)?
+        .write_all(lines.as_bytes())
+}
+
+/// Removes the directories `create_mount_point` made, deepest first, where no mount namespace
+/// on the machine still mounts anything at or below them and they are empty.
+pub fn remove_unused_mount_points(registry: &Path) {
+    let Ok(text) = std::fs::read_to_string(registry) else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs.dedup();
+    let in_use = mount_points_in_use();
+    let mut kept = vec![];
+    for d in dirs {
+        let used = in_use.iter().any(|m| m.starts_with(&d));
+        if used || (d.exists() && std::fs::remove_dir(&d).is_err()) {
+            kept.push(d);
+        }
+    }
+    if kept.is_empty() {
+        let _ = std::fs::remove_file(registry);
+    } else {
+        kept.reverse();
+        let text: String = kept.iter().map(|d| format!("{}\n", d.display())).collect();
+        let _ = std::fs::write(registry, text);
+    }
+}
+
+/// Every mount point of every mount namespace on the machine (one process per namespace).
+fn mount_points_in_use() -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let Some(ns) = super::nsexec::ns_inode(&entry.path().join("ns/mnt")) else {
+            continue;
+        };
+        if !seen.insert(ns) {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(entry.path().join("mountinfo")) else {
+            continue;
+        };
+        out.extend(
+            info.lines()
+                .filter_map(|l| l.split_whitespace().nth(4))
+                .map(PathBuf::from),
+        );
+    }
+    out
+}
+
 /// Rewrites paths under a rewritten mountPath in one argument (`/etc/coredns/Corefile`,
 /// `-conf=/etc/coredns/Corefile`).
 pub fn rewrite_arg(arg: &str, rewrites: &[(String, String)]) -> String {
@@ -449,6 +536,39 @@ mod tests {
         assert_eq!(rewrite_arg("/etc/coredns", &rw), "/v/config");
         assert_eq!(rewrite_arg("/etc/corednsx/a", &rw), "/etc/corednsx/a");
         assert_eq!(rewrite_arg("-conf", &rw), "-conf");
+    }
+
+    #[test]
+    fn created_mount_points_are_recorded_and_removed_when_unused() {
+        let tmp = crate::kubelet::testutil::tempdir("wk-mp");
+        let registry = tmp.join("host-mount-points");
+        let target = tmp.join("secrets/kubernetes.io/serviceaccount");
+        create_mount_point(&target, &registry).unwrap();
+        assert!(target.is_dir());
+        let real = std::fs::canonicalize(&tmp).unwrap();
+        let recorded = std::fs::read_to_string(&registry).unwrap();
+        assert_eq!(
+            recorded,
+            format!(
+                "{0}/secrets\n{0}/secrets/kubernetes.io\n{0}/secrets/kubernetes.io/serviceaccount\n",
+                real.display()
+            )
+        );
+        // An existing directory is not recorded again.
+        create_mount_point(&target, &registry).unwrap();
+        assert_eq!(std::fs::read_to_string(&registry).unwrap(), recorded);
+        // A file someone put there keeps its directory (and the parents).
+        std::fs::write(target.join("token"), "x").unwrap();
+        remove_unused_mount_points(&registry);
+        assert!(target.is_dir() && registry.exists());
+        std::fs::remove_file(target.join("token")).unwrap();
+        remove_unused_mount_points(&registry);
+        assert!(
+            !tmp.join("secrets").exists(),
+            "all three created directories removed"
+        );
+        assert!(!registry.exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]
