@@ -492,10 +492,11 @@ pub async fn supervise(
                 _ = probe_sleep => {
                     let i = next.expect("a probe is scheduled").0;
                     let (kind, spec, state, index, at) = &mut probes[i];
-                    let ok = run_probe(&p, &c, spec, &launch, state.timing.timeout).await;
-                    if !ok {
-                        p.events.warning(&p.pod, "Unhealthy", &format!("{kind:?} probe failed for container {}", c.name));
+                    let result = run_probe(&p, &c, spec, &launch, state.timing.timeout).await;
+                    if let Err(why) = &result {
+                        p.events.warning(&p.pod, "Unhealthy", &format!("{kind:?} probe failed: {why}"));
                     }
+                    let ok = result.is_ok();
                     let flipped = state.record(ok);
                     *index += 1;
                     *at = tokio::time::Instant::now() + state.delay_before(*index);
@@ -649,7 +650,7 @@ async fn run_probe(
     spec: &k8s_openapi::api::core::v1::Probe,
     launch: &Launch,
     timeout: Duration,
-) -> bool {
+) -> Result<(), String> {
     let target: IpAddr = IpAddr::V4(p.pod_ip.unwrap_or(p.host_ip));
     match probe::action(spec, c, target) {
         Ok(Action::Tcp { addr }) => probe::tcp(addr, timeout).await,
@@ -662,7 +663,7 @@ async fn run_probe(
         }) => probe::http(addr, &host_header, &path, &headers, https, timeout).await,
         Ok(Action::Exec { command }) => {
             let Some(first) = command.first() else {
-                return false;
+                return Err("exec probe has no command".into());
             };
             let mut l = launch.clone();
             l.argv = command.clone();
@@ -671,29 +672,26 @@ async fn run_probe(
                 .argv(std::slice::from_ref(first), &[], &p.roots)
                 .map(|a| a[0].clone())
                 .unwrap_or_else(|_| first.clone());
-            let Ok((mut cmd, guard)) = p.command(&l) else {
-                return false;
-            };
+            let (mut cmd, guard) = p.command(&l).map_err(|e| e.to_string())?;
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
             let child = cmd.spawn();
             drop(guard);
-            let Ok(mut child) = child else { return false };
+            let mut child = child.map_err(|e| format!("exec {command:?}: {e}"))?;
             match tokio::time::timeout(timeout, child.wait()).await {
-                Ok(Ok(s)) => s.success(),
-                _ => {
+                Ok(Ok(s)) if s.success() => Ok(()),
+                Ok(Ok(s)) => Err(format!("command {command:?} exited with {}", exit_code(s))),
+                Ok(Err(e)) => Err(format!("command {command:?}: {e}")),
+                Err(_) => {
                     if let Some(pid) = child.id() {
                         nsexec::kill_group(pid, libc::SIGKILL);
                     }
-                    false
+                    Err(format!("command {command:?} timed out"))
                 }
             }
         }
-        Err(e) => {
-            tracing::warn!(container = c.name, error = %e, "probe cannot run");
-            false
-        }
+        Err(e) => Err(e.to_string()),
     }
 }
 

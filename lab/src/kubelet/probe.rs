@@ -183,12 +183,23 @@ pub fn action(p: &Probe, container: &Container, pod_ip: IpAddr) -> Result<Action
     Err(ProbeError::NoHandler)
 }
 
-/// A TCP connect within the timeout.
-pub async fn tcp(addr: SocketAddr, timeout: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+/// A TCP connect within the timeout; the error reads like kubelet's probe output.
+pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("dial tcp {addr}: connect: {}", lower_io(&e))),
+        Err(_) => Err(format!("dial tcp {addr}: i/o timeout")),
+    }
+}
+
+fn lower_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    // "Connection refused (os error 111)" -> "connection refused", as Go prints it.
+    let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// An HTTP/1.1 GET; success is a status in 200..400 (kubelet's rule). HTTPS is checked as a
@@ -200,12 +211,15 @@ pub async fn http(
     headers: &[(String, String)],
     https: bool,
     timeout: Duration,
-) -> bool {
+) -> Result<(), String> {
     if https {
         return tcp(addr, timeout).await;
     }
+    let url = format!("http://{addr}{path}");
     let run = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("Get \"{url}\": dial tcp {addr}: connect: {}", lower_io(&e)))?;
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n");
         for (n, v) in headers
             .iter()
@@ -214,21 +228,28 @@ pub async fn http(
             req.push_str(&format!("{n}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        s.write_all(req.as_bytes()).await?;
+        let io = |e: std::io::Error| format!("Get \"{url}\": {}", lower_io(&e));
+        s.write_all(req.as_bytes()).await.map_err(io)?;
         let mut buf = Vec::with_capacity(256);
         let mut chunk = [0u8; 256];
         while !buf.contains(&b'\n') && buf.len() < 4096 {
-            let n = s.read(&mut chunk).await?;
+            let n = s.read(&mut chunk).await.map_err(io)?;
             if n == 0 {
                 break;
             }
             buf.extend_from_slice(&chunk[..n]);
         }
-        Ok::<_, std::io::Error>(http_status(&buf))
+        match http_status(&buf) {
+            Some(code) if (200..400).contains(&code) => Ok(()),
+            Some(code) => Err(format!("HTTP probe failed with statuscode: {code}")),
+            None => Err(format!("Get \"{url}\": malformed HTTP response")),
+        }
     };
     match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(Some(code))) => (200..400).contains(&code),
-        _ => false,
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )),
     }
 }
 
@@ -396,10 +417,22 @@ mod tests {
             }
         });
         let t = Duration::from_secs(2);
-        assert!(http(addr, "x", "/ready", &[], false, t).await);
-        assert!(!http(addr, "x", "/ready", &[], false, t).await);
+        assert_eq!(http(addr, "x", "/ready", &[], false, t).await, Ok(()));
+        assert_eq!(
+            http(addr, "x", "/ready", &[], false, t).await,
+            Err("HTTP probe failed with statuscode: 500".into())
+        );
         server.await.unwrap();
-        // The listener is gone: connection refused.
-        assert!(!tcp(addr, t).await);
+        // The listener is gone: connection refused, worded as kubelet words it.
+        assert_eq!(
+            tcp(addr, t).await,
+            Err(format!("dial tcp {addr}: connect: connection refused"))
+        );
+        assert_eq!(
+            http(addr, "x", "/ready", &[], false, t).await,
+            Err(format!(
+                "Get \"http://{addr}/ready\": dial tcp {addr}: connect: connection refused"
+            ))
+        );
     }
 }

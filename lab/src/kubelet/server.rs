@@ -281,6 +281,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn follow_streams_appended_lines_until_the_pod_is_gone() {
+        let state = crate::kubelet::testutil::tempdir("wk-srv-f");
+        let dir = record::pod_dir(&state, "default", "web");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(record::record_path(&dir), "{}").unwrap();
+        std::fs::write(dir.join("nginx.log"), "one\n").unwrap();
+        let (client, server) = tokio::io::duplex(4096);
+        let st = state.clone();
+        let srv = tokio::spawn(async move { handle(server, &st).await });
+        let (mut rd, mut wr) = tokio::io::split(client);
+        wr.write_all(b"GET /containerLogs/default/web/nginx?follow=true HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = String::new();
+        let mut read_until = async |needle: &str, got: &mut String| {
+            let mut buf = [0u8; 1024];
+            while !got.contains(needle) {
+                let n = tokio::time::timeout(Duration::from_secs(5), rd.read(&mut buf))
+                    .await
+                    .expect("more output in time")
+                    .unwrap();
+                assert!(n > 0, "stream ended before {needle:?}: {got}");
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        read_until("one\n", &mut got).await;
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("nginx.log"))
+            .unwrap();
+        f.write_all(b"two\n").unwrap();
+        read_until("two\n", &mut got).await;
+        std::fs::remove_file(record::record_path(&dir)).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), srv)
+            .await
+            .expect("follow ends once the pod record is gone")
+            .unwrap()
+            .unwrap();
+        assert!(got.ends_with("\r\n\r\none\ntwo\n"), "{got}");
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+
+    #[tokio::test]
     async fn serves_logs_over_a_stream() {
         let state = crate::kubelet::testutil::tempdir("wk-srv");
         let dir = record::pod_dir(&state, "default", "web");
