@@ -423,13 +423,14 @@ fn node_mounts() {
 fn sys_mount_source(mountinfo: &str) -> Option<String> {
     mountinfo
         .lines()
+        .rev()
         .filter_map(|l| {
             let (left, right) = l.split_once(" - ")?;
             let mount_point = left.split_whitespace().nth(4)?;
             let source = right.split_whitespace().nth(1)?;
             (mount_point == "/sys").then(|| source.to_string())
         })
-        .last()
+        .next()
 }
 
 /// Cleans up after a previous stand-in of this node that did not stop cleanly: kills its
