@@ -1,13 +1,15 @@
 //! The CNI plugin and the agent in real network namespaces (root): a "node" netns runs
 //! `weft agent`, pod netns are attached by running the plugin exactly as a runtime does.
 
-mod common;
+mod support;
 
-use common::{Node, Proc};
 use serde_json::json;
+use support::guards::Proc;
+use support::netns::Netns;
+use support::node::Node;
 
 /// A TCP server in `pod` that answers each connection with the peer address it saw.
-fn peer_echo_server(pod: &common::Netns, port: u16) -> Proc {
+fn peer_echo_server(pod: &Netns, port: u16) -> Proc {
     let child = std::process::Command::new("ip")
         .args(["netns", "exec", &pod.name, "socat"])
         .arg(format!("TCP4-LISTEN:{port},reuseaddr,fork"))

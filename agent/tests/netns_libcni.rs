@@ -1,13 +1,15 @@
 //! The shipped conflist driven by libcni itself (the reference `cnitool`): the library a
 //! container runtime uses parses our results, caches them and feeds them back to CHECK.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Netns, Node, TempDir};
 use serde_json::Value;
+use support::guards::TempDir;
+use support::netns::Netns;
+use support::node::{Node, WEFT};
 
 /// `cnitool`: `$WEFT_CNITOOL`, else the lab's build under ~/.cache/weft/lab, else PATH.
 fn cnitool() -> PathBuf {
@@ -51,7 +53,7 @@ impl<'a> Runtime<'a> {
         for sub in ["bin", "net.d", "varlib"] {
             std::fs::create_dir_all(dir.0.join(sub)).unwrap();
         }
-        std::os::unix::fs::symlink(common::WEFT, dir.0.join("bin/weft")).unwrap();
+        std::os::unix::fs::symlink(WEFT, dir.0.join("bin/weft")).unwrap();
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/10-weft.conflist");
         let mut conflist: Value =
             serde_json::from_str(&std::fs::read_to_string(&shipped).unwrap()).unwrap();

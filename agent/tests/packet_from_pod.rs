@@ -2,13 +2,14 @@
 //! maps, asserting the verdict AND the bytes or drop counters. Root only; they fail (not skip)
 //! without root or bpffs.
 
-mod packet_support;
+mod support;
 
 use std::net::Ipv4Addr;
 
 use aya::programs::ProgramError;
 use aya::sys::SyscallError;
-use packet_support::*;
+use support::bpf::*;
+use support::frames::*;
 use weft::datapath::{Datapath, DatapathError, EndpointEntry};
 
 const SRC_POD_MAC: Mac = [0x02, 0xaa, 0, 0, 0, 0x05];
@@ -40,23 +41,6 @@ fn pod_udp(dst_ip: [u8; 4]) -> Vec<u8> {
         ETH_P_IP,
         &ipv4(SRC_IP, dst_ip, &udp(40000, 8080, b"hello weft")),
     )
-}
-
-fn counter(dp: &Datapath, name: &str) -> u64 {
-    let counters = dp.drop_counters().expect("read DROP_STATS");
-    counters
-        .iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no drop reason named {name} in {counters:?}"))
-        .1
-}
-
-fn assert_no_drops(dp: &Datapath) {
-    let counters = dp.drop_counters().expect("read DROP_STATS");
-    assert!(
-        counters.iter().all(|(_, n)| *n == 0),
-        "unexpected drops: {counters:?}"
-    );
 }
 
 /// The frame is dropped with `TC_ACT_SHOT` and exactly `reason` is counted once.

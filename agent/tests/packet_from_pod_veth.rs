@@ -2,13 +2,15 @@
 //! plugin wires them, the program attached through the real `Datapath` API. Root only; fails
 //! (not skips) without root, bpffs, `ip` or `ping`.
 
-mod packet_support;
+mod support;
 
 use std::net::Ipv4Addr;
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use packet_support::netns::{Netns, Pod};
-use packet_support::*;
+use support::bpf::*;
+use support::frames::*;
+use support::netns::Netns;
+use support::veth::{node_netns, Pod};
 use weft::datapath::{Datapath, EndpointEntry};
 
 /// A node with IP forwarding OFF and two pods, both registered and attached.
@@ -23,7 +25,7 @@ struct Scene {
 impl Scene {
     fn new(test: &str) -> Self {
         let pins = PinDir::new(test);
-        let node = Netns::new("node");
+        let node = node_netns();
         // The kernel would not forward between the pods: only the datapath can deliver.
         node.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
         let a = Pod::new(&node, "a", "wdpa", "10.200.0.5");
@@ -83,11 +85,7 @@ fn pods_on_one_node_reach_each_other_with_ip_forwarding_off() {
     assert!(s.a.ping(&s.b.ip, 3), "pod a -> pod b through from_pod");
     assert!(s.b.ping(&s.a.ip, 3), "pod b -> pod a through from_pod");
 
-    let drops = s.dp.drop_counters().unwrap();
-    assert!(
-        drops.iter().all(|(_, n)| *n == 0),
-        "no drops expected: {drops:?}"
-    );
+    assert_no_drops(&s.dp);
 }
 
 #[test]
@@ -204,8 +202,7 @@ fn truncated_ipv4_from_a_pod_is_dropped_and_counted() {
     s.a.send_raw(&frame[..14]);
 
     let drops = s.dp.drop_counters().unwrap();
-    let ip4_truncated = drops.iter().find(|(n, _)| *n == "ip4_truncated").unwrap().1;
-    assert_eq!(ip4_truncated, 2, "{drops:?}");
+    assert_eq!(counter(&s.dp, "ip4_truncated"), 2, "{drops:?}");
     assert!(s.a.ping(&s.b.ip, 1), "valid traffic still flows");
 }
 
@@ -241,11 +238,7 @@ fn tcp_bulk_transfer_between_pods_arrives_intact() {
             got.len()
         );
     });
-    let drops = s.dp.drop_counters().unwrap();
-    assert!(
-        drops.iter().all(|(_, n)| *n == 0),
-        "no drops expected: {drops:?}"
-    );
+    assert_no_drops(&s.dp);
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! The datapath's pin directory: maps survive a re-open, incompatible pins are refused,
 //! cleanup never touches anything but bpffs. Root only; fails (not skips) without bpffs.
 
-mod packet_support;
+mod support;
 
 use std::net::Ipv4Addr;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use packet_support::*;
+use support::bpf::*;
+use support::frames::*;
 use weft::datapath::{Datapath, DatapathError, EndpointEntry};
 
 const EP: EndpointEntry = EndpointEntry {

@@ -24,7 +24,7 @@ mod pinned_maps;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::programs::SchedClassifier;
+use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
 use dataplane_common::maps::{DROP_STATS, ENDPOINTS4, PROG_FROM_POD};
 use dataplane_common::{Endpoint4Key, Endpoint4Value};
@@ -106,18 +106,7 @@ impl Datapath {
     pub fn test_run_from_pod(&self, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
         use aya::programs::{TestRun, TestRunOptions};
 
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(PROG_FROM_POD)
-            .ok_or(DatapathError::Missing {
-                kind: "program",
-                name: PROG_FROM_POD,
-            })?
-            .try_into()
-            .map_err(|source| DatapathError::Program {
-                name: PROG_FROM_POD,
-                source,
-            })?;
+        let prog: &SchedClassifier = as_from_pod(self.ebpf.program(PROG_FROM_POD))?;
         // Room for the frame plus the headroom a program could add.
         let mut out = vec![0u8; frame.len() + 256];
         let result = prog
@@ -139,7 +128,15 @@ impl Datapath {
 }
 
 fn from_pod_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
-    ebpf.program_mut(PROG_FROM_POD)
+    as_from_pod(ebpf.program_mut(PROG_FROM_POD))
+}
+
+/// `from_pod` (as found by `Ebpf::program` or `program_mut`) as a classifier, or why not.
+fn as_from_pod<P, C>(program: Option<P>) -> Result<C, DatapathError>
+where
+    C: TryFrom<P, Error = ProgramError>,
+{
+    program
         .ok_or(DatapathError::Missing {
             kind: "program",
             name: PROG_FROM_POD,

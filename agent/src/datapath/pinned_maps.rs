@@ -23,21 +23,22 @@ struct Spec {
     max_entries: u32,
 }
 
+impl Spec {
+    /// The definition of a map named `name` with keys `K` and values `V`.
+    const fn new<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> Self {
+        Self {
+            name,
+            map_type,
+            key_size: size_of::<K>() as u32,
+            value_size: size_of::<V>() as u32,
+            max_entries,
+        }
+    }
+}
+
 const SPECS: &[Spec] = &[
-    Spec {
-        name: ENDPOINTS4,
-        map_type: MapType::Hash,
-        key_size: size_of::<Endpoint4Key>() as u32,
-        value_size: size_of::<Endpoint4Value>() as u32,
-        max_entries: ENDPOINTS4_MAX_ENTRIES,
-    },
-    Spec {
-        name: DROP_STATS,
-        map_type: MapType::PerCpuArray,
-        key_size: size_of::<u32>() as u32,
-        value_size: size_of::<u64>() as u32,
-        max_entries: DROP_STATS_MAX_ENTRIES,
-    },
+    Spec::new::<Endpoint4Key, Endpoint4Value>(ENDPOINTS4, MapType::Hash, ENDPOINTS4_MAX_ENTRIES),
+    Spec::new::<u32, u64>(DROP_STATS, MapType::PerCpuArray, DROP_STATS_MAX_ENTRIES),
 ];
 
 /// Check every map already pinned under `pin_dir` against this build's definition.
@@ -47,14 +48,12 @@ pub fn check_compatible(pin_dir: &Path) -> Result<(), DatapathError> {
         if !path.exists() {
             continue;
         }
-        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::Map {
+        let map_err = |source| DatapathError::Map {
             name: spec.name,
             source,
-        })?;
-        let found_type = info.map_type().map_err(|source| DatapathError::Map {
-            name: spec.name,
-            source,
-        })?;
+        };
+        let info = MapInfo::from_pin(&path).map_err(map_err)?;
+        let found_type = info.map_type().map_err(map_err)?;
         let found = (
             found_type,
             info.key_size(),

@@ -1,101 +1,17 @@
-//! Network namespaces for the veth packet tests: a node namespace holding the host sides of
-//! pod veths, pod namespaces wired the way the CNI plugin wires them. Everything is deleted on
-//! drop (deleting a namespace deletes the veths in it), also when the test fails.
+//! Pods for the veth packet tests, wired the way the CNI plugin wires them, and raw frames
+//! sent from inside a pod (AF_PACKET).
 
-use std::fs::File;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use super::netns::{fmt_mac, Netns};
+use super::require_tools;
 
-use nix::sched::{setns, CloneFlags};
+/// Prefix of every namespace of the veth packet tests.
+pub const NETNS_PREFIX: &str = "wdp";
 
-/// Run `cmd`, panicking with its output if it fails.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace (`ip netns add`), deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// `wdp-<pid>-<n>-<role>`: unique per test process and call, so parallel tests never meet.
-    pub fn new(role: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let name = format!("wdp-{}-{n}-{role}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Run a command inside the namespace.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-
-    /// Whether a command inside the namespace succeeds.
-    pub fn try_exec(&self, args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    }
-
-    /// Run `f` on a thread that has entered this namespace (BPF attach and AF_PACKET sockets
-    /// act in the calling thread's network namespace).
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                setns(file, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .expect("netns thread panicked")
-        })
-    }
-
-    /// ifindex and MAC of `ifname` in this namespace.
-    pub fn link(&self, ifname: &str) -> (u32, [u8; 6]) {
-        let json = sh(&["ip", "-n", &self.name, "-j", "link", "show", "dev", ifname]);
-        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
-        let ifindex = v[0]["ifindex"].as_u64().expect("ifindex") as u32;
-        let mac = parse_mac(v[0]["address"].as_str().expect("address"));
-        (ifindex, mac)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-pub fn parse_mac(s: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    for (i, part) in s.split(':').enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).expect("hex MAC");
-    }
-    mac
+/// The node namespace of a veth packet test (holds the host sides of the pod veths). Fails,
+/// never skips, without `ip` or `ping`.
+pub fn node_netns() -> Netns {
+    require_tools(&["ip", "ping"]);
+    Netns::unique(NETNS_PREFIX, "node")
 }
 
 /// A pod as the CNI plugin makes it: `eth0` in its own namespace with a /32, a default route
@@ -113,7 +29,7 @@ pub struct Pod {
 
 impl Pod {
     pub fn new(node: &Netns, role: &str, host_if: &str, ip: &str) -> Self {
-        let ns = Netns::new(role);
+        let ns = Netns::unique(NETNS_PREFIX, role);
         node.exec(&[
             "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ]);
@@ -171,19 +87,13 @@ impl Pod {
         let c = count.to_string();
         self.ns
             .try_exec(&["ping", "-q", "-n", "-c", &c, "-i", "0.2", "-W", "1", ip])
+            .0
     }
 
     /// Send one raw Ethernet frame out of the pod's eth0 (AF_PACKET), bypassing its IP stack.
     pub fn send_raw(&self, frame: &[u8]) {
         self.ns.run(|| send_raw_frame("eth0", frame));
     }
-}
-
-pub fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn send_raw_frame(ifname: &str, frame: &[u8]) {

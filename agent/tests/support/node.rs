@@ -1,224 +1,24 @@
-//! Shared fixtures of the netns tests: namespaces, a running `weft agent` in a "node" netns,
-//! and the plugin run exactly as a container runtime runs it. Every fixture cleans up in Drop,
-//! also when the test panics.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of the fixtures"
-)]
+//! A CNI "node" for the netns tests: its netns, a running `weft agent` (own bpffs, socket and
+//! state dir) and the plugin run exactly as a container runtime runs it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::guards::{BpfMount, Proc, TempDir};
+use super::netns::Netns;
+use super::{require_root, require_tools, sh, unique_id, PATH};
+
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 pub const POD_CIDR: &str = "10.200.1.0/24";
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Fail (never skip) when the machine cannot run these tests.
 pub fn preconditions() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "netns tests need root (run them with sudo or as root)"
-    );
-    for bin in ["ip", "ping", "socat"] {
-        let found = PATH.split(':').any(|d| Path::new(d).join(bin).exists());
-        assert!(
-            found,
-            "{bin} is not installed (cargo xtask setup installs it)"
-        );
-    }
-}
-
-/// A short id unique to this process and call: `wt-<id>-…` names never collide between
-/// parallel tests or test binaries.
-pub fn unique_id() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{:x}{}",
-        std::process::id() & 0xfffff,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Run a command; panic with its output if it fails.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted (with every process still in it) on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: String) -> Self {
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Path a runtime would pass as CNI_NETNS.
-    pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    /// Run `cmd` inside this netns; panic on failure.
-    pub fn exec(&self, cmd: &[&str]) -> String {
-        let mut args = vec!["ip", "netns", "exec", &self.name];
-        args.extend_from_slice(cmd);
-        sh(&args)
-    }
-
-    /// Run `cmd` inside this netns; return success and combined output.
-    pub fn try_exec(&self, cmd: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(cmd)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    }
-
-    /// Names of the links in this netns.
-    pub fn links(&self) -> Vec<String> {
-        let v: Value = serde_json::from_str(&self.exec(&["ip", "-j", "link", "show"])).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["ifname"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// `dst` of every IPv4 route of the main table.
-    pub fn route_dsts(&self) -> Vec<String> {
-        let v: Value =
-            serde_json::from_str(&self.exec(&["ip", "-j", "-4", "route", "show"])).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["dst"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// IPv4 addresses (a.b.c.d/len) on any interface.
-    pub fn addresses(&self) -> Vec<String> {
-        let v: Value =
-            serde_json::from_str(&self.exec(&["ip", "-j", "-4", "addr", "show"])).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A temp directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(id: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("wt-{id}"));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (TERM, then KILL) and reaped on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private bpffs instance mounted in a temp dir, unmounted on drop: each node's pins live
-/// apart from every other test's and from the machine's /sys/fs/bpf (which may not even be
-/// mounted).
-pub struct BpfMount(pub PathBuf);
-
-impl BpfMount {
-    pub fn new(dir: PathBuf) -> Self {
-        std::fs::create_dir_all(&dir).unwrap();
-        nix::mount::mount(
-            Some("bpf"),
-            &dir,
-            Some("bpf"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot mount bpffs at {}: {e} (the kernel needs CONFIG_BPF_SYSCALL)",
-                dir.display()
-            )
-        });
-        Self(dir)
-    }
-}
-
-impl Drop for BpfMount {
-    fn drop(&mut self) {
-        // Unmounting drops every pin below: maps, programs and links go with it.
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(&self.0);
-    }
+    require_root("netns tests");
+    require_tools(&["ip", "ping", "socat"]);
 }
 
 /// What one plugin run printed and returned.
@@ -270,8 +70,7 @@ impl Node {
     /// A node netns with IPv4 forwarding off (so pod-to-pod traffic can only flow through the
     /// eBPF redirect) and a running agent.
     pub fn start() -> Self {
-        let node = Self::without_agent();
-        let mut node = node;
+        let mut node = Self::without_agent();
         node.start_agent();
         node
     }
@@ -363,13 +162,16 @@ impl Node {
         })
     }
 
-    fn plugin_command(
+    /// Start the plugin in the node netns with the `CNI_*` environment (plus `extra_env`) and
+    /// `config` written to its stdin; stdout and stderr are piped.
+    fn spawn_plugin(
         &self,
         command: &str,
         container_id: &str,
         pod: Option<&Netns>,
+        config: &Value,
         extra_env: &[(&str, &str)],
-    ) -> Command {
+    ) -> Child {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns.name, WEFT])
             .env_clear()
@@ -390,7 +192,14 @@ impl Node {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        cmd
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(config.to_string().as_bytes())
+            .unwrap();
+        child
     }
 
     /// Run the plugin inside the node netns exactly as a runtime does: `CNI_*` environment,
@@ -402,17 +211,10 @@ impl Node {
         pod: Option<&Netns>,
         config: &Value,
     ) -> PluginRun {
-        let mut child = self
-            .plugin_command(command, container_id, pod, &[])
-            .spawn()
+        let out = self
+            .spawn_plugin(command, container_id, pod, config, &[])
+            .wait_with_output()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
         PluginRun {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -433,22 +235,13 @@ impl Node {
     pub fn add_killed_after(&self, step: &str, container_id: &str, pod: &Netns) {
         #[cfg(not(debug_assertions))]
         panic!("the pause hook exists only in debug builds: run without --release");
-        let mut child = self
-            .plugin_command(
-                "ADD",
-                container_id,
-                Some(pod),
-                &[("WEFT_TEST_PAUSE_AFTER", step)],
-            )
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.config("1.0.0").to_string().as_bytes())
-            .unwrap();
-        let mut proc = Proc(child);
+        let mut proc = Proc(self.spawn_plugin(
+            "ADD",
+            container_id,
+            Some(pod),
+            &self.config("1.0.0"),
+            &[("WEFT_TEST_PAUSE_AFTER", step)],
+        ));
         let stderr = proc.0.stderr.take().unwrap();
         let mut seen = String::new();
         for line in BufReader::new(stderr).lines() {
