@@ -39,24 +39,85 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let mut done: Vec<(&str, Duration)> = Vec::new();
+    let mut totals = Totals::default();
     for (name, mut c) in stages {
         eprintln!("\n=== {name} ===");
         let t = Instant::now();
-        let res = util::run(&mut c);
+        let res = run_counting(&mut c, &mut totals);
         done.push((name, t.elapsed()));
         if let Err(e) = res {
-            summary(&done);
+            summary(&done, &totals);
             return Err(e.context(format!("stage `{name}` failed")));
         }
     }
-    summary(&done);
+    summary(&done, &totals);
     Ok(())
 }
 
-fn summary(done: &[(&str, Duration)]) {
+/// Tests counted from cargo's `test result:` lines over every stage.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    /// Add one `test result: ok. 12 passed; 0 failed; 1 ignored; …` line, if it is one.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else { return };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Run a stage, echoing its stdout while counting test results in it.
+fn run_counting(c: &mut Command, totals: &mut Totals) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("+ {}", util::show(c));
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn()?;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        totals.add_line(&line);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed: {status}", util::show(c));
+    }
+    Ok(())
+}
+
+fn summary(done: &[(&str, Duration)], totals: &Totals) {
     eprintln!("\n{:<32} {:>9}", "STAGE", "SECONDS");
     for (name, d) in done {
         eprintln!("{name:<32} {:>9.1}", d.as_secs_f64());
+    }
+    // The plain closing line CI reads, after everything else on stdout.
+    println!("\ntests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn totals_add_cargo_result_lines_and_ignore_others() {
+        let mut t = Totals::default();
+        t.add_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.73s");
+        t.add_line("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add_line("running 5 tests");
+        t.add_line("test foo ... ok");
+        assert_eq!((t.passed, t.failed, t.ignored), (15, 2, 1));
     }
 }
 
