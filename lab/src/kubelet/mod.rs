@@ -106,6 +106,11 @@ impl NodeCtx {
         self.cfg.state_dir.join("host-mount-points")
     }
 
+    /// Drops what is kept per pod UID once its worker finished.
+    pub fn forget(&self, uid: &str) {
+        self.start_times.lock().expect("not poisoned").remove(uid);
+    }
+
     /// The pod's startTime: when this node first saw it.
     pub fn start_time_for(&self, uid: &str) -> String {
         let mut m = self.start_times.lock().expect("not poisoned");
@@ -195,8 +200,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
     let mut stream = watcher(pods, wc).default_backoff().boxed();
-    let mut workers: HashMap<String, PodHandle> = HashMap::new();
-    let mut pending: HashMap<String, Pod> = HashMap::new();
+    let mut pods = Pods::default();
     let mut listed: Option<Vec<String>> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tracing::info!(node = ctx.cfg.node_name, "watching pods bound to this node");
@@ -204,8 +208,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::select! {
             sig = &mut stopping => break sig,
             _ = tick.tick() => {
-                workers.retain(|_, h| !h.task.is_finished());
-                start_pending(&ctx, &mut workers, &mut pending);
+                pods.prune(&ctx);
+                pods.start_pending(&ctx);
             }
             ev = stream.next() => match ev {
                 None => anyhow::bail!("the pod watch ended"),
@@ -214,15 +218,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     watcher::Event::Init => listed = Some(vec![]),
                     watcher::Event::InitApply(p) => {
                         if let (Some(l), Some(uid)) = (listed.as_mut(), p.metadata.uid.clone()) { l.push(uid); }
-                        apply(&ctx, &mut workers, &mut pending, p);
+                        pods.apply(&ctx, p);
                     }
-                    watcher::Event::Apply(p) => apply(&ctx, &mut workers, &mut pending, p),
-                    watcher::Event::Delete(p) => gone(&mut workers, &mut pending, p.metadata.uid.as_deref().unwrap_or_default()),
+                    watcher::Event::Apply(p) => pods.apply(&ctx, p),
+                    watcher::Event::Delete(p) => pods.gone(p.metadata.uid.as_deref().unwrap_or_default()),
                     watcher::Event::InitDone => {
                         // After a re-list, pods we run that were not listed are gone.
                         let seen = listed.take().unwrap_or_default();
-                        let missing: Vec<String> = workers.keys().chain(pending.keys()).filter(|u| !seen.contains(u)).cloned().collect();
-                        for uid in missing { gone(&mut workers, &mut pending, &uid); }
+                        let missing: Vec<String> = pods.workers.keys().chain(pods.pending.keys()).filter(|u| !seen.contains(u)).cloned().collect();
+                        for uid in missing { pods.gone(&uid); }
                     }
                 },
             },
@@ -230,15 +234,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     tracing::info!(
         signal,
-        pods = workers.len(),
+        pods = pods.workers.len(),
         "stopping: cleaning up local pod resources"
     );
     heartbeat.abort();
     api.abort();
-    for h in workers.values() {
+    for h in pods.workers.values() {
         let _ = h.ctl.send(pod::Control::Shutdown);
     }
-    for (_, h) in workers.drain() {
+    for (_, h) in pods.workers.drain() {
         if tokio::time::timeout(Duration::from_secs(60), h.task)
             .await
             .is_err()
@@ -252,63 +256,86 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apply(
-    ctx: &Arc<NodeCtx>,
-    workers: &mut HashMap<String, PodHandle>,
-    pending: &mut HashMap<String, Pod>,
-    p: Pod,
-) {
-    let Some(uid) = p.metadata.uid.clone() else {
-        return;
-    };
-    if let Some(h) = workers.get(&uid) {
-        let _ = h.pod.send(p);
-        return;
-    }
-    pending.insert(uid, p);
-    start_pending(ctx, workers, pending);
+/// The pod workers of this node, by pod UID.
+#[derive(Default)]
+struct Pods {
+    workers: HashMap<String, PodHandle>,
+    /// Pods waiting for a terminating namesake to finish.
+    pending: HashMap<String, Pod>,
+    /// UIDs whose worker finished (deleted or gone): a late event must not start them again.
+    finished: std::collections::HashSet<String>,
 }
 
-/// Starts pending pods, except one whose namespace/name still belongs to a terminating worker
-/// (a StatefulSet pod recreated with a new UID): its directory must be free first.
-fn start_pending(
-    ctx: &Arc<NodeCtx>,
-    workers: &mut HashMap<String, PodHandle>,
-    pending: &mut HashMap<String, Pod>,
-) {
-    let ready: Vec<String> = pending
-        .iter()
-        .filter(|(_, p)| {
-            !workers.values().any(|h| {
+impl Pods {
+    fn apply(&mut self, ctx: &Arc<NodeCtx>, p: Pod) {
+        let Some(uid) = p.metadata.uid.clone() else {
+            return;
+        };
+        if self.finished.contains(&uid) {
+            return;
+        }
+        if let Some(h) = self.workers.get(&uid) {
+            let _ = h.pod.send(p);
+            return;
+        }
+        self.pending.insert(uid, p);
+        self.start_pending(ctx);
+    }
+
+    /// Starts pending pods, except one whose namespace/name still belongs to a terminating
+    /// worker (a StatefulSet pod recreated with a new UID): its directory must be free first.
+    fn start_pending(&mut self, ctx: &Arc<NodeCtx>) {
+        let busy = |p: &Pod| {
+            self.workers.values().any(|h| {
                 !h.task.is_finished()
                     && Some(&h.namespace) == p.metadata.namespace.as_ref()
                     && Some(&h.name) == p.metadata.name.as_ref()
             })
-        })
-        .map(|(u, _)| u.clone())
-        .collect();
-    for uid in ready {
-        let p = pending.remove(&uid).expect("listed above");
-        let (pod_tx, pod_rx) = watch::channel(p.clone());
-        let (ctl_tx, ctl_rx) = watch::channel(pod::Control::Run);
-        let task = tokio::spawn(pod::run(ctx.clone(), pod_rx, ctl_rx));
-        workers.insert(
-            uid,
-            PodHandle {
-                namespace: p.metadata.namespace.clone().unwrap_or_default(),
-                name: p.metadata.name.clone().unwrap_or_default(),
-                pod: pod_tx,
-                ctl: ctl_tx,
-                task,
-            },
-        );
+        };
+        let ready: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !busy(p))
+            .map(|(u, _)| u.clone())
+            .collect();
+        for uid in ready {
+            let p = self.pending.remove(&uid).expect("listed above");
+            let (pod_tx, pod_rx) = watch::channel(p.clone());
+            let (ctl_tx, ctl_rx) = watch::channel(pod::Control::Run);
+            let task = tokio::spawn(pod::run(ctx.clone(), pod_rx, ctl_rx));
+            self.workers.insert(
+                uid,
+                PodHandle {
+                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    pod: pod_tx,
+                    ctl: ctl_tx,
+                    task,
+                },
+            );
+        }
     }
-}
 
-fn gone(workers: &mut HashMap<String, PodHandle>, pending: &mut HashMap<String, Pod>, uid: &str) {
-    pending.remove(uid);
-    if let Some(h) = workers.get(uid) {
-        let _ = h.ctl.send(pod::Control::Gone);
+    fn gone(&mut self, uid: &str) {
+        self.pending.remove(uid);
+        if let Some(h) = self.workers.get(uid) {
+            let _ = h.ctl.send(pod::Control::Gone);
+        }
+    }
+
+    /// Forgets finished workers, remembering their UIDs.
+    fn prune(&mut self, ctx: &NodeCtx) {
+        let done: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, h)| h.task.is_finished())
+            .map(|(u, _)| u.clone())
+            .collect();
+        for uid in done {
+            self.workers.remove(&uid);
+            ctx.forget(&uid);
+            self.finished.insert(uid);
+        }
     }
 }
 
