@@ -75,6 +75,13 @@ enum Cmd {
     },
     /// Print a pod's log.
     Logs { pod: String },
+    /// Run a command on a lab host, as ssh would: `node-exec node-1 -- ip route`
+    /// (hosts: node-N, cp, outside, switch).
+    NodeExec {
+        host: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Remove everything the lab made (works on a half-up lab too).
     Down,
     /// Build (or check) the upstream binaries without starting a lab.
@@ -130,6 +137,13 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             preflight::require_root()?;
             let rec = state.load_record()?;
             return Ok(exit_code(podcmd::exec(&state, &rec, &pod, &cmd)?));
+        }
+        Cmd::NodeExec { host, cmd } => {
+            preflight::require_root()?;
+            let rec = state.load_record()?;
+            let netns = spec::host_netns(&rec.spec, &host)?;
+            let status = sh::in_netns(&netns, &cmd[0]).args(&cmd[1..]).status().context("running the command")?;
+            return Ok(exit_code(status));
         }
         Cmd::Logs { pod } => {
             let rec = state.load_record()?;

@@ -90,6 +90,8 @@ pub struct LabSpec {
 pub enum SpecError {
     #[error("--nodes must be between 1 and {MAX_NODES}, got {0}")]
     NodeCount(usize),
+    #[error("no lab host {host:?}: hosts are node-1..node-{nodes}, cp, outside, switch")]
+    UnknownHost { host: String, nodes: usize },
 }
 
 /// One node of the lab: its names and underlay address.
@@ -131,6 +133,22 @@ pub fn node_plan(index: usize) -> NodePlan {
     }
 }
 
+/// The network namespace of a lab host named as a user would: `node-N`, `cp`, `outside`,
+/// `switch`.
+pub fn host_netns(spec: &LabSpec, host: &str) -> Result<String, SpecError> {
+    match host {
+        "cp" | "control-plane" => Ok(CP_NS.into()),
+        "outside" => Ok(OUTSIDE_NS.into()),
+        "switch" => Ok(SWITCH_NS.into()),
+        _ => spec
+            .node_plans()
+            .into_iter()
+            .find(|n| n.name == host)
+            .map(|n| n.netns)
+            .ok_or_else(|| SpecError::UnknownHost { host: host.into(), nodes: spec.nodes }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +164,16 @@ mod tests {
         assert_eq!(plans[1].pod_netns_prefix, "wl-n2-");
         let last = node_plan(MAX_NODES);
         assert!(UNDERLAY.contains(&last.ip) && last.ip != UNDERLAY.broadcast());
+    }
+
+    #[test]
+    fn hosts_resolve_to_their_namespaces() {
+        let spec = LabSpec::new(2, Cni::Bridge, Proxy::None).unwrap();
+        assert_eq!(host_netns(&spec, "node-2").unwrap(), "wl-node-2");
+        assert_eq!(host_netns(&spec, "cp").unwrap(), "wl-cp");
+        assert_eq!(host_netns(&spec, "outside").unwrap(), "wl-outside");
+        let e = host_netns(&spec, "node-3").unwrap_err();
+        assert!(e.to_string().contains("node-1..node-2"), "{e}");
     }
 
     #[test]

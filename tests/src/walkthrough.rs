@@ -162,6 +162,22 @@ pub fn run(state: &str, up_args: &[&str]) {
     for (name, node, ip) in remote {
         let (ok, out) = lab.exec("default/curl", &["ping", "-c", "2", "-W", "2", ip], Duration::from_secs(30));
         assert!(ok, "ping from {curl_node} to pod {ip} on {node}: {out}");
+        // The path: the source node's bridge gateway, the destination node, the pod.
+        let node_ip = node_field(&status, node, "internal_ip");
+        let (_, trace) = lab.exec("default/curl", &["traceroute", "-n", "-q", "1", "-w", "2", ip], Duration::from_secs(60));
+        let hops: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.split_whitespace().next().is_some_and(|t| t.parse::<u8>().is_ok()))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert!(
+            hops.len() >= 2 && hops[hops.len() - 2] == node_ip && hops[hops.len() - 1] == ip.as_str(),
+            "traceroute to {ip} goes through {node} ({node_ip}) last:\n{trace}"
+        );
+        // The route that made it: the curl pod's node sends that pod CIDR to that node.
+        let routes = lab.ok(&["node-exec", &curl_node, "--", "ip", "route"], Duration::from_secs(30));
+        let want = format!("{} via {node_ip}", node_field(&status, node, "pod_cidr"));
+        assert!(routes.contains(&want), "{curl_node} routes lack `{want}`:\n{routes}");
         // No NAT between pods: the remote nginx logged the curl pod's own address.
         let log = lab.ok(&["logs", &format!("default/{name}")], Duration::from_secs(30));
         assert!(log.contains(&format!("{curl_ip} - ")), "nginx on {node} saw {curl_ip} in its access log:\n{log}");
@@ -191,6 +207,16 @@ pub fn run(state: &str, up_args: &[&str]) {
         down.as_secs_f64(),
         (up + checks + down).as_secs_f64()
     );
+}
+
+/// A field of a node row of `lab status -o json`.
+fn node_field(status: &Value, node: &str, field: &str) -> String {
+    status["status"]["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == node))
+        .and_then(|n| n[field].as_str())
+        .unwrap_or_else(|| panic!("no {field} for {node} in {status:#}"))
+        .to_string()
 }
 
 /// nslookup output lines with runs of whitespace collapsed.
