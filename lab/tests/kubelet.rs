@@ -21,13 +21,31 @@ use kubelet::sandbox::{SandboxEnv, SandboxSpec};
 use kubelet::status::State;
 use tokio::sync::{mpsc, watch};
 
-/// CNI reference plugins: the lab's own build if present, else Debian's
-/// containernetworking-plugins.
+/// CNI reference plugins: `$WEFT_LAB_CNI_BIN`, else the lab's own build in its cache
+/// (`weft-lab build` makes it; `cargo xtask test` runs that first).
 fn cni_bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WEFT_LAB_CNI_BIN") {
         return d.into();
     }
-    PathBuf::from("/usr/lib/cni")
+    let cache = std::env::var_os("WEFT_LAB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/weft/lab")
+    });
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cni-plugins-"))
+        .map(|e| e.path().join("bin"))
+        .filter(|d| d.join("bridge").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop().unwrap_or_else(|| {
+        panic!(
+            "no CNI reference plugins under {}: build them with `cargo run -p weft-lab -- build` \
+             (cargo xtask test does), or set WEFT_LAB_CNI_BIN",
+            cache.display()
+        )
+    })
 }
 
 fn preconditions() {
@@ -39,7 +57,7 @@ fn preconditions() {
     );
     let bin = cni_bin_dir();
     for p in ["bridge", "host-local", "loopback", "portmap"] {
-        assert!(bin.join(p).is_file(), "CNI plugin {p} missing in {} (apt install containernetworking-plugins, or set WEFT_LAB_CNI_BIN)", bin.display());
+        assert!(bin.join(p).is_file(), "CNI plugin {p} missing in {} (run `cargo run -p weft-lab -- build`, or set WEFT_LAB_CNI_BIN)", bin.display());
     }
     for b in [
         "/usr/sbin/nginx",
