@@ -21,6 +21,7 @@ mod table;
 mod topology;
 mod up;
 mod upstream;
+mod weft;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -31,8 +31,8 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         node_ip: node.ip,
         kubeconfig: state.kubeconfig(&node.name),
         state_dir: kubelet_state_dir(state, &node.name),
-        cni_bin_dir: rec.bins.cni_bin_dir.clone(),
-        cni_conf_dir: dir.join("cni/net.d"),
+        cni_bin_dir: cni_bin_dir(state),
+        cni_conf_dir: cni_conf_dir(state, &node.name),
         cni_conf_template: match rec.spec.cni {
             Cni::Bridge => Some(cni::bridge_conflist_template(&dir.join("cni/ipam"))),
             Cni::Weft => None,
@@ -42,6 +42,16 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         cluster_domain: CLUSTER_DOMAIN.to_string(),
         bin_paths: Some(image_bin_dir(state)),
     }
+}
+
+/// The node's CNI configuration directory (its `/etc/cni/net.d`).
+pub fn cni_conf_dir(state: &StateDir, node: &str) -> PathBuf {
+    state.node(node).join("cni/net.d")
+}
+
+/// The lab's `CNI_PATH` (its `/opt/cni/bin`): the reference plugins and `weft`.
+pub fn cni_bin_dir(state: &StateDir) -> PathBuf {
+    state.root().join("cni-bin")
 }
 
 /// Directory of the extra programs the kubelet's image catalogue runs: `coredns` and `weft`.
@@ -62,10 +72,20 @@ pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> 
     snapshot(std::path::Path::new("/proc/self/exe"), &lab_bin)?;
     std::os::unix::fs::symlink(&rec.bins.coredns, dir.join("coredns"))
         .with_context(|| format!("linking coredns into {}", dir.display()))?;
+    let cni_bin = cni_bin_dir(state);
+    std::fs::create_dir_all(&cni_bin)?;
+    for entry in std::fs::read_dir(&rec.bins.cni_bin_dir)
+        .with_context(|| format!("listing {}", rec.bins.cni_bin_dir.display()))?
+    {
+        let entry = entry?;
+        std::os::unix::fs::symlink(entry.path(), cni_bin.join(entry.file_name()))?;
+    }
     if let Some(weft) = exe.parent().map(|d| d.join("weft")).filter(|p| p.is_file()) {
         snapshot(&weft, &dir.join("weft"))?;
+        // The same binary is the CNI plugin (it acts as one when CNI_COMMAND is set).
+        std::os::unix::fs::symlink(dir.join("weft"), cni_bin.join("weft"))?;
     } else if rec.spec.cni == Cni::Weft {
-        eprintln!("  note: no `weft` binary next to weft-lab (run `cargo build -p weft`); weft pods will fail");
+        anyhow::bail!("--cni weft needs the weft binary beside weft-lab: run `cargo build -p weft` first");
     }
     Ok(lab_bin)
 }

@@ -14,12 +14,33 @@ use nix::unistd::Pid;
 use crate::sh;
 use crate::state::StateDir;
 
+/// How a process enters its namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enter {
+    /// `ip netns exec`: network namespace, /etc/netns files, a /sys of that namespace.
+    IpNetns,
+    /// `nsenter --net`: only the network namespace (the host's /sys, so /sys/fs/bpf stays).
+    NetOnly,
+}
+
 /// Starts `program args…` inside `netns`, detached from our process group, logging to
 /// `logs/<name>.log`, with its pid in `pids/<name>.pid`.
 pub fn spawn(
     state: &StateDir,
     name: &str,
     netns: &str,
+    program: &Path,
+    args: &[String],
+) -> anyhow::Result<u32> {
+    spawn_in(state, name, netns, Enter::IpNetns, program, args)
+}
+
+/// [`spawn`] with a choice of how to enter the namespace.
+pub fn spawn_in(
+    state: &StateDir,
+    name: &str,
+    netns: &str,
+    enter: Enter,
     program: &Path,
     args: &[String],
 ) -> anyhow::Result<u32> {
@@ -31,7 +52,14 @@ pub fn spawn(
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut cmd = sh::in_netns(netns, program);
+    let mut cmd = match enter {
+        Enter::IpNetns => sh::in_netns(netns, program),
+        Enter::NetOnly => {
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{netns}")).arg("--").arg(program);
+            c
+        }
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::spec::{Cni, LabSpec, Proxy, CP_IP, OUTSIDE_IP};
 use crate::state::{BinPaths, LabRecord, StateDir};
-use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream};
+use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream, weft};
 
 pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Result<()> {
     preflight::require_root()?;
@@ -69,22 +69,21 @@ fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
     for (plan, cidr) in &cidrs {
         eprintln!("  {} {} pod CIDR {cidr}", plan.name, plan.ip);
     }
-    if rec.spec.cni == Cni::Bridge {
-        topology::route_pod_cidrs(&cidrs)?;
-        eprintln!("  static routes to the other nodes' pod CIDRs installed");
-    } else {
-        eprintln!("  --cni weft: the weft agent (DaemonSet) owns pod networking and routes");
+    if rec.spec.cni == Cni::Weft {
+        weft::start_agents(state, &cidrs, |n| nodes::cni_conf_dir(state, &n.name))?;
     }
+    topology::route_pod_cidrs(&cidrs)?;
+    eprintln!("  static routes to the other nodes' pod CIDRs installed");
     nodes::start_kube_proxies(state, rec)?;
 
     eprintln!("==> CoreDNS");
-    if rec.spec.cni == Cni::Bridge && rec.spec.proxy != Proxy::None {
+    if rec.spec.proxy != Proxy::None {
         addons::install_coredns(state, rec)?;
     } else {
-        // CoreDNS needs pod networking and the `kubernetes` Service routed: with weft (or
-        // without kube-proxy) that arrives with the weft agent, and CoreDNS becomes ready then.
+        // CoreDNS reaches the API server through the `kubernetes` Service: without kube-proxy
+        // that is weft's Service load balancing, and CoreDNS becomes ready once it serves.
         addons::apply_coredns(state, rec)?;
-        eprintln!("  CoreDNS applied; it becomes ready once the weft agent serves pods and Services");
+        eprintln!("  CoreDNS applied; it becomes ready once Services are routed (--proxy none)");
     }
     Ok(())
 }
