@@ -77,6 +77,9 @@ pub fn apiserver_args(state: &StateDir) -> Vec<String> {
         format!("--service-account-signing-key-file={}", p(f.sa_key())),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         s("--allow-privileged=true"),
+        // Reach kubelets (logs) by the InternalIP they register, as kubeadm sets it: node
+        // names do not resolve in the lab.
+        s("--kubelet-preferred-address-types=InternalIP,Hostname"),
         s("--profiling=false"),
         s("--v=1"),
     ]

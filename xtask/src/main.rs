@@ -31,6 +31,8 @@ enum Cmd {
     /// The quickstart: pods in network namespaces wired by weft, with ping, HTTP and cleanup.
     Demo(demo::Args),
     /// The lab: a real Kubernetes control plane and nodes in network namespaces.
+    /// Arguments go to `weft-lab` unchanged (so `--help` shows the lab's own help).
+    #[command(disable_help_flag = true)]
     Lab(lab::Args),
 }
 

@@ -19,7 +19,7 @@ const PACKAGES: &[(&str, &[&str])] = &[
         "workloads the tests and the lab run in pods",
         &["nginx-light", "curl", "busybox", "iputils-ping", "bind9-dnsutils", "socat", "netcat-openbsd", "iperf3", "sockperf"],
     ),
-    ("build helpers", &["python3", "git", "ca-certificates"]),
+    ("build helpers; openssl checks the lab's certificates", &["python3", "git", "ca-certificates", "openssl"]),
 ];
 
 /// bpf-linker links the eBPF object; 0.13 builds against Debian's LLVM 22.
