@@ -23,6 +23,11 @@ pub struct Args {
     /// Paths to measure (veth is the baseline every ratio is taken against).
     #[arg(long, value_delimiter = ',', default_value = "veth,bridge,weft")]
     paths: Vec<String>,
+    /// Let the scheduler place client and server (by default both run on the last CPU, so a
+    /// transaction costs the path's CPU work rather than a cross-CPU wakeup from an idle,
+    /// halted vCPU, which dominates and varies on virtual machines).
+    #[arg(long)]
+    no_pin: bool,
     /// Output format: table or json.
     #[arg(short = 'o', long, default_value = "table")]
     output: String,
@@ -67,13 +72,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut samples: Vec<Sample> =
         topos.iter().map(|t| Sample { path: t.name, rr: Vec::new(), gbps: Vec::new() }).collect();
     let total = args.rounds * topos.len();
+    let cpu = (!args.no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
     let mut step = 0;
     for round in 1..=args.rounds {
         for (t, s) in topos.iter().zip(samples.iter_mut()) {
             step += 1;
             eprint!("[{step}/{total}] round {round}, {:<6} ", t.name);
-            let rate = measure_rr(&me, t, args.seconds)?;
-            let gbps = measure_stream(t, args.seconds)?;
+            let rate = measure_rr(&me, t, args.seconds, cpu)?;
+            let gbps = measure_stream(t, args.seconds, cpu)?;
             eprintln!("TCP_RR {rate:>9.0}/s   stream {gbps:>6.2} Gbit/s");
             s.rr.push(rate);
             s.gbps.push(gbps);
@@ -106,8 +112,9 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    let placement = if args.no_pin { "placed by the scheduler" } else { "client and server on one CPU" };
     println!(
-        "\nmedian of {} rounds of {}s, same-node pod to pod, TCP",
+        "\nmedian of {} rounds of {}s, same-node pod to pod, TCP, {placement}",
         args.rounds, args.seconds
     );
     println!("{:<8} {:>12} {:>9} {:>14} {:>9}", "PATH", "TCP_RR/s", "vs veth", "STREAM Gbit/s", "vs veth");
@@ -132,8 +139,8 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
 }
 
 /// Request/response rate between the topology's two pods (one transaction in flight).
-fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64) -> Result<f64> {
-    let mut server = topo::in_ns(&t.server, me)
+fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+    let mut server = topo::in_ns(&t.server, me, cpu)
         .args(["bench", "--rr-server", &RR_PORT.to_string()])
         .stdout(Stdio::piped())
         .spawn()
@@ -144,7 +151,7 @@ fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64) -> Result<f64
         let _ = server.kill();
         bail!("RR server in {} did not start", t.server);
     }
-    let out = topo::in_ns(&t.client, me)
+    let out = topo::in_ns(&t.client, me, cpu)
         .args(["bench", "--seconds", &secs.to_string(), "--rr-client"])
         .arg(format!("{}:{RR_PORT}", t.server_ip))
         .output()?;
@@ -157,15 +164,15 @@ fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64) -> Result<f64
 }
 
 /// Bulk TCP throughput with iperf3 (one stream) between the two pods.
-fn measure_stream(t: &topo::Topology, secs: f64) -> Result<f64> {
+fn measure_stream(t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
     let iperf = std::path::Path::new("/usr/bin/iperf3");
-    let mut server = topo::in_ns(&t.server, iperf)
+    let mut server = topo::in_ns(&t.server, iperf, cpu)
         .args(["-s", "-1", "-p", &STREAM_PORT.to_string()])
         .stdout(Stdio::null())
         .spawn()
         .context("starting iperf3 -s")?;
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = topo::in_ns(&t.client, iperf)
+    let out = topo::in_ns(&t.client, iperf, cpu)
         .args(["-c", &t.server_ip.to_string(), "-p", &STREAM_PORT.to_string(), "-J", "-t"])
         .arg(format!("{}", secs.ceil() as u64))
         .output()?;

@@ -99,9 +99,16 @@ pub fn weft(weft_bin: &Path) -> Result<Topology> {
     Ok(t)
 }
 
-/// `ip netns exec NS <cmd>` as a Command, for running load generators inside a namespace.
-pub fn in_ns(ns: &str, program: &Path) -> Command {
-    util::in_netns(ns, program)
+/// A load generator inside a namespace, pinned to `cpu` if given.
+pub fn in_ns(ns: &str, program: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = util::in_netns(ns, "taskset");
+            c.args(["-c", &cpu.to_string()]).arg(program);
+            c
+        }
+        None => util::in_netns(ns, program),
+    }
 }
 
 pub fn ensure_clean_run() -> Result<()> {
