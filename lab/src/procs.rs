@@ -199,7 +199,12 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
         assert!(alive(pid));
-        assert!(cmdline(pid).unwrap().starts_with("sleep 30"));
+        // spawn() can return before /proc shows the new image's command line.
+        let start = std::time::Instant::now();
+        while !cmdline(pid).is_some_and(|c| c.starts_with("sleep 30")) {
+            assert!(start.elapsed() < Duration::from_secs(2), "cmdline is {:?}", cmdline(pid));
+            std::thread::sleep(Duration::from_millis(5));
+        }
         terminate(&[pid], Duration::from_secs(5));
         // Until reaped it is a zombie, which counts as gone.
         assert!(!alive(pid));
