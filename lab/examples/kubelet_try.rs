@@ -1,9 +1,7 @@
 //! Runs the kubelet stand-in alone: `kubelet_try CONFIG.json` (the same JSON as
 //! `weft-lab kubelet --config`), for trying it against any apiserver outside the lab.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/kubelet/mod.rs"]
-mod kubelet;
+use weft_lab::kubelet;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

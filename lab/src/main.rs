@@ -1,27 +1,8 @@
 //! `weft-lab`: builds upstream Kubernetes parts, brings up the lab topology and control plane,
 //! and runs the per-node kubelet stand-in.
 
-mod addons;
-mod cni;
-mod controlplane;
-mod down;
-mod kubectl;
-mod kubelet;
-mod leftovers;
-mod nodes;
-mod pki;
-mod podcmd;
-mod preflight;
-mod procs;
-mod sh;
-mod spec;
-mod state;
-mod status;
-mod table;
-mod topology;
-mod up;
-mod upstream;
-mod weft;
+
+use weft_lab::{down, kubectl, kubelet, podcmd, preflight, sh, spec, status, up, upstream};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::spec::{Cni, LabSpec, Proxy};
-use crate::state::StateDir;
+use weft_lab::spec::{Cni, LabSpec, Proxy};
+use weft_lab::state::StateDir;
 
 #[derive(Parser)]
 #[command(name = "weft-lab", about = "A real Kubernetes cluster on one machine, nodes as network namespaces")]

@@ -1,10 +1,8 @@
-//! The kubelet stand-in's tests: its unit tests (compiled here until `weft-lab` has a library
-//! target) and root tests that build real pod sandboxes with the real CNI reference plugins
-//! inside a throw-away node namespace, and run real nginx and busybox in them.
+//! The kubelet stand-in's root tests: real pod sandboxes built with the real CNI reference
+//! plugins inside a throw-away node namespace, running real nginx and busybox. (Its unit tests
+//! live beside the code in `lab/src/kubelet`.)
 
-#[allow(dead_code)]
-#[path = "../src/kubelet/mod.rs"]
-mod kubelet;
+use weft_lab::kubelet;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

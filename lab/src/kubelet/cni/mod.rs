@@ -134,14 +134,8 @@ impl Cni {
         }
     }
 
-    /// CHECK: plugins in order with the cached ADD result.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "containerd's pod lifecycle never issues CHECK; kept for tests and tools"
-        )
-    )]
+    /// CHECK: plugins in order with the cached ADD result (containerd's pod lifecycle never
+    /// issues it; tests and tools do).
     pub async fn check(&self, list: &NetworkList, rt: &RuntimeConf) -> Result<(), CniError> {
         let (list, prev) = self.read_cache(list, rt)?;
         for plugin in &list.plugins {
