@@ -12,24 +12,12 @@ pub const DEFAULT_STATE_DIR: &str = "/run/weft-lab";
 /// Environment variable that overrides the state directory.
 pub const STATE_ENV: &str = "WEFT_LAB_STATE";
 
-/// Paths of the upstream binaries, recorded at `up` so later commands need no build step.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BinPaths {
-    pub etcd: PathBuf,
-    pub kube_apiserver: PathBuf,
-    pub kube_controller_manager: PathBuf,
-    pub kube_scheduler: PathBuf,
-    pub kubectl: PathBuf,
-    pub kube_proxy: PathBuf,
-    pub coredns: PathBuf,
-    pub cni_bin_dir: PathBuf,
-}
-
 /// Written to `lab.json` once `up` has decided what to build.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LabRecord {
     pub spec: LabSpec,
-    pub bins: BinPaths,
+    /// The upstream binaries, recorded at `up` so later commands need no build step.
+    pub bins: crate::upstream::Bins,
 }
 
 /// Layout of the state directory.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::spec::{Cni, LabSpec, Proxy, CP_IP, OUTSIDE_IP};
-use crate::state::{BinPaths, LabRecord, StateDir};
+use crate::state::{LabRecord, StateDir};
 use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream, weft};
 
 pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Result<()> {
@@ -19,16 +19,7 @@ pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Re
     let bins = upstream::ensure_built().context("building the upstream binaries")?;
     let rec = LabRecord {
         spec,
-        bins: BinPaths {
-            etcd: bins.etcd,
-            kube_apiserver: bins.kube_apiserver,
-            kube_controller_manager: bins.kube_controller_manager,
-            kube_scheduler: bins.kube_scheduler,
-            kubectl: bins.kubectl,
-            kube_proxy: bins.kube_proxy,
-            coredns: bins.coredns,
-            cni_bin_dir: bins.cni_bin_dir,
-        },
+        bins,
     };
 
     std::fs::create_dir_all(state.root())

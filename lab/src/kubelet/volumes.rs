@@ -192,6 +192,38 @@ fn select(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>) -> Vec<(
     }
 }
 
+/// The ConfigMap or Secret a volume names; `None` when it is missing and the volume is optional.
+async fn fetch<K>(
+    client: &kube::Client,
+    ns: &str,
+    vol: &str,
+    kind: &'static str,
+    name: &str,
+    optional: bool,
+) -> Result<Option<K>, VolumeError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await {
+        Ok(Some(obj)) => Ok(Some(obj)),
+        Ok(None) if optional => Ok(None),
+        Ok(None) => Err(VolumeError::Missing {
+            volume: vol.into(),
+            kind,
+            name: name.into(),
+        }),
+        Err(source) => Err(VolumeError::Api {
+            volume: vol.into(),
+            source,
+        }),
+    }
+}
+
 async fn config_map_files(
     client: &kube::Client,
     ns: &str,
@@ -200,21 +232,8 @@ async fn config_map_files(
     items: Option<&[KeyToPath]>,
     optional: bool,
 ) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = api.get_opt(name).await.map_err(|source| VolumeError::Api {
-        volume: vol.into(),
-        source,
-    })?;
-    let Some(cm) = cm else {
-        return if optional {
-            Ok(vec![])
-        } else {
-            Err(VolumeError::Missing {
-                volume: vol.into(),
-                kind: "configmap",
-                name: name.into(),
-            })
-        };
+    let Some(cm) = fetch::<ConfigMap>(client, ns, vol, "configmap", name, optional).await? else {
+        return Ok(vec![]);
     };
     let mut data: BTreeMap<String, Vec<u8>> = cm
         .data
@@ -239,21 +258,8 @@ async fn secret_files(
     items: Option<&[KeyToPath]>,
     optional: bool,
 ) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let s = api.get_opt(name).await.map_err(|source| VolumeError::Api {
-        volume: vol.into(),
-        source,
-    })?;
-    let Some(s) = s else {
-        return if optional {
-            Ok(vec![])
-        } else {
-            Err(VolumeError::Missing {
-                volume: vol.into(),
-                kind: "secret",
-                name: name.into(),
-            })
-        };
+    let Some(s) = fetch::<Secret>(client, ns, vol, "secret", name, optional).await? else {
+        return Ok(vec![]);
     };
     let mut data: BTreeMap<String, Vec<u8>> = s
         .data

@@ -53,7 +53,7 @@ pub fn ensure_built() -> anyhow::Result<Bins> {
 }
 
 /// Paths of every upstream binary the lab runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bins {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
