@@ -11,7 +11,8 @@ use support::guards::TempDir;
 use support::netns::Netns;
 use support::node::{Node, WEFT};
 
-/// `cnitool`: `$WEFT_CNITOOL`, else the lab's build under ~/.cache/weft/lab, else PATH.
+/// `cnitool`: `$WEFT_CNITOOL`, else the lab's build (`$WEFT_LAB_CACHE`, default
+/// ~/.cache/weft/lab), else PATH.
 fn cnitool() -> PathBuf {
     if let Some(p) = std::env::var_os("WEFT_CNITOOL") {
         return PathBuf::from(p);
@@ -31,10 +32,11 @@ fn cnitool() -> PathBuf {
         }
         None
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    find(&home.join(".cache/weft/lab"), 6)
+    // The lab's cache, as `weft-lab` finds it.
+    let cache = std::env::var_os("WEFT_LAB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weft/lab")
+    });
+    find(&cache, 6)
         .or_else(|| std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("cnitool")).find(|p| p.is_file()))
         .expect("cnitool not found: build it with the lab (cargo xtask lab …) or set WEFT_CNITOOL=/path/to/cnitool")
 }
