@@ -80,7 +80,9 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let handle = server::AgentHandle::spawn(move || {
         let datapath = Datapath::open(&pin_dir)
             .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
-        Ok(Agent::new(store, datapath, cidr))
+        let mut agent = Agent::new(store, datapath, cidr);
+        agent.resume().context("resuming registered endpoints")?;
+        Ok(agent)
     })?;
     tracing::info!(pod_cidr = ?cidr, pin_dir = %args.pin_dir.display(), "agent started");
     let rt = tokio::runtime::Builder::new_multi_thread()

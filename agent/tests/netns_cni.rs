@@ -272,6 +272,39 @@ fn allocations_survive_an_agent_restart() {
 }
 
 #[test]
+fn a_restarted_agent_switches_running_pods_to_its_program() {
+    let mut node = Node::start();
+    let (a, b) = (node.pod(0), node.pod(1));
+    node.add("ctr-a", &a).ip();
+    let ip_b = node.add("ctr-b", &b).ip();
+    let programs = |node: &Node| -> Vec<String> {
+        let st = node.status();
+        st["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["program"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(programs(&node), ["current", "current"]);
+    let ping_b = |pod: &Netns| pod.try_exec(&["ping", "-c", "1", "-W", "1", &ip_b]);
+    node.stop_agent();
+    let (ok, out) = ping_b(&a);
+    assert!(
+        ok,
+        "the pinned links must carry traffic with no agent running: {out}"
+    );
+    // The new agent loads its own from_pod and must move both veths onto it.
+    node.start_agent();
+    assert_eq!(programs(&node), ["current", "current"], "{}", node.status());
+    let (ok, out) = ping_b(&a);
+    assert!(ok, "after the switch: {out}");
+    node.del("ctr-a", &a);
+    node.del("ctr-b", &b);
+    node.assert_empty();
+}
+
+#[test]
 fn plugin_errors_are_spec_json_on_stdout_only() {
     let node = Node::without_agent();
     let pod = node.pod(0);

@@ -33,9 +33,11 @@ fn cnitool() -> PathBuf {
         None
     }
     // The lab's cache, as `weft-lab` finds it.
-    let cache = std::env::var_os("WEFT_LAB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weft/lab")
-    });
+    let cache = std::env::var_os("WEFT_LAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weft/lab")
+        });
     find(&cache, 6)
         .or_else(|| std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("cnitool")).find(|p| p.is_file()))
         .expect("cnitool not found: build it with the lab (cargo xtask lab …) or set WEFT_CNITOOL=/path/to/cnitool")

@@ -14,12 +14,12 @@ use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, Mac, Request,
-    Response, StatusReport,
+    ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, LinkProgram,
+    Mac, Request, Response, StatusReport,
 };
 use crate::cni::ip;
 use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
-use crate::datapath::{Datapath, DatapathError, EndpointEntry};
+use crate::datapath::{Datapath, DatapathError, EndpointEntry, FromPodLink};
 use crate::ipam::{self, IpamError, Store};
 
 /// The agent's state: the store, the datapath, the node's pod CIDR.
@@ -53,6 +53,16 @@ impl From<ip::IpError> for ApiError {
     }
 }
 
+impl From<FromPodLink> for LinkProgram {
+    fn from(l: FromPodLink) -> Self {
+        match l {
+            FromPodLink::Current => LinkProgram::Current,
+            FromPodLink::Previous => LinkProgram::Previous,
+            FromPodLink::Missing => LinkProgram::Missing,
+        }
+    }
+}
+
 impl Agent {
     pub fn new(store: Store, datapath: Datapath, pod_cidr: Option<Ipv4Net>) -> Self {
         Self {
@@ -60,6 +70,44 @@ impl Agent {
             datapath,
             pod_cidr,
         }
+    }
+
+    /// After a restart or an upgrade: switch every registered endpoint's host veth to this
+    /// agent's `from_pod`. The pinned links kept traffic flowing while no agent ran; each switch
+    /// is atomic (`bpf_link_update`). A veth that is gone is left to GC; a veth that cannot be
+    /// switched keeps the earlier program and is logged. Returns (switched, failed).
+    pub fn resume(&mut self) -> Result<(usize, usize), ApiError> {
+        let pool = self.store.snapshot()?;
+        let registered: HashSet<Ipv4Addr> = self
+            .datapath
+            .endpoints()?
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .collect();
+        let (mut switched, mut failed) = (0, 0);
+        for (ip, key) in pool
+            .allocations
+            .iter()
+            .filter(|(ip, _)| registered.contains(ip))
+        {
+            let host = host_ifname(&key.container_id, &key.ifname);
+            if nix::net::if_::if_nametoindex(host.as_str()).is_err() {
+                warn!(%ip, %host, "host veth is gone; left for GC");
+                continue;
+            }
+            match self.datapath.attach_from_pod(&host) {
+                Ok(()) => switched += 1,
+                Err(e) => {
+                    warn!(%ip, %host, error = %e, "could not switch to this agent's from_pod");
+                    failed += 1;
+                }
+            }
+        }
+        info!(
+            switched,
+            failed, "endpoints resumed on this agent's program"
+        );
+        Ok((switched, failed))
     }
 
     /// Serve one request.
@@ -238,13 +286,23 @@ impl Agent {
                 .datapath
                 .endpoints()?
                 .into_iter()
-                .map(|(ip, e)| EndpointInfo {
-                    ip,
-                    ifindex: e.ifindex,
-                    host_mac: Mac(e.host_mac),
-                    pod_mac: Mac(e.pod_mac),
+                .map(|(ip, e)| {
+                    let host = pool
+                        .allocations
+                        .get(&ip)
+                        .map(|k| host_ifname(&k.container_id, &k.ifname));
+                    Ok(EndpointInfo {
+                        ip,
+                        ifindex: e.ifindex,
+                        host_mac: Mac(e.host_mac),
+                        pod_mac: Mac(e.pod_mac),
+                        program: match host {
+                            Some(h) => self.datapath.from_pod_link(&h)?.into(),
+                            None => LinkProgram::Missing,
+                        },
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, DatapathError>>()?,
             drops: self
                 .datapath
                 .drop_counters()?

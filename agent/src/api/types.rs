@@ -112,6 +112,22 @@ pub struct EndpointInfo {
     pub ifindex: u32,
     pub host_mac: Mac,
     pub pod_mac: Mac,
+    /// Which `from_pod` program the pod's host veth runs.
+    #[serde(default)]
+    pub program: LinkProgram,
+}
+
+/// Which `from_pod` program an endpoint's host veth runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkProgram {
+    /// This agent's program.
+    Current,
+    /// An earlier agent's program (still forwarding; this agent has not switched it yet).
+    Previous,
+    /// Nothing attached: the pod's traffic is not forwarded by weft.
+    #[default]
+    Missing,
 }
 
 /// An error the agent reports; `kind` lets the plugin map it to a CNI error code.

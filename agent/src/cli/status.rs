@@ -77,6 +77,7 @@ pub fn render(r: &StatusReport) -> String {
                     .map(|k| k.container_id.chars().take(12).collect())
                     .unwrap_or_else(|| "(orphan)".into()),
                 owner.map(|k| k.ifname.clone()).unwrap_or_default(),
+                format!("{:?}", e.program).to_lowercase(),
             ]
         })
         .collect();
@@ -93,6 +94,7 @@ pub fn render(r: &StatusReport) -> String {
             "-".into(),
             id,
             a.key.ifname.clone(),
+            "-".into(),
         ]);
     }
     rows.sort_by_key(|r| r[0].parse::<std::net::Ipv4Addr>().ok());
@@ -105,6 +107,7 @@ pub fn render(r: &StatusReport) -> String {
             "POD MAC",
             "CONTAINER",
             "IFNAME",
+            "PROGRAM",
         ],
         &rows,
     );
@@ -148,6 +151,7 @@ mod tests {
                 ifindex: 7,
                 host_mac: "0a:00:00:00:00:01".parse().unwrap(),
                 pod_mac: "0a:00:00:00:00:02".parse().unwrap(),
+                program: crate::api::LinkProgram::Previous,
             }],
             drops: vec![("no_endpoint".into(), 3)],
         };
@@ -162,7 +166,10 @@ mod tests {
             .find(|l| l.starts_with("10.200.1.2 "))
             .expect(&text);
         assert!(
-            ep.contains(" 7 ") && ep.contains("aaaaaaaaaaaa ") && ep.ends_with("eth0"),
+            ep.contains(" 7 ")
+                && ep.contains("aaaaaaaaaaaa ")
+                && ep.contains(" eth0 ")
+                && ep.ends_with("previous"),
             "{ep}"
         );
         let pending = lines

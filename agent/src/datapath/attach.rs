@@ -15,6 +15,17 @@ use super::{bpffs, from_pod_mut, Datapath, DatapathError};
 /// Sub-directory of the pin dir that holds the tc links.
 pub const LINKS_DIR: &str = "links";
 
+/// What a host veth's pinned `from_pod` link runs (see [`Datapath::from_pod_link`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromPodLink {
+    /// The program this agent loaded.
+    Current,
+    /// A program an earlier agent loaded.
+    Previous,
+    /// No live link on that interface.
+    Missing,
+}
+
 impl Datapath {
     /// Attach `from_pod` at tc ingress (TCX) of the host-side veth (idempotent). The link is
     /// pinned under `pin_dir` so it survives an agent restart; a link pinned by a previous
@@ -91,6 +102,19 @@ impl Datapath {
             pinned_link(host_ifname, &pin)?,
             LinkState::Live { .. }
         ))
+    }
+
+    /// Which program the host-side veth's pinned `from_pod` link runs: this agent's, an
+    /// earlier agent's (still carrying traffic, e.g. right after an upgrade), or none.
+    pub fn from_pod_link(&self, host_ifname: &str) -> Result<FromPodLink, DatapathError> {
+        let pin = self.link_pin(host_ifname)?;
+        Ok(match pinned_link(host_ifname, &pin)? {
+            LinkState::Live { prog_id, .. } if prog_id == self.from_pod_prog_id()? => {
+                FromPodLink::Current
+            }
+            LinkState::Live { .. } => FromPodLink::Previous,
+            LinkState::Stale | LinkState::Absent => FromPodLink::Missing,
+        })
     }
 
     /// Detach `from_pod` from the host-side veth and remove its pin. Ok if it was not attached

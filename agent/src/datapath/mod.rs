@@ -30,7 +30,7 @@ use dataplane_common::maps::{DROP_STATS, ENDPOINTS4, PROG_FROM_POD};
 use dataplane_common::{Endpoint4Key, Endpoint4Value};
 use tracing::{debug, info};
 
-pub use attach::LINKS_DIR;
+pub use attach::{FromPodLink, LINKS_DIR};
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
 
@@ -124,6 +124,16 @@ impl Datapath {
             verdict: result.return_value,
             frame: out,
         })
+    }
+
+    /// The kernel's id of the `from_pod` program this agent loaded.
+    fn from_pod_prog_id(&self) -> Result<u32, DatapathError> {
+        let prog: &SchedClassifier = as_from_pod(self.ebpf.program(PROG_FROM_POD))?;
+        let info = prog.info().map_err(|source| DatapathError::Program {
+            name: PROG_FROM_POD,
+            source,
+        })?;
+        Ok(info.id())
     }
 }
 
