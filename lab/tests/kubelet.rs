@@ -25,25 +25,8 @@ fn cni_bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WEFT_LAB_CNI_BIN") {
         return d.into();
     }
-    let cache = std::env::var_os("WEFT_LAB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/weft/lab")
-    });
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("cni-plugins-"))
-        .map(|e| e.path().join("bin"))
-        .filter(|d| d.join("bridge").is_file())
-        .collect();
-    dirs.sort();
-    dirs.pop().unwrap_or_else(|| {
-        panic!(
-            "no CNI reference plugins under {}: build them with `cargo run -p weft-lab -- build` \
-             (cargo xtask test does), or set WEFT_LAB_CNI_BIN",
-            cache.display()
-        )
-    })
+    let cache = weft_lab::upstream::cache_dir();
+    weft_lab::upstream::Bins::in_cache(&cache, &weft_lab::upstream::Versions::PINNED).cni_bin_dir
 }
 
 fn preconditions() {
