@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::{setup, util, weftnode};
 
@@ -30,9 +30,7 @@ http {
 "#;
 
 pub fn run(_args: Args) -> Result<()> {
-    if !util::is_root() {
-        bail!("the demo needs root (network namespaces, BPF): run `sudo cargo xtask demo`");
-    }
+    util::require_root("the demo")?;
     setup::run(setup::Args::default())?;
     let bin = weftnode::build_weft()?;
 

@@ -16,12 +16,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let root = util::root();
-    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "-p", "weft-lab"]).current_dir(&root))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug/weft-lab");
+    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
+    let bin = util::target_dir().join("debug/weft-lab");
     let status = Command::new(&bin)
         .args(&args.args)
         .status()

@@ -40,10 +40,11 @@ pub fn run(args: Args) -> Result<()> {
     let missing = missing_packages()?;
     let linker_ok = bpf_linker_ok();
     let go = go_minor();
+    let go_ok = go.is_some_and(|m| m >= GO_MIN_MINOR);
 
     if args.check {
-        report_check(&missing, linker_ok, go);
-        if !missing.is_empty() || !linker_ok || !go.is_some_and(|m| m >= GO_MIN_MINOR) || !bpffs_mounted() {
+        report_check(&missing, linker_ok, go_ok);
+        if !missing.is_empty() || !linker_ok || !go_ok || !bpffs_mounted() {
             bail!("setup is incomplete; run `cargo xtask setup`");
         }
         return Ok(());
@@ -96,14 +97,14 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn report_check(missing: &[String], linker_ok: bool, go: Option<u32>) {
+fn report_check(missing: &[String], linker_ok: bool, go_ok: bool) {
     for (why, pkgs) in PACKAGES {
         let miss: Vec<_> = pkgs.iter().filter(|p| missing.iter().any(|m| m == *p)).collect();
         let state = if miss.is_empty() { "ok".to_string() } else { format!("missing {miss:?}") };
         eprintln!("{state:<10} {why}");
     }
     eprintln!("{:<10} bpf-linker {BPF_LINKER_VERSION}", if linker_ok { "ok" } else { "missing" });
-    eprintln!("{:<10} go 1.{GO_MIN_MINOR}+", if go.is_some_and(|m| m >= GO_MIN_MINOR) { "ok" } else { "missing" });
+    eprintln!("{:<10} go 1.{GO_MIN_MINOR}+", if go_ok { "ok" } else { "missing" });
     eprintln!("{:<10} bpffs at {BPFFS}", if bpffs_mounted() { "ok" } else { "missing" });
 }
 

@@ -16,12 +16,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if !util::is_root() {
-        bail!(
-            "the packet, netns and lab tests need root (BPF, network namespaces); \
-             run `cargo xtask test` as root"
-        );
-    }
+    util::require_root("`cargo xtask test` (packet, netns and lab tests)")?;
     let xtask = std::env::current_exe()?;
     let mut stages: Vec<(&str, Command)> = vec![
         ("setup", cmd(&xtask, &["setup"])),
@@ -29,13 +24,13 @@ pub fn run(args: Args) -> Result<()> {
         // The upstream parts (Kubernetes, etcd, CoreDNS, CNI reference plugins, cnitool) come
         // before the agent's tests: the libcni netns test drives weft through the real cnitool.
         // Cached: seconds when warm; its own progress shows when cold.
-        ("upstream parts (lab build)", cargo(&["run", "--quiet", "-p", "weft-lab", "--", "build"])),
+        ("upstream parts (lab build)", util::cargo(&["run", "--quiet", "-p", "weft-lab", "--", "build"])),
         // Unit tests of every crate, then the agent's component tests: BPF_PROG_TEST_RUN packet
         // tests (tests/packet_*.rs) and netns tests (tests/netns_*.rs) against the real binary.
-        ("unit + packet + netns tests", cargo(&["test", "--workspace", "--exclude", "weft-tests"])),
+        ("unit + packet + netns tests", util::cargo(&["test", "--workspace", "--exclude", "weft-tests"])),
     ];
     if !args.skip_lab {
-        stages.push(("lab tests", cargo(&["test", "-p", "weft-tests", "--", "--test-threads=1"])));
+        stages.push(("lab tests", util::cargo(&["test", "-p", "weft-tests", "--", "--test-threads=1"])));
     }
 
     let mut done: Vec<(&str, Duration)> = Vec::new();
@@ -127,8 +122,3 @@ fn cmd(exe: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
-fn cargo(args: &[&str]) -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(args).current_dir(util::root());
-    c
-}

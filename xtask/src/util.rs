@@ -39,6 +39,26 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Fail with a clear message unless root: `what` needs network namespaces and BPF.
+pub fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("{what} needs root (network namespaces, BPF): run it as root");
+    }
+    Ok(())
+}
+
+/// `cargo ARGS…` in the workspace root, with the cargo that runs this xtask.
+pub fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(args).current_dir(root());
+    c
+}
+
+/// Where cargo puts build output (`$CARGO_TARGET_DIR`, else `target/` in the workspace).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
 /// A command that runs `program` inside network namespace `ns` (made by `ip netns add`).
 /// `nsenter --net` rather than `ip netns exec`: the latter remounts /sys, which hides
 /// /sys/fs/bpf where the agent pins its maps.

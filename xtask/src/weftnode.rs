@@ -152,10 +152,6 @@ pub fn fresh_netns(ns: &str) -> Result<()> {
 pub fn build_weft() -> Result<PathBuf> {
     let xtask = std::env::current_exe()?;
     util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
-    util::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "weft"])
-            .current_dir(util::root()),
-    )?;
-    Ok(util::root().join("target/debug/weft"))
+    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft"]))?;
+    Ok(util::target_dir().join("debug/weft"))
 }

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(addr) = args.rr_client {
         return rr::client(addr, args.seconds);
     }
-    topo::ensure_clean_run()?;
+    crate::util::require_root("the benchmark")?;
     if args.paths.first().map(String::as_str) != Some("veth") {
         bail!("--paths must start with veth: it is the baseline of every ratio");
     }

@@ -110,10 +110,3 @@ pub fn in_ns(ns: &str, program: &Path, cpu: Option<usize>) -> Command {
         None => util::in_netns(ns, program),
     }
 }
-
-pub fn ensure_clean_run() -> Result<()> {
-    if !util::is_root() {
-        bail!("the benchmark needs root (network namespaces, BPF)");
-    }
-    Ok(())
-}
