@@ -42,7 +42,7 @@ impl Datapath {
             ifname: host_ifname.to_owned(),
             source,
         };
-        let our_id = prog.info().map_err(prog_err)?.id();
+        let our_id = self.from_pod_id;
 
         match state {
             LinkState::Live { prog_id, .. } if prog_id == our_id => {
@@ -109,9 +109,7 @@ impl Datapath {
     pub fn from_pod_link(&self, host_ifname: &str) -> Result<FromPodLink, DatapathError> {
         let pin = self.link_pin(host_ifname)?;
         Ok(match pinned_link(host_ifname, &pin)? {
-            LinkState::Live { prog_id, .. } if prog_id == self.from_pod_prog_id()? => {
-                FromPodLink::Current
-            }
+            LinkState::Live { prog_id, .. } if prog_id == self.from_pod_id => FromPodLink::Current,
             LinkState::Live { .. } => FromPodLink::Previous,
             LinkState::Stale | LinkState::Absent => FromPodLink::Missing,
         })

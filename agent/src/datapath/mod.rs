@@ -49,6 +49,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value>,
     drop_stats: PerCpuArray<MapData, u64>,
+    /// The kernel's id of the `from_pod` this agent loaded (fixed for the agent's lifetime).
+    from_pod_id: u32,
 }
 
 impl Datapath {
@@ -73,6 +75,13 @@ impl Datapath {
             path: prog_pin.clone(),
             source,
         })?;
+        let from_pod_id = prog
+            .info()
+            .map_err(|source| DatapathError::Program {
+                name: PROG_FROM_POD,
+                source,
+            })?
+            .id();
 
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
@@ -83,6 +92,7 @@ impl Datapath {
             ebpf,
             endpoints,
             drop_stats,
+            from_pod_id,
         })
     }
 
@@ -124,16 +134,6 @@ impl Datapath {
             verdict: result.return_value,
             frame: out,
         })
-    }
-
-    /// The kernel's id of the `from_pod` program this agent loaded.
-    fn from_pod_prog_id(&self) -> Result<u32, DatapathError> {
-        let prog: &SchedClassifier = as_from_pod(self.ebpf.program(PROG_FROM_POD))?;
-        let info = prog.info().map_err(|source| DatapathError::Program {
-            name: PROG_FROM_POD,
-            source,
-        })?;
-        Ok(info.id())
     }
 }
 
