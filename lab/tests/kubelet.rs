@@ -29,6 +29,23 @@ fn cni_bin_dir() -> PathBuf {
     weft_lab::upstream::Bins::in_cache(&cache, &weft_lab::upstream::Versions::PINNED).cni_bin_dir
 }
 
+/// Sandboxes of a throw-away node: the given conflist in `dir/net.d`, the reference plugins, a
+/// CNI cache under `dir`, pod netns named with `prefix`.
+fn sandbox_env(dir: &Path, prefix: String, conflist: String) -> SandboxEnv {
+    let conf = dir.join("net.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("10-lab.conflist"), conflist).unwrap();
+    SandboxEnv {
+        cni: Cni {
+            bin_dir: cni_bin_dir(),
+            conf_dir: conf,
+            cache_dir: dir.join("cni-cache"),
+        },
+        netns_prefix: prefix,
+        etc_netns: PathBuf::from("/etc/netns"),
+    }
+}
+
 fn preconditions() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -235,18 +252,7 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
     let dir = node.dir.clone();
     let prefix = node.pod_prefix.clone();
     in_node(&node, move || async move {
-        let conf = dir.join("net.d");
-        std::fs::create_dir_all(&conf).unwrap();
-        std::fs::write(conf.join("10-lab.conflist"), conflist(1, &dir)).unwrap();
-        let env = SandboxEnv {
-            cni: Cni {
-                bin_dir: cni_bin_dir(),
-                conf_dir: conf,
-                cache_dir: dir.join("cni-cache"),
-            },
-            netns_prefix: prefix,
-            etc_netns: PathBuf::from("/etc/netns"),
-        };
+        let env = sandbox_env(&dir, prefix, conflist(1, &dir));
         let roots = Roots {
             images_dir: dir.join("images"),
             bin_paths: None,
@@ -534,21 +540,10 @@ fn a_failing_cni_plugin_leaves_nothing_behind() {
     let dir = node.dir.clone();
     let prefix = node.pod_prefix.clone();
     in_node(&node, move || async move {
-        let conf = dir.join("net.d");
-        std::fs::create_dir_all(&conf).unwrap();
         // host-local without any range: the plugin answers with a CNI error object.
         let bad = serde_json::json!({"cniVersion": "1.0.0", "name": "wk-bad", "plugins": [
             {"type": "bridge", "bridge": "wk-brbad", "ipam": {"type": "host-local", "dataDir": dir.join("ipam").display().to_string()}}]});
-        std::fs::write(conf.join("10-bad.conflist"), bad.to_string()).unwrap();
-        let env = SandboxEnv {
-            cni: Cni {
-                bin_dir: cni_bin_dir(),
-                conf_dir: conf,
-                cache_dir: dir.join("cni-cache"),
-            },
-            netns_prefix: prefix,
-            etc_netns: PathBuf::from("/etc/netns"),
-        };
+        let env = sandbox_env(&dir, prefix, bad.to_string());
         let s = spec("broken");
         let err = env
             .create(&s, &dir.join("pods/default_broken"))
@@ -572,18 +567,7 @@ fn a_sandbox_orphaned_by_a_dead_stand_in_is_reclaimed() {
     let dir = node.dir.clone();
     let prefix = node.pod_prefix.clone();
     in_node(&node, move || async move {
-        let conf = dir.join("net.d");
-        std::fs::create_dir_all(&conf).unwrap();
-        std::fs::write(conf.join("10-lab.conflist"), conflist(3, &dir)).unwrap();
-        let env = SandboxEnv {
-            cni: Cni {
-                bin_dir: cni_bin_dir(),
-                conf_dir: conf,
-                cache_dir: dir.join("cni-cache"),
-            },
-            netns_prefix: prefix,
-            etc_netns: PathBuf::from("/etc/netns"),
-        };
+        let env = sandbox_env(&dir, prefix, conflist(3, &dir));
         let s = spec("orphan");
         let mut sb = env
             .create(&s, &dir.join("pods/default_orphan"))
