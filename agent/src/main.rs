@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 
 use weft::agent::{server, Agent};
 use weft::cli::{self, Output};
@@ -49,7 +49,7 @@ struct AgentArgs {
     state_dir: PathBuf,
     /// The node's pod CIDR; default: the content of `<state-dir>/pod-cidr` if present.
     #[arg(long)]
-    pod_cidr: Option<Ipv4Net>,
+    pod_cidr: Option<Ipv4Network>,
 }
 
 fn main() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 
 use crate::cni;
 use crate::kubectl;
@@ -125,7 +125,7 @@ pub fn wait_for_pod_cidrs(
     state: &StateDir,
     rec: &LabRecord,
     kubelets: &[(String, u32)],
-) -> anyhow::Result<Vec<(NodePlan, Ipv4Net)>> {
+) -> anyhow::Result<Vec<(NodePlan, Ipv4Network)>> {
     let plans = rec.spec.node_plans();
     kubectl::wait_for(
         &format!("{} nodes to register and get pod CIDRs", plans.len()),
@@ -143,7 +143,7 @@ pub fn wait_for_pod_cidrs(
                 let Some(cidr) = item.and_then(|n| n["spec"]["podCIDR"].as_str()) else {
                     return Ok(None);
                 };
-                let cidr: Ipv4Net = cidr.parse().with_context(|| format!("podCIDR {cidr:?}"))?;
+                let cidr: Ipv4Network = cidr.parse().with_context(|| format!("podCIDR {cidr:?}"))?;
                 out.push((plan.clone(), cidr));
             }
             Ok(Some(out))

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 /// Every network namespace the lab makes starts with this prefix (also pod namespaces).
@@ -15,23 +15,23 @@ pub const CP_NS: &str = "wl-cp";
 pub const OUTSIDE_NS: &str = "wl-outside";
 
 /// The underlay every node and the control plane sit on.
-pub const UNDERLAY: Ipv4Net = net(Ipv4Addr::new(172, 30, 0, 0), 24);
+pub const UNDERLAY: Ipv4Network = net(Ipv4Addr::new(172, 30, 0, 0), 24);
 /// Address of `br0` in the switch namespace: default gateway of nodes and control plane.
 pub const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 /// kube-apiserver's advertise address (the `kubernetes` Service endpoint).
 pub const CP_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
 /// The outside host's subnet, a documentation range (RFC 5737 TEST-NET-3).
-pub const OUTSIDE_NET: Ipv4Net = net(Ipv4Addr::new(203, 0, 113, 0), 24);
+pub const OUTSIDE_NET: Ipv4Network = net(Ipv4Addr::new(203, 0, 113, 0), 24);
 /// The switch's address towards the outside host.
 pub const OUTSIDE_GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// The outside host.
 pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
 /// Pod addresses; kube-controller-manager's node-ipam hands out one /24 per node from it.
-pub const CLUSTER_CIDR: Ipv4Net = net(Ipv4Addr::new(10, 200, 0, 0), 16);
+pub const CLUSTER_CIDR: Ipv4Network = net(Ipv4Addr::new(10, 200, 0, 0), 16);
 pub const NODE_CIDR_MASK: u8 = 24;
 /// ClusterIP range; the first address is the `kubernetes` Service.
-pub const SERVICE_CIDR: Ipv4Net = net(Ipv4Addr::new(10, 32, 0, 0), 24);
+pub const SERVICE_CIDR: Ipv4Network = net(Ipv4Addr::new(10, 32, 0, 0), 24);
 pub const KUBERNETES_SVC_IP: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 1);
 pub const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 10);
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -40,10 +40,10 @@ pub const APISERVER_PORT: u16 = 6443;
 /// The most nodes the underlay plan leaves room for (172.30.0.11 ..= 172.30.0.250).
 pub const MAX_NODES: usize = 240;
 
-const fn net(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
-    match Ipv4Net::new(addr, prefix) {
-        Ok(n) => n,
-        Err(_) => panic!("bad constant prefix"),
+const fn net(addr: Ipv4Addr, prefix: u8) -> Ipv4Network {
+    match Ipv4Network::new_checked(addr, prefix) {
+        Some(n) => n,
+        None => panic!("bad constant prefix"),
     }
 }
 
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(plans[2].ip, Ipv4Addr::new(172, 30, 0, 13));
         assert_eq!(plans[1].pod_netns_prefix, "wl-n2-");
         let last = node_plan(MAX_NODES);
-        assert!(UNDERLAY.contains(&last.ip) && last.ip != UNDERLAY.broadcast());
+        assert!(UNDERLAY.contains(last.ip) && last.ip != UNDERLAY.broadcast());
     }
 
     #[test]
@@ -184,9 +184,9 @@ mod tests {
 
     #[test]
     fn the_service_range_holds_the_kubernetes_and_dns_addresses() {
-        assert!(SERVICE_CIDR.contains(&KUBERNETES_SVC_IP));
-        assert!(SERVICE_CIDR.contains(&CLUSTER_DNS));
-        assert!(!CLUSTER_CIDR.contains(&CP_IP) && UNDERLAY.contains(&CP_IP));
+        assert!(SERVICE_CIDR.contains(KUBERNETES_SVC_IP));
+        assert!(SERVICE_CIDR.contains(CLUSTER_DNS));
+        assert!(!CLUSTER_CIDR.contains(CP_IP) && UNDERLAY.contains(CP_IP));
         assert_eq!(Proxy::None.kube_proxy_mode(), None);
         assert_eq!(Proxy::Nftables.kube_proxy_mode(), Some("nftables"));
     }

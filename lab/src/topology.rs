@@ -4,7 +4,7 @@
 //! placed straight into another.
 
 use anyhow::Context;
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use std::net::Ipv4Addr;
 
 use crate::sh::{self, ip_in, sysctl_in};
@@ -35,8 +35,8 @@ fn add_netns(ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cidr(addr: Ipv4Addr, net: Ipv4Net) -> String {
-    format!("{addr}/{}", net.prefix_len())
+fn cidr(addr: Ipv4Addr, net: Ipv4Network) -> String {
+    format!("{addr}/{}", net.prefix())
 }
 
 fn create_switch() -> anyhow::Result<()> {
@@ -76,7 +76,7 @@ fn attach(ns: &str, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
 
 /// Routes each node to every other node's pod CIDR via that node's underlay address (the
 /// bridge CNI's "host-gw" style), and masquerades pod traffic leaving the cluster network.
-pub fn route_pod_cidrs(nodes: &[(NodePlan, Ipv4Net)]) -> anyhow::Result<()> {
+pub fn route_pod_cidrs(nodes: &[(NodePlan, Ipv4Network)]) -> anyhow::Result<()> {
     for (me, my_cidr) in nodes {
         for (other, cidr) in nodes {
             if other.name == me.name {
@@ -91,7 +91,7 @@ pub fn route_pod_cidrs(nodes: &[(NodePlan, Ipv4Net)]) -> anyhow::Result<()> {
 }
 
 /// Pod-to-pod traffic keeps its addresses; traffic to anything else leaves with the node's.
-fn masquerade_egress(ns: &str, pod_cidr: Ipv4Net) -> anyhow::Result<()> {
+fn masquerade_egress(ns: &str, pod_cidr: Ipv4Network) -> anyhow::Result<()> {
     let rule = pod_masquerade_rule(pod_cidr);
     // -C first so a repeated call does not stack duplicates.
     let mut check = sh::in_netns(ns, "iptables");
@@ -104,7 +104,7 @@ fn masquerade_egress(ns: &str, pod_cidr: Ipv4Net) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pod_masquerade_rule(pod_cidr: Ipv4Net) -> Vec<String> {
+fn pod_masquerade_rule(pod_cidr: Ipv4Network) -> Vec<String> {
     [
         "POSTROUTING", "-s", &pod_cidr.to_string(), "!", "-d",
         &crate::spec::CLUSTER_CIDR.to_string(), "-m", "comment", "--comment",

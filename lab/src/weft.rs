@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 
 use crate::kubectl;
 use crate::nodes::image_bin_dir;
@@ -29,7 +29,7 @@ pub fn pin_dir(node: &NodePlan) -> PathBuf {
 }
 
 /// The node's CNI network: the weft plugin, pointed at this node's agent.
-pub fn conflist(socket: &Path, pod_cidr: Ipv4Net) -> String {
+pub fn conflist(socket: &Path, pod_cidr: Ipv4Network) -> String {
     let doc = serde_json::json!({
         "cniVersion": "1.1.0",
         "name": "weft",
@@ -38,7 +38,7 @@ pub fn conflist(socket: &Path, pod_cidr: Ipv4Net) -> String {
     serde_json::to_string_pretty(&doc).expect("conflist serialises")
 }
 
-pub fn agent_args(state: &StateDir, node: &NodePlan, cidr: Ipv4Net) -> Vec<String> {
+pub fn agent_args(state: &StateDir, node: &NodePlan, cidr: Ipv4Network) -> Vec<String> {
     let dir = agent_dir(state, node);
     vec![
         "agent".into(),
@@ -50,7 +50,7 @@ pub fn agent_args(state: &StateDir, node: &NodePlan, cidr: Ipv4Net) -> Vec<Strin
 }
 
 /// Starts the agents, waits for their sockets, then writes each node's conflist.
-pub fn start_agents(state: &StateDir, nodes: &[(NodePlan, Ipv4Net)], cni_conf_dir: impl Fn(&NodePlan) -> PathBuf) -> anyhow::Result<()> {
+pub fn start_agents(state: &StateDir, nodes: &[(NodePlan, Ipv4Network)], cni_conf_dir: impl Fn(&NodePlan) -> PathBuf) -> anyhow::Result<()> {
     let weft = image_bin_dir(state).join("weft");
     if !weft.is_file() {
         anyhow::bail!("--cni weft needs the weft binary beside weft-lab: run `cargo build -p weft` first");

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 
 use crate::ipam::MAX_PREFIX_LEN;
 
@@ -19,15 +19,15 @@ pub enum PodCidrError {
     #[error("{path} holds {content:?}, not an IPv4 CIDR")]
     Parse { path: PathBuf, content: String },
     #[error("pod CIDR {cidr} is too small: need /{MAX_PREFIX_LEN} or shorter")]
-    TooSmall { cidr: Ipv4Net },
+    TooSmall { cidr: Ipv4Network },
 }
 
 /// The node's pod CIDR: `flag` if given, else `<state_dir>/pod-cidr` if present, else none
 /// (then every ADD must carry `podCIDR` in its config).
 pub fn resolve_pod_cidr(
-    flag: Option<Ipv4Net>,
+    flag: Option<Ipv4Network>,
     state_dir: &Path,
-) -> Result<Option<Ipv4Net>, PodCidrError> {
+) -> Result<Option<Ipv4Network>, PodCidrError> {
     let cidr = match flag {
         Some(c) => c,
         None => {
@@ -43,10 +43,10 @@ pub fn resolve_pod_cidr(
             })?
         }
     };
-    if cidr.prefix_len() > MAX_PREFIX_LEN {
+    if cidr.prefix() > MAX_PREFIX_LEN {
         return Err(PodCidrError::TooSmall { cidr });
     }
-    Ok(Some(cidr.trunc()))
+    Ok(Some(crate::ipam::canonical(cidr)))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod server;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use tracing::{debug, info, warn};
 
 use crate::api::{
@@ -26,7 +26,7 @@ use crate::ipam::{self, IpamError, Store};
 pub struct Agent {
     store: Store,
     datapath: Datapath,
-    pod_cidr: Option<Ipv4Net>,
+    pod_cidr: Option<Ipv4Network>,
 }
 
 impl From<IpamError> for ApiError {
@@ -64,7 +64,7 @@ impl From<FromPodLink> for LinkProgram {
 }
 
 impl Agent {
-    pub fn new(store: Store, datapath: Datapath, pod_cidr: Option<Ipv4Net>) -> Self {
+    pub fn new(store: Store, datapath: Datapath, pod_cidr: Option<Ipv4Network>) -> Self {
         Self {
             store,
             datapath,
@@ -130,7 +130,7 @@ impl Agent {
     fn allocate(
         &mut self,
         key: &AttachmentKey,
-        asked: Option<Ipv4Net>,
+        asked: Option<Ipv4Network>,
     ) -> Result<Response, ApiError> {
         let cidr = asked.or(self.pod_cidr).ok_or_else(|| {
             ApiError::new(
@@ -142,7 +142,7 @@ impl Agent {
         info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "allocated");
         Ok(Response::Allocated {
             ip,
-            pod_cidr: cidr.trunc(),
+            pod_cidr: crate::ipam::canonical(cidr),
         })
     }
 

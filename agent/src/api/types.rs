@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 /// One pod attachment: the CNI (container ID, interface name) pair.
@@ -28,7 +28,7 @@ pub enum Request {
     /// CNI config's `podCIDR`; without it the agent uses its own node pod CIDR.
     Allocate {
         key: AttachmentKey,
-        pod_cidr: Option<Ipv4Net>,
+        pod_cidr: Option<Ipv4Network>,
     },
     /// The veth exists: record the endpoint and attach `from_pod` to the host side.
     Register {
@@ -69,7 +69,7 @@ pub struct ResponseEnvelope {
 pub enum Response {
     Allocated {
         ip: Ipv4Addr,
-        pod_cidr: Ipv4Net,
+        pod_cidr: Ipv4Network,
     },
     Registered {
         ifindex: u32,
@@ -90,7 +90,7 @@ pub enum Response {
 /// Readiness and inventory of the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
-    pub pod_cidr: Option<Ipv4Net>,
+    pub pod_cidr: Option<Ipv4Network>,
     pub allocated: usize,
     pub capacity: usize,
     pub attachments: Vec<AttachmentInfo>,

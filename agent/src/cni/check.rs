@@ -40,7 +40,7 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<(), CniError> 
             ip: Some(ip),
             registered,
         } => {
-            if ip != want.addr() {
+            if ip != want.ip() {
                 return Err(broken(format!(
                     "agent holds {ip} for this attachment, prevResult says {want}"
                 )));
@@ -67,7 +67,7 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<(), CniError> 
         return Err(broken(format!("{} is down in the pod", key.ifname)));
     }
     let addrs = ip::ipv4_addresses(Some(&netns), &key.ifname).map_err(io("pod addresses"))?;
-    let want_s = format!("{}/32", want.addr());
+    let want_s = format!("{}/32", want.ip());
     if !addrs.contains(&want_s) {
         return Err(broken(format!(
             "{want_s} is missing on {} (has {addrs:?})",
@@ -90,7 +90,7 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<(), CniError> 
         .map_err(io("the host veth"))?
         .ok_or_else(|| broken(format!("host veth {host} is missing")))?;
     let node_routes = ip::ipv4_routes(None).map_err(io("node routes"))?;
-    let pod_ip = want.addr().to_string();
+    let pod_ip = want.ip().to_string();
     if !node_routes
         .iter()
         .any(|r| r["dst"] == pod_ip.as_str() && r["dev"] == host.as_str())

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ pub struct NetConf {
     /// The agent's unix socket (`agentSocket`).
     pub agent_socket: PathBuf,
     /// The node's pod CIDR (`podCIDR`); without it the agent uses its own.
-    pub pod_cidr: Option<Ipv4Net>,
+    pub pod_cidr: Option<Ipv4Network>,
     /// MTU of both veth ends (`mtu`).
     pub mtu: u32,
     /// Where logs go (`logFile`); stderr when unset. Never stdout.
@@ -135,16 +135,16 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     let pod_cidr = raw
         .pod_cidr
         .map(|s| {
-            let net: Ipv4Net = s.parse().map_err(|e| {
+            let net: Ipv4Network = s.parse().map_err(|e| {
                 invalid(format!("podCIDR {s:?} is not an IPv4 CIDR")).with_details(e)
             })?;
-            if net.prefix_len() > crate::ipam::MAX_PREFIX_LEN {
+            if net.prefix() > crate::ipam::MAX_PREFIX_LEN {
                 return Err(invalid(format!(
                     "podCIDR {s} is too small (longest prefix is /{})",
                     crate::ipam::MAX_PREFIX_LEN
                 )));
             }
-            Ok(net.trunc())
+            Ok(crate::ipam::canonical(net))
         })
         .transpose()?;
     let mtu = raw.mtu.unwrap_or(DEFAULT_MTU);

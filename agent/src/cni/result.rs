@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use serde_json::{json, Value};
 
 use super::version::CniVersion;
@@ -46,7 +46,7 @@ pub fn render(a: &Attachment, version: CniVersion, prev: Option<&Value>) -> Valu
     interfaces.push(pod);
     let pod_index = interfaces.len() - 1;
     let mut ip = json!({
-        "address": Ipv4Net::new(a.ip, 32).expect("/32 is valid").to_string(),
+        "address": Ipv4Network::new(a.ip, 32).expect("/32 is valid").to_string(),
         "gateway": GATEWAY.to_string(),
         "interface": pod_index,
     });
@@ -92,14 +92,14 @@ pub fn convert(prev: &Value, version: CniVersion) -> Value {
 }
 
 /// From a result: the IPv4 address of the interface `ifname` in a sandbox (CHECK's input).
-pub fn address_of(result: &Value, ifname: &str) -> Option<Ipv4Net> {
+pub fn address_of(result: &Value, ifname: &str) -> Option<Ipv4Network> {
     let interfaces = result.get("interfaces")?.as_array()?;
     let index = interfaces.iter().position(|i| {
         i.get("name").and_then(Value::as_str) == Some(ifname) && i.get("sandbox").is_some()
     })?;
     result.get("ips")?.as_array()?.iter().find_map(|ip| {
         let on_it = ip.get("interface").and_then(Value::as_u64) == Some(index as u64);
-        let addr = ip.get("address")?.as_str()?.parse::<Ipv4Net>().ok()?;
+        let addr = ip.get("address")?.as_str()?.parse::<Ipv4Network>().ok()?;
         on_it.then_some(addr)
     })
 }

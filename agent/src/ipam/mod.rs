@@ -12,7 +12,13 @@ pub use store::Store;
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
+
+/// `cidr` with its host bits cleared (`10.200.1.7/24` -> `10.200.1.0/24`): the one spelling of a
+/// pod CIDR that the store, the API and the CNI result use.
+pub fn canonical(cidr: Ipv4Network) -> Ipv4Network {
+    Ipv4Network::new(cidr.network(), cidr.prefix()).expect("a network's own prefix is valid")
+}
 
 /// Smallest pod CIDR accepted: a /30 leaves one address after network, gateway and broadcast.
 pub const MAX_PREFIX_LEN: u8 = 30;
@@ -20,15 +26,15 @@ pub const MAX_PREFIX_LEN: u8 = 30;
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     #[error("pod CIDR {cidr} is too small: need a prefix of /{MAX_PREFIX_LEN} or shorter")]
-    CidrTooSmall { cidr: Ipv4Net },
+    CidrTooSmall { cidr: Ipv4Network },
     #[error("pod CIDR {asked} differs from {held}, which still has {count} allocation(s)")]
     CidrMismatch {
-        asked: Ipv4Net,
-        held: Ipv4Net,
+        asked: Ipv4Network,
+        held: Ipv4Network,
         count: usize,
     },
     #[error("pod CIDR {cidr} is exhausted ({capacity} addresses in use)")]
-    Exhausted { cidr: Ipv4Net, capacity: usize },
+    Exhausted { cidr: Ipv4Network, capacity: usize },
     #[error("IPAM store {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -46,5 +52,5 @@ pub enum IpamError {
         expected: u32,
     },
     #[error("address {ip} is outside the store's pod CIDR {cidr}")]
-    Foreign { ip: Ipv4Addr, cidr: Ipv4Net },
+    Foreign { ip: Ipv4Addr, cidr: Ipv4Network },
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 use super::{IpamError, MAX_PREFIX_LEN};
@@ -13,7 +13,7 @@ use crate::api::AttachmentKey;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
     /// The CIDR the allocations come from; set by the first allocation.
-    pub pod_cidr: Option<Ipv4Net>,
+    pub pod_cidr: Option<Ipv4Network>,
     /// Last address handed out: the search continues after it, so a freed address is not
     /// reused at once (a late packet for the old pod must not reach a new one).
     pub last: Option<Ipv4Addr>,
@@ -21,16 +21,16 @@ pub struct Pool {
 }
 
 /// Usable addresses of a CIDR: all but network, gateway (first host) and broadcast.
-pub fn capacity(cidr: Ipv4Net) -> usize {
-    if cidr.prefix_len() > MAX_PREFIX_LEN {
+pub fn capacity(cidr: Ipv4Network) -> usize {
+    if cidr.prefix() > MAX_PREFIX_LEN {
         return 0;
     }
-    (1usize << (32 - cidr.prefix_len())) - 3
+    (1usize << (32 - cidr.prefix())) - 3
 }
 
 /// First and last usable address (inclusive) as integers.
-fn usable_range(cidr: Ipv4Net) -> Result<(u32, u32), IpamError> {
-    if cidr.prefix_len() > MAX_PREFIX_LEN {
+fn usable_range(cidr: Ipv4Network) -> Result<(u32, u32), IpamError> {
+    if cidr.prefix() > MAX_PREFIX_LEN {
         return Err(IpamError::CidrTooSmall { cidr });
     }
     let network = u32::from(cidr.network());
@@ -48,8 +48,8 @@ impl Pool {
     }
 
     /// Give `key` an address from `cidr`; the same key gets the same address again.
-    pub fn allocate(&mut self, key: &AttachmentKey, cidr: Ipv4Net) -> Result<Ipv4Addr, IpamError> {
-        let cidr = cidr.trunc();
+    pub fn allocate(&mut self, key: &AttachmentKey, cidr: Ipv4Network) -> Result<Ipv4Addr, IpamError> {
+        let cidr = super::canonical(cidr);
         let (first, last) = usable_range(cidr)?;
         match self.pod_cidr {
             Some(held) if held != cidr && !self.allocations.is_empty() => {
@@ -100,7 +100,7 @@ mod tests {
         }
     }
 
-    fn cidr(s: &str) -> Ipv4Net {
+    fn cidr(s: &str) -> Ipv4Network {
         s.parse().unwrap()
     }
 

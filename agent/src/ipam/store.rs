@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnetwork::Ipv4Network;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +50,7 @@ impl Store {
         &self.dir
     }
 
-    pub fn allocate(&self, key: &AttachmentKey, cidr: Ipv4Net) -> Result<Ipv4Addr, IpamError> {
+    pub fn allocate(&self, key: &AttachmentKey, cidr: Ipv4Network) -> Result<Ipv4Addr, IpamError> {
         self.modify(|pool| pool.allocate(key, cidr))
     }
 
