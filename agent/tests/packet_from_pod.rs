@@ -254,7 +254,10 @@ fn drop_counters_accumulate_and_name_every_reason() {
             "ip4_bad_ihl",
             "ip4_bad_version",
             "redirect_failed",
-            "pull_failed"
+            "pull_failed",
+            "no_tunnel_route",
+            "tunnel_key_failed",
+            "rewrite_failed"
         ]
     );
 }

@@ -26,6 +26,13 @@ impl DropReason {
     pub const REDIRECT_FAILED: Self = Self(5);
     /// Long enough, but `bpf_skb_pull_data` could not make the headers readable (no memory).
     pub const PULL_FAILED: Self = Self(6);
+    /// A packet routed into the VXLAN device for an address no node's pod CIDR covers (the
+    /// device would drop it for want of a tunnel key).
+    pub const NO_TUNNEL_ROUTE: Self = Self(7);
+    /// `bpf_skb_set_tunnel_key` failed.
+    pub const TUNNEL_KEY_FAILED: Self = Self(8);
+    /// Rewriting a header field (TTL and its checksum) failed.
+    pub const REWRITE_FAILED: Self = Self(9);
 
     /// Every defined reason, in number order.
     pub const ALL: &'static [Self] = &[
@@ -35,6 +42,9 @@ impl DropReason {
         Self::IP4_BAD_VERSION,
         Self::REDIRECT_FAILED,
         Self::PULL_FAILED,
+        Self::NO_TUNNEL_ROUTE,
+        Self::TUNNEL_KEY_FAILED,
+        Self::REWRITE_FAILED,
     ];
 
     /// The stable name used in metrics labels and CLI output (`snake_case`).
@@ -46,6 +56,9 @@ impl DropReason {
             Self::IP4_BAD_VERSION => "ip4_bad_version",
             Self::REDIRECT_FAILED => "redirect_failed",
             Self::PULL_FAILED => "pull_failed",
+            Self::NO_TUNNEL_ROUTE => "no_tunnel_route",
+            Self::TUNNEL_KEY_FAILED => "tunnel_key_failed",
+            Self::REWRITE_FAILED => "rewrite_failed",
             _ => "unknown",
         }
     }
@@ -97,5 +110,8 @@ mod tests {
         assert_eq!(DropReason::IP4_BAD_VERSION.0, 4);
         assert_eq!(DropReason::REDIRECT_FAILED.0, 5);
         assert_eq!(DropReason::PULL_FAILED.0, 6);
+        assert_eq!(DropReason::NO_TUNNEL_ROUTE.0, 7);
+        assert_eq!(DropReason::TUNNEL_KEY_FAILED.0, 8);
+        assert_eq!(DropReason::REWRITE_FAILED.0, 9);
     }
 }

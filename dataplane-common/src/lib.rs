@@ -7,9 +7,13 @@
 //! name (`_V2`) and a migration, never a silent reinterpretation of pinned data.
 #![no_std]
 
+pub mod config;
 pub mod drop;
 pub mod endpoint;
 pub mod maps;
+pub mod node;
 
+pub use config::DpConfig;
 pub use drop::DropReason;
 pub use endpoint::{Endpoint4Key, Endpoint4Value};
+pub use node::NodeRoute4Value;

@@ -2,11 +2,17 @@
 #![no_std]
 #![no_main]
 
+mod config;
 mod drop;
+mod from_netdev;
+mod from_overlay;
 mod from_pod;
 mod fwd;
+mod l3;
 mod maps;
 mod parse;
+mod to_overlay;
+mod tunnel;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,16 +1,16 @@
-//! Attaching `from_pod` at tc ingress (TCX) of host-side veths, with pinned links.
+//! Attaching the tc programs (TCX) to interfaces with pinned links: `from_pod` on host-side
+//! veths, `from_netdev` on the uplink, `from_overlay`/`to_overlay` on the VXLAN device.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
-use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType};
+use aya::programs::{LinkOrder, ProgramError, SchedClassifier};
 use aya::sys::SyscallError;
-use dataplane_common::maps::PROG_FROM_POD;
 use tracing::{debug, info, warn};
 
-use super::{bpffs, from_pod_mut, Datapath, DatapathError};
+use super::{bpffs, classifier_mut, Datapath, DatapathError, Prog};
 
 /// Sub-directory of the pin dir that holds the tc links.
 pub const LINKS_DIR: &str = "links";
@@ -31,36 +31,44 @@ impl Datapath {
     /// pinned under `pin_dir` so it survives an agent restart; a link pinned by a previous
     /// agent is switched to this agent's program atomically (no moment without a program).
     pub fn attach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
-        let pin = self.link_pin(host_ifname)?;
-        let state = pinned_link(host_ifname, &pin)?;
-        let prog = from_pod_mut(&mut self.ebpf)?;
+        self.attach(Prog::FromPod, host_ifname)
+    }
+
+    /// Attach `which` to `ifname` at its hook (idempotent), pinned as
+    /// `links/<program>_<ifname>`; a link pinned by a previous agent is switched to this
+    /// agent's program atomically.
+    pub fn attach(&mut self, which: Prog, host_ifname: &str) -> Result<(), DatapathError> {
+        let pin = self.link_pin(which, host_ifname)?;
+        let state = pinned_link(which, host_ifname, &pin)?;
+        let our_id = self.prog_ids[which.index()];
+        let prog = classifier_mut(&mut self.ebpf, which)?;
         let prog_err = |source| DatapathError::Program {
-            name: PROG_FROM_POD,
+            name: which.name(),
             source,
         };
         let link_err = |source| DatapathError::Link {
             ifname: host_ifname.to_owned(),
             source,
         };
-        let our_id = self.from_pod_id;
 
         match state {
             LinkState::Live { prog_id, .. } if prog_id == our_id => {
-                debug!(ifname = host_ifname, "from_pod already attached");
+                debug!(ifname = host_ifname, program = which.name(), "already attached");
                 return Ok(());
             }
             LinkState::Live { link, prog_id } => {
                 let link = SchedClassifierLink::try_from(link).map_err(link_err)?;
                 let id = prog
                     .attach_to_link(link)
-                    .map_err(|source| attach_err(host_ifname, source))?;
+                    .map_err(|source| attach_err(which, host_ifname, source))?;
                 // Drop our handle only; the pin keeps the link (and the program) attached.
                 let _ = prog.take_link(id).map_err(prog_err)?;
                 info!(
                     ifname = host_ifname,
+                    program = which.name(),
                     old_prog = prog_id,
                     new_prog = our_id,
-                    "from_pod link switched to this agent's program"
+                    "link switched to this agent's program"
                 );
                 return Ok(());
             }
@@ -77,10 +85,10 @@ impl Datapath {
         let id = prog
             .attach_with_options(
                 host_ifname,
-                TcAttachType::Ingress,
+                which.attach_type(),
                 TcAttachOptions::TcxOrder(LinkOrder::default()),
             )
-            .map_err(|source| attach_err(host_ifname, source))?;
+            .map_err(|source| attach_err(which, host_ifname, source))?;
         let link: FdLink = prog
             .take_link(id)
             .map_err(prog_err)?
@@ -90,26 +98,29 @@ impl Datapath {
             path: pin.clone(),
             source,
         })?;
-        info!(ifname = host_ifname, pin = %pin.display(), "from_pod attached");
+        info!(ifname = host_ifname, program = which.name(), pin = %pin.display(), "attached");
         Ok(())
     }
 
     /// Whether `from_pod` (from this or a previous agent) is attached to the host-side veth
     /// through its pinned link. For CNI CHECK and status.
     pub fn is_from_pod_attached(&self, host_ifname: &str) -> Result<bool, DatapathError> {
-        let pin = self.link_pin(host_ifname)?;
-        Ok(matches!(
-            pinned_link(host_ifname, &pin)?,
-            LinkState::Live { .. }
-        ))
+        Ok(self.link(Prog::FromPod, host_ifname)? != FromPodLink::Missing)
     }
 
     /// Which program the host-side veth's pinned `from_pod` link runs: this agent's, an
     /// earlier agent's (still carrying traffic, e.g. right after an upgrade), or none.
     pub fn from_pod_link(&self, host_ifname: &str) -> Result<FromPodLink, DatapathError> {
-        let pin = self.link_pin(host_ifname)?;
-        Ok(match pinned_link(host_ifname, &pin)? {
-            LinkState::Live { prog_id, .. } if prog_id == self.from_pod_id => FromPodLink::Current,
+        self.link(Prog::FromPod, host_ifname)
+    }
+
+    /// Which program `ifname`'s pinned link of `which` runs.
+    pub fn link(&self, which: Prog, host_ifname: &str) -> Result<FromPodLink, DatapathError> {
+        let pin = self.link_pin(which, host_ifname)?;
+        Ok(match pinned_link(which, host_ifname, &pin)? {
+            LinkState::Live { prog_id, .. } if prog_id == self.prog_ids[which.index()] => {
+                FromPodLink::Current
+            }
             LinkState::Live { .. } => FromPodLink::Previous,
             LinkState::Stale | LinkState::Absent => FromPodLink::Missing,
         })
@@ -118,7 +129,12 @@ impl Datapath {
     /// Detach `from_pod` from the host-side veth and remove its pin. Ok if it was not attached
     /// or the interface is gone (its link is then already defunct).
     pub fn detach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
-        let pin = self.link_pin(host_ifname)?;
+        self.detach(Prog::FromPod, host_ifname)
+    }
+
+    /// Detach `which` from `ifname` and remove its pin (ok if not attached).
+    pub fn detach(&mut self, which: Prog, host_ifname: &str) -> Result<(), DatapathError> {
+        let pin = self.link_pin(which, host_ifname)?;
         match PinnedLink::from_pin(&pin) {
             Ok(pinned) => {
                 // Unpinning and closing the last fd releases the link, which detaches it.
@@ -128,13 +144,13 @@ impl Datapath {
                     source,
                 })?;
                 drop(fd);
-                info!(ifname = host_ifname, "from_pod detached");
+                info!(ifname = host_ifname, program = which.name(), "detached");
                 Ok(())
             }
             Err(LinkError::SyscallError(SyscallError { io_error, .. }))
                 if io_error.kind() == io::ErrorKind::NotFound =>
             {
-                debug!(ifname = host_ifname, "from_pod was not attached");
+                debug!(ifname = host_ifname, program = which.name(), "was not attached");
                 Ok(())
             }
             Err(source) => Err(DatapathError::Link {
@@ -144,9 +160,9 @@ impl Datapath {
         }
     }
 
-    /// `<pin_dir>/links/from_pod_<ifname>`. bpffs reserves '.' in names, which interface names
+    /// `<pin_dir>/links/<program>_<ifname>`. bpffs reserves '.' in names, which interface names
     /// may contain, so '.' is written as ':' (never valid in an interface name).
-    fn link_pin(&self, ifname: &str) -> Result<PathBuf, DatapathError> {
+    fn link_pin(&self, which: Prog, ifname: &str) -> Result<PathBuf, DatapathError> {
         let valid = !ifname.is_empty()
             && ifname.len() <= 15
             && ifname != "."
@@ -159,12 +175,12 @@ impl Datapath {
                 ifname: ifname.to_owned(),
             });
         }
-        let name = format!("{PROG_FROM_POD}_{}", ifname.replace('.', ":"));
+        let name = format!("{}_{}", which.name(), ifname.replace('.', ":"));
         Ok(self.pin_dir.join(LINKS_DIR).join(name))
     }
 }
 
-fn attach_err(ifname: &str, source: ProgramError) -> DatapathError {
+fn attach_err(which: Prog, ifname: &str, source: ProgramError) -> DatapathError {
     let no_device = match &source {
         ProgramError::TcError(aya::programs::tc::TcError::IoError(e)) => is_enodev(e),
         ProgramError::SyscallError(SyscallError { io_error, .. }) => is_enodev(io_error),
@@ -176,7 +192,7 @@ fn attach_err(ifname: &str, source: ProgramError) -> DatapathError {
         }
     } else {
         DatapathError::Attach {
-            program: PROG_FROM_POD,
+            program: which.name(),
             ifname: ifname.to_owned(),
             source,
         }
@@ -198,7 +214,7 @@ enum LinkState {
     Live { link: FdLink, prog_id: u32 },
 }
 
-fn pinned_link(ifname: &str, pin: &Path) -> Result<LinkState, DatapathError> {
+fn pinned_link(which: Prog, ifname: &str, pin: &Path) -> Result<LinkState, DatapathError> {
     let link_err = |source| DatapathError::Link {
         ifname: ifname.to_owned(),
         source,
@@ -213,18 +229,18 @@ fn pinned_link(ifname: &str, pin: &Path) -> Result<LinkState, DatapathError> {
         Err(source) => return Err(link_err(source)),
     };
     let prog_id = link.info().map_err(link_err)?.program_id();
-    // Only links created through these pins run from_pod here, so "its program is attached to
-    // this interface" identifies the link (LinkInfo does not expose the tcx ifindex).
-    if tcx_ingress_prog_ids(ifname)?.contains(&prog_id) {
+    // Only links created through these pins run this program here, so "its program is attached
+    // to this interface" identifies the link (LinkInfo does not expose the tcx ifindex).
+    if tcx_prog_ids(which, ifname)?.contains(&prog_id) {
         Ok(LinkState::Live { link, prog_id })
     } else {
         Ok(LinkState::Stale)
     }
 }
 
-/// Ids of the programs attached at TCX ingress of `ifname`.
-fn tcx_ingress_prog_ids(ifname: &str) -> Result<Vec<u32>, DatapathError> {
-    SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
+/// Ids of the programs attached at `which`'s TCX hook of `ifname`.
+fn tcx_prog_ids(which: Prog, ifname: &str) -> Result<Vec<u32>, DatapathError> {
+    SchedClassifier::query_tcx(ifname, which.attach_type())
         .map(|(_, progs)| progs.iter().map(|p| p.id()).collect())
-        .map_err(|source| attach_err(ifname, source))
+        .map_err(|source| attach_err(which, ifname, source))
 }

@@ -5,8 +5,11 @@
 //! ```text
 //! <pin_dir>/ENDPOINTS4              hash map, local pod IPv4 -> delivery (reused across restarts)
 //! <pin_dir>/DROP_STATS              per-CPU array, drops by DropReason number
-//! <pin_dir>/from_pod                the currently loaded from_pod program (replaced on open)
-//! <pin_dir>/links/from_pod_<ifname> TCX ingress link of a host-side veth ('.' written as ':')
+//! <pin_dir>/NODE_ROUTES4            LPM trie, other nodes' pod CIDRs -> node (routing reconciler)
+//! <pin_dir>/DP_CONFIG               array[1], node-wide settings
+//! <pin_dir>/<program>               each loaded program (from_pod, from_netdev, from_overlay,
+//!                                   to_overlay), replaced on open
+//! <pin_dir>/links/<program>_<ifname> TCX link of an interface ('.' written as ':')
 //! ```
 //!
 //! The links hold the traffic: while a link pin exists the program stays attached, whether or
@@ -15,24 +18,30 @@
 
 mod attach;
 mod bpffs;
+mod config;
 mod drop;
 mod endpoint;
 mod error;
+mod node_routes;
 mod object;
 mod pinned_maps;
+mod programs;
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
-use dataplane_common::maps::{DROP_STATS, ENDPOINTS4, PROG_FROM_POD};
-use dataplane_common::{Endpoint4Key, Endpoint4Value};
+use dataplane_common::maps::{DP_CONFIG, DROP_STATS, ENDPOINTS4, NODE_ROUTES4};
+use dataplane_common::{DpConfig, Endpoint4Key, Endpoint4Value};
 use tracing::{debug, info};
 
 pub use attach::{FromPodLink, LINKS_DIR};
+pub use config::DatapathSettings;
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
+pub use node_routes::{NodeHop, NodeRoutes};
+pub use programs::Prog;
 
 /// Verdict and output of one `BPF_PROG_TEST_RUN` of a program (see [`Datapath::test_run_from_pod`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +58,22 @@ pub struct Datapath {
     ebpf: Ebpf,
     endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value>,
     drop_stats: PerCpuArray<MapData, u64>,
-    /// The kernel's id of the `from_pod` this agent loaded (fixed for the agent's lifetime).
-    from_pod_id: u32,
+    config: Array<MapData, DpConfig>,
+    /// The kernel's id of each program this agent loaded (fixed for the agent's lifetime),
+    /// indexed by [`Prog::index`].
+    prog_ids: [u32; Prog::ALL.len()],
 }
 
 impl Datapath {
-    /// Load the embedded object; reuse maps already pinned under `pin_dir` (else create and pin
-    /// them there); programs/links also pinned there so an agent restart keeps traffic.
+    /// Load the embedded object with the default settings (eBPF host routing, no tunnel).
     pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        Self::open_with(pin_dir, &DatapathSettings::default())
+    }
+
+    /// Load the embedded object; reuse maps already pinned under `pin_dir` (else create and pin
+    /// them there); programs/links also pinned there so an agent restart keeps traffic. The
+    /// settings are written before any program of this agent is attached anywhere.
+    pub fn open_with(pin_dir: &Path, settings: &DatapathSettings) -> Result<Self, DatapathError> {
         bpffs::ensure_dir(pin_dir)?;
         pinned_maps::check_compatible(pin_dir)?;
 
@@ -64,35 +81,26 @@ impl Datapath {
             .default_map_pin_directory(pin_dir)
             .load(object::bytes())?;
 
-        let prog = from_pod_mut(&mut ebpf)?;
-        prog.load().map_err(|source| DatapathError::Program {
-            name: PROG_FROM_POD,
-            source,
-        })?;
-        let prog_pin = pin_dir.join(PROG_FROM_POD);
-        bpffs::remove_pin(&prog_pin)?;
-        prog.pin(&prog_pin).map_err(|source| DatapathError::Pin {
-            path: prog_pin.clone(),
-            source,
-        })?;
-        let from_pod_id = prog
-            .info()
-            .map_err(|source| DatapathError::Program {
-                name: PROG_FROM_POD,
-                source,
-            })?
-            .id();
+        let mut prog_ids = [0; Prog::ALL.len()];
+        for which in Prog::ALL {
+            prog_ids[which.index()] = load_and_pin(&mut ebpf, which, pin_dir)?;
+        }
 
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
+        let mut config = take_map(&mut ebpf, DP_CONFIG)?;
+        config::write(&mut config, settings)?;
+        // NODE_ROUTES4 stays pinned for its own writer (`NodeRoutes::open`).
+        drop(ebpf.take_map(NODE_ROUTES4));
         bpffs::ensure_dir(&pin_dir.join(LINKS_DIR))?;
-        info!(pin_dir = %pin_dir.display(), "datapath loaded");
+        info!(pin_dir = %pin_dir.display(), ?settings, "datapath loaded");
         Ok(Self {
             pin_dir: pin_dir.to_path_buf(),
             ebpf,
             endpoints,
             drop_stats,
-            from_pod_id,
+            config,
+            prog_ids,
         })
     }
 
@@ -114,9 +122,14 @@ impl Datapath {
     /// verdict and the packet as the program left it. Maps are the real, pinned ones, so
     /// endpoints and drop counters apply. For tests and `weft` self-checks.
     pub fn test_run_from_pod(&self, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
+        self.test_run(Prog::FromPod, frame)
+    }
+
+    /// Run one program once on `frame` with `BPF_PROG_TEST_RUN` (see [`Self::test_run_from_pod`]).
+    pub fn test_run(&self, which: Prog, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
         use aya::programs::{TestRun, TestRunOptions};
 
-        let prog: &SchedClassifier = as_from_pod(self.ebpf.program(PROG_FROM_POD))?;
+        let prog: &SchedClassifier = as_classifier(which, self.ebpf.program(which.name()))?;
         // Room for the frame plus the headroom a program could add.
         let mut out = vec![0u8; frame.len() + 256];
         let result = prog
@@ -126,7 +139,7 @@ impl Datapath {
                 ..TestRunOptions::default()
             })
             .map_err(|source| DatapathError::Program {
-                name: PROG_FROM_POD,
+                name: which.name(),
                 source,
             })?;
         out.truncate(result.data_size_out as usize);
@@ -137,23 +150,42 @@ impl Datapath {
     }
 }
 
-fn from_pod_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
-    as_from_pod(ebpf.program_mut(PROG_FROM_POD))
+/// Load `which` (verifier) and pin it as `<pin_dir>/<name>`, replacing an earlier agent's
+/// pin; returns the kernel's program id.
+fn load_and_pin(ebpf: &mut Ebpf, which: Prog, pin_dir: &Path) -> Result<u32, DatapathError> {
+    let prog = classifier_mut(ebpf, which)?;
+    let prog_err = |source| DatapathError::Program {
+        name: which.name(),
+        source,
+    };
+    prog.load().map_err(prog_err)?;
+    let prog_pin = pin_dir.join(which.name());
+    bpffs::remove_pin(&prog_pin)?;
+    prog.pin(&prog_pin).map_err(|source| DatapathError::Pin {
+        path: prog_pin.clone(),
+        source,
+    })?;
+    Ok(prog.info().map_err(prog_err)?.id())
 }
 
-/// `from_pod` (as found by `Ebpf::program` or `program_mut`) as a classifier, or why not.
-fn as_from_pod<P, C>(program: Option<P>) -> Result<C, DatapathError>
+fn classifier_mut(ebpf: &mut Ebpf, which: Prog) -> Result<&mut SchedClassifier, DatapathError> {
+    as_classifier(which, ebpf.program_mut(which.name()))
+}
+
+/// The program `which` (as found by `Ebpf::program` or `program_mut`) as a classifier, or why
+/// not.
+fn as_classifier<P, C>(which: Prog, program: Option<P>) -> Result<C, DatapathError>
 where
     C: TryFrom<P, Error = ProgramError>,
 {
     program
         .ok_or(DatapathError::Missing {
             kind: "program",
-            name: PROG_FROM_POD,
+            name: which.name(),
         })?
         .try_into()
         .map_err(|source| DatapathError::Program {
-            name: PROG_FROM_POD,
+            name: which.name(),
             source,
         })
 }

@@ -9,9 +9,10 @@ use std::path::Path;
 
 use aya::maps::{MapInfo, MapType};
 use dataplane_common::maps::{
-    DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
+    DP_CONFIG, DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
+    NODE_ROUTES4, NODE_ROUTES4_MAX_ENTRIES,
 };
-use dataplane_common::{Endpoint4Key, Endpoint4Value};
+use dataplane_common::{DpConfig, Endpoint4Key, Endpoint4Value, NodeRoute4Value};
 
 use super::DatapathError;
 
@@ -39,6 +40,9 @@ impl Spec {
 const SPECS: &[Spec] = &[
     Spec::new::<Endpoint4Key, Endpoint4Value>(ENDPOINTS4, MapType::Hash, ENDPOINTS4_MAX_ENTRIES),
     Spec::new::<u32, u64>(DROP_STATS, MapType::PerCpuArray, DROP_STATS_MAX_ENTRIES),
+    // LPM key: u32 prefix length + the address.
+    Spec::new::<[u8; 8], NodeRoute4Value>(NODE_ROUTES4, MapType::LpmTrie, NODE_ROUTES4_MAX_ENTRIES),
+    Spec::new::<u32, DpConfig>(DP_CONFIG, MapType::Array, 1),
 ];
 
 /// Check every map already pinned under `pin_dir` against this build's definition.

@@ -1,0 +1,106 @@
+//! `DP_CONFIG`: the node-wide datapath settings the agent writes once at start.
+
+use aya::maps::{Array, MapData};
+use dataplane_common::config::{DP_F_BPF_HOST_ROUTING, DP_F_LOG};
+use dataplane_common::maps::DP_CONFIG;
+use dataplane_common::DpConfig;
+
+use super::{Datapath, DatapathError};
+
+/// How this node forwards; the typed form of [`DpConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatapathSettings {
+    /// Forward in eBPF (redirect to pods and nodes). Off: hand everything to the node's stack
+    /// (what a node running kube-proxy needs, so netfilter sees every packet).
+    pub bpf_host_routing: bool,
+    /// VXLAN device (collect-metadata) and VNI, in VXLAN mode.
+    pub vxlan: Option<(u32, u32)>,
+    /// aya-log debug lines from the programs.
+    pub log: bool,
+}
+
+impl Default for DatapathSettings {
+    fn default() -> Self {
+        Self {
+            bpf_host_routing: true,
+            vxlan: None,
+            log: false,
+        }
+    }
+}
+
+impl From<&DatapathSettings> for DpConfig {
+    fn from(s: &DatapathSettings) -> Self {
+        let mut flags = 0;
+        if s.bpf_host_routing {
+            flags |= DP_F_BPF_HOST_ROUTING;
+        }
+        if s.log {
+            flags |= DP_F_LOG;
+        }
+        let (vxlan_ifindex, vni) = s.vxlan.unwrap_or((0, 0));
+        DpConfig {
+            flags,
+            vxlan_ifindex,
+            vni,
+            _pad: 0,
+        }
+    }
+}
+
+impl From<&DpConfig> for DatapathSettings {
+    fn from(c: &DpConfig) -> Self {
+        Self {
+            bpf_host_routing: c.bpf_host_routing(),
+            vxlan: (c.vxlan_ifindex != 0).then_some((c.vxlan_ifindex, c.vni)),
+            log: c.log(),
+        }
+    }
+}
+
+pub(super) fn write(
+    map: &mut Array<MapData, DpConfig>,
+    settings: &DatapathSettings,
+) -> Result<(), DatapathError> {
+    map.set(0, DpConfig::from(settings), 0)
+        .map_err(|source| DatapathError::Map {
+            name: DP_CONFIG,
+            source,
+        })
+}
+
+impl Datapath {
+    /// Replace the node-wide settings (one atomic map update; packets see the old or the new).
+    pub fn set_settings(&mut self, settings: &DatapathSettings) -> Result<(), DatapathError> {
+        write(&mut self.config, settings)
+    }
+
+    /// The settings the programs currently read.
+    pub fn settings(&self) -> Result<DatapathSettings, DatapathError> {
+        let c = self.config.get(&0, 0).map_err(|source| DatapathError::Map {
+            name: DP_CONFIG,
+            source,
+        })?;
+        Ok(DatapathSettings::from(&c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_through_the_abi() {
+        for s in [
+            DatapathSettings::default(),
+            DatapathSettings {
+                bpf_host_routing: false,
+                vxlan: Some((7, 1)),
+                log: true,
+            },
+        ] {
+            assert_eq!(DatapathSettings::from(&DpConfig::from(&s)), s);
+        }
+        assert!(!DatapathSettings::from(&DpConfig::default()).bpf_host_routing);
+    }
+}

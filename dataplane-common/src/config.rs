@@ -1,0 +1,41 @@
+//! `DP_CONFIG`: the node-wide datapath settings, one entry written by the agent at start.
+
+use core::mem::size_of;
+
+/// Bit in [`DpConfig::flags`]: forward in eBPF (redirect to local pods with
+/// `bpf_redirect_peer`, to other nodes with `bpf_redirect_neigh` or the tunnel). Without it
+/// every program hands packets to the node's stack, which routes them with the kernel routes
+/// the agent keeps: slower, but the stack's netfilter sees every packet (needed when
+/// kube-proxy, not weft, translates Services).
+pub const DP_F_BPF_HOST_ROUTING: u32 = 1;
+/// Bit in [`DpConfig::flags`]: the programs emit aya-log debug lines (off by default).
+pub const DP_F_LOG: u32 = 2;
+
+/// The single value of `DP_CONFIG` (array map, index 0).
+///
+/// Layout (16 bytes): `flags` 0..4, `vxlan_ifindex` 4..8, `vni` 8..12, `_pad` 12..16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DpConfig {
+    /// Bit set of `DP_F_*`. All zero (a map never written) means: no eBPF forwarding, no logs.
+    pub flags: u32,
+    /// ifindex of the VXLAN device (collect-metadata mode) in VXLAN mode, else 0.
+    pub vxlan_ifindex: u32,
+    /// VXLAN network identifier used for every tunnel key.
+    pub vni: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<DpConfig>() == 16);
+
+impl DpConfig {
+    pub const fn bpf_host_routing(&self) -> bool {
+        self.flags & DP_F_BPF_HOST_ROUTING != 0
+    }
+    pub const fn log(&self) -> bool {
+        self.flags & DP_F_LOG != 0
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` data without implicit padding (asserted above).
+unsafe impl aya::Pod for DpConfig {}
