@@ -7,3 +7,6 @@ pub mod cli;
 pub mod cni;
 pub mod datapath;
 pub mod ipam;
+pub mod k8s;
+pub mod metrics;
+pub mod routing;

@@ -5,6 +5,7 @@
 //! ([`server`]), so no two requests interleave their steps.
 
 pub mod config;
+pub mod options;
 pub mod server;
 
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{
     ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, LinkProgram,
-    Mac, Request, Response, StatusReport,
+    Mac, PodRef, Request, Response, StatusReport,
 };
 use crate::cni::ip;
 use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
@@ -110,11 +111,29 @@ impl Agent {
         Ok((switched, failed))
     }
 
+    /// Release every attachment whose pod is not among `live` (this node's pods, listed
+    /// from the API server): pods deleted while the agent was down, whose DEL freed nothing.
+    /// Returns what was released.
+    pub fn release_gone_pods(
+        &mut self,
+        live: &[PodRef],
+    ) -> Result<Vec<(Ipv4Addr, PodRef)>, ApiError> {
+        let pool = self.store.snapshot()?;
+        let mut released = Vec::new();
+        for (ip, key, pod) in pool.orphans(live) {
+            info!(%ip, namespace = %pod.namespace, pod = %pod.name, container_id = %key.container_id,
+                "pod is gone: releasing its address");
+            self.release(&key)?;
+            released.push((ip, pod));
+        }
+        Ok(released)
+    }
+
     /// Serve one request.
     pub fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
         debug!(?request, "request");
         let out = match request {
-            Request::Allocate { key, pod_cidr } => self.allocate(&key, pod_cidr),
+            Request::Allocate { key, pod_cidr, pod } => self.allocate(&key, pod_cidr, pod.as_ref()),
             Request::Register { key, endpoint } => self.register(&key, &endpoint),
             Request::Release { key } => self.release(&key).map(|ip| Response::Released { ip }),
             Request::Lookup { key } => self.lookup(&key),
@@ -131,6 +150,7 @@ impl Agent {
         &mut self,
         key: &AttachmentKey,
         asked: Option<Ipv4Network>,
+        pod: Option<&PodRef>,
     ) -> Result<Response, ApiError> {
         let cidr = asked.or(self.pod_cidr).ok_or_else(|| {
             ApiError::new(
@@ -138,7 +158,7 @@ impl Agent {
                 "no podCIDR in the CNI config and none configured on the agent",
             )
         })?;
-        let ip = self.store.allocate(key, cidr)?;
+        let ip = self.store.allocate_for(key, cidr, pod)?;
         info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "allocated");
         Ok(Response::Allocated {
             ip,

@@ -21,7 +21,12 @@ const MAX_LINE: u64 = 4 << 20;
 /// A client that does not send its line within this time is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Job = (Request, oneshot::Sender<Result<Response, ApiError>>);
+/// Work for the owner thread: a socket request, or an internal task (reconcile) that needs
+/// the agent's state.
+enum Job {
+    Api(Request, oneshot::Sender<Result<Response, ApiError>>),
+    Run(Box<dyn FnOnce(&mut Agent) + Send>),
+}
 
 /// Handle to the owner thread.
 #[derive(Clone)]
@@ -50,8 +55,13 @@ impl AgentHandle {
                         return;
                     }
                 };
-                while let Some((request, reply)) = rx.blocking_recv() {
-                    let _ = reply.send(agent.handle(request));
+                while let Some(job) = rx.blocking_recv() {
+                    match job {
+                        Job::Api(request, reply) => {
+                            let _ = reply.send(agent.handle(request));
+                        }
+                        Job::Run(task) => task(&mut agent),
+                    }
                 }
             })
             .context("spawning the owner thread")?;
@@ -64,8 +74,25 @@ impl AgentHandle {
     pub async fn call(&self, request: Request) -> Result<Response, ApiError> {
         let (reply, rx) = oneshot::channel();
         let gone = || ApiError::new(ErrorKind::Datapath, "agent owner thread is gone");
-        self.tx.send((request, reply)).await.map_err(|_| gone())?;
+        self.tx
+            .send(Job::Api(request, reply))
+            .await
+            .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    /// Run `task` on the owner thread, in turn with socket requests, and return its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Agent) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || ApiError::new(ErrorKind::Datapath, "agent owner thread is gone");
+        let job = Job::Run(Box::new(move |agent| {
+            let _ = reply.send(task(agent));
+        }));
+        self.tx.send(job).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 }
 

@@ -12,6 +12,30 @@ pub struct AttachmentKey {
     pub ifname: String,
 }
 
+/// The Kubernetes pod an attachment belongs to, as the runtime names it in `CNI_ARGS`
+/// (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`). Lets the agent free the addresses of
+/// pods that are gone when it was not told (a DEL while it was down).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+impl PodRef {
+    /// Whether `live` is the same pod: same namespace and name, and the same UID when both
+    /// know one (a pod recreated under the same name is another pod).
+    pub fn is(&self, live: &PodRef) -> bool {
+        self.namespace == live.namespace
+            && self.name == live.name
+            && match (&self.uid, &live.uid) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 /// A request line: the protocol version and one operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEnvelope {
@@ -29,6 +53,9 @@ pub enum Request {
     Allocate {
         key: AttachmentKey,
         pod_cidr: Option<Ipv4Network>,
+        /// The pod, when the runtime said (Kubernetes runtimes always do).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod: Option<PodRef>,
     },
     /// The veth exists: record the endpoint and attach `from_pod` to the host side.
     Register {
@@ -229,6 +256,7 @@ mod tests {
                     ifname: "eth0".into(),
                 },
                 pod_cidr: Some("10.200.1.0/24".parse().unwrap()),
+                pod: None,
             },
         };
         let line = serde_json::to_string(&req).unwrap();

@@ -28,6 +28,7 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Va
     let ip = match ctx.client.call(Request::Allocate {
         key: key.clone(),
         pod_cidr: conf.pod_cidr,
+        pod: env.pod(),
     })? {
         Response::Allocated { ip, .. } => ip,
         other => return Err(unexpected(other)),

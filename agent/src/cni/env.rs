@@ -52,6 +52,22 @@ fn valid_ifname(name: &str) -> bool {
 
 impl CniEnv {
     /// Read the environment through `var` (the process environment in production).
+    /// The Kubernetes pod named by `CNI_ARGS` (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`,
+    /// `K8S_POD_UID`), if the runtime gave namespace and name.
+    pub fn pod(&self) -> Option<crate::api::PodRef> {
+        let arg = |k: &str| {
+            self.args
+                .iter()
+                .find(|(key, v)| key == k && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
+        Some(crate::api::PodRef {
+            namespace: arg("K8S_POD_NAMESPACE")?,
+            name: arg("K8S_POD_NAME")?,
+            uid: arg("K8S_POD_UID"),
+        })
+    }
+
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, CniError> {
         let var = |k: &str| var(k).filter(|v| !v.is_empty());
         let command = match var("CNI_COMMAND").as_deref() {
@@ -166,6 +182,8 @@ mod tests {
         );
         assert_eq!(e.netns, Some(PathBuf::from("/run/netns/pod")));
         assert_eq!(e.args[1], ("K8S_POD_NAMESPACE".into(), "default".into()));
+        let pod = e.pod().expect("namespace and name given");
+        assert_eq!((pod.namespace.as_str(), pod.name.as_str(), pod.uid), ("default", "web", None));
         assert_eq!(e.path.len(), 2);
     }
 

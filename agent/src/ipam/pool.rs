@@ -7,7 +7,7 @@ use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 use super::{IpamError, MAX_PREFIX_LEN};
-use crate::api::AttachmentKey;
+use crate::api::{AttachmentKey, PodRef};
 
 /// All allocations of one node. Serialized as the store's file content.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -18,6 +18,10 @@ pub struct Pool {
     /// reused at once (a late packet for the old pod must not reach a new one).
     pub last: Option<Ipv4Addr>,
     pub allocations: BTreeMap<Ipv4Addr, AttachmentKey>,
+    /// The pod each address went to, where the runtime said (absent in stores written before
+    /// this field existed: those allocations are never reclaimed by pod reconcile).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owners: BTreeMap<Ipv4Addr, PodRef>,
 }
 
 /// Usable addresses of a CIDR: all but network, gateway (first host) and broadcast.
@@ -81,17 +85,76 @@ impl Pool {
         Ok(ip)
     }
 
+    /// Record which pod `ip` went to (replacing an earlier record).
+    pub fn set_owner(&mut self, ip: Ipv4Addr, pod: PodRef) {
+        if self.allocations.contains_key(&ip) {
+            self.owners.insert(ip, pod);
+        }
+    }
+
     /// Free the address of `key`; `None` if it held none.
     pub fn release(&mut self, key: &AttachmentKey) -> Option<Ipv4Addr> {
         let ip = self.find(key)?;
         self.allocations.remove(&ip);
+        self.owners.remove(&ip);
         Some(ip)
+    }
+
+    /// Attachments whose recorded pod is not among `live` (the pods that exist on this node):
+    /// their addresses are held for nobody. Attachments without a recorded pod are kept.
+    pub fn orphans(&self, live: &[PodRef]) -> Vec<(Ipv4Addr, AttachmentKey, PodRef)> {
+        self.owners
+            .iter()
+            .filter(|(_, owner)| !live.iter().any(|l| owner.is(l)))
+            .filter_map(|(ip, owner)| {
+                let key = self.allocations.get(ip)?;
+                Some((*ip, key.clone(), owner.clone()))
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(name: &str, uid: &str) -> PodRef {
+        PodRef {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: Some(uid.into()),
+        }
+    }
+
+    #[test]
+    fn orphans_are_recorded_pods_that_no_longer_exist() {
+        let mut p = Pool::default();
+        let net = cidr("10.200.1.0/24");
+        let a = p.allocate(&key("a"), net).unwrap();
+        let b = p.allocate(&key("b"), net).unwrap();
+        let c = p.allocate(&key("c"), net).unwrap();
+        let _legacy = p.allocate(&key("legacy"), net).unwrap();
+        p.set_owner(a, pod("web", "u1"));
+        p.set_owner(b, pod("gone", "u2"));
+        p.set_owner(c, pod("db", "old-uid"));
+        // web still runs; db was recreated under the same name; gone is gone; legacy has no
+        // record and is kept.
+        let live = [pod("web", "u1"), pod("db", "new-uid")];
+        let orphans: Vec<_> = p.orphans(&live).into_iter().map(|(ip, k, _)| (ip, k.container_id)).collect();
+        assert_eq!(orphans, vec![(b, "b".to_string()), (c, "c".to_string())]);
+        p.release(&key("b"));
+        assert!(!p.owners.contains_key(&b), "release forgets the owner too");
+    }
+
+    #[test]
+    fn a_store_without_owners_still_reads() {
+        let p: Pool = serde_json::from_str(
+            r#"{"pod_cidr":"10.200.1.0/24","last":null,"allocations":{"10.200.1.2":{"container_id":"x","ifname":"eth0"}}}"#,
+        )
+        .unwrap();
+        assert!(p.owners.is_empty());
+        assert_eq!(p.allocations.len(), 1);
+    }
 
     fn key(id: &str) -> AttachmentKey {
         AttachmentKey {

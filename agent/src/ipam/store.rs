@@ -15,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::{IpamError, Pool};
-use crate::api::AttachmentKey;
+use crate::api::{AttachmentKey, PodRef};
 
 const FORMAT_VERSION: u32 = 1;
 const DATA_FILE: &str = "allocations.json";
@@ -52,6 +52,22 @@ impl Store {
 
     pub fn allocate(&self, key: &AttachmentKey, cidr: Ipv4Network) -> Result<Ipv4Addr, IpamError> {
         self.modify(|pool| pool.allocate(key, cidr))
+    }
+
+    /// Allocate as [`Self::allocate`] and record the pod it goes to.
+    pub fn allocate_for(
+        &self,
+        key: &AttachmentKey,
+        cidr: Ipv4Network,
+        pod: Option<&PodRef>,
+    ) -> Result<Ipv4Addr, IpamError> {
+        self.modify(|pool| {
+            let ip = pool.allocate(key, cidr)?;
+            if let Some(pod) = pod {
+                pool.set_owner(ip, pod.clone());
+            }
+            Ok(ip)
+        })
     }
 
     pub fn release(&self, key: &AttachmentKey) -> Result<Option<Ipv4Addr>, IpamError> {

@@ -1,0 +1,159 @@
+//! Reflectors: one watch per resource kept in a local store, trimmed (no managed fields),
+//! retried with backoff, with a change counter reconcilers wait on.
+//!
+//! The store swaps in a re-list atomically: kube's `Writer` buffers a re-list until its
+//! `InitDone` and replaces the whole state at once, so a reconciler never sees a half-listed
+//! cluster (and objects deleted while the watch was down vanish on the re-list).
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::metrics::{Metrics, ResourceLabel};
+
+/// One watched resource: its store and a counter bumped on every change after the first
+/// listing (reconcilers `changed().await` on it).
+pub struct Watched<K: Resource + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    pub store: Store<K>,
+    pub changes: watch::Receiver<u64>,
+}
+
+impl<K: Resource + Clone + 'static> Watched<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    pub fn snapshot(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+}
+
+/// The agent's reflectors.
+pub struct Reflectors {
+    pub nodes: Watched<Node>,
+    pub services: Watched<Service>,
+    pub slices: Watched<EndpointSlice>,
+    /// Pods with `spec.nodeName` = this node.
+    pub pods: Watched<Pod>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Reflectors {
+    /// Start watching; returns at once (see [`Self::synced`]).
+    pub fn start(client: kube::Client, node_name: &str, metrics: Arc<Metrics>) -> Self {
+        let mut tasks = Vec::new();
+        let nodes = spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "nodes",
+            &metrics,
+            &mut tasks,
+        );
+        let services = spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "services",
+            &metrics,
+            &mut tasks,
+        );
+        let slices = spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "endpointslices",
+            &metrics,
+            &mut tasks,
+        );
+        let pods = spawn(
+            Api::all(client),
+            watcher::Config::default().fields(&format!("spec.nodeName={node_name}")),
+            "pods",
+            &metrics,
+            &mut tasks,
+        );
+        Self {
+            nodes,
+            services,
+            slices,
+            pods,
+            tasks,
+        }
+    }
+
+    /// Wait until every resource has been listed once.
+    pub async fn synced(&self) {
+        // `wait_until_ready` only fails if the writer is gone, i.e. the task ended: then
+        // nothing will ever be ready and the agent's own supervision reports it.
+        let _ = tokio::join!(
+            self.nodes.store.wait_until_ready(),
+            self.services.store.wait_until_ready(),
+            self.slices.store.wait_until_ready(),
+            self.pods.store.wait_until_ready(),
+        );
+    }
+}
+
+impl Drop for Reflectors {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn spawn<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    resource: &'static str,
+    metrics: &Arc<Metrics>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Watched<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let (tx, changes) = watch::channel(0u64);
+    let label = ResourceLabel { resource };
+    let metrics = metrics.clone();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer);
+    tasks.push(tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    metrics.watch_events.get_or_create(&label).inc();
+                    match event {
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                        watcher::Event::InitDone
+                        | watcher::Event::Apply(_)
+                        | watcher::Event::Delete(_) => {
+                            debug!(resource, "changed");
+                            tx.send_modify(|g| *g += 1);
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics.watch_errors.get_or_create(&label).inc();
+                    warn!(resource, error = %e, "watch failed; retrying with backoff");
+                }
+            }
+        }
+    }));
+    Watched { store, changes }
+}
