@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod cni;
 pub mod datapath;
+pub mod egress;
 pub mod ipam;
 pub mod k8s;
 pub mod metrics;

@@ -5,6 +5,7 @@
 //! ([`server`]), so no two requests interleave their steps.
 
 pub mod config;
+pub mod install;
 pub mod options;
 pub mod server;
 
