@@ -10,4 +10,5 @@ pub mod egress;
 pub mod ipam;
 pub mod k8s;
 pub mod metrics;
+pub mod netlink;
 pub mod routing;

@@ -80,7 +80,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let handle = server::AgentHandle::spawn(move || {
         let datapath = Datapath::open(&pin_dir)
             .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
-        let mut agent = Agent::new(store, datapath, cidr);
+        let mut agent = Agent::new(store, datapath, cidr).context("connecting to netlink")?;
         agent.resume().context("resuming registered endpoints")?;
         Ok(agent)
     })?;

@@ -395,3 +395,32 @@ fn node_reaches_its_pods_and_pods_see_the_node_address() {
     node.del("ctr-probe", &pod);
     node.assert_empty();
 }
+
+#[test]
+fn add_check_del_and_gc_need_no_iproute2() {
+    let mut node = Node::without_agent();
+    node.hide_iproute2 = true;
+    let out = node.in_node("/usr/bin/ip").arg("link").output().unwrap();
+    assert!(!out.status.success(), "iproute2 is not hidden: {out:?}");
+    node.start_agent();
+    let (a, b, c) = (node.pod(0), node.pod(1), node.pod(2));
+    let add = node.add("ctr-a", &a);
+    let ip_b = node.add("ctr-b", &b).ip();
+    let (ok, out) = a.try_exec(&["ping", "-c", "1", "-W", "2", &ip_b]);
+    assert!(ok, "ping between pods set up without iproute2: {out}");
+    let mut conf = node.config("1.0.0");
+    conf["prevResult"] = add.ok_json();
+    let check = node.plugin("CHECK", "ctr-a", Some(&a), &conf);
+    assert_eq!(check.code, 0, "CHECK: {check:?}");
+    // DEL through the agent; GC sweeps a half-made attachment and releases an invalid one.
+    assert_eq!(node.del("ctr-b", &b).code, 0);
+    node.add_killed_after("veth", "ctr-c", &c);
+    let mut conf = node.config("1.1.0");
+    conf["cni.dev/valid-attachments"] = json!([]);
+    let gc = node.plugin("GC", "", None, &conf);
+    assert_eq!(gc.code, 0, "GC: {gc:?}");
+    for pod in [&a, &b, &c] {
+        assert_eq!(pod.links(), vec!["lo".to_owned()], "left in {}", pod.name);
+    }
+    node.assert_empty();
+}

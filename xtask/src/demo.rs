@@ -32,7 +32,7 @@ http {
 pub fn run(_args: Args) -> Result<()> {
     util::require_root("the demo")?;
     setup::run(setup::Args::default())?;
-    let bin = weftnode::build_weft()?;
+    let bin = weftnode::build_weft(false)?;
 
     step("start `weft agent` in node namespace wd-node (pod CIDR 10.200.0.0/24)");
     let mut node = weftnode::WeftNode::start(&bin, "wd-node", "10.200.0.0/24")?;

@@ -71,6 +71,11 @@ impl WeftNode {
         Ok(n)
     }
 
+    /// The agent's socket (the conflist's `agentSocket`).
+    pub fn socket(&self) -> &Path {
+        &self.sock
+    }
+
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.tmp.join("agent.log")).unwrap_or_default()
     }
@@ -141,6 +146,27 @@ impl Drop for WeftNode {
     }
 }
 
+/// Network namespaces made by `fresh_netns`, deleted when this is dropped.
+#[derive(Default)]
+pub struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    /// Create `ns` (fresh, loopback up) and own it.
+    pub fn add(&mut self, ns: &str) -> Result<()> {
+        fresh_netns(ns)?;
+        self.0.push(ns.to_string());
+        Ok(())
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
 /// Create a network namespace with loopback up, replacing one an interrupted run left behind.
 pub fn fresh_netns(ns: &str) -> Result<()> {
     let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
@@ -148,10 +174,15 @@ pub fn fresh_netns(ns: &str) -> Result<()> {
     util::run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]))
 }
 
-/// Build the agent (and with it the embedded eBPF object) and return the binary's path.
-pub fn build_weft() -> Result<PathBuf> {
+/// Build the agent (and with it the embedded eBPF object), as a debug or a release build, and
+/// return the binary's path.
+pub fn build_weft(release: bool) -> Result<PathBuf> {
     let xtask = std::env::current_exe()?;
     util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
-    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft"]))?;
-    Ok(util::target_dir().join("debug/weft"))
+    let mut args = vec!["build", "--quiet", "-p", "weft"];
+    if release {
+        args.push("--release");
+    }
+    util::run(&mut util::cargo(&args))?;
+    Ok(util::target_dir().join(if release { "release/weft" } else { "debug/weft" }))
 }

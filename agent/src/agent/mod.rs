@@ -19,16 +19,20 @@ use crate::api::{
     ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, LinkProgram,
     Mac, PodRef, Request, Response, StatusReport,
 };
-use crate::cni::ip;
 use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
 use crate::datapath::{Datapath, DatapathError, EndpointEntry, FromPodLink};
 use crate::ipam::{self, IpamError, Store};
+use crate::netlink::{Blocking, Netlink, NetlinkError};
 
-/// The agent's state: the store, the datapath, the node's pod CIDR.
+/// The agent's state: the store, the datapath, the node's pod CIDR, a netlink connection in
+/// the node's namespace (host veths).
 pub struct Agent {
     store: Store,
     datapath: Datapath,
     pod_cidr: Option<Ipv4Network>,
+    // Field order is drop order: the connection before the runtime that serves it.
+    node: Netlink,
+    netlink: Blocking,
 }
 
 impl From<IpamError> for ApiError {
@@ -49,8 +53,8 @@ impl From<DatapathError> for ApiError {
     }
 }
 
-impl From<ip::IpError> for ApiError {
-    fn from(e: ip::IpError) -> Self {
+impl From<NetlinkError> for ApiError {
+    fn from(e: NetlinkError) -> Self {
         ApiError::new(ErrorKind::Datapath, e.to_string())
     }
 }
@@ -66,12 +70,22 @@ impl From<FromPodLink> for LinkProgram {
 }
 
 impl Agent {
-    pub fn new(store: Store, datapath: Datapath, pod_cidr: Option<Ipv4Network>) -> Self {
-        Self {
+    /// The agent over `store` and `datapath`; connects to netlink in the calling thread's
+    /// network namespace (the node's).
+    pub fn new(
+        store: Store,
+        datapath: Datapath,
+        pod_cidr: Option<Ipv4Network>,
+    ) -> Result<Self, NetlinkError> {
+        let netlink = Blocking::new()?;
+        let node = netlink.connect(None)?;
+        Ok(Self {
             store,
             datapath,
             pod_cidr,
-        }
+            node,
+            netlink,
+        })
     }
 
     /// After a restart or an upgrade: switch every registered endpoint's host veth to this
@@ -213,7 +227,7 @@ impl Agent {
             self.remove_endpoint(ip)?;
         }
         self.datapath.detach_from_pod(&host)?;
-        if ip::delete_link(None, &host)? {
+        if self.netlink.run(self.node.delete_link(&host))? {
             debug!(%host, "host veth deleted");
         }
         let released = self.store.release(key)?;
@@ -274,11 +288,14 @@ impl Agent {
             .values()
             .map(|k| host_ifname(&k.container_id, &k.ifname))
             .collect();
-        for link in ip::links_with_prefix(None, HOST_IF_PREFIX)? {
+        let links = self
+            .netlink
+            .run(self.node.links_with_prefix(HOST_IF_PREFIX))?;
+        for link in links {
             if !live_links.contains(&link.name) {
                 info!(host = %link.name, "GC: orphan host veth removed");
                 self.datapath.detach_from_pod(&link.name)?;
-                ip::delete_link(None, &link.name)?;
+                self.netlink.run(self.node.delete_link(&link.name))?;
             }
         }
         Ok(Response::GcDone { released })

@@ -8,14 +8,15 @@ use tracing::{info, warn};
 use super::config::NetConf;
 use super::env::CniEnv;
 use super::error::{code, CniError};
-use super::ip::{self, Netns};
 use super::naming::host_ifname;
-use super::result::{self, Attachment, GATEWAY};
+use super::result::{self, Attachment};
+use super::veth::{self, Spec};
 use super::{pause_point, VerbCtx};
 use crate::api::{EndpointSpec, Request, Response};
+use crate::netlink::{Blocking, NetlinkError, Netns};
 
-fn setup_failed(what: &str) -> impl FnOnce(ip::IpError) -> CniError + '_ {
-    move |e| CniError::new(code::GENERIC, format!("{what} failed")).with_details(e)
+fn netlink_failed(e: NetlinkError) -> CniError {
+    CniError::new(code::GENERIC, "cannot talk to the kernel over netlink").with_details(e)
 }
 
 pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Value, CniError> {
@@ -60,77 +61,37 @@ fn build(
     ip: Ipv4Addr,
 ) -> Result<Attachment, CniError> {
     let pod_if = env.ifname.as_deref().expect("checked by CniEnv");
-    let mtu = conf.mtu.to_string();
-    // A leftover of an earlier, interrupted ADD of the same attachment: start over.
-    ip::delete_link(None, host).map_err(setup_failed("removing a stale host veth"))?;
-    if ip::link(Some(netns), pod_if)
-        .map_err(setup_failed("inspecting the pod netns"))?
-        .is_some()
-    {
-        return Err(CniError::new(
-            code::GENERIC,
-            format!(
-                "interface {pod_if} already exists in {}",
-                netns.path().display()
-            ),
-        ));
-    }
-    let netns_arg = netns.path().to_string_lossy();
-    ip::run(
-        None,
-        &[
-            "link", "add", host, "mtu", &mtu, "type", "veth", "peer", "name", pod_if, "mtu", &mtu,
-            "netns", &netns_arg,
-        ],
-    )
-    .map_err(setup_failed("creating the veth pair"))?;
-    let host_link = ip::link(None, host)
-        .map_err(setup_failed("reading the host veth"))?
-        .ok_or_else(|| CniError::new(code::GENERIC, format!("host veth {host} vanished")))?;
-    let pod_link = ip::link(Some(netns), pod_if)
-        .map_err(setup_failed("reading the pod veth"))?
-        .ok_or_else(|| CniError::new(code::GENERIC, format!("pod veth {pod_if} vanished")))?;
-    ip::batch(
-        Some(netns),
-        &[
-            format!("addr add {ip}/32 dev {pod_if}"),
-            format!("link set dev {pod_if} up"),
-            format!(
-                "neigh replace {GATEWAY} lladdr {} dev {pod_if} nud permanent",
-                host_link.mac
-            ),
-            format!("route add default via {GATEWAY} dev {pod_if} onlink"),
-        ],
-    )
-    .map_err(setup_failed("configuring the pod interface"))?;
-    ip::batch(
-        None,
-        &[
-            format!("link set dev {host} up"),
-            format!("route replace {ip}/32 dev {host} scope link"),
-        ],
-    )
-    .map_err(setup_failed("configuring the host veth"))?;
+    let k = Blocking::new().map_err(netlink_failed)?;
+    let node = k.connect(None).map_err(netlink_failed)?;
+    let pod = k.connect(Some(netns)).map_err(netlink_failed)?;
+    let spec = Spec {
+        host,
+        pod_if,
+        pod_ns: netns,
+        ip,
+        mtu: conf.mtu,
+    };
+    let made = k.run(veth::create(&node, &pod, &spec))?;
     pause_point("veth");
-    let spec = EndpointSpec {
+    let endpoint = EndpointSpec {
         ip,
         host_ifname: host.to_owned(),
-        host_mac: host_link.mac,
-        pod_mac: pod_link.mac,
+        host_mac: made.host_mac,
+        pod_mac: made.pod_mac,
     };
     match ctx.client.call(Request::Register {
         key: env.key(),
-        endpoint: spec,
+        endpoint,
     })? {
         Response::Registered { .. } => {}
         other => return Err(unexpected(other)),
     }
     pause_point("register");
     Ok(Attachment {
-        host_ifname: host.to_owned(),
-        host_mac: host_link.mac,
+        host_ifname: made.host.name,
+        host_mac: made.host_mac,
         pod_ifname: pod_if.to_owned(),
-        pod_mac: pod_link.mac,
+        pod_mac: made.pod_mac,
         sandbox: netns.path().to_string_lossy().into_owned(),
         ip,
         mtu: conf.mtu,
@@ -142,7 +103,7 @@ fn build(
 fn rollback(ctx: &VerbCtx, key: &crate::api::AttachmentKey, host: &str) {
     if let Err(e) = ctx.client.call(Request::Release { key: key.clone() }) {
         warn!(error = %e, "rollback: release through the agent failed");
-        if let Err(e) = ip::delete_link(None, host) {
+        if let Err(e) = veth::delete_link(None, host) {
             warn!(error = %e, %host, "rollback: deleting the host veth failed");
         }
     }

@@ -3,18 +3,23 @@
 use super::config::NetConf;
 use super::env::CniEnv;
 use super::error::{code, CniError};
-use super::ip::{self, Netns};
 use super::naming::host_ifname;
-use super::result::{self, GATEWAY};
+use super::result;
+use super::veth;
 use super::VerbCtx;
 use crate::api::{Request, Response};
+use crate::netlink::{Blocking, NetlinkError, Netns};
 
 fn broken(msg: impl Into<String>) -> CniError {
     CniError::new(code::GENERIC, msg)
 }
 
-fn io(what: &'static str) -> impl FnOnce(ip::IpError) -> CniError {
-    move |e| CniError::new(code::IO_FAILURE, format!("cannot inspect {what}")).with_details(e)
+fn io(e: NetlinkError) -> CniError {
+    CniError::new(
+        code::IO_FAILURE,
+        "cannot inspect the attachment in the kernel",
+    )
+    .with_details(e)
 }
 
 pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
@@ -60,44 +65,13 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<(), CniError> 
     let netns = Netns::open(env.netns.as_deref().expect("checked by CniEnv")).map_err(|e| {
         CniError::new(code::INVALID_ENV, "CNI_NETNS cannot be opened").with_details(e)
     })?;
-    let pod = ip::link(Some(&netns), &key.ifname)
-        .map_err(io("the pod interface"))?
-        .ok_or_else(|| broken(format!("{} is missing in the pod", key.ifname)))?;
-    if !pod.up {
-        return Err(broken(format!("{} is down in the pod", key.ifname)));
-    }
-    let addrs = ip::ipv4_addresses(Some(&netns), &key.ifname).map_err(io("pod addresses"))?;
-    let want_s = format!("{}/32", want.ip());
-    if !addrs.contains(&want_s) {
-        return Err(broken(format!(
-            "{want_s} is missing on {} (has {addrs:?})",
-            key.ifname
-        )));
-    }
-    let pod_routes = ip::ipv4_routes(Some(&netns)).map_err(io("pod routes"))?;
-    let has_default = pod_routes.iter().any(|r| {
-        r["dst"] == "default"
-            && r["gateway"] == GATEWAY.to_string()
-            && r["dev"] == key.ifname.as_str()
-    });
-    if !has_default {
-        return Err(broken(format!(
-            "default route via {GATEWAY} is missing in the pod"
-        )));
-    }
+    let k = Blocking::new().map_err(io)?;
+    let (node, pod) = (
+        k.connect(None).map_err(io)?,
+        k.connect(Some(&netns)).map_err(io)?,
+    );
     let host = host_ifname(&key.container_id, &key.ifname);
-    ip::link(None, &host)
-        .map_err(io("the host veth"))?
-        .ok_or_else(|| broken(format!("host veth {host} is missing")))?;
-    let node_routes = ip::ipv4_routes(None).map_err(io("node routes"))?;
-    let pod_ip = want.ip().to_string();
-    if !node_routes
-        .iter()
-        .any(|r| r["dst"] == pod_ip.as_str() && r["dev"] == host.as_str())
-    {
-        return Err(broken(format!(
-            "node route {pod_ip}/32 dev {host} is missing"
-        )));
-    }
-    Ok(())
+    k.run(veth::inspect(&node, &pod, &host, &key.ifname, want.ip()))
+        .map_err(io)?
+        .map_err(broken)
 }

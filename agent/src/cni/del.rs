@@ -4,9 +4,10 @@ use tracing::{info, warn};
 
 use super::env::CniEnv;
 use super::error::CniError;
-use super::ip::{self, Netns};
+use super::veth;
 use super::VerbCtx;
 use crate::api::{Request, Response};
+use crate::netlink::Netns;
 
 pub fn run(ctx: &VerbCtx, env: &CniEnv) -> Result<(), CniError> {
     let key = env.key();
@@ -19,7 +20,7 @@ pub fn run(ctx: &VerbCtx, env: &CniEnv) -> Result<(), CniError> {
     // already gone is fine, DEL must be idempotent.
     if let Some(path) = env.netns.as_deref() {
         if let Ok(netns) = Netns::open(path) {
-            if let Err(e) = ip::delete_link(Some(&netns), &key.ifname) {
+            if let Err(e) = veth::delete_link(Some(&netns), &key.ifname) {
                 warn!(error = %e, "removing the pod interface failed");
             }
         }

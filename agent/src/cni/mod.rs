@@ -10,11 +10,11 @@ pub mod del;
 pub mod env;
 pub mod error;
 pub mod gc;
-pub mod ip;
 pub mod naming;
 pub mod result;
 pub mod status;
 pub mod version;
+pub mod veth;
 
 use std::io::{Read, Write};
 use std::time::Duration;

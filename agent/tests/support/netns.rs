@@ -68,7 +68,7 @@ impl Netns {
     }
 
     /// The JSON array `ip -j <args>` prints for this netns.
-    fn ip_json(&self, args: &[&str]) -> Vec<Value> {
+    pub fn ip_json(&self, args: &[&str]) -> Vec<Value> {
         let mut full = vec!["ip", "-n", &self.name, "-j"];
         full.extend_from_slice(args);
         match serde_json::from_str(&sh(&full)) {

@@ -62,6 +62,9 @@ pub struct Node {
     pub pin_dir: PathBuf,
     /// `--pod-cidr` of the agent; `None` starts it without one.
     pub agent_pod_cidr: Option<String>,
+    /// Run the agent and the plugin with iproute2 hidden (`/usr/bin/ip` covered by /dev/null
+    /// in their mount namespace), so any use of it fails.
+    pub hide_iproute2: bool,
     bpffs: BpfMount,
     pub dir: TempDir,
 }
@@ -90,6 +93,7 @@ impl Node {
             ns,
             pin_dir,
             agent_pod_cidr: Some(POD_CIDR.into()),
+            hide_iproute2: false,
             bpffs,
             dir,
         }
@@ -103,11 +107,27 @@ impl Node {
         self.dir.0.join("state")
     }
 
+    /// `program` run in the node netns (and a private mount namespace, which `ip netns exec`
+    /// makes), with iproute2 hidden there if `hide_iproute2` is set.
+    pub fn in_node(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name]);
+        if self.hide_iproute2 {
+            cmd.args([
+                "sh",
+                "-c",
+                r#"mount --bind /dev/null /usr/bin/ip && exec "$0" "$@""#,
+            ]);
+        }
+        cmd.arg(program);
+        cmd
+    }
+
     /// Start `weft agent` in the node netns and wait until its socket answers.
     pub fn start_agent(&mut self) {
         let log = std::fs::File::create(self.dir.0.join("agent.log")).unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns.name, WEFT, "agent"]);
+        let mut cmd = self.in_node(WEFT);
+        cmd.arg("agent");
         if let Some(cidr) = &self.agent_pod_cidr {
             cmd.args(["--pod-cidr", cidr]);
         }
@@ -172,9 +192,8 @@ impl Node {
         config: &Value,
         extra_env: &[(&str, &str)],
     ) -> Child {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns.name, WEFT])
-            .env_clear()
+        let mut cmd = self.in_node(WEFT);
+        cmd.env_clear()
             .env("PATH", PATH)
             .env("CNI_COMMAND", command)
             .env("CNI_PATH", "/opt/cni/bin")

@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: same-node pod-to-pod request/response rate and stream throughput through
 //! weft, against a Linux bridge (the reference `bridge` plugin's layout) and a bare veth pair
 //! (the physical limit), measured interleaved in the same run and reported as ratios.
+//! `cargo xtask bench cni-add`: CNI ADD/DEL latency of weft against the reference plugins.
 
+mod cni_add;
 mod rr;
 mod topo;
 
@@ -13,7 +15,11 @@ use anyhow::{bail, Context, Result};
 
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Another section than same-node pod to pod (the default).
+    #[command(subcommand)]
+    section: Option<Section>,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -39,6 +45,13 @@ pub struct Args {
     rr_client: Option<SocketAddr>,
 }
 
+#[derive(clap::Subcommand)]
+enum Section {
+    /// CNI ADD/DEL latency (p50/p99) of weft and of the reference bridge + host-local plugins,
+    /// both through libcni's cnitool, interleaved.
+    CniAdd(cni_add::Args),
+}
+
 const RR_PORT: u16 = 7777;
 const STREAM_PORT: u16 = 5201;
 
@@ -49,6 +62,9 @@ struct Sample {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(Section::CniAdd(a)) = args.section {
+        return cni_add::run(a);
+    }
     if let Some(port) = args.rr_server {
         return rr::serve(port);
     }
@@ -64,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         topos.push(match p.as_str() {
             "veth" => topo::veth()?,
             "bridge" => topo::bridge()?,
-            "weft" => topo::weft(&crate::weftnode::build_weft()?)?,
+            "weft" => topo::weft(&crate::weftnode::build_weft(false)?)?,
             other => bail!("unknown path {other:?} (veth, bridge, weft)"),
         });
     }

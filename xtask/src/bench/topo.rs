@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::util;
-use crate::weftnode::{fresh_netns, WeftNode};
+use crate::weftnode::{Namespaces, WeftNode};
 
 /// Two endpoints to measure between: `client` netns talks to `server_ip` in `server` netns.
 pub struct Topology {
@@ -17,17 +17,9 @@ pub struct Topology {
     pub client: String,
     pub server: String,
     pub server_ip: Ipv4Addr,
-    namespaces: Vec<String>,
+    // Field order is drop order: the agent (and its pods) go before the namespaces.
     weft: Option<WeftNode>,
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        self.weft.take();
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+    namespaces: Namespaces,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -44,12 +36,11 @@ fn new_topology(name: &'static str, namespaces: &[&str]) -> Result<Topology> {
         client: String::new(),
         server: String::new(),
         server_ip: Ipv4Addr::UNSPECIFIED,
-        namespaces: Vec::new(),
         weft: None,
+        namespaces: Namespaces::default(),
     };
     for ns in namespaces {
-        fresh_netns(ns)?;
-        t.namespaces.push(ns.to_string());
+        t.namespaces.add(ns)?;
     }
     Ok(t)
 }

@@ -1,0 +1,40 @@
+//! Kernel network state through rtnetlink: links (veth pairs, VXLAN devices), addresses,
+//! routes, neighbour and FDB entries. The only place weft changes interfaces and routes; no
+//! iproute2 process at run time.
+//!
+//! A [`Netlink`] is one connection bound to one network namespace for its whole life (see
+//! [`netns`] for how a socket gets into another namespace without moving any working thread).
+//! Its methods are `async`; the agent's tokio code awaits them directly, synchronous callers
+//! (the CNI plugin, the agent's owner thread) go through [`Blocking`], a current-thread runtime.
+//!
+//! ```no_run
+//! # use weft::netlink::*;
+//! # fn f(pod_ns: &Netns) -> Result<(), NetlinkError> {
+//! let k = Blocking::new()?;
+//! let (node, pod) = (k.connect(None)?, k.connect(Some(pod_ns))?);
+//! k.run(async {
+//!     node.add_veth(&Veth { name: "weft0", peer: "eth0", peer_netns: Some(pod_ns), mtu: 1500 }).await?;
+//!     let eth0 = pod.link("eth0").await?.expect("just created");
+//!     pod.set_link_up(eth0.index).await
+//! })
+//! # }
+//! ```
+
+mod addr;
+mod blocking;
+mod conn;
+mod error;
+mod link;
+mod neigh;
+pub mod netns;
+mod route;
+mod vxlan;
+
+pub use blocking::Blocking;
+pub use conn::Netlink;
+pub use error::NetlinkError;
+pub use link::{Link, Veth};
+pub use neigh::{FdbEntry, Neighbour};
+pub use netns::Netns;
+pub use route::{Route, Scope, MAIN_TABLE, PROTO_BOOT, PROTO_KERNEL};
+pub use vxlan::{Vxlan, VxlanMode, DEFAULT_VXLAN_PORT};

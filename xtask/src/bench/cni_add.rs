@@ -1,0 +1,339 @@
+//! `cargo xtask bench cni-add`: how long a pod's network takes to set up and tear down. CNI ADD
+//! and DEL of the weft plugin (against a running `weft agent`) and of the reference `bridge` +
+//! `host-local` plugins, both driven by libcni's `cnitool` exactly as a runtime drives them,
+//! interleaved call by call, reported as p50/p99 and the weft/bridge ratio.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::util;
+use crate::weftnode::{self, Namespaces, WeftNode};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Measured ADDs (and DELs) per plugin.
+    #[arg(long, default_value_t = 200)]
+    adds: usize,
+    /// Unmeasured ADD/DEL pairs per plugin first (the bridge plugin creates its bridge on the
+    /// first ADD; caches warm up).
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Measure a debug build of weft (default: a release build, what ships).
+    #[arg(long)]
+    debug: bool,
+    /// Output format: table or json.
+    #[arg(short = 'o', long, default_value = "table")]
+    output: String,
+}
+
+/// One plugin set up on its own node: the network name cnitool loads and the pod it attaches.
+struct Plugin {
+    name: &'static str,
+    network: &'static str,
+    node_ns: File,
+    pod: String,
+    add: Vec<Duration>,
+    del: Vec<Duration>,
+}
+
+/// libcni's files for the run: plugin directory (`CNI_PATH`), conflists (`NETCONFPATH`) and the
+/// directory bind-mounted over /var/lib in cnitool's private mount namespace, so its result
+/// cache and host-local's leases never touch the machine.
+struct Runtime {
+    cnitool: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    util::require_root("the CNI benchmark")?;
+    if args.adds == 0 {
+        bail!("--adds must be at least 1");
+    }
+    let weft_bin = weftnode::build_weft(!args.debug)?;
+    let (cnitool, plugin_dir) = lab_cni_bins()?;
+    let rt = Runtime::new(cnitool)?;
+    for p in ["bridge", "host-local"] {
+        std::os::unix::fs::symlink(plugin_dir.join(p), rt.dir.join("bin").join(p))?;
+    }
+    std::os::unix::fs::symlink(&weft_bin, rt.dir.join("bin/weft"))?;
+
+    let mut namespaces = Namespaces::default();
+    let node = WeftNode::start(&weft_bin, "wb-cni-weft", "10.251.3.0/24")?;
+    rt.conflist(
+        "weft-bench",
+        json!({"type": "weft", "agentSocket": node.socket(), "mtu": 1500, "logLevel": "warn"}),
+    )?;
+    namespaces.add("wb-cni-br")?;
+    rt.conflist(
+        "bridge-bench",
+        json!({
+            "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+            "hairpinMode": true, "mtu": 1500,
+            "ipam": {
+                "type": "host-local", "ranges": [[{"subnet": "10.251.4.0/24"}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
+        }),
+    )?;
+    for ns in ["wb-cni-weft-pod", "wb-cni-br-pod"] {
+        namespaces.add(ns)?;
+    }
+    let mut plugins = [
+        Plugin::new("weft", "weft-bench", "wb-cni-weft", "wb-cni-weft-pod")?,
+        Plugin::new("bridge", "bridge-bench", "wb-cni-br", "wb-cni-br-pod")?,
+    ];
+
+    let total = args.warmup + args.adds;
+    eprintln!(
+        "{total} ADD/DEL pairs per plugin ({} warm-up), weft and bridge interleaved",
+        args.warmup
+    );
+    for i in 0..total {
+        // Alternate which plugin goes first, so neither always follows the other's DEL.
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let p = &mut plugins[k];
+            let add = rt.call("ADD", p)?;
+            let del = rt.call("DEL", p)?;
+            if i >= args.warmup {
+                p.add.push(add);
+                p.del.push(del);
+            }
+        }
+        if (i + 1) % 25 == 0 || i + 1 == total {
+            let now: Vec<String> = plugins
+                .iter()
+                .filter(|p| !p.add.is_empty())
+                .map(|p| format!("{} ADD p50 {:.1} ms", p.name, ms(percentile(&p.add, 0.5))))
+                .collect();
+            eprintln!("[{}/{total}] {}", i + 1, now.join(", "));
+        }
+    }
+    drop(node);
+    drop(namespaces);
+    report(&plugins, &args)
+}
+
+impl Plugin {
+    fn new(name: &'static str, network: &'static str, node_ns: &str, pod: &str) -> Result<Self> {
+        let path = format!("/run/netns/{node_ns}");
+        Ok(Self {
+            name,
+            network,
+            node_ns: File::open(&path).with_context(|| format!("opening {path}"))?,
+            pod: format!("/run/netns/{pod}"),
+            add: Vec::new(),
+            del: Vec::new(),
+        })
+    }
+}
+
+impl Runtime {
+    fn new(cnitool: PathBuf) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("weft-bench-cni-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = Self { cnitool, dir };
+        for sub in ["bin", "net.d", "varlib"] {
+            std::fs::create_dir_all(rt.dir.join(sub))?;
+        }
+        Ok(rt)
+    }
+
+    fn conflist(&self, name: &str, plugin: serde_json::Value) -> Result<()> {
+        let doc = json!({"cniVersion": "1.1.0", "name": name, "plugins": [plugin]});
+        std::fs::write(
+            self.dir.join(format!("net.d/{name}.conflist")),
+            doc.to_string(),
+        )?;
+        Ok(())
+    }
+
+    /// `cnitool add|del NETWORK POD_NETNS` in the plugin's node netns; its wall time.
+    fn call(&self, verb: &str, p: &Plugin) -> Result<Duration> {
+        let mut cmd = Command::new(&self.cnitool);
+        cmd.args([&verb.to_ascii_lowercase(), p.network, &p.pod])
+            .env("NETCONFPATH", self.dir.join("net.d"))
+            .env("CNI_PATH", self.dir.join("bin"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let varlib = CString::new(self.dir.join("varlib").as_os_str().as_encoded_bytes())?;
+        let netns = p.node_ns.as_raw_fd();
+        // SAFETY: runs in the forked child before exec; only raw syscalls on memory prepared
+        // before the fork (unshare, mount, setns are async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || enter(netns, &varlib));
+        }
+        let start = Instant::now();
+        let out = cmd.output().context("running cnitool")?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            bail!(
+                "cnitool {verb} {} failed: {}{}",
+                p.network,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(took)
+    }
+}
+
+/// In the child: a private mount namespace with `varlib` over /var/lib, then the node's netns.
+fn enter(netns: i32, varlib: &CString) -> std::io::Result<()> {
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain syscalls on NUL-terminated strings that outlive the call.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            varlib.as_ptr(),
+            c"/var/lib".as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))?;
+        check(libc::setns(netns, libc::CLONE_NEWNET))
+    }
+}
+
+/// cnitool and the reference plugins from the lab's cache, built there if missing.
+fn lab_cni_bins() -> Result<(PathBuf, PathBuf)> {
+    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
+    let out = Command::new(util::target_dir().join("debug/weft-lab"))
+        .args(["build", "--only", "cni-plugins,cnitool", "-o", "json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running weft-lab build")?;
+    if !out.status.success() {
+        bail!("weft-lab build failed: {}", out.status);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing weft-lab build -o json")?;
+    let path = |k: &str| -> Result<PathBuf> {
+        let p = PathBuf::from(
+            v["bins"][k]
+                .as_str()
+                .with_context(|| format!("weft-lab build gave no bins.{k}"))?,
+        );
+        Ok(p)
+    };
+    let (cnitool, plugins) = (path("cnitool")?, path("cni_bin_dir")?);
+    for f in [
+        cnitool.clone(),
+        plugins.join("bridge"),
+        plugins.join("host-local"),
+    ] {
+        if !Path::new(&f).is_file() {
+            bail!("{} is missing after weft-lab build", f.display());
+        }
+    }
+    Ok((cnitool, plugins))
+}
+
+/// Nearest-rank percentile (`q` in 0..=1) of unsorted samples.
+fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut v = samples.to_vec();
+    v.sort();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn report(plugins: &[Plugin], args: &Args) -> Result<()> {
+    let stats = |v: &[Duration]| {
+        json!({
+            "p50_ms": ms(percentile(v, 0.5)), "p99_ms": ms(percentile(v, 0.99)),
+            "max_ms": ms(percentile(v, 1.0)),
+            "samples_ms": v.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        })
+    };
+    let rows: Vec<serde_json::Value> = plugins
+        .iter()
+        .map(|p| json!({"plugin": p.name, "add": stats(&p.add), "del": stats(&p.del)}))
+        .collect();
+    let (w, b) = (&rows[0], &rows[1]);
+    let ratio = |verb: &str, q: &str| {
+        w[verb][q].as_f64().unwrap_or(0.0) / b[verb][q].as_f64().unwrap_or(1.0)
+    };
+    let ratios = json!({
+        "add_p50": ratio("add", "p50_ms"), "add_p99": ratio("add", "p99_ms"),
+        "del_p50": ratio("del", "p50_ms"), "del_p99": ratio("del", "p99_ms"),
+    });
+    if args.output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"plugins": rows, "weft_vs_bridge": ratios}))?
+        );
+        return Ok(());
+    }
+    println!(
+        "\n{} ADDs and DELs per plugin through cnitool (libcni), interleaved; wall time per call in ms",
+        args.adds
+    );
+    println!(
+        "{:<8} {:>9} {:>9} {:>9} {:>9}",
+        "PLUGIN", "ADD p50", "ADD p99", "DEL p50", "DEL p99"
+    );
+    for r in &rows {
+        println!(
+            "{:<8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            r["plugin"].as_str().unwrap_or_default(),
+            r["add"]["p50_ms"].as_f64().unwrap_or_default(),
+            r["add"]["p99_ms"].as_f64().unwrap_or_default(),
+            r["del"]["p50_ms"].as_f64().unwrap_or_default(),
+            r["del"]["p99_ms"].as_f64().unwrap_or_default(),
+        );
+    }
+    println!(
+        "weft / bridge: ADD p50 {:.3}x, p99 {:.3}x; DEL p50 {:.3}x, p99 {:.3}x",
+        ratios["add_p50"].as_f64().unwrap_or_default(),
+        ratios["add_p99"].as_f64().unwrap_or_default(),
+        ratios["del_p50"].as_f64().unwrap_or_default(),
+        ratios["del_p99"].as_f64().unwrap_or_default(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<Duration> = (1..=200).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Duration::from_millis(100));
+        assert_eq!(percentile(&v, 0.99), Duration::from_millis(198));
+        assert_eq!(percentile(&v, 1.0), Duration::from_millis(200));
+        assert_eq!(percentile(&v[..1], 0.99), Duration::from_millis(200));
+    }
+}
