@@ -2,14 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use ipnetwork::Ipv4Network;
+use clap::{CommandFactory, Parser, Subcommand};
 
-use weft::agent::{server, Agent};
+use weft::agent::options::{self, AgentOptions};
 use weft::cli::{self, Output};
-use weft::datapath::Datapath;
-use weft::ipam::Store;
 
 #[derive(Parser)]
 #[command(
@@ -25,9 +21,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the node agent: datapath owner, IPAM, local socket.
-    Agent(AgentArgs),
-    /// Show the node's endpoints and drop counters (asks the agent).
+    /// Run the node agent: datapath owner, IPAM, local socket; with --node-name (NODE_NAME) a
+    /// Kubernetes controller that routes between nodes.
+    #[command(args_override_self = true)]
+    Agent(AgentOptions),
+    /// Show the node's endpoints, routes and drop counters (asks the agent).
     Status {
         #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
         socket: PathBuf,
@@ -36,29 +34,27 @@ enum Cmd {
     },
 }
 
-#[derive(clap::Args)]
-struct AgentArgs {
-    /// bpffs directory for this node's pinned maps, programs and links.
-    #[arg(long, default_value = "/sys/fs/bpf/weft")]
-    pin_dir: PathBuf,
-    /// Unix socket the CNI plugin and the CLI talk to.
-    #[arg(long, default_value = weft::api::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Persistent state (IPAM store under `ipam/`, optional `pod-cidr` file).
-    #[arg(long, default_value = "/var/lib/weft")]
-    state_dir: PathBuf,
-    /// The node's pod CIDR; default: the content of `<state-dir>/pod-cidr` if present.
-    #[arg(long)]
-    pod_cidr: Option<Ipv4Network>,
-}
-
 fn main() {
     if std::env::var_os("CNI_COMMAND").is_some() {
         std::process::exit(weft::cni::main());
     }
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = if args.get(1).is_some_and(|a| a == "agent") {
+        let cmd = Cli::command();
+        let agent = cmd.find_subcommand("agent").expect("the agent subcommand exists");
+        match options::with_config_dir(agent, args, 2, |k| std::env::var(k).ok()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("weft: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        args
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.cmd {
-        Cmd::Agent(args) => run_agent(args),
+        Cmd::Agent(opts) => run_agent(opts),
         Cmd::Status { socket, output } => cli::status::run(&socket, output),
     };
     if let Err(e) = result {
@@ -67,30 +63,16 @@ fn main() {
     }
 }
 
-fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cidr = weft::agent::config::resolve_pod_cidr(args.pod_cidr, &args.state_dir)?;
-    let store = Store::open(args.state_dir.join("ipam")).context("opening the IPAM store")?;
-    let pin_dir = args.pin_dir.clone();
-    let handle = server::AgentHandle::spawn(move || {
-        let datapath = Datapath::open(&pin_dir)
-            .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
-        let mut agent = Agent::new(store, datapath, cidr).context("connecting to netlink")?;
-        agent.resume().context("resuming registered endpoints")?;
-        Ok(agent)
-    })?;
-    tracing::info!(pod_cidr = ?cidr, pin_dir = %args.pin_dir.display(), "agent started");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let listener = server::bind(&args.socket).await?;
-        server::serve(listener, args.socket.clone(), handle).await
-    })
+    rt.block_on(weft::agent::run::run(opts))
 }

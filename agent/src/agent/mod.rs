@@ -7,10 +7,13 @@
 pub mod config;
 pub mod install;
 pub mod options;
+pub mod run;
 pub mod server;
+pub mod sysctl;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, RwLock};
 
 use ipnetwork::Ipv4Network;
 use tracing::{debug, info, warn};
@@ -24,12 +27,23 @@ use crate::datapath::{Datapath, DatapathError, EndpointEntry, FromPodLink};
 use crate::ipam::{self, IpamError, Store};
 use crate::netlink::{Blocking, Netlink, NetlinkError};
 
+/// The cluster-side facts `weft status` shows: this node's name and the routes the routing
+/// reconciler last programmed. Written by the routing task, read by the owner thread.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub node: Option<String>,
+    pub routes: Vec<crate::api::RouteInfo>,
+}
+
 /// The agent's state: the store, the datapath, the node's pod CIDR, a netlink connection in
 /// the node's namespace (host veths).
 pub struct Agent {
     store: Store,
     datapath: Datapath,
     pod_cidr: Option<Ipv4Network>,
+    /// What `status` reports about the cluster side (node name, routes); written by the
+    /// routing task, read here.
+    view: Arc<RwLock<ClusterView>>,
     // Field order is drop order: the connection before the runtime that serves it.
     node: Netlink,
     netlink: Blocking,
@@ -80,6 +94,7 @@ impl Agent {
         let netlink = Blocking::new()?;
         let node = netlink.connect(None)?;
         Ok(Self {
+            view: Arc::default(),
             store,
             datapath,
             pod_cidr,
@@ -142,6 +157,22 @@ impl Agent {
             released.push((ip, pod));
         }
         Ok(released)
+    }
+
+    /// Share the cluster view `status` reports (the routing task writes it).
+    pub fn set_view(&mut self, view: Arc<RwLock<ClusterView>>) {
+        self.view = view;
+    }
+
+    /// Attach one of the node-device programs (`from_netdev` on the uplink, `from_overlay` /
+    /// `to_overlay` on the VXLAN device), pinned like the pods' links.
+    pub fn attach_device(
+        &mut self,
+        prog: crate::datapath::Prog,
+        ifname: &str,
+    ) -> Result<(), ApiError> {
+        self.datapath.attach(prog, ifname)?;
+        Ok(())
     }
 
     /// Serve one request.
@@ -303,6 +334,7 @@ impl Agent {
 
     fn status(&mut self) -> Result<StatusReport, ApiError> {
         let pool = self.store.snapshot()?;
+        let view = self.view.read().map(|v| v.clone()).unwrap_or_default();
         let pod_cidr = pool
             .pod_cidr
             .filter(|_| !pool.allocations.is_empty())
@@ -347,6 +379,8 @@ impl Agent {
                 .into_iter()
                 .map(|(n, c)| (n.to_owned(), c))
                 .collect(),
+            node: view.node,
+            routes: view.routes,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! the single owner thread of the [`Agent`].
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -115,32 +115,17 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Accept connections until SIGTERM/SIGINT; then remove the socket file.
-pub async fn serve(
-    listener: UnixListener,
-    path: PathBuf,
-    agent: AgentHandle,
-) -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    info!(socket = %path.display(), "agent listening");
+/// Accept connections forever (the caller decides when to stop, and removes the socket).
+pub async fn serve(listener: UnixListener, agent: AgentHandle) -> anyhow::Result<()> {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted.context("accept")?;
-                let agent = agent.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = connection(stream, agent).await {
-                        warn!(error = %e, "connection failed");
-                    }
-                });
+        let (stream, _) = listener.accept().await.context("accept")?;
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, agent).await {
+                warn!(error = %e, "connection failed");
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
+        });
     }
-    info!("shutting down; pinned maps and programs stay");
-    let _ = std::fs::remove_file(&path);
-    Ok(())
 }
 
 async fn connection(stream: UnixStream, agent: AgentHandle) -> anyhow::Result<()> {

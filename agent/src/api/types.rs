@@ -123,6 +123,22 @@ pub struct StatusReport {
     pub attachments: Vec<AttachmentInfo>,
     pub endpoints: Vec<EndpointInfo>,
     pub drops: Vec<(String, u64)>,
+    /// This node's name, when the agent runs as a Kubernetes controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Routes to other nodes' pod CIDRs, as the routing reconciler last programmed them.
+    #[serde(default)]
+    pub routes: Vec<RouteInfo>,
+}
+
+/// One route to another node's pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    pub pod_cidr: Ipv4Network,
+    pub node: String,
+    pub node_ip: Ipv4Addr,
+    /// `native` (via the uplink) or `vxlan`.
+    pub via: String,
 }
 
 /// One IPAM allocation.

@@ -154,6 +154,8 @@ mod tests {
                 program: crate::api::LinkProgram::Previous,
             }],
             drops: vec![("no_endpoint".into(), 3)],
+            node: None,
+            routes: vec![],
         };
         let text = render(&report);
         assert!(

@@ -26,6 +26,7 @@ mod node_routes;
 mod object;
 mod pinned_maps;
 mod programs;
+mod stats;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,7 @@ pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
 pub use node_routes::{NodeHop, NodeRoutes};
 pub use programs::Prog;
+pub use stats::{read_stats, Figures};
 
 /// Verdict and output of one `BPF_PROG_TEST_RUN` of a program (see [`Datapath::test_run_from_pod`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

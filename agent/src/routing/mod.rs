@@ -3,6 +3,8 @@
 //! ([`reconcile`]).
 
 pub mod desired;
+pub mod kernel;
+pub mod overlay;
 pub mod reconcile;
 pub mod table;
 

@@ -1,0 +1,421 @@
+//! `weft agent`: the start-up order and the long-running tasks.
+//!
+//! Order matters for "never drop traffic": the datapath (pinned maps and links of an earlier
+//! agent keep forwarding meanwhile) is opened and every endpoint resumed before the socket
+//! serves the CNI plugin; routes are reconciled from a complete listing of the Nodes; the CNI
+//! configuration is installed last, once this agent can serve ADDs. SIGTERM stops the agent
+//! and leaves the datapath, routes and CNI files in place.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ipnetwork::Ipv4Network;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{error, info, warn};
+
+use super::options::{AgentOptions, HostRouting, RoutingMode};
+use super::server::{self, AgentHandle};
+use super::{install, sysctl, Agent, ClusterView};
+use crate::api::RouteInfo;
+use crate::datapath::{Datapath, DatapathSettings, NodeRoutes, Prog};
+use crate::egress::{self, EgressSpec};
+use crate::ipam::Store;
+use crate::k8s::node::{node_info, NodeInfo};
+use crate::k8s::{pod::live_pods, Reflectors};
+use crate::metrics::{self, DatapathStats, Metrics, Readiness, Stage, StatsSource};
+use crate::netlink::Netlink;
+use crate::routing::kernel::NetlinkTable;
+use crate::routing::overlay::{self, VNI, VXLAN_OVERHEAD};
+use crate::routing::{Reconciler, Uplink};
+
+/// Full re-reconcile even without watch events (repairs routes someone deleted by hand).
+const RESYNC: Duration = Duration::from_secs(60);
+/// Default pod MTU with no uplink to read it from (standalone agent).
+const DEFAULT_MTU: u32 = 1500;
+
+/// Run the agent until SIGTERM/SIGINT.
+pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let mut required = vec![Stage::Datapath, Stage::Socket];
+    if opts.kubernetes() {
+        required.extend([Stage::Synced, Stage::Routes]);
+    }
+    if opts.install_cni() {
+        required.push(Stage::Cni);
+    }
+    let readiness = Arc::new(Readiness::new(&required));
+    ensure_private_dir(&opts.state_dir)?;
+
+    // The HTTP endpoint first: /healthz answers while the agent waits for its Node.
+    let stats = stats_source(&opts.pin_dir);
+    let http = metrics::serve(opts.metrics_addr, metrics.clone(), Some(stats), readiness.clone())
+        .await
+        .with_context(|| format!("binding the metrics address {}", opts.metrics_addr))?;
+    tokio::spawn(async move {
+        if let Err(e) = http.await {
+            error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+
+    let nl = Arc::new(Netlink::connect(None).await.context("connecting to netlink")?);
+
+    // The cluster side: client, reflectors, this node.
+    let cluster = match &opts.node_name {
+        Some(node) => Some(Cluster::start(&opts, node, metrics.clone()).await?),
+        None => None,
+    };
+    let override_cidr = super::config::resolve_pod_cidr(opts.pod_cidr, &opts.state_dir)?;
+    let me = match &cluster {
+        Some(c) => Some(c.own_node(override_cidr.is_none()).await),
+        None => None,
+    };
+    let pod_cidr = override_cidr.or_else(|| me.as_ref().and_then(|n| n.pod_cidrs.first().copied()));
+    if me.is_some() && pod_cidr.is_none() {
+        anyhow::bail!("the Node has no IPv4 pod CIDR and none was given (--pod-cidr)");
+    }
+
+    // Devices: the uplink (Kubernetes mode, or named), and the VXLAN device in VXLAN mode.
+    let uplink = if me.is_some() || opts.uplink.is_some() {
+        let node_ip = me.as_ref().and_then(|n| n.internal_ip);
+        let up = overlay::find_uplink(&nl, opts.uplink.as_deref(), node_ip).await?;
+        info!(uplink = %up.name, ifindex = up.ifindex, ip = %up.ip, "uplink");
+        Some(up)
+    } else {
+        None
+    };
+    let uplink_mtu = match &uplink {
+        Some(u) => nl.link_by_index(u.ifindex).await?.map(|l| l.mtu).unwrap_or(DEFAULT_MTU),
+        None => DEFAULT_MTU,
+    };
+    let vxlan = match (opts.routing_mode, &uplink) {
+        (RoutingMode::Vxlan, Some(_)) => {
+            let ifindex = overlay::ensure_vxlan(&nl, uplink_mtu - VXLAN_OVERHEAD).await?;
+            info!(device = overlay::VXLAN_DEVICE, ifindex, "VXLAN device ready");
+            Some(ifindex)
+        }
+        (RoutingMode::Vxlan, None) => anyhow::bail!("VXLAN mode needs an uplink (--uplink or a Node)"),
+        (RoutingMode::Native, _) => None,
+    };
+    let pod_mtu = opts.mtu.unwrap_or(match vxlan {
+        Some(_) => uplink_mtu - VXLAN_OVERHEAD,
+        None => uplink_mtu,
+    });
+    if me.is_some() {
+        sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        if let (Some(up), Some(_)) = (&uplink, vxlan) {
+            sysctl::loosen_rp_filter(&up.name)?;
+        }
+    }
+
+    // The datapath, on the owner thread.
+    let settings = DatapathSettings {
+        bpf_host_routing: opts.host_routing == HostRouting::Bpf,
+        vxlan: vxlan.map(|i| (i, VNI)),
+        log: opts.bpf_log,
+    };
+    let view = Arc::new(RwLock::new(ClusterView {
+        node: opts.node_name.clone(),
+        routes: vec![],
+    }));
+    let handle = start_owner(&opts, pod_cidr, settings, view.clone())?;
+    if let Some(up) = &uplink {
+        let name = up.name.clone();
+        handle.run(move |a| a.attach_device(Prog::FromNetdev, &name)).await??;
+    }
+    if vxlan.is_some() {
+        handle
+            .run(|a| {
+                a.attach_device(Prog::FromOverlay, overlay::VXLAN_DEVICE)?;
+                a.attach_device(Prog::ToOverlay, overlay::VXLAN_DEVICE)
+            })
+            .await??;
+    }
+    readiness.done(Stage::Datapath);
+    info!(pod_cidr = ?pod_cidr, ?settings, pod_mtu, "datapath ready");
+
+    // Addresses of pods deleted while no agent ran.
+    if let Some(c) = &cluster {
+        c.reflectors.synced().await;
+        readiness.done(Stage::Synced);
+        let live: Vec<_> = live_pods(c.reflectors.pods.snapshot().iter().map(|p| p.as_ref()))
+            .into_iter()
+            .collect();
+        let released = handle.run(move |a| a.release_gone_pods(&live)).await??;
+        metrics.ipam_released_gone_pods.inc_by(released.len() as u64);
+        info!(released = released.len(), "IPAM reconciled with this node's pods");
+    }
+
+    // The socket: CNI ADD/DEL are served from here on.
+    let listener = server::bind(&opts.socket).await?;
+    readiness.done(Stage::Socket);
+    let serve = tokio::spawn(server::serve(listener, handle.clone()));
+
+    // Routes (and egress) follow the Nodes.
+    if let (Some(c), Some(up), Some(cidr)) = (&cluster, uplink.clone(), pod_cidr) {
+        let task = RoutingTask {
+            node: c.node.clone(),
+            mode: opts.routing_mode,
+            uplink: up,
+            vxlan,
+            pin_dir: opts.pin_dir.clone(),
+            pod_cidr: cidr,
+            cluster_cidr: opts.cluster_cidr,
+            masquerade: opts.masquerade,
+            nl: nl.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            view,
+        };
+        let nodes = c.reflectors.nodes.store.clone();
+        let changes = c.reflectors.nodes.changes.clone();
+        tokio::spawn(task.run(nodes, changes));
+    }
+
+    if opts.install_cni() {
+        let (bin, conf) = install::install(
+            &opts.cni_bin_dir,
+            &opts.cni_conf_dir,
+            &opts.cni_conf_name,
+            &opts.socket,
+            pod_mtu,
+        )?;
+        info!(bin_dir = %opts.cni_bin_dir.display(), conf_dir = %opts.cni_conf_dir.display(),
+            binary_replaced = bin, config_replaced = conf, "CNI plugin installed");
+        readiness.done(Stage::Cni);
+    }
+    info!(node = ?opts.node_name, "agent running");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = tokio::select! {
+        _ = term.recv() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        r = serve => match r {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("socket server task: {e}")),
+        },
+    };
+    info!("shutting down; datapath, routes and CNI configuration stay");
+    let _ = std::fs::remove_file(&opts.socket);
+    drop(cluster);
+    outcome
+}
+
+/// The state dir holds the IPAM store: root only.
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 0700 {}", dir.display()))
+}
+
+fn start_owner(
+    opts: &AgentOptions,
+    pod_cidr: Option<Ipv4Network>,
+    settings: DatapathSettings,
+    view: Arc<RwLock<ClusterView>>,
+) -> anyhow::Result<AgentHandle> {
+    let store = Store::open(opts.state_dir.join("ipam")).context("opening the IPAM store")?;
+    let pin_dir = opts.pin_dir.clone();
+    AgentHandle::spawn(move || {
+        let datapath = Datapath::open_with(&pin_dir, &settings)
+            .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
+        let mut agent = Agent::new(store, datapath, pod_cidr).context("connecting to netlink")?;
+        agent.set_view(view);
+        agent.resume().context("resuming registered endpoints")?;
+        Ok(agent)
+    })
+}
+
+/// Datapath figures for /metrics, from read-only handles on the pinned maps.
+fn stats_source(pin_dir: &Path) -> StatsSource {
+    let pin_dir = pin_dir.to_owned();
+    Arc::new(move || -> Result<DatapathStats, String> {
+        let f = crate::datapath::read_stats(&pin_dir).map_err(|e| e.to_string())?;
+        Ok(DatapathStats {
+            drops: f.drops,
+            map_entries: f.maps.iter().map(|(m, n, _)| (*m, *n)).collect(),
+            map_capacity: f.maps.iter().map(|(m, _, c)| (*m, *c)).collect(),
+        })
+    })
+}
+
+/// The Kubernetes side of a running agent.
+struct Cluster {
+    node: String,
+    reflectors: Reflectors,
+}
+
+impl Cluster {
+    async fn start(opts: &AgentOptions, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let client = crate::k8s::client(opts.kubeconfig.as_deref(), opts.api_server.as_deref())
+            .await
+            .context("building the Kubernetes client")?;
+        info!(node, "watching the API server");
+        Ok(Self {
+            node: node.to_owned(),
+            reflectors: Reflectors::start(client, node, metrics),
+        })
+    }
+
+    /// Wait for this node's Node object to have an InternalIP (and a pod CIDR if
+    /// `need_cidr`), logging every 10 s while waiting.
+    async fn own_node(&self, need_cidr: bool) -> NodeInfo {
+        let nodes = &self.reflectors.nodes;
+        let mut changes = nodes.changes.clone();
+        let _ = nodes.store.wait_until_ready().await;
+        let started = Instant::now();
+        loop {
+            let info = nodes.store.get(&ObjectRef::new(&self.node)).map(|n| node_info(&n));
+            let missing = match &info {
+                None => Some("the Node object"),
+                Some(i) if i.internal_ip.is_none() => Some("an InternalIP on the Node"),
+                Some(i) if need_cidr && i.pod_cidrs.is_empty() => Some("spec.podCIDR on the Node"),
+                Some(_) => None,
+            };
+            match (missing, info) {
+                (None, Some(info)) => return info,
+                (Some(what), _) => {
+                    info!(node = %self.node, waited_s = started.elapsed().as_secs(), "waiting for {what}")
+                }
+                (None, None) => unreachable!("no Node is reported missing"),
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            }
+        }
+    }
+}
+
+/// The long-running routing (and egress) reconcile loop.
+struct RoutingTask {
+    node: String,
+    mode: RoutingMode,
+    uplink: Uplink,
+    vxlan: Option<u32>,
+    pin_dir: std::path::PathBuf,
+    pod_cidr: Ipv4Network,
+    cluster_cidr: Option<Ipv4Network>,
+    masquerade: bool,
+    nl: Arc<Netlink>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    view: Arc<RwLock<ClusterView>>,
+}
+
+impl RoutingTask {
+    async fn run(
+        self,
+        nodes: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>,
+        mut changes: tokio::sync::watch::Receiver<u64>,
+    ) {
+        let map = match NodeRoutes::open(&self.pin_dir) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(error = %e, "opening NODE_ROUTES4: no routes to other nodes");
+                return;
+            }
+        };
+        let mut rec = Reconciler::new(
+            self.node.clone(),
+            self.mode,
+            self.uplink.clone(),
+            self.vxlan,
+            map,
+            NetlinkTable::new(self.nl.clone()),
+        );
+        let mut applied_egress: Option<EgressSpec> = None;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let infos: Vec<NodeInfo> = nodes.state().iter().map(|n| node_info(n)).collect();
+            self.metrics.nodes.set(infos.len() as i64);
+            let t = Instant::now();
+            let routed = rec.reconcile(&infos).await;
+            let egress = self.egress(&infos, &mut applied_egress).await;
+            let ok = routed.is_ok() && egress.is_ok();
+            self.metrics.reconciled("routing", t.elapsed().as_secs_f64(), ok);
+            match &routed {
+                Ok(out) => {
+                    self.metrics.node_routes.set(out.routes as i64);
+                    if out.written + out.removed > 0 {
+                        info!(routes = out.routes, written = out.written, removed = out.removed,
+                            ms = t.elapsed().as_millis() as u64, "routes reconciled");
+                    }
+                    self.publish(&rec);
+                }
+                Err(e) => warn!(error = %e, "routing reconcile failed; retrying"),
+            }
+            if let Err(e) = &egress {
+                warn!(error = %e, "egress masquerade failed; retrying");
+            }
+            if ok {
+                self.readiness.done(Stage::Routes);
+                backoff = Duration::from_millis(500);
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(RESYNC) => {}
+                }
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+
+    /// Apply the masquerade table when what it depends on changed (or on a resync).
+    async fn egress(
+        &self,
+        nodes: &[NodeInfo],
+        applied: &mut Option<EgressSpec>,
+    ) -> Result<(), egress::EgressError> {
+        if !self.masquerade {
+            return Ok(());
+        }
+        let cluster = match self.cluster_cidr {
+            Some(c) => vec![c],
+            None => nodes.iter().flat_map(|n| n.pod_cidrs.iter().copied()).chain([self.pod_cidr]).collect(),
+        };
+        let spec = EgressSpec {
+            pod_cidr: self.pod_cidr,
+            cluster,
+            nodes: nodes.iter().filter_map(|n| n.internal_ip).collect::<Vec<Ipv4Addr>>(),
+        };
+        let s = spec.clone();
+        tokio::task::spawn_blocking(move || egress::apply(&s))
+            .await
+            .expect("nft task panicked")?;
+        if applied.as_ref() != Some(&spec) {
+            info!(cluster = ?spec.cluster, nodes = spec.nodes.len(), "egress masquerade applied");
+        }
+        *applied = Some(spec);
+        Ok(())
+    }
+
+    fn publish<M, T>(&self, rec: &Reconciler<M, T>)
+    where
+        M: crate::routing::reconcile::HopMap,
+        T: crate::routing::RouteTable,
+    {
+        let via = match self.mode {
+            RoutingMode::Native => "native",
+            RoutingMode::Vxlan => "vxlan",
+        };
+        let routes = rec
+            .routes()
+            .iter()
+            .map(|(cidr, peer)| RouteInfo {
+                pod_cidr: *cidr,
+                node: peer.node.clone(),
+                node_ip: peer.ip,
+                via: via.to_owned(),
+            })
+            .collect();
+        if let Ok(mut v) = self.view.write() {
+            v.routes = routes;
+        }
+    }
+}

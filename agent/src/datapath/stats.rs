@@ -1,0 +1,52 @@
+//! Read-only figures from the pinned maps, for `/metrics`: opened by pin at each call, so any
+//! process (and any thread) can read them without touching the owner's handles.
+
+use std::path::Path;
+
+use aya::maps::lpm_trie::LpmTrie;
+use aya::maps::{HashMap, Map, MapData, PerCpuArray};
+use dataplane_common::maps::{
+    DROP_STATS, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES, NODE_ROUTES4, NODE_ROUTES4_MAX_ENTRIES,
+};
+use dataplane_common::{DropReason, Endpoint4Key, Endpoint4Value, NodeRoute4Value};
+
+use super::DatapathError;
+
+/// Drops by reason and (entries, capacity) by map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub drops: Vec<(&'static str, u64)>,
+    pub maps: Vec<(&'static str, u64, u64)>,
+}
+
+fn open(pin_dir: &Path, name: &'static str) -> Result<MapData, DatapathError> {
+    MapData::from_pin(pin_dir.join(name)).map_err(|source| DatapathError::Map { name, source })
+}
+
+fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+/// Read the figures from the maps pinned under `pin_dir`.
+pub fn read_stats(pin_dir: &Path) -> Result<Figures, DatapathError> {
+    let drops: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(Map::PerCpuArray(open(pin_dir, DROP_STATS)?)).map_err(err(DROP_STATS))?;
+    let drops = DropReason::ALL
+        .iter()
+        .map(|r| {
+            let per_cpu = drops.get(&r.index(), 0).map_err(err(DROP_STATS))?;
+            Ok((r.name(), per_cpu.iter().sum()))
+        })
+        .collect::<Result<Vec<_>, DatapathError>>()?;
+    let endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value> =
+        HashMap::try_from(Map::HashMap(open(pin_dir, ENDPOINTS4)?)).map_err(err(ENDPOINTS4))?;
+    let routes: LpmTrie<MapData, [u8; 4], NodeRoute4Value> =
+        LpmTrie::try_from(Map::LpmTrie(open(pin_dir, NODE_ROUTES4)?)).map_err(err(NODE_ROUTES4))?;
+    Ok(Figures {
+        drops,
+        maps: vec![
+            (ENDPOINTS4, endpoints.keys().count() as u64, ENDPOINTS4_MAX_ENTRIES as u64),
+            (NODE_ROUTES4, routes.keys().count() as u64, NODE_ROUTES4_MAX_ENTRIES as u64),
+        ],
+    })
+}
