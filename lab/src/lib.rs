@@ -8,6 +8,7 @@ pub mod down;
 pub mod kubectl;
 pub mod kubelet;
 pub mod leftovers;
+pub mod nodeops;
 pub mod nodes;
 pub mod pki;
 pub mod podcmd;

@@ -2,7 +2,7 @@
 //! and runs the per-node kubelet stand-in.
 
 
-use weft_lab::{down, kubectl, kubelet, podcmd, preflight, sh, spec, status, up, upstream};
+use weft_lab::{down, kubectl, kubelet, nodeops, podcmd, preflight, spec, status, up, upstream};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use weft_lab::spec::{Cni, LabSpec, Proxy};
+use weft_lab::spec::{Cni, LabSpec, Proxy, Routing, Topology};
 use weft_lab::state::StateDir;
 
 #[derive(Parser)]
@@ -33,6 +33,13 @@ enum Cmd {
         /// kube-proxy's mode, or none.
         #[arg(long, value_enum, default_value_t = Proxy::Iptables)]
         proxy: Proxy,
+        /// flat: all nodes on one subnet; routed: each node on its own subnet behind the
+        /// switch as a router (needs --cni weft --routing vxlan).
+        #[arg(long, value_enum, default_value_t = Topology::Flat)]
+        topology: Topology,
+        /// weft's routing mode (default: native on a flat topology, vxlan on a routed one).
+        #[arg(long, value_enum)]
+        routing: Option<Routing>,
         /// On failure leave the half-made lab up for inspection (`down` removes it).
         #[arg(long)]
         keep_on_failure: bool,
@@ -64,6 +71,16 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Add a node (`node add`) or remove one (`node remove node-N`) while the lab runs.
+    Node {
+        #[command(subcommand)]
+        op: NodeOp,
+    },
+    /// Stop or start kube-apiserver while the rest of the lab runs.
+    Apiserver {
+        #[arg(value_enum)]
+        op: ApiserverOp,
+    },
     /// Remove everything the lab made (works on a half-up lab too).
     Down,
     /// Build (or check) the upstream binaries without starting a lab.
@@ -74,6 +91,20 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeOp {
+    /// Add the next node (its kubelet, kube-proxy and, with weft, its agent).
+    Add,
+    /// Remove a node: its pods stop, its Node object and namespace go.
+    Remove { name: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ApiserverOp {
+    Stop,
+    Start,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -102,8 +133,9 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env();
     match cmd {
-        Cmd::Up { nodes, cni, proxy, keep_on_failure } => {
-            up::run(&state, LabSpec::new(nodes, cni, proxy)?, keep_on_failure)?
+        Cmd::Up { nodes, cni, proxy, topology, routing, keep_on_failure } => {
+            let spec = LabSpec::new(nodes, cni, proxy)?.with_network(topology, routing)?;
+            up::run(&state, spec, keep_on_failure)?
         }
         Cmd::Status { output } => {
             let rec = state.load_record()?;
@@ -124,8 +156,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             preflight::require_root()?;
             let rec = state.load_record()?;
             let netns = spec::host_netns(&rec.spec, &host)?;
-            let status = sh::in_netns(&netns, &cmd[0]).args(&cmd[1..]).status().context("running the command")?;
+            let status = podcmd::on_host(&state, &rec, &host, &netns, &cmd)?
+                .status()
+                .context("running the command")?;
             return Ok(exit_code(status));
+        }
+        Cmd::Node { op } => {
+            preflight::require_root()?;
+            match op {
+                NodeOp::Add => {
+                    nodeops::add(&state)?;
+                }
+                NodeOp::Remove { name } => nodeops::remove(&state, &name)?,
+            }
+        }
+        Cmd::Apiserver { op } => {
+            preflight::require_root()?;
+            match op {
+                ApiserverOp::Stop => nodeops::apiserver_stop(&state)?,
+                ApiserverOp::Start => nodeops::apiserver_start(&state)?,
+            }
         }
         Cmd::Logs { pod } => {
             let rec = state.load_record()?;

@@ -19,7 +19,7 @@ pub fn kubelet_name(node: &NodePlan) -> String {
     format!("kubelet-{}", node.name)
 }
 
-fn kube_proxy_name(node: &NodePlan) -> String {
+pub fn kube_proxy_name(node: &NodePlan) -> String {
     format!("kube-proxy-{}", node.name)
 }
 
@@ -31,7 +31,7 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         node_ip: node.ip,
         kubeconfig: state.kubeconfig(&node.name),
         state_dir: kubelet_state_dir(state, &node.name),
-        cni_bin_dir: cni_bin_dir(state),
+        cni_bin_dir: cni_bin_dir(state, &node.name),
         cni_conf_dir: cni_conf_dir(state, &node.name),
         cni_conf_template: match rec.spec.cni {
             Cni::Bridge => Some(cni::bridge_conflist_template(&dir.join("cni/ipam"))),
@@ -41,17 +41,41 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         cluster_dns: CLUSTER_DNS,
         cluster_domain: CLUSTER_DOMAIN.to_string(),
         bin_paths: Some(image_bin_dir(state)),
+        host_root: Some(host_root(state, &node.name)),
     }
+}
+
+/// The node's own filesystem: hostPath volumes of its pods live here (`<root>/opt/cni/bin`
+/// is the node's `/opt/cni/bin`), as on a real node's disk.
+pub fn host_root(state: &StateDir, node: &str) -> PathBuf {
+    state.node(node).join("root")
 }
 
 /// The node's CNI configuration directory (its `/etc/cni/net.d`).
 pub fn cni_conf_dir(state: &StateDir, node: &str) -> PathBuf {
-    state.node(node).join("cni/net.d")
+    host_root(state, node).join("etc/cni/net.d")
 }
 
-/// The lab's `CNI_PATH` (its `/opt/cni/bin`): the reference plugins and `weft`.
-pub fn cni_bin_dir(state: &StateDir) -> PathBuf {
-    state.root().join("cni-bin")
+/// The node's `CNI_PATH` (its `/opt/cni/bin`): the reference plugins, as a node's packages
+/// install them; weft's DaemonSet adds `weft`.
+pub fn cni_bin_dir(state: &StateDir, node: &str) -> PathBuf {
+    host_root(state, node).join("opt/cni/bin")
+}
+
+/// Fills the node's `/opt/cni/bin` with the reference plugins.
+fn install_reference_plugins(state: &StateDir, rec: &LabRecord, node: &str) -> anyhow::Result<()> {
+    let bin = cni_bin_dir(state, node);
+    std::fs::create_dir_all(&bin)?;
+    for entry in std::fs::read_dir(&rec.bins.cni_bin_dir)
+        .with_context(|| format!("listing {}", rec.bins.cni_bin_dir.display()))?
+    {
+        let entry = entry?;
+        let link = bin.join(entry.file_name());
+        if !link.exists() {
+            std::os::unix::fs::symlink(entry.path(), link)?;
+        }
+    }
+    Ok(())
 }
 
 /// Directory of the extra programs the kubelet's image catalogue runs: `coredns` and `weft`.
@@ -72,18 +96,10 @@ pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> 
     snapshot(std::path::Path::new("/proc/self/exe"), &lab_bin)?;
     std::os::unix::fs::symlink(&rec.bins.coredns, dir.join("coredns"))
         .with_context(|| format!("linking coredns into {}", dir.display()))?;
-    let cni_bin = cni_bin_dir(state);
-    std::fs::create_dir_all(&cni_bin)?;
-    for entry in std::fs::read_dir(&rec.bins.cni_bin_dir)
-        .with_context(|| format!("listing {}", rec.bins.cni_bin_dir.display()))?
-    {
-        let entry = entry?;
-        std::os::unix::fs::symlink(entry.path(), cni_bin.join(entry.file_name()))?;
-    }
     if let Some(weft) = exe.parent().map(|d| d.join("weft")).filter(|p| p.is_file()) {
+        // The image catalogue runs it for weft's DaemonSet pods, which install it as the
+        // nodes' CNI plugin.
         snapshot(&weft, &dir.join("weft"))?;
-        // The same binary is the CNI plugin (it acts as one when CNI_COMMAND is set).
-        std::os::unix::fs::symlink(dir.join("weft"), cni_bin.join("weft"))?;
     } else if rec.spec.cni == Cni::Weft {
         anyhow::bail!("--cni weft needs the weft binary beside weft-lab: run `cargo build -p weft` first");
     }
@@ -106,18 +122,29 @@ pub fn start_kubelets(state: &StateDir, rec: &LabRecord) -> anyhow::Result<Vec<(
     let exe = stage_bins(state, rec)?;
     let mut started = vec![];
     for node in rec.spec.node_plans() {
-        let cfg = kubelet_config(state, rec, &node);
-        std::fs::create_dir_all(&cfg.state_dir)?;
-        std::fs::create_dir_all(&cfg.cni_conf_dir)?;
-        let path = state.node(&node.name).join("kubelet.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&cfg)?)?;
-        let name = kubelet_name(&node);
-        let args = vec!["kubelet".to_string(), "--config".into(), path.to_string_lossy().into_owned()];
-        let pid = procs::spawn(state, &name, &node.netns, &exe, &args)?;
-        started.push((name, pid));
+        started.push(start_kubelet(state, rec, &node, &exe)?);
     }
     eprintln!("  started {} kubelet stand-ins", started.len());
     Ok(started)
+}
+
+/// Prepares one node's files and starts its kubelet stand-in from `exe` (the staged weft-lab).
+pub fn start_kubelet(
+    state: &StateDir,
+    rec: &LabRecord,
+    node: &NodePlan,
+    exe: &std::path::Path,
+) -> anyhow::Result<(String, u32)> {
+    let cfg = kubelet_config(state, rec, node);
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    std::fs::create_dir_all(&cfg.cni_conf_dir)?;
+    install_reference_plugins(state, rec, &node.name)?;
+    let path = state.node(&node.name).join("kubelet.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg)?)?;
+    let name = kubelet_name(node);
+    let args = vec!["kubelet".to_string(), "--config".into(), path.to_string_lossy().into_owned()];
+    let pid = procs::spawn(state, &name, &node.netns, exe, &args)?;
+    Ok((name, pid))
 }
 
 /// Waits until every node is registered and node-ipam gave it a pod CIDR.
@@ -171,13 +198,27 @@ pub fn start_kube_proxies(state: &StateDir, rec: &LabRecord) -> anyhow::Result<(
         eprintln!("  no kube-proxy (--proxy none)");
         return Ok(());
     };
+    let started = run_kube_proxies(state, rec, rec.spec.node_plans(), mode)?;
+    eprintln!("  started kube-proxy ({mode}) on {} nodes", started);
+    Ok(())
+}
+
+/// Starts kube-proxy on one (added) node, if the lab runs kube-proxy.
+pub fn start_kube_proxy(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> anyhow::Result<()> {
+    match rec.spec.proxy.kube_proxy_mode() {
+        Some(mode) => run_kube_proxies(state, rec, vec![node.clone()], mode).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+fn run_kube_proxies(state: &StateDir, rec: &LabRecord, nodes: Vec<NodePlan>, mode: &str) -> anyhow::Result<usize> {
     let mut started = vec![];
-    for node in rec.spec.node_plans() {
+    for node in nodes {
         let name = kube_proxy_name(&node);
         let pid = procs::spawn(state, &name, &node.netns, &rec.bins.kube_proxy, &kube_proxy_args(state, &node, mode))?;
         started.push((name, pid, node));
     }
-    eprintln!("  started kube-proxy ({mode}) on {} nodes", started.len());
+    let count = started.len();
     kubectl::wait_for("kube-proxy to sync its rules", Duration::from_secs(60), || {
         for (name, pid, node) in &started {
             procs::check_running(state, name, *pid)?;
@@ -191,7 +232,8 @@ pub fn start_kube_proxies(state: &StateDir, rec: &LabRecord) -> anyhow::Result<(
             }
         }
         Ok(Some(()))
-    })
+    })?;
+    Ok(count)
 }
 
 /// Which node names this spec has (for the PKI).

@@ -123,18 +123,7 @@ pub fn generate(state: &StateDir, node_names: &[String]) -> anyhow::Result<()> {
     write_private(&files.key("apiserver"), &key.serialize_pem())?;
 
     for id in identities(node_names) {
-        let key = KeyPair::generate()?;
-        let mut p = CertificateParams::new(Vec::<String>::new())?;
-        p.distinguished_name.push(DnType::CommonName, id.user.as_str());
-        if let Some(g) = &id.group {
-            p.distinguished_name.push(DnType::OrganizationName, g.as_str());
-        }
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        std::fs::write(files.cert(&id.file), p.signed_by(&key, &ca)?.pem())?;
-        write_private(&files.key(&id.file), &key.serialize_pem())?;
-        let kc = kubeconfig(&id, &files);
-        std::fs::write(state.kubeconfig(&id.file), kc)?;
+        issue(state, &files, &ca, &id)?;
     }
 
     // Service-account token signing key (ECDSA P-256: ES256 tokens).
@@ -142,6 +131,32 @@ pub fn generate(state: &StateDir, node_names: &[String]) -> anyhow::Result<()> {
     write_private(&files.sa_key(), &sa.serialize_pem())?;
     std::fs::write(files.sa_pub(), sa.public_key_pem())?;
     Ok(())
+}
+
+/// A client certificate, key and kubeconfig for `id`, signed by `ca`.
+fn issue(state: &StateDir, files: &PkiFiles, ca: &Issuer<'_, KeyPair>, id: &Identity) -> anyhow::Result<()> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name.push(DnType::CommonName, id.user.as_str());
+    if let Some(g) = &id.group {
+        p.distinguished_name.push(DnType::OrganizationName, g.as_str());
+    }
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    std::fs::write(files.cert(&id.file), p.signed_by(&key, ca)?.pem())?;
+    write_private(&files.key(&id.file), &key.serialize_pem())?;
+    std::fs::write(state.kubeconfig(&id.file), kubeconfig(id, files))?;
+    Ok(())
+}
+
+/// The identity of a node added while the lab runs, signed by the lab's existing CA.
+pub fn add_node(state: &StateDir, node: &str) -> anyhow::Result<()> {
+    let files = PkiFiles::new(state);
+    let ca_pem = std::fs::read_to_string(files.ca_cert()).context("reading the lab CA")?;
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(files.key("ca")).context("reading the CA key")?)?;
+    let ca = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("loading the lab CA")?;
+    let id = Identity::new(node, &format!("system:node:{node}"), Some("system:nodes"));
+    issue(state, &files, &ca, &id)
 }
 
 /// A kubeconfig for `id` that points at the API server's advertise address.
@@ -201,6 +216,9 @@ mod tests {
         let _rm = Rm(dir.clone());
         let state = StateDir::at(&dir);
         generate(&state, &["node-1".into()]).unwrap();
+        // A node added later gets its identity from the same CA.
+        add_node(&state, "node-7").unwrap();
+        assert!(state.kubeconfig("node-7").is_file());
         let files = PkiFiles::new(&state);
         // openssl is the independent judge of the chain and the subject.
         let out = std::process::Command::new("openssl")
@@ -208,6 +226,7 @@ mod tests {
             .arg(files.ca_cert())
             .arg(files.cert("apiserver"))
             .arg(files.cert("node-1"))
+            .arg(files.cert("node-7"))
             .output()
             .expect("openssl runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -47,6 +47,39 @@ pub fn exec(state: &StateDir, rec: &LabRecord, pod: &str, cmd: &[String]) -> any
     c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
 }
 
+/// `cmd` on a lab host as ssh would run it. On a node whose kubelet stand-in runs, the
+/// command joins the stand-in's network and mount namespaces: it sees the node's own /run
+/// (weft's socket), bpffs and /sys exactly as the node's processes do. Other hosts (and a
+/// node without a running stand-in) get `ip netns exec`.
+pub fn on_host(
+    state: &StateDir,
+    rec: &LabRecord,
+    host: &str,
+    netns: &str,
+    cmd: &[String],
+) -> anyhow::Result<std::process::Command> {
+    let kubelet = rec
+        .spec
+        .node_plans()
+        .into_iter()
+        .find(|n| n.name == host)
+        .and_then(|n| std::fs::read_to_string(state.pid_file(&crate::nodes::kubelet_name(&n))).ok())
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .filter(|pid| crate::procs::alive(*pid));
+    Ok(match kubelet {
+        Some(pid) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--target={pid}")).args(["--net", "--mount", "--"]).args(cmd);
+            c
+        }
+        None => {
+            let mut c = crate::sh::in_netns(netns, &cmd[0]);
+            c.args(&cmd[1..]);
+            c
+        }
+    })
+}
+
 pub fn logs(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<()> {
     let r = find(state, rec, pod)?;
     let mut f = std::fs::File::open(&r.log).with_context(|| format!("opening {}", r.log.display()))?;

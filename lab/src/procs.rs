@@ -120,6 +120,20 @@ pub fn terminate(pids: &[u32], grace: Duration) {
     }
 }
 
+/// Stops the recorded process `name` (SIGTERM, SIGKILL after `grace`) and forgets its pid
+/// file; nothing to do if it is not running.
+pub fn stop_named(state: &StateDir, name: &str, grace: Duration) {
+    let file = state.pid_file(name);
+    let root = state.root().to_string_lossy().into_owned();
+    if let Some(pid) = std::fs::read_to_string(&file).ok().and_then(|p| p.trim().parse::<u32>().ok()) {
+        // A recycled pid belongs to someone else: only stop a process that is the lab's.
+        if cmdline(pid).is_some_and(|c| c.contains(&root)) {
+            terminate(&[pid], grace);
+        }
+    }
+    let _ = std::fs::remove_file(file);
+}
+
 /// Stop order: nodes first (the kubelet stand-ins tear their pods down), the store last.
 fn stop_rank(name: &str) -> u8 {
     match name {

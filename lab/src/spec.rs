@@ -57,6 +57,35 @@ pub enum Cni {
     Weft,
 }
 
+/// How the nodes are wired to each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// Every node on the switch's one subnet (172.30.0.0/24): nodes reach each other directly.
+    #[default]
+    Flat,
+    /// Node N alone on 172.31.N.0/24 behind the switch acting as a router: packets for pod
+    /// addresses cannot be routed natively, so pod traffic between nodes needs a tunnel.
+    Routed,
+}
+
+/// How weft reaches other nodes' pods (its `routing-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    Native,
+    Vxlan,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Native => "native",
+            Routing::Vxlan => "vxlan",
+        }
+    }
+}
+
 /// kube-proxy's mode, or no kube-proxy at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -80,9 +109,22 @@ impl Proxy {
 /// What the user asked `up` for; saved in the state dir so later commands know the lab.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabSpec {
+    /// Highest node index ever created (nodes are `node-1..node-N`, minus `removed`).
     pub nodes: usize,
     pub cni: Cni,
     pub proxy: Proxy,
+    #[serde(default)]
+    pub topology: Topology,
+    /// weft's routing mode (only with `--cni weft`).
+    #[serde(default = "default_routing")]
+    pub routing: Routing,
+    /// Node indexes removed at run time (`weft-lab node remove`).
+    #[serde(default)]
+    pub removed: Vec<usize>,
+}
+
+fn default_routing() -> Routing {
+    Routing::Native
 }
 
 /// Bad `up` arguments.
@@ -92,6 +134,9 @@ pub enum SpecError {
     NodeCount(usize),
     #[error("no lab host {host:?}: hosts are node-1..node-{nodes}, cp, outside, switch")]
     UnknownHost { host: String, nodes: usize },
+    #[error("--topology routed puts nodes on different subnets: pod traffic between them needs \
+             --cni weft --routing vxlan")]
+    RoutedNeedsTunnel,
 }
 
 /// One node of the lab: its names and underlay address.
@@ -105,6 +150,10 @@ pub struct NodePlan {
     pub netns: String,
     /// Address on the underlay, e.g. 172.30.0.11.
     pub ip: Ipv4Addr,
+    /// The node's subnet (the shared 172.30.0.0/24, or its own 172.31.N.0/24 when routed).
+    pub subnet: Ipv4Network,
+    /// Its default gateway (the switch).
+    pub gateway: Ipv4Addr,
     /// Prefix of this node's pod network namespaces, e.g. `wl-n1-`.
     pub pod_netns_prefix: String,
 }
@@ -114,21 +163,67 @@ impl LabSpec {
         if nodes == 0 || nodes > MAX_NODES {
             return Err(SpecError::NodeCount(nodes));
         }
-        Ok(Self { nodes, cni, proxy })
+        Ok(Self {
+            nodes,
+            cni,
+            proxy,
+            topology: Topology::Flat,
+            routing: Routing::Native,
+            removed: vec![],
+        })
     }
 
+    /// Topology and weft routing mode; a routed topology needs weft's tunnel.
+    pub fn with_network(mut self, topology: Topology, routing: Option<Routing>) -> Result<Self, SpecError> {
+        let routing = routing.unwrap_or(match topology {
+            Topology::Flat => Routing::Native,
+            Topology::Routed => Routing::Vxlan,
+        });
+        if topology == Topology::Routed && (self.cni != Cni::Weft || routing != Routing::Vxlan) {
+            return Err(SpecError::RoutedNeedsTunnel);
+        }
+        self.topology = topology;
+        self.routing = routing;
+        Ok(self)
+    }
+
+    /// The nodes that exist now.
     pub fn node_plans(&self) -> Vec<NodePlan> {
-        (1..=self.nodes).map(node_plan).collect()
+        (1..=self.nodes)
+            .filter(|i| !self.removed.contains(i))
+            .map(|i| node_plan_in(i, self.topology))
+            .collect()
     }
 }
 
+/// Node `index` on the flat underlay.
 pub fn node_plan(index: usize) -> NodePlan {
-    let last = u8::try_from(10 + index).expect("index bounded by MAX_NODES");
+    node_plan_in(index, Topology::Flat)
+}
+
+/// Node `index` in `topology`.
+pub fn node_plan_in(index: usize, topology: Topology) -> NodePlan {
+    let (ip, subnet, gateway) = match topology {
+        Topology::Flat => {
+            let last = u8::try_from(10 + index).expect("index bounded by MAX_NODES");
+            (Ipv4Addr::new(172, 30, 0, last), UNDERLAY, UNDERLAY_GW)
+        }
+        Topology::Routed => {
+            let third = u8::try_from(index).expect("index bounded by MAX_NODES");
+            (
+                Ipv4Addr::new(172, 31, third, 10),
+                net(Ipv4Addr::new(172, 31, third, 0), 24),
+                Ipv4Addr::new(172, 31, third, 1),
+            )
+        }
+    };
     NodePlan {
         index,
         name: format!("node-{index}"),
         netns: format!("{NETNS_PREFIX}node-{index}"),
-        ip: Ipv4Addr::new(172, 30, 0, last),
+        ip,
+        subnet,
+        gateway,
         pod_netns_prefix: format!("{NETNS_PREFIX}n{index}-"),
     }
 }
@@ -164,6 +259,33 @@ mod tests {
         assert_eq!(plans[1].pod_netns_prefix, "wl-n2-");
         let last = node_plan(MAX_NODES);
         assert!(UNDERLAY.contains(last.ip) && last.ip != UNDERLAY.broadcast());
+    }
+
+    #[test]
+    fn routed_nodes_get_their_own_subnet_and_need_the_tunnel() {
+        let spec = LabSpec::new(2, Cni::Weft, Proxy::None)
+            .unwrap()
+            .with_network(Topology::Routed, None)
+            .unwrap();
+        assert_eq!(spec.routing, Routing::Vxlan);
+        let p = &spec.node_plans()[1];
+        assert_eq!((p.ip, p.gateway), (Ipv4Addr::new(172, 31, 2, 10), Ipv4Addr::new(172, 31, 2, 1)));
+        assert!(p.subnet.contains(p.ip) && !UNDERLAY.contains(p.ip));
+        let bridge = LabSpec::new(2, Cni::Bridge, Proxy::None).unwrap();
+        assert_eq!(bridge.with_network(Topology::Routed, None), Err(SpecError::RoutedNeedsTunnel));
+        let native = LabSpec::new(2, Cni::Weft, Proxy::None).unwrap();
+        assert_eq!(
+            native.with_network(Topology::Routed, Some(Routing::Native)),
+            Err(SpecError::RoutedNeedsTunnel)
+        );
+    }
+
+    #[test]
+    fn removed_nodes_are_gone_from_the_plan() {
+        let mut spec = LabSpec::new(4, Cni::Weft, Proxy::None).unwrap();
+        spec.removed.push(2);
+        let names: Vec<_> = spec.node_plans().into_iter().map(|n| n.name).collect();
+        assert_eq!(names, ["node-1", "node-3", "node-4"]);
     }
 
     #[test]

@@ -19,13 +19,41 @@ pub fn create(nodes: &[NodePlan]) -> anyhow::Result<()> {
     create_outside().context("creating the outside host")?;
     attach(CP_NS, "p-cp", CP_IP).context("attaching the control plane")?;
     for n in nodes {
-        attach(&n.netns, &format!("p-{}", n.name), n.ip)
-            .with_context(|| format!("attaching {}", n.name))?;
-        // Nodes forward pod traffic; bridged pod traffic must traverse iptables so that
-        // kube-proxy's rules see same-node Service traffic (per-netns since Linux 5.3).
-        sysctl_in(&n.netns, "net.ipv4.ip_forward", "1")?;
-        sysctl_in(&n.netns, "net.bridge.bridge-nf-call-iptables", "1")?;
+        add_node(n)?;
     }
+    Ok(())
+}
+
+/// Creates one node's namespace and wires it to the switch (also for a node added later).
+pub fn add_node(n: &NodePlan) -> anyhow::Result<()> {
+    let port = format!("p-{}", n.name);
+    if n.subnet == UNDERLAY {
+        attach(&n.netns, &port, n.ip).with_context(|| format!("attaching {}", n.name))?;
+    } else {
+        route_in(n, &port).with_context(|| format!("attaching {} on its own subnet", n.name))?;
+    }
+    // Nodes forward pod traffic; bridged pod traffic must traverse iptables so that
+    // kube-proxy's rules see same-node Service traffic (per-netns since Linux 5.3).
+    sysctl_in(&n.netns, "net.ipv4.ip_forward", "1")?;
+    sysctl_in(&n.netns, "net.bridge.bridge-nf-call-iptables", "1")?;
+    Ok(())
+}
+
+/// Removes a node's namespace (its link to the switch goes with it).
+pub fn remove_node(n: &NodePlan) -> anyhow::Result<()> {
+    sh::ip(["netns", "del", &n.netns])?;
+    Ok(())
+}
+
+/// A routed node: a point-to-point link to the switch, which routes its subnet (no bridge).
+fn route_in(n: &NodePlan, port: &str) -> anyhow::Result<()> {
+    add_netns(&n.netns)?;
+    ip_in(SWITCH_NS, &["link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &n.netns])?;
+    ip_in(SWITCH_NS, &["addr", "add", &cidr(n.gateway, n.subnet), "dev", port])?;
+    ip_in(SWITCH_NS, &["link", "set", port, "up"])?;
+    ip_in(&n.netns, &["addr", "add", &cidr(n.ip, n.subnet), "dev", "eth0"])?;
+    ip_in(&n.netns, &["link", "set", "eth0", "up"])?;
+    ip_in(&n.netns, &["route", "add", "default", "via", &n.gateway.to_string()])?;
     Ok(())
 }
 

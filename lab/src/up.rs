@@ -60,11 +60,17 @@ fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
     for (plan, cidr) in &cidrs {
         eprintln!("  {} {} pod CIDR {cidr}", plan.name, plan.ip);
     }
-    if rec.spec.cni == Cni::Weft {
-        weft::start_agents(state, &cidrs, |n| nodes::cni_conf_dir(state, &n.name))?;
+    match rec.spec.cni {
+        Cni::Weft => {
+            eprintln!("==> weft (kubectl apply -k deploy/lab, routing {})", rec.spec.routing.as_str());
+            weft::install(state, rec)?;
+            weft::wait_ready(state, rec, &plans, std::time::Duration::from_secs(180))?;
+        }
+        Cni::Bridge => {
+            topology::route_pod_cidrs(&cidrs)?;
+            eprintln!("  static routes to the other nodes' pod CIDRs installed");
+        }
     }
-    topology::route_pod_cidrs(&cidrs)?;
-    eprintln!("  static routes to the other nodes' pod CIDRs installed");
     nodes::start_kube_proxies(state, rec)?;
 
     eprintln!("==> CoreDNS");

@@ -1,103 +1,134 @@
-//! `--cni weft` until the agent ships as a DaemonSet: the lab runs `weft agent` on every node
-//! (in the node's network namespace, pins under `/sys/fs/bpf/wl-<node>`) and gives the node's
-//! kubelet stand-in a conflist whose only plugin is `weft`, talking to that agent.
+//! `--cni weft`: weft installed as users install it, with `kubectl apply -k`: the project's
+//! `deploy/lab` overlay (the base DaemonSet with the lab's API server and pod network) plus
+//! this run's routing choice. The DaemonSet controller creates one agent pod per node, the
+//! kubelet stand-ins run them on the nodes' host network, and each agent installs the nodes'
+//! CNI plugin and configuration.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use ipnetwork::Ipv4Network;
 
 use crate::kubectl;
-use crate::nodes::image_bin_dir;
-use crate::procs::{self, Enter};
-use crate::spec::NodePlan;
-use crate::state::StateDir;
+use crate::nodes::cni_conf_dir;
+use crate::spec::{LabSpec, NodePlan, Proxy};
+use crate::state::{LabRecord, StateDir};
 
-fn agent_name(node: &NodePlan) -> String {
-    format!("weft-agent-{}", node.name)
+/// The CNI configuration file the agent installs on every node.
+pub const CONFLIST: &str = "05-weft.conflist";
+/// Namespace and name of the DaemonSet in `deploy/`.
+pub const NAMESPACE: &str = "weft-system";
+pub const DAEMONSET: &str = "weft";
+
+/// The project's `deploy/` directory (this crate sits beside it).
+pub fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-/// Where the node's agent keeps its socket and state.
-fn agent_dir(state: &StateDir, node: &NodePlan) -> PathBuf {
-    state.node(&node.name).join("weft")
+/// The run's settings on top of `deploy/lab`: routing mode, and where forwarding happens
+/// (the node's stack when kube-proxy runs, so its NAT sees every packet; eBPF otherwise).
+pub fn run_kustomization(spec: &LabSpec) -> String {
+    let host_routing = match spec.proxy {
+        Proxy::None => "bpf",
+        Proxy::Iptables | Proxy::Nftables => "kernel",
+    };
+    format!(
+        "# Written by weft-lab up: deploy/lab plus this run's choices.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         resources:\n  - ../lab\n\
+         patches:\n\
+         \x20 - target:\n      kind: ConfigMap\n      name: weft-config\n    patch: |-\n\
+         \x20     - op: replace\n        path: /data/routing-mode\n        value: {}\n\
+         \x20     - op: replace\n        path: /data/host-routing\n        value: {host_routing}\n",
+        spec.routing.as_str()
+    )
 }
 
-/// The bpffs pin directory of a node's agent (down removes `/sys/fs/bpf/wl-*`).
-pub fn pin_dir(node: &NodePlan) -> PathBuf {
-    Path::new("/sys/fs/bpf").join(&node.netns)
-}
-
-/// The node's CNI network: the weft plugin, pointed at this node's agent.
-pub fn conflist(socket: &Path, pod_cidr: Ipv4Network) -> String {
-    let doc = serde_json::json!({
-        "cniVersion": "1.1.0",
-        "name": "weft",
-        "plugins": [{"type": "weft", "agentSocket": socket, "podCIDR": pod_cidr.to_string()}],
-    });
-    serde_json::to_string_pretty(&doc).expect("conflist serialises")
-}
-
-pub fn agent_args(state: &StateDir, node: &NodePlan, cidr: Ipv4Network) -> Vec<String> {
-    let dir = agent_dir(state, node);
-    vec![
-        "agent".into(),
-        format!("--pin-dir={}", pin_dir(node).display()),
-        format!("--socket={}", dir.join("weft.sock").display()),
-        format!("--state-dir={}", dir.join("state").display()),
-        format!("--pod-cidr={cidr}"),
-    ]
-}
-
-/// Starts the agents, waits for their sockets, then writes each node's conflist.
-pub fn start_agents(state: &StateDir, nodes: &[(NodePlan, Ipv4Network)], cni_conf_dir: impl Fn(&NodePlan) -> PathBuf) -> anyhow::Result<()> {
-    let weft = image_bin_dir(state).join("weft");
-    if !weft.is_file() {
-        anyhow::bail!("--cni weft needs the weft binary beside weft-lab: run `cargo build -p weft` first");
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
     }
-    let mut started = vec![];
-    for (node, cidr) in nodes {
-        std::fs::create_dir_all(agent_dir(state, node))?;
-        let name = agent_name(node);
-        // nsenter, not `ip netns exec`: the latter remounts /sys and hides /sys/fs/bpf.
-        let pid = procs::spawn_in(state, &name, &node.netns, Enter::NetOnly, &weft, &agent_args(state, node, *cidr))?;
-        started.push((node, *cidr, name, pid));
+    Ok(())
+}
+
+/// Copies `deploy/{base,lab}` into the state dir, writes the run's overlay and applies it.
+pub fn install(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
+    let root = state.manifests().join("weft");
+    let deploy = deploy_dir();
+    for part in ["base", "lab"] {
+        copy_tree(&deploy.join(part), &root.join(part))
+            .with_context(|| format!("copying {}", deploy.join(part).display()))?;
     }
-    kubectl::wait_for("the weft agents' sockets", Duration::from_secs(30), || {
-        for (node, _, name, pid) in &started {
-            procs::check_running(state, name, *pid)?;
-            if !agent_dir(state, node).join("weft.sock").exists() {
+    let run = root.join("run");
+    std::fs::create_dir_all(&run)?;
+    std::fs::write(run.join("kustomization.yaml"), run_kustomization(&rec.spec))?;
+    let out = crate::sh::run(kubectl::command(state, rec).arg("apply").arg("-k").arg(&run))
+        .context("kubectl apply -k (weft)")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        eprintln!("  {line}");
+    }
+    Ok(())
+}
+
+/// Waits until the DaemonSet's pod is ready on every node in `nodes` and each of those nodes
+/// has the agent's CNI configuration.
+pub fn wait_ready(state: &StateDir, rec: &LabRecord, nodes: &[NodePlan], timeout: Duration) -> anyhow::Result<()> {
+    let what = format!("weft's agent to be ready on {} nodes", nodes.len());
+    kubectl::wait_for(&what, timeout, || {
+        let pods = kubectl::get_json(state, rec, &["pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=weft"])?;
+        let ready_on = |node: &str| {
+            pods["items"].as_array().into_iter().flatten().any(|p| {
+                p["spec"]["nodeName"] == node
+                    && p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        };
+        for n in nodes {
+            if !ready_on(&n.name) || !cni_conf_dir(state, &n.name).join(CONFLIST).is_file() {
                 return Ok(None);
             }
         }
         Ok(Some(()))
-    })?;
-    for (node, cidr, _, _) in &started {
-        let dir = cni_conf_dir(node);
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("10-weft.conflist");
-        std::fs::write(&path, conflist(&agent_dir(state, node).join("weft.sock"), *cidr))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    eprintln!("  started weft agent on {} nodes", started.len());
-    Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::node_plan;
+    use crate::spec::{Cni, Routing, Topology};
 
     #[test]
-    fn conflist_points_the_plugin_at_the_nodes_agent() {
-        let v: serde_json::Value =
-            serde_json::from_str(&conflist(Path::new("/s/nodes/node-1/weft/weft.sock"), "10.200.3.0/24".parse().unwrap()))
-                .unwrap();
-        assert_eq!(v["plugins"][0]["type"], "weft");
-        assert_eq!(v["plugins"][0]["agentSocket"], "/s/nodes/node-1/weft/weft.sock");
-        assert_eq!(v["plugins"][0]["podCIDR"], "10.200.3.0/24");
-        let a = agent_args(&StateDir::at("/s"), &node_plan(1), "10.200.3.0/24".parse().unwrap()).join(" ");
-        assert!(a.contains("--pin-dir=/sys/fs/bpf/wl-node-1"), "{a}");
-        assert!(a.contains("--socket=/s/nodes/node-1/weft/weft.sock"), "{a}");
+    fn the_run_overlay_sets_routing_and_follows_kube_proxy() {
+        let spec = LabSpec::new(2, Cni::Weft, Proxy::None).unwrap();
+        let k = run_kustomization(&spec);
+        assert!(k.contains("  - ../lab\n"), "{k}");
+        assert!(k.contains("path: /data/routing-mode\n        value: native\n"), "{k}");
+        assert!(k.contains("path: /data/host-routing\n        value: bpf\n"), "{k}");
+        let spec = LabSpec::new(2, Cni::Weft, Proxy::Iptables)
+            .unwrap()
+            .with_network(Topology::Flat, Some(Routing::Vxlan))
+            .unwrap();
+        let k = run_kustomization(&spec);
+        assert!(k.contains("value: vxlan\n") && k.contains("value: kernel\n"), "{k}");
+    }
+
+    #[test]
+    fn the_project_ships_the_overlay_the_lab_applies() {
+        for f in ["base/kustomization.yaml", "base/daemonset.yaml", "lab/kustomization.yaml"] {
+            assert!(deploy_dir().join(f).is_file(), "deploy/{f} is missing");
+        }
+        let ds = std::fs::read_to_string(deploy_dir().join("base/daemonset.yaml")).unwrap();
+        assert!(ds.contains(&format!("name: {DAEMONSET}")) && ds.contains(&format!("namespace: {NAMESPACE}")));
     }
 }

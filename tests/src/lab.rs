@@ -31,11 +31,12 @@ fn locate_or_build() -> PathBuf {
     }
     let root = workspace_root();
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-p", "weft-lab", "--bin", "weft-lab"])
+        // weft too: `--cni weft` runs the agent binary built beside weft-lab.
+        .args(["build", "-p", "weft-lab", "--bin", "weft-lab", "-p", "weft", "--bin", "weft"])
         .current_dir(&root)
         .status()
         .expect("running cargo build -p weft-lab");
-    assert!(status.success(), "cargo build -p weft-lab failed");
+    assert!(status.success(), "cargo build -p weft-lab -p weft failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     target.join("debug/weft-lab")
 }

@@ -16,7 +16,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
+    // weft too: `up --cni weft` deploys the agent binary built beside weft-lab.
+    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
     let bin = util::target_dir().join("debug/weft-lab");
     let status = Command::new(&bin)
         .args(&args.args)

@@ -6,6 +6,7 @@ pub mod cni;
 pub mod container;
 pub mod env;
 pub mod events;
+pub mod hostfs;
 pub mod nginx;
 pub mod node;
 pub mod nsexec;
@@ -86,6 +87,9 @@ pub struct Config {
     pub cluster_domain: String,
     /// Directory with extra binaries for the catalogue (coredns, weft).
     pub bin_paths: Option<PathBuf>,
+    /// The node's own filesystem for hostPath volumes (see `hostfs`); none: the machine's.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
 }
 
 /// What every pod worker of this node shares.
@@ -97,6 +101,8 @@ pub struct NodeCtx {
     pub events: events::Events,
     /// The node's resolv.conf, for dnsPolicy Default and search domains.
     pub host_resolv_conf: String,
+    /// hostPath volumes: the node's own filesystem.
+    pub host_fs: hostfs::HostFs,
     start_times: Mutex<HashMap<String, String>>,
 }
 
@@ -156,6 +162,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         roots,
         client,
+        host_fs: hostfs::HostFs::new(cfg.host_root.clone()),
         start_times: Mutex::default(),
         cfg,
     });
@@ -251,6 +258,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     // Last one out removes the mount-point directories (another node's pods may still use them).
+    ctx.host_fs.unexpose_all();
     volumes::remove_unused_mount_points(&ctx.mount_point_registry());
     tracing::info!("stopped");
     Ok(())

@@ -178,11 +178,17 @@ impl Worker {
         self.patch(&view).await;
 
         let volumes = loop {
+            let registry = self.ctx.mount_point_registry();
+            let host = super::volumes::HostVolumes {
+                fs: &self.ctx.host_fs,
+                registry: &registry,
+            };
             match super::volumes::materialise(
                 &self.ctx.client,
                 &pod,
                 &self.dir,
                 &self.ctx.cfg.node_ip.to_string(),
+                &host,
             )
             .await
             {

@@ -37,12 +37,20 @@ pub enum VolumeError {
 /// Volume name -> directory (or file) on this machine.
 pub type Volumes = BTreeMap<String, PathBuf>;
 
+/// Where hostPath volumes come from: the node's filesystem, and the registry of mount points
+/// created on the machine.
+pub struct HostVolumes<'a> {
+    pub fs: &'a super::hostfs::HostFs,
+    pub registry: &'a Path,
+}
+
 /// Materialises every volume of the pod under `<pod_dir>/volumes/<name>`.
 pub async fn materialise(
     client: &kube::Client,
     pod: &Pod,
     pod_dir: &Path,
     host_ip: &str,
+    host: &HostVolumes<'_>,
 ) -> Result<Volumes, VolumeError> {
     let ns = pod
         .metadata
@@ -57,7 +65,7 @@ pub async fn materialise(
         .into_iter()
         .flatten()
     {
-        let path = materialise_one(client, pod, &ns, v, pod_dir, host_ip).await?;
+        let path = materialise_one(client, pod, &ns, v, pod_dir, host_ip, host).await?;
         out.insert(v.name.clone(), path);
     }
     Ok(out)
@@ -70,6 +78,7 @@ async fn materialise_one(
     v: &Volume,
     pod_dir: &Path,
     host_ip: &str,
+    host: &HostVolumes<'_>,
 ) -> Result<PathBuf, VolumeError> {
     let vol = v.name.clone();
     let ioe = |source| VolumeError::Io {
@@ -77,9 +86,12 @@ async fn materialise_one(
         source,
     };
     if let Some(hp) = &v.host_path {
-        let p = PathBuf::from(&hp.path);
+        let p = host.fs.source(&hp.path);
         if matches!(hp.type_.as_deref(), Some("DirectoryOrCreate")) {
             std::fs::create_dir_all(&p).map_err(ioe)?;
+        }
+        if p.is_dir() {
+            host.fs.expose(&hp.path, &p, host.registry).map_err(ioe)?;
         }
         return Ok(p);
     }

@@ -1,0 +1,83 @@
+//! Nodes joining and leaving a running lab (`weft-lab node add|remove`), and the API server
+//! going away and coming back (`weft-lab apiserver stop|start`): the events a CNI must
+//! survive.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::spec::{node_plan_in, Cni, NodePlan, CP_NS, MAX_NODES};
+use crate::state::StateDir;
+use crate::{controlplane, kubectl, nodes, pki, procs, topology, weft};
+
+/// Adds the next node (`node-N+1`): namespace, identity, kubelet stand-in, kube-proxy if the
+/// lab runs it; waits until it has a pod CIDR and (with weft) a ready agent.
+pub fn add(state: &StateDir) -> anyhow::Result<NodePlan> {
+    let mut rec = state.load_record()?;
+    let index = rec.spec.nodes + 1;
+    if index > MAX_NODES {
+        anyhow::bail!("the lab's address plan has room for {MAX_NODES} nodes");
+    }
+    let plan = node_plan_in(index, rec.spec.topology);
+    eprintln!("==> adding {} ({})", plan.name, plan.ip);
+    topology::add_node(&plan)?;
+    rec.spec.nodes = index;
+    state.save_record(&rec)?;
+    pki::add_node(state, &plan.name)?;
+    let exe = nodes::image_bin_dir(state).join("weft-lab");
+    let kubelet = nodes::start_kubelet(state, &rec, &plan, &exe)?;
+    let cidrs = nodes::wait_for_pod_cidrs(state, &rec, &[kubelet])?;
+    match rec.spec.cni {
+        Cni::Weft => weft::wait_ready(state, &rec, std::slice::from_ref(&plan), Duration::from_secs(120))?,
+        Cni::Bridge => topology::route_pod_cidrs(&cidrs)?,
+    }
+    nodes::start_kube_proxy(state, &rec, &plan)?;
+    eprintln!("==> {} is up", plan.name);
+    Ok(plan)
+}
+
+/// Removes `name`: its kubelet stops its pods, the Node object is deleted, its namespace goes.
+pub fn remove(state: &StateDir, name: &str) -> anyhow::Result<()> {
+    let mut rec = state.load_record()?;
+    let plan = rec
+        .spec
+        .node_plans()
+        .into_iter()
+        .find(|n| n.name == name)
+        .with_context(|| format!("no node {name} in the lab"))?;
+    eprintln!("==> removing {name}");
+    for process in [nodes::kube_proxy_name(&plan), nodes::kubelet_name(&plan)] {
+        procs::stop_named(state, &process, Duration::from_secs(30));
+    }
+    kubectl::output(state, &rec, &["delete", "node", name, "--wait=true"])
+        .with_context(|| format!("deleting Node {name}"))?;
+    topology::remove_node(&plan)?;
+    rec.spec.removed.push(plan.index);
+    state.save_record(&rec)?;
+    eprintln!("==> {name} removed");
+    Ok(())
+}
+
+/// Stops kube-apiserver (the rest of the lab keeps running).
+pub fn apiserver_stop(state: &StateDir) -> anyhow::Result<()> {
+    procs::stop_named(state, "kube-apiserver", Duration::from_secs(10));
+    eprintln!("kube-apiserver stopped");
+    Ok(())
+}
+
+/// Starts kube-apiserver again with the same flags and waits for /readyz.
+pub fn apiserver_start(state: &StateDir) -> anyhow::Result<()> {
+    let rec = state.load_record()?;
+    let pid = procs::spawn(
+        state,
+        "kube-apiserver",
+        CP_NS,
+        &rec.bins.kube_apiserver,
+        &controlplane::apiserver_args(state),
+    )?;
+    kubectl::wait_for("kube-apiserver /readyz", Duration::from_secs(120), || {
+        procs::check_running(state, "kube-apiserver", pid)?;
+        Ok(kubectl::output(state, &rec, &["get", "--raw", "/readyz"]).ok().filter(|o| o.trim() == "ok"))
+    })?;
+    Ok(())
+}
