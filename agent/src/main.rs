@@ -25,6 +25,13 @@ enum Cmd {
     /// Kubernetes controller that routes between nodes.
     #[command(args_override_self = true)]
     Agent(AgentOptions),
+    /// Switch the eBPF programs' debug log lines (shown in the agent's log) on or off.
+    BpfLog {
+        #[arg(value_enum)]
+        state: OnOff,
+        #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
+        socket: PathBuf,
+    },
     /// Show the node's endpoints, routes and drop counters (asks the agent).
     Status {
         #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
@@ -32,6 +39,12 @@ enum Cmd {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 fn main() {
@@ -56,6 +69,7 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Agent(opts) => run_agent(opts),
         Cmd::Status { socket, output } => cli::status::run(&socket, output),
+        Cmd::BpfLog { state, socket } => cli::bpf_log(&socket, matches!(state, OnOff::On)),
     };
     if let Err(e) = result {
         eprintln!("weft: {e:#}");
@@ -66,7 +80,10 @@ fn main() {
 fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // The eBPF programs' lines (target weft_dataplane::…) are debug level; they are only
+            // written while `--bpf-log` / `weft bpf-log on` has them on.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,weft_dataplane=debug".into()),
         )
         .with_writer(std::io::stderr)
         .init();

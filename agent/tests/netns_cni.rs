@@ -424,3 +424,47 @@ fn add_check_del_and_gc_need_no_iproute2() {
     }
     node.assert_empty();
 }
+
+#[test]
+fn ebpf_log_lines_reach_the_agent_log_only_while_switched_on() {
+    let node = Node::start();
+    let (a, b) = (node.pod(0), node.pod(1));
+    node.add("ctr-a", &a).ip();
+    let ip_b = node.add("ctr-b", &b).ip();
+    let line = format!("pod -> local pod {ip_b}");
+    let ping = || {
+        let (ok, out) = a.try_exec(&["ping", "-c", "2", "-W", "1", "-i", "0.2", &ip_b]);
+        assert!(ok, "{out}");
+    };
+    let lines = |node: &Node| node.agent_log().matches(&line).count();
+    let switch = |state: &str| {
+        let out = std::process::Command::new(support::node::WEFT)
+            .args(["bpf-log", state, "--socket"])
+            .arg(node.socket())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+
+    ping();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(lines(&node), 0, "off by default:\n{}", node.agent_log());
+
+    switch("on");
+    ping();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while lines(&node) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no eBPF lines after `weft bpf-log on`:\n{}", node.agent_log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    switch("off");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let seen = lines(&node);
+    ping();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(lines(&node), seen, "no new lines once switched off");
+    node.del("ctr-a", &a);
+    node.del("ctr-b", &b);
+    node.assert_empty();
+}

@@ -35,6 +35,9 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
         return Ok(TC_ACT_OK as i32);
     }
     if let Some(ep) = local_endpoint(info.daddr) {
+        if cfg.log() {
+            aya_log_ebpf::debug!(ctx, "pod -> local pod {:i}, ifindex {}", info.daddr, ep.ifindex);
+        }
         return to_local_pod(ctx, &info, &ep, false);
     }
     if let Some(route) = remote_node(info.daddr) {

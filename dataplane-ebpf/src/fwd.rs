@@ -6,6 +6,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
+use aya_log_ebpf::debug;
 use dataplane_common::{DpConfig, DropReason, Endpoint4Key, Endpoint4Value, NodeRoute4Value};
 
 use crate::{
@@ -41,11 +42,17 @@ pub fn from_other_node(ctx: &TcContext) -> Result<i32, i32> {
     let Some(info) = ipv4(ctx)? else {
         return Ok(TC_ACT_OK as i32);
     };
-    if !config().bpf_host_routing() {
+    let cfg = config();
+    if !cfg.bpf_host_routing() {
         return Ok(TC_ACT_OK as i32);
     }
     match local_endpoint(info.daddr) {
-        Some(ep) => to_local_pod(ctx, &info, &ep, true),
+        Some(ep) => {
+            if cfg.log() {
+                debug!(ctx, "from another node: {:i} -> local pod, ifindex {}", info.daddr, ep.ifindex);
+            }
+            to_local_pod(ctx, &info, &ep, true)
+        }
         None => Ok(TC_ACT_OK as i32),
     }
 }
@@ -64,6 +71,9 @@ pub fn to_local_pod(
 ) -> Result<i32, i32> {
     if routed {
         if !ttl_allows_forwarding(info) {
+            if config().log() {
+                debug!(ctx, "ttl {} to {:i} expires here: to the stack", info.ttl, info.daddr);
+            }
             return Ok(TC_ACT_OK as i32);
         }
         decrement_ttl(ctx, info)?;
@@ -106,7 +116,17 @@ pub fn to_remote_node(
     cfg: &DpConfig,
 ) -> Result<i32, i32> {
     if !ttl_allows_forwarding(info) {
+        if cfg.log() {
+            debug!(ctx, "ttl {} to {:i} expires here: to the stack", info.ttl, info.daddr);
+        }
         return Ok(TC_ACT_OK as i32);
+    }
+    if cfg.log() {
+        if route.is_tunnel() {
+            debug!(ctx, "pod -> {:i}: tunnel to node {:i}", info.daddr, route.node_ip_be);
+        } else {
+            debug!(ctx, "pod -> {:i}: natively to node {:i}", info.daddr, route.node_ip_be);
+        }
     }
     decrement_ttl(ctx, info)?;
     if route.is_tunnel() {

@@ -2,3 +2,4 @@
 
 pub mod lab;
 pub mod walkthrough;
+pub mod weft;

@@ -159,6 +159,19 @@ impl Agent {
         Ok(released)
     }
 
+    /// The eBPF programs' log reader, for the task that polls it.
+    pub fn take_bpf_logger(&mut self) -> Option<crate::datapath::BpfLogger> {
+        self.datapath.take_logger()
+    }
+
+    fn set_bpf_log(&mut self, on: bool) -> Result<Response, ApiError> {
+        let mut settings = self.datapath.settings()?;
+        settings.log = on;
+        self.datapath.set_settings(&settings)?;
+        info!(on, "eBPF debug log lines switched");
+        Ok(Response::BpfLog { on })
+    }
+
     /// Share the cluster view `status` reports (the routing task writes it).
     pub fn set_view(&mut self, view: Arc<RwLock<ClusterView>>) {
         self.view = view;
@@ -185,6 +198,7 @@ impl Agent {
             Request::Lookup { key } => self.lookup(&key),
             Request::Gc { valid } => self.gc(&valid),
             Request::Status => self.status().map(Response::Status),
+            Request::SetBpfLog { on } => self.set_bpf_log(on),
         };
         if let Err(e) = &out {
             warn!(error = %e, "request failed");

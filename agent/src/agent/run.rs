@@ -133,6 +133,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             })
             .await??;
     }
+    if let Some(logger) = handle.run(|a| a.take_bpf_logger()).await? {
+        tokio::spawn(poll_bpf_log(logger));
+    }
     readiness.done(Stage::Datapath);
     info!(pod_cidr = ?pod_cidr, ?settings, pod_mtu, "datapath ready");
 
@@ -202,6 +205,35 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&opts.socket);
     drop(cluster);
     outcome
+}
+
+/// Forward the eBPF programs' log lines (aya-log ring buffer) to this agent's log whenever
+/// the ring buffer has data. The programs write only while logging is switched on.
+async fn poll_bpf_log(logger: crate::datapath::BpfLogger) {
+    // SAFETY: the logger owns its ring buffer map's fd, which stays open and the same for as
+    // long as the logger lives, i.e. as long as this AsyncFd owns it.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "cannot poll the eBPF log ring buffer");
+            return;
+        }
+    };
+    loop {
+        match fd.readable_mut().await {
+            Ok(mut guard) => {
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            Err(e) => {
+                warn!(error = %e, "eBPF log ring buffer");
+                return;
+            }
+        }
+    }
 }
 
 /// The state dir holds the IPAM store: root only.

@@ -71,6 +71,8 @@ pub enum Request {
     Gc { valid: Vec<AttachmentKey> },
     /// Readiness and inventory (for CNI STATUS and `weft status`).
     Status,
+    /// Switch the eBPF programs' debug log lines on or off (`weft bpf-log on|off`).
+    SetBpfLog { on: bool },
 }
 
 /// What the plugin tells the agent about a freshly made veth.
@@ -112,6 +114,9 @@ pub enum Response {
         released: Vec<(AttachmentKey, Ipv4Addr)>,
     },
     Status(StatusReport),
+    BpfLog {
+        on: bool,
+    },
 }
 
 /// Readiness and inventory of the node.

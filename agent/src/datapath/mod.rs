@@ -64,7 +64,12 @@ pub struct Datapath {
     /// The kernel's id of each program this agent loaded (fixed for the agent's lifetime),
     /// indexed by [`Prog::index`].
     prog_ids: [u32; Prog::ALL.len()],
+    /// Reader of the programs' aya-log ring buffer, until the agent takes it to poll.
+    logger: Option<BpfLogger>,
 }
+
+/// Reader of the eBPF programs' log lines (aya-log), forwarding them to the `log` facade.
+pub type BpfLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Datapath {
     /// Load the embedded object with the default settings (eBPF host routing, no tunnel).
@@ -82,6 +87,15 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .load(object::bytes())?;
+        // Take the log ring buffer before the programs load: the logger holds the map's fd,
+        // which the verifier needs while loading (a logger dropped too early fails the load).
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "eBPF log lines unavailable");
+                None
+            }
+        };
 
         let mut prog_ids = [0; Prog::ALL.len()];
         for which in Prog::ALL {
@@ -103,6 +117,7 @@ impl Datapath {
             drop_stats,
             config,
             prog_ids,
+            logger,
         })
     }
 
@@ -113,6 +128,11 @@ impl Datapath {
         bpffs::remove_tree(pin_dir)?;
         debug!(pin_dir = %pin_dir.display(), "removed all pins");
         Ok(())
+    }
+
+    /// The programs' log reader, for a task that polls it (once; `None` afterwards).
+    pub fn take_logger(&mut self) -> Option<BpfLogger> {
+        self.logger.take()
     }
 
     /// The bpffs directory holding this datapath's pins.
