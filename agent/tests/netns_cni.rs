@@ -468,3 +468,23 @@ fn ebpf_log_lines_reach_the_agent_log_only_while_switched_on() {
     node.del("ctr-b", &b);
     node.assert_empty();
 }
+
+#[test]
+fn del_with_the_agent_down_succeeds_and_removes_the_pod_interfaces() {
+    let mut node = Node::start();
+    let pod = node.pod(0);
+    node.add("ctr-gone", &pod).ip();
+    node.stop_agent();
+    let run = node.del("ctr-gone", &pod);
+    assert_eq!(run.code, 0, "DEL must succeed without the agent: {run:?}");
+    assert!(node.host_veths().is_empty(), "host veth left: {:?}", node.host_veths());
+    assert_eq!(pod.links(), vec!["lo".to_owned()], "the pod end goes with its peer");
+    // The address is the agent's to free when it returns: GC (or, in a cluster, the pod
+    // reconcile) releases it, endpoint entry included.
+    node.start_agent();
+    assert_eq!(node.status()["allocated"], 1);
+    let mut conf = node.config("1.1.0");
+    conf["cni.dev/valid-attachments"] = json!([]);
+    assert_eq!(node.plugin("GC", "", None, &conf).code, 0);
+    node.assert_empty();
+}

@@ -26,8 +26,9 @@ use env::{CniEnv, Command};
 use error::{code, CniError};
 use version::{CniVersion, SUPPORTED};
 
-/// How long the plugin waits for one answer of the agent.
-const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the plugin waits for one answer of the agent (a runtime retries an ADD that
+/// fails with "try again later"; a hung agent must not hold the pod's creation for long).
+const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every verb needs besides config and environment.
 pub struct VerbCtx {

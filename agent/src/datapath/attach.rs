@@ -231,10 +231,12 @@ fn pinned_link(which: Prog, ifname: &str, pin: &Path) -> Result<LinkState, Datap
     let prog_id = link.info().map_err(link_err)?.program_id();
     // Only links created through these pins run this program here, so "its program is attached
     // to this interface" identifies the link (LinkInfo does not expose the tcx ifindex).
-    if tcx_prog_ids(which, ifname)?.contains(&prog_id) {
-        Ok(LinkState::Live { link, prog_id })
-    } else {
-        Ok(LinkState::Stale)
+    match tcx_prog_ids(which, ifname) {
+        Ok(ids) if ids.contains(&prog_id) => Ok(LinkState::Live { link, prog_id }),
+        Ok(_) => Ok(LinkState::Stale),
+        // The interface is gone (deleted without the agent): its link is defunct.
+        Err(DatapathError::NoSuchInterface { .. }) => Ok(LinkState::Stale),
+        Err(e) => Err(e),
     }
 }
 
