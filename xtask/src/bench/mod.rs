@@ -4,6 +4,7 @@
 //! `cargo xtask bench cni-add`: CNI ADD/DEL latency of weft against the reference plugins.
 
 mod cni_add;
+mod cross_node;
 mod rr;
 mod topo;
 
@@ -50,6 +51,9 @@ enum Section {
     /// CNI ADD/DEL latency (p50/p99) of weft and of the reference bridge + host-local plugins,
     /// both through libcni's cnitool, interleaved.
     CniAdd(cni_add::Args),
+    /// Pod to pod across two nodes of a lab (weft native, bridge + routes, weft VXLAN),
+    /// against node-to-node traffic in the same lab.
+    CrossNode(cross_node::Args),
 }
 
 const RR_PORT: u16 = 7777;
@@ -62,8 +66,10 @@ struct Sample {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if let Some(Section::CniAdd(a)) = args.section {
-        return cni_add::run(a);
+    match args.section {
+        Some(Section::CniAdd(a)) => return cni_add::run(a),
+        Some(Section::CrossNode(a)) => return cross_node::run(a),
+        None => {}
     }
     if let Some(port) = args.rr_server {
         return rr::serve(port);
@@ -155,7 +161,7 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
 }
 
 /// Request/response rate between the topology's two pods (one transaction in flight).
-fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+pub(crate) fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
     let mut server = topo::in_ns(&t.server, me, cpu)
         .args(["bench", "--rr-server", &RR_PORT.to_string()])
         .stdout(Stdio::piped())
@@ -180,7 +186,7 @@ fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<u
 }
 
 /// Bulk TCP throughput with iperf3 (one stream) between the two pods.
-fn measure_stream(t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+pub(crate) fn measure_stream(t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
     let iperf = std::path::Path::new("/usr/bin/iperf3");
     let mut server = topo::in_ns(&t.server, iperf, cpu)
         .args(["-s", "-1", "-p", &STREAM_PORT.to_string()])

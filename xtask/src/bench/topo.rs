@@ -11,11 +11,38 @@ use anyhow::{bail, Context, Result};
 use crate::util;
 use crate::weftnode::{Namespaces, WeftNode};
 
-/// Two endpoints to measure between: `client` netns talks to `server_ip` in `server` netns.
+/// Where one end of a measurement runs: a named network namespace, or behind a command that
+/// enters it (`weft-lab exec default/pod --`, for lab pods whose namespaces are the kubelet
+/// stand-in's).
+#[derive(Clone, Debug, Default)]
+pub enum Place {
+    #[default]
+    Nowhere,
+    Netns(String),
+    Enter(Vec<std::ffi::OsString>),
+}
+
+impl From<&str> for Place {
+    fn from(ns: &str) -> Self {
+        Place::Netns(ns.to_owned())
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Nowhere => f.write_str("(nowhere)"),
+            Place::Netns(ns) => f.write_str(ns),
+            Place::Enter(cmd) => write!(f, "{}", cmd.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")),
+        }
+    }
+}
+
+/// Two endpoints to measure between: `client` talks to `server_ip` in `server`.
 pub struct Topology {
     pub name: &'static str,
-    pub client: String,
-    pub server: String,
+    pub client: Place,
+    pub server: Place,
     pub server_ip: Ipv4Addr,
     // Field order is drop order: the agent (and its pods) go before the namespaces.
     weft: Option<WeftNode>,
@@ -33,8 +60,8 @@ fn ip(args: &[&str]) -> Result<()> {
 fn new_topology(name: &'static str, namespaces: &[&str]) -> Result<Topology> {
     let mut t = Topology {
         name,
-        client: String::new(),
-        server: String::new(),
+        client: Place::Nowhere,
+        server: Place::Nowhere,
         server_ip: Ipv4Addr::UNSPECIFIED,
         weft: None,
         namespaces: Namespaces::default(),
@@ -90,14 +117,36 @@ pub fn weft(weft_bin: &Path) -> Result<Topology> {
     Ok(t)
 }
 
-/// A load generator inside a namespace, pinned to `cpu` if given.
-pub fn in_ns(ns: &str, program: &Path, cpu: Option<usize>) -> Command {
-    match cpu {
-        Some(cpu) => {
-            let mut c = util::in_netns(ns, "taskset");
-            c.args(["-c", &cpu.to_string()]).arg(program);
+/// Two endpoints set up elsewhere (a lab's pods or nodes), nothing to tear down here.
+pub fn pair(name: &'static str, client: Place, server: Place, server_ip: Ipv4Addr) -> Topology {
+    Topology {
+        name,
+        client,
+        server,
+        server_ip,
+        weft: None,
+        namespaces: Namespaces::default(),
+    }
+}
+
+/// A load generator at `place`, pinned to `cpu` if given.
+pub fn in_ns(place: &Place, program: &Path, cpu: Option<usize>) -> Command {
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(cpu) = cpu {
+        argv.extend(["/usr/bin/taskset".into(), "-c".into(), cpu.to_string().into()]);
+    }
+    argv.push(program.as_os_str().to_owned());
+    match place {
+        Place::Netns(ns) => {
+            let mut c = util::in_netns(ns, &argv[0]);
+            c.args(&argv[1..]);
             c
         }
-        None => util::in_netns(ns, program),
+        Place::Enter(prefix) => {
+            let mut c = Command::new(&prefix[0]);
+            c.args(&prefix[1..]).args(&argv);
+            c
+        }
+        Place::Nowhere => panic!("measuring at an unset place"),
     }
 }

@@ -1,0 +1,231 @@
+//! `cargo xtask bench cross-node`: pod-to-pod TCP request/response and stream between pods on
+//! two different nodes of a lab cluster, against node-to-node traffic between the same two
+//! node namespaces (the limit: the nodes' own network) measured in the same lab, interleaved:
+//! - weft, native routing (eBPF host routing, flat underlay), against node to node;
+//! - the reference bridge plugin with static routes (seed 002's setup), against node to node;
+//! - weft, VXLAN on a routed topology, against node to node over the router.
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use super::topo::{self, Place};
+use crate::util;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Rounds per lab; each round measures node to node and pod to pod once.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Labs to run: native (weft), bridge, vxlan (weft on a routed topology).
+    #[arg(long, value_delimiter = ',', default_value = "native,bridge,vxlan")]
+    labs: Vec<String>,
+    /// Let the scheduler place client and server (default: both on the last CPU).
+    #[arg(long)]
+    no_pin: bool,
+    /// Output format: table or json.
+    #[arg(short = 'o', long, default_value = "table")]
+    output: String,
+}
+
+/// The lab's state dir for the benchmark (its own, so a user's lab is never touched).
+const STATE: &str = "/run/weft-lab-bench";
+
+struct LabRun {
+    name: &'static str,
+    up: &'static [&'static str],
+    pod_path: &'static str,
+}
+
+const LABS: &[LabRun] = &[
+    LabRun { name: "native", up: &["--cni", "weft", "--proxy", "none"], pod_path: "weft native" },
+    LabRun { name: "bridge", up: &["--cni", "bridge", "--proxy", "none"], pod_path: "bridge + routes" },
+    LabRun {
+        name: "vxlan",
+        up: &["--cni", "weft", "--proxy", "none", "--topology", "routed"],
+        pod_path: "weft vxlan",
+    },
+];
+
+/// A lab up for the benchmark; `Drop` takes it down.
+struct Lab {
+    bin: PathBuf,
+}
+
+impl Lab {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args).env("WEFT_LAB_STATE", STATE);
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.cmd(args).stdin(Stdio::null()).output()?;
+        if !out.status.success() {
+            bail!("weft-lab {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn enter(&self, what: &[&str]) -> Place {
+        let mut argv: Vec<OsString> = vec![self.bin.clone().into()];
+        argv.extend(what.iter().map(OsString::from));
+        argv.push("--".into());
+        // `weft-lab` reads its state dir from the environment: pass it through `env`.
+        let mut with_env: Vec<OsString> = vec!["/usr/bin/env".into(), format!("WEFT_LAB_STATE={STATE}").into()];
+        with_env.extend(argv);
+        Place::Enter(with_env)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        eprintln!("  taking the benchmark lab down");
+        let _ = self.cmd(&["down"]).stdout(Stdio::null()).status();
+    }
+}
+
+fn pinned_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  \
+         containers:\n  - name: main\n    image: busybox\n    args: [sleep, \"3600\"]\n---\n"
+    )
+}
+
+/// One measured path: its samples.
+struct Samples {
+    lab: &'static str,
+    path: String,
+    rr: Vec<f64>,
+    gbps: Vec<f64>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    util::require_root("the cross-node benchmark")?;
+    if std::path::Path::new(STATE).exists() {
+        bail!("{STATE} exists: a benchmark lab is already up (remove it with WEFT_LAB_STATE={STATE} weft-lab down)");
+    }
+    let xtask = std::env::current_exe()?;
+    util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
+    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
+    let bin = util::target_dir().join("debug/weft-lab");
+    let cpu = (!args.no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+    let mut all = Vec::new();
+    for name in &args.labs {
+        let run = LABS.iter().find(|l| l.name == name).with_context(|| format!("unknown lab {name:?} (native, bridge, vxlan)"))?;
+        all.extend(measure_lab(&bin, &xtask, run, &args, cpu)?);
+    }
+    report(&all, &args)
+}
+
+fn measure_lab(bin: &Path, xtask: &Path, run: &LabRun, args: &Args, cpu: Option<usize>) -> Result<Vec<Samples>> {
+    eprintln!("==> lab {}: weft-lab up --nodes 2 {}", run.name, run.up.join(" "));
+    let mut up = vec!["up", "--nodes", "2"];
+    up.extend_from_slice(run.up);
+    let status = Command::new(bin).args(&up).env("WEFT_LAB_STATE", STATE).stdout(Stdio::null()).status()?;
+    let lab = Lab { bin: bin.to_owned() };
+    if !status.success() {
+        bail!("weft-lab up failed for the {} lab", run.name);
+    }
+    let manifest = format!("{}{}", pinned_pod("bench-a", "node-1"), pinned_pod("bench-b", "node-2"));
+    let mut apply = lab.cmd(&["kubectl", "apply", "-f", "-"]);
+    apply.stdin(Stdio::piped()).stdout(Stdio::null());
+    let mut child = apply.spawn()?;
+    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), manifest.as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("creating the benchmark pods failed");
+    }
+    lab.ok(&["kubectl", "wait", "--for=condition=Ready", "pod/bench-a", "pod/bench-b", "--timeout=120s"])?;
+    let pod_ip: Ipv4Addr = lab
+        .ok(&["kubectl", "get", "pod", "bench-b", "-o", "jsonpath={.status.podIP}"])?
+        .trim()
+        .parse()
+        .context("bench-b's pod IP")?;
+    let node_ip: Ipv4Addr = lab
+        .ok(&["kubectl", "get", "node", "node-2", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"])?
+        .trim()
+        .parse()
+        .context("node-2's InternalIP")?;
+    let paths = [
+        topo::pair("node", lab.enter(&["node-exec", "node-1"]), lab.enter(&["node-exec", "node-2"]), node_ip),
+        topo::pair("pod", lab.enter(&["exec", "default/bench-a"]), lab.enter(&["exec", "default/bench-b"]), pod_ip),
+    ];
+    let mut samples: Vec<Samples> = paths
+        .iter()
+        .map(|p| Samples {
+            lab: run.name,
+            path: if p.name == "node" { "node to node".into() } else { run.pod_path.into() },
+            rr: vec![],
+            gbps: vec![],
+        })
+        .collect();
+    for round in 1..=args.rounds {
+        for (t, s) in paths.iter().zip(samples.iter_mut()) {
+            eprint!("  [{}] round {round}/{}, {:<16}", run.name, args.rounds, s.path);
+            let rate = super::measure_rr(xtask, t, args.seconds, cpu)?;
+            let gbps = super::measure_stream(t, args.seconds, cpu)?;
+            eprintln!("TCP_RR {rate:>9.0}/s   stream {gbps:>6.2} Gbit/s");
+            s.rr.push(rate);
+            s.gbps.push(gbps);
+        }
+    }
+    drop(lab);
+    Ok(samples)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(all: &[Samples], args: &Args) -> Result<()> {
+    let base = |lab: &str, f: fn(&Samples) -> &Vec<f64>| {
+        all.iter().find(|s| s.lab == lab && s.path == "node to node").map(|s| median(f(s)))
+    };
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|s| {
+            let rr0 = base(s.lab, |s| &s.rr).unwrap_or(f64::NAN);
+            let st0 = base(s.lab, |s| &s.gbps).unwrap_or(f64::NAN);
+            serde_json::json!({
+                "lab": s.lab, "path": s.path,
+                "tcp_rr_per_s": median(&s.rr), "tcp_rr_vs_node": median(&s.rr) / rr0,
+                "stream_gbit_s": median(&s.gbps), "stream_vs_node": median(&s.gbps) / st0,
+                "tcp_rr_samples": s.rr, "stream_samples": s.gbps,
+            })
+        })
+        .collect();
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let placement = if args.no_pin { "placed by the scheduler" } else { "client and server on one CPU" };
+    println!("\nmedian of {} rounds of {}s, cross-node TCP, {placement}; ratios against node to node in the same lab", args.rounds, args.seconds);
+    println!("{:<7} {:<16} {:>11} {:>8} {:>13} {:>8}", "LAB", "PATH", "TCP_RR/s", "vs node", "STREAM Gb/s", "vs node");
+    for r in &rows {
+        println!(
+            "{:<7} {:<16} {:>11.0} {:>8.3} {:>13.2} {:>8.3}",
+            r["lab"].as_str().unwrap_or_default(),
+            r["path"].as_str().unwrap_or_default(),
+            r["tcp_rr_per_s"].as_f64().unwrap_or_default(),
+            r["tcp_rr_vs_node"].as_f64().unwrap_or_default(),
+            r["stream_gbit_s"].as_f64().unwrap_or_default(),
+            r["stream_vs_node"].as_f64().unwrap_or_default(),
+        );
+    }
+    let ratio = |lab: &str, key: &str| {
+        rows.iter().find(|r| r["lab"] == lab && r["path"] != "node to node").and_then(|r| r[key].as_f64())
+    };
+    if let (Some(w), Some(b)) = (ratio("native", "tcp_rr_vs_node"), ratio("bridge", "tcp_rr_vs_node")) {
+        let (ws, bs) = (ratio("native", "stream_vs_node").unwrap_or(f64::NAN), ratio("bridge", "stream_vs_node").unwrap_or(f64::NAN));
+        println!("weft native vs bridge + routes (each against its own node-to-node): TCP_RR {:.3}x, stream {:.3}x", w / b, ws / bs);
+    }
+    Ok(())
+}
