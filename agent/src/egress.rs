@@ -60,14 +60,18 @@ pub fn ruleset(spec: &EgressSpec) -> Value {
     nodes.sort();
     nodes.dedup();
     let nodes: Vec<Value> = nodes.iter().map(|ip| json!(ip.to_string())).collect();
+    let cluster_set =
+        json!({"family": "ip", "table": TABLE, "name": "cluster", "type": "ipv4_addr", "flags": ["interval"]});
+    let nodes_set = json!({"family": "ip", "table": TABLE, "name": "nodes", "type": "ipv4_addr"});
     let mut cmds = vec![
         json!({"add": {"table": table}}),
-        // Empties every chain and set of the table, inside the same transaction.
+        // Empties every chain of the table (not its sets), inside the same transaction.
         json!({"flush": {"table": table}}),
-        json!({"add": {"set": {"family": "ip", "table": TABLE, "name": "cluster",
-            "type": "ipv4_addr", "flags": ["interval"]}}}),
-        json!({"add": {"set": {"family": "ip", "table": TABLE, "name": "nodes",
-            "type": "ipv4_addr"}}}),
+        json!({"add": {"set": cluster_set}}),
+        json!({"add": {"set": nodes_set}}),
+        // Sets keep their elements through a table flush: empty them explicitly.
+        json!({"flush": {"set": cluster_set}}),
+        json!({"flush": {"set": nodes_set}}),
     ];
     if !cluster.is_empty() {
         cmds.push(json!({"add": {"element": {"family": "ip", "table": TABLE, "name": "cluster",
