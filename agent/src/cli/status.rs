@@ -1,4 +1,5 @@
-//! `weft status`: the node's pod CIDR, attachments, ENDPOINTS entries and drop counters.
+//! `weft status`: the node's pod CIDR, attachments, ENDPOINTS entries, routes to the other
+//! nodes and drop counters.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -57,6 +58,9 @@ pub fn render(r: &StatusReport) -> String {
         .pod_cidr
         .map(|c| c.to_string())
         .unwrap_or_else(|| "(none)".into());
+    if let Some(node) = &r.node {
+        let _ = writeln!(out, "Node: {node}");
+    }
     let _ = writeln!(
         out,
         "Pod CIDR: {cidr}   addresses in use: {}/{}\n",
@@ -111,6 +115,15 @@ pub fn render(r: &StatusReport) -> String {
         ],
         &rows,
     );
+    if r.node.is_some() {
+        out += "\nROUTES TO OTHER NODES\n";
+        let routes: Vec<Vec<String>> = r
+            .routes
+            .iter()
+            .map(|x| vec![x.pod_cidr.to_string(), x.node.clone(), x.node_ip.to_string(), x.via.clone()])
+            .collect();
+        out += &table(&["POD CIDR", "NODE", "NODE IP", "VIA"], &routes);
+    }
     out += "\nDROPS\n";
     let drops: Vec<Vec<String>> = r
         .drops
@@ -154,12 +167,22 @@ mod tests {
                 program: crate::api::LinkProgram::Previous,
             }],
             drops: vec![("no_endpoint".into(), 3)],
-            node: None,
-            routes: vec![],
+            node: Some("node-1".into()),
+            routes: vec![crate::api::RouteInfo {
+                pod_cidr: "10.200.2.0/24".parse().unwrap(),
+                node: "node-2".into(),
+                node_ip: "172.30.0.12".parse().unwrap(),
+                via: "native".into(),
+            }],
         };
         let text = render(&report);
         assert!(
             text.contains("Pod CIDR: 10.200.1.0/24   addresses in use: 2/253"),
+            "{text}"
+        );
+        assert!(text.starts_with("Node: node-1\n"), "{text}");
+        assert!(
+            text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.200.2.0/24", "node-2", "172.30.0.12", "native"]),
             "{text}"
         );
         let lines: Vec<&str> = text.lines().collect();
