@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ebpf;
+mod image;
 mod lab;
 mod setup;
 mod test;
@@ -30,6 +31,8 @@ enum Cmd {
     Bench(bench::Args),
     /// The quickstart: pods in network namespaces wired by weft, with ping, HTTP and cleanup.
     Demo(demo::Args),
+    /// The container image's build context: a static weft and deploy/image/Containerfile.
+    Image(image::Args),
     /// The lab: a real Kubernetes control plane and nodes in network namespaces.
     /// Arguments go to `weft-lab` unchanged (so `--help` shows the lab's own help).
     #[command(disable_help_flag = true)]
@@ -44,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Lab(a) => lab::run(a),
+        Cmd::Image(a) => image::run(a),
     }
 }
