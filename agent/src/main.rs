@@ -86,6 +86,8 @@ fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,weft_dataplane=debug".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a container log is a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

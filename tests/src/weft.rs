@@ -178,14 +178,15 @@ pub fn traceroute_shows_both_nodes(lab: &Lab, from: &NodePods, to: &NodePods) {
 
 /// The outside host sees pod egress coming from the pod's node.
 pub fn egress_is_masqueraded(lab: &Lab, pods: &[NodePods]) {
-    // socat on the outside host answers with the peer address it saw.
+    // socat on the outside host answers an HTTP request with the peer address it saw.
     let mut server = lab.cmd(&[
         "node-exec",
         "outside",
         "--",
         "socat",
         "TCP-LISTEN:8081,fork,reuseaddr",
-        "SYSTEM:echo $SOCAT_PEERADDR",
+        // No escapes: socat would expand them before sh sees the command.
+        "SYSTEM:echo HTTP/1.0 200 OK; echo; echo $SOCAT_PEERADDR",
     ]);
     struct Kill(std::process::Child);
     impl Drop for Kill {
