@@ -14,7 +14,7 @@ const PACKAGES: &[(&str, &[&str])] = &[
         "eBPF toolchain (rustc 1.96 + std source, LLVM 22 for bpf-linker)",
         &["rustc-web", "rust-web-src", "llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"],
     ),
-    ("networking tools the agent, tests and lab drive", &["iproute2", "nftables", "iptables", "conntrack", "ethtool", "tcpdump"]),
+    ("networking tools the tests and the lab drive (weft itself uses netlink)", &["iproute2", "nftables", "iptables", "conntrack", "ethtool", "tcpdump"]),
     (
         "workloads the tests and the lab run in pods",
         &["nginx-light", "curl", "busybox", "iputils-ping", "bind9-dnsutils", "socat", "netcat-openbsd", "iperf3", "sockperf"],

@@ -101,6 +101,12 @@ fn summary(done: &[(&str, Duration)], totals: &Totals) {
     println!("\ntests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
 }
 
+fn cmd(exe: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(exe);
+    c.args(args).current_dir(util::root());
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::Totals;
@@ -114,11 +120,5 @@ mod tests {
         t.add_line("test foo ... ok");
         assert_eq!((t.passed, t.failed, t.ignored), (15, 2, 1));
     }
-}
-
-fn cmd(exe: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(exe);
-    c.args(args).current_dir(util::root());
-    c
 }
 

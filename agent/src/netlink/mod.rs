@@ -38,3 +38,29 @@ pub use neigh::{FdbEntry, Neighbour};
 pub use netns::Netns;
 pub use route::{Route, Scope, MAIN_TABLE, PROTO_BOOT, PROTO_KERNEL};
 pub use vxlan::{Vxlan, VxlanMode, DEFAULT_VXLAN_PORT};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A routing reconciler shares one connection between tokio tasks and spawns its requests:
+    /// the connection must be `Send + Sync` and its futures `Send` (checked at compile time).
+    #[test]
+    fn connections_and_their_futures_can_cross_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<Netlink>();
+        let _ =
+            |nl: &'static Netlink, r: &'static Route, v: &'static Vxlan, f: &'static FdbEntry| {
+                send(&nl.routes(MAIN_TABLE));
+                send(&nl.replace_route(r));
+                send(&nl.delete_route(r));
+                send(&nl.add_vxlan(v));
+                send(&nl.vxlan("weft_vxlan"));
+                send(&nl.append_fdb(f));
+                send(&nl.fdb(1));
+                send(&nl.links_with_prefix("weft"));
+                send(&Netlink::connect(None));
+            };
+    }
+}

@@ -130,13 +130,9 @@ impl Netlink {
 
     /// The IPv4 ARP entries, of link `index` only if given.
     pub async fn neighbours(&self, index: Option<u32>) -> Result<Vec<Neighbour>, NetlinkError> {
-        let req = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute();
-        let msgs = collect(req, || format!("listing neighbours in {}", self.netns)).await?;
+        let msgs = self
+            .neighbour_dump(AddressFamily::Inet, "neighbours")
+            .await?;
         Ok(msgs
             .iter()
             .filter(|m| index.is_none_or(|i| m.header.ifindex == i))
@@ -188,13 +184,9 @@ impl Netlink {
 
     /// The forwarding-database entries of device `index` with an IPv4 remote or none.
     pub async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>, NetlinkError> {
-        let req = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute();
-        let msgs = collect(req, || format!("listing fdb entries in {}", self.netns)).await?;
+        let msgs = self
+            .neighbour_dump(AddressFamily::Bridge, "fdb entries")
+            .await?;
         Ok(msgs
             .iter()
             .filter(|m| m.header.ifindex == index)
@@ -207,6 +199,20 @@ impl Netlink {
                 })
             })
             .collect())
+    }
+
+    async fn neighbour_dump(
+        &self,
+        family: AddressFamily,
+        what: &str,
+    ) -> Result<Vec<NeighbourMessage>, NetlinkError> {
+        let req = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute();
+        collect(req, || format!("listing {what} in {}", self.netns)).await
     }
 
     async fn delete_neighbour_message(

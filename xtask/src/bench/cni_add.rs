@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -223,38 +223,49 @@ fn enter(netns: i32, varlib: &CString) -> std::io::Result<()> {
     }
 }
 
-/// cnitool and the reference plugins from the lab's cache, built there if missing.
+/// cnitool and the reference plugins from the lab's cache, built there if missing. The files
+/// are looked for first: a build takes the cache's lock, which a long build of other parts may
+/// hold, and a cache stamped by another checkout's `weft-lab` would be rebuilt for nothing.
 fn lab_cni_bins() -> Result<(PathBuf, PathBuf)> {
     util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
+    let bins = |v: &serde_json::Value| -> Option<(PathBuf, PathBuf)> {
+        let path = |k: &str| v["bins"][k].as_str().map(PathBuf::from);
+        let (cnitool, plugins) = (path("cnitool")?, path("cni_bin_dir")?);
+        [
+            cnitool.clone(),
+            plugins.join("bridge"),
+            plugins.join("host-local"),
+        ]
+        .iter()
+        .all(|f| f.is_file())
+        .then_some((cnitool, plugins))
+    };
+    // `--status` exits 1 when any part is missing, but prints where each belongs.
+    let status = weft_lab_build(&["--status"])?;
+    if let Some(found) = bins(&status) {
+        return Ok(found);
+    }
+    let built = weft_lab_build(&["--only", "cni-plugins,cnitool"])?;
+    bins(&built)
+        .context("cnitool or the bridge/host-local plugins are missing after weft-lab build")
+}
+
+/// `weft-lab build ARGS -o json`: its JSON on stdout, whatever its exit status.
+fn weft_lab_build(args: &[&str]) -> Result<serde_json::Value> {
     let out = Command::new(util::target_dir().join("debug/weft-lab"))
-        .args(["build", "--only", "cni-plugins,cnitool", "-o", "json"])
-        .stderr(Stdio::inherit())
+        .arg("build")
+        .args(args)
+        .args(["-o", "json"])
+        .stderr(Stdio::null())
         .output()
         .context("running weft-lab build")?;
-    if !out.status.success() {
-        bail!("weft-lab build failed: {}", out.status);
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing weft-lab build -o json")?;
-    let path = |k: &str| -> Result<PathBuf> {
-        let p = PathBuf::from(
-            v["bins"][k]
-                .as_str()
-                .with_context(|| format!("weft-lab build gave no bins.{k}"))?,
-        );
-        Ok(p)
-    };
-    let (cnitool, plugins) = (path("cnitool")?, path("cni_bin_dir")?);
-    for f in [
-        cnitool.clone(),
-        plugins.join("bridge"),
-        plugins.join("host-local"),
-    ] {
-        if !Path::new(&f).is_file() {
-            bail!("{} is missing after weft-lab build", f.display());
-        }
-    }
-    Ok((cnitool, plugins))
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "weft-lab build {} ({}) printed no JSON",
+            args.join(" "),
+            out.status
+        )
+    })
 }
 
 /// Nearest-rank percentile (`q` in 0..=1) of unsorted samples.
