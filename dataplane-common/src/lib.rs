@@ -7,9 +7,16 @@
 //! name (`_V2`) and a migration, never a silent reinterpretation of pinned data.
 #![no_std]
 
+pub mod ct;
 pub mod drop;
 pub mod endpoint;
+pub mod lb;
 pub mod maps;
 
+pub use ct::{Ct4Key, Ct4Value};
 pub use drop::DropReason;
 pub use endpoint::{Endpoint4Key, Endpoint4Value};
+pub use lb::{
+    Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey,
+    Lb4SockKey, Lb4SockRevNat,
+};
