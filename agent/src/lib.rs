@@ -7,3 +7,4 @@ pub mod cli;
 pub mod cni;
 pub mod datapath;
 pub mod ipam;
+pub mod lb;
