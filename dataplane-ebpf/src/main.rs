@@ -2,11 +2,18 @@
 #![no_std]
 #![no_main]
 
+mod csum;
+mod ct;
 mod drop;
 mod from_pod;
 mod fwd;
+mod lb;
 mod maps;
+mod nat;
+mod netdev_lb;
 mod parse;
+mod refuse;
+mod sock;
 
 #[cfg(not(test))]
 #[panic_handler]

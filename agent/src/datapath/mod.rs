@@ -7,6 +7,9 @@
 //! <pin_dir>/DROP_STATS              per-CPU array, drops by DropReason number
 //! <pin_dir>/from_pod                the currently loaded from_pod program (replaced on open)
 //! <pin_dir>/links/from_pod_<ifname> TCX ingress link of a host-side veth ('.' written as ':')
+//! <pin_dir>/LB4_SERVICES, LB4_SLOTS, LB4_BACKENDS, LB4_REVNAT    Service maps (agent-written)
+//! <pin_dir>/LB4_AFFINITY, LB4_SOCK_REVNAT, CT4                   datapath-written LRU maps
+//! <pin_dir>/links/sock4_<hook>_cg<id> socket-LB link of a cgroup v2 directory (its inode)
 //! ```
 //!
 //! The links hold the traffic: while a link pin exists the program stays attached, whether or
@@ -15,33 +18,31 @@
 
 mod attach;
 mod bpffs;
+mod ct;
 mod drop;
 mod endpoint;
 mod error;
+pub mod lb;
 mod object;
 mod pinned_maps;
+mod sock;
+mod test_run;
 
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
-use dataplane_common::maps::{DROP_STATS, ENDPOINTS4, PROG_FROM_POD};
-use dataplane_common::{Endpoint4Key, Endpoint4Value};
+use dataplane_common::maps::{CT4, DROP_STATS, ENDPOINTS4, PROG_FROM_POD, PROG_NETDEV_LB};
+use dataplane_common::{Ct4Key, Ct4Value, Endpoint4Key, Endpoint4Value};
 use tracing::{debug, info};
 
 pub use attach::{FromPodLink, LINKS_DIR};
+pub use ct::CtEntry;
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
-
-/// Verdict and output of one `BPF_PROG_TEST_RUN` of a program (see [`Datapath::test_run_from_pod`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRunOutput {
-    /// The program's return value (a `TC_ACT_*` verdict).
-    pub verdict: u32,
-    /// The packet as the program left it.
-    pub frame: Vec<u8>,
-}
+pub use sock::{SockLbState, SOCK_PROGRAMS};
+pub use test_run::TestRunOutput;
 
 /// The loaded eBPF object, its pinned maps and the tc links it owns.
 pub struct Datapath {
@@ -49,6 +50,10 @@ pub struct Datapath {
     ebpf: Ebpf,
     endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value>,
     drop_stats: PerCpuArray<MapData, u64>,
+    ct: HashMap<MapData, Ct4Key, Ct4Value>,
+    lb_maps: lb::LbMaps,
+    /// The only writer of the Service maps.
+    lb: lb::Reconciler,
     /// The kernel's id of the `from_pod` this agent loaded (fixed for the agent's lifetime).
     from_pod_id: u32,
 }
@@ -83,8 +88,24 @@ impl Datapath {
             })?
             .id();
 
+        // Loaded (and so verified) at every start even when unused: the uplink's Service path
+        // and the socket hooks must not wait for their first use to find a verifier error.
+        let netdev: &mut SchedClassifier = as_classifier(ebpf.program_mut(PROG_NETDEV_LB), PROG_NETDEV_LB)?;
+        netdev.load().map_err(|source| DatapathError::Program {
+            name: PROG_NETDEV_LB,
+            source,
+        })?;
+        for name in SOCK_PROGRAMS {
+            sock::sock_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+        }
+
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
+        let ct = take_map(&mut ebpf, CT4)?;
+        let mut lb_maps = lb::LbMaps::take(&mut ebpf)?;
+        let lb = lb::Reconciler::resume(&mut lb_maps)?;
         bpffs::ensure_dir(&pin_dir.join(LINKS_DIR))?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded");
         Ok(Self {
@@ -92,6 +113,9 @@ impl Datapath {
             ebpf,
             endpoints,
             drop_stats,
+            ct,
+            lb_maps,
+            lb,
             from_pod_id,
         })
     }
@@ -109,56 +133,27 @@ impl Datapath {
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
-
-    /// Run `from_pod` once on `frame` with `BPF_PROG_TEST_RUN` (no interface involved): the
-    /// verdict and the packet as the program left it. Maps are the real, pinned ones, so
-    /// endpoints and drop counters apply. For tests and `weft` self-checks.
-    pub fn test_run_from_pod(&self, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
-        use aya::programs::{TestRun, TestRunOptions};
-
-        let prog: &SchedClassifier = as_from_pod(self.ebpf.program(PROG_FROM_POD))?;
-        // Room for the frame plus the headroom a program could add.
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DatapathError::Program {
-                name: PROG_FROM_POD,
-                source,
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutput {
-            verdict: result.return_value,
-            frame: out,
-        })
-    }
 }
 
 fn from_pod_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
-    as_from_pod(ebpf.program_mut(PROG_FROM_POD))
+    as_classifier(ebpf.program_mut(PROG_FROM_POD), PROG_FROM_POD)
 }
 
-/// `from_pod` (as found by `Ebpf::program` or `program_mut`) as a classifier, or why not.
-fn as_from_pod<P, C>(program: Option<P>) -> Result<C, DatapathError>
+/// A tc program (as found by `Ebpf::program` or `program_mut`) as a classifier, or why not.
+fn as_classifier<P, C>(program: Option<P>, name: &'static str) -> Result<C, DatapathError>
 where
     C: TryFrom<P, Error = ProgramError>,
 {
     program
         .ok_or(DatapathError::Missing {
             kind: "program",
-            name: PROG_FROM_POD,
+            name,
         })?
         .try_into()
-        .map_err(|source| DatapathError::Program {
-            name: PROG_FROM_POD,
-            source,
-        })
+        .map_err(|source| DatapathError::Program { name, source })
 }
 
-fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, DatapathError>
+pub(crate) fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, DatapathError>
 where
     M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {

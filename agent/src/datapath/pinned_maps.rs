@@ -9,9 +9,15 @@ use std::path::Path;
 
 use aya::maps::{MapInfo, MapType};
 use dataplane_common::maps::{
-    DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
+    CT4, CT4_MAX_ENTRIES, DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
+    LB4_AFFINITY, LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT,
+    LB4_REVNAT_MAX_ENTRIES, LB4_SERVICES, LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS,
+    LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT, LB4_SOCK_REVNAT_MAX_ENTRIES,
 };
-use dataplane_common::{Endpoint4Key, Endpoint4Value};
+use dataplane_common::{
+    Ct4Key, Ct4Value, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey, Lb4Backend,
+    Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockKey, Lb4SockRevNat,
+};
 
 use super::DatapathError;
 
@@ -39,6 +45,21 @@ impl Spec {
 const SPECS: &[Spec] = &[
     Spec::new::<Endpoint4Key, Endpoint4Value>(ENDPOINTS4, MapType::Hash, ENDPOINTS4_MAX_ENTRIES),
     Spec::new::<u32, u64>(DROP_STATS, MapType::PerCpuArray, DROP_STATS_MAX_ENTRIES),
+    Spec::new::<Lb4Key, Lb4Service>(LB4_SERVICES, MapType::Hash, LB4_SERVICES_MAX_ENTRIES),
+    Spec::new::<Lb4SlotKey, Lb4Slot>(LB4_SLOTS, MapType::Hash, LB4_SLOTS_MAX_ENTRIES),
+    Spec::new::<u32, Lb4Backend>(LB4_BACKENDS, MapType::Hash, LB4_BACKENDS_MAX_ENTRIES),
+    Spec::new::<u16, Lb4RevNat>(LB4_REVNAT, MapType::Hash, LB4_REVNAT_MAX_ENTRIES),
+    Spec::new::<Lb4AffinityKey, Lb4Affinity>(
+        LB4_AFFINITY,
+        MapType::LruHash,
+        LB4_AFFINITY_MAX_ENTRIES,
+    ),
+    Spec::new::<Lb4SockKey, Lb4SockRevNat>(
+        LB4_SOCK_REVNAT,
+        MapType::LruHash,
+        LB4_SOCK_REVNAT_MAX_ENTRIES,
+    ),
+    Spec::new::<Ct4Key, Ct4Value>(CT4, MapType::LruHash, CT4_MAX_ENTRIES),
 ];
 
 /// Check every map already pinned under `pin_dir` against this build's definition.
