@@ -9,6 +9,7 @@
 pub mod bpf;
 pub mod frames;
 pub mod guards;
+pub mod lb;
 pub mod netns;
 pub mod node;
 pub mod veth;
