@@ -193,22 +193,28 @@ pub fn seen(frame: &[u8]) -> Seen {
 /// Assert that the IPv4 header checksum and the L4 checksum of `frame` verify, recomputed
 /// here from the bytes (a UDP checksum of 0 means "none" and is accepted as such).
 pub fn assert_checksums(frame: &[u8]) {
+    if let Err(e) = checksums_ok(frame) {
+        panic!("{e}: {frame:02x?}");
+    }
+}
+
+/// Whether the IPv4 header checksum and the TCP, UDP or ICMP checksum of `frame` verify.
+pub fn checksums_ok(frame: &[u8]) -> Result<(), String> {
     let ip = &frame[14..];
     let ihl = (ip[0] & 0x0f) as usize * 4;
-    assert_eq!(checksum(&ip[..ihl]), 0, "IPv4 header checksum is wrong: {frame:02x?}");
+    if checksum(&ip[..ihl]) != 0 {
+        return Err("IPv4 header checksum is wrong".into());
+    }
     let s = seen(frame);
-    match s.proto {
-        IPPROTO_TCP => assert_eq!(
-            l4_checksum(s.src, s.dst, IPPROTO_TCP, &s.l4),
-            0,
-            "TCP checksum is wrong: {frame:02x?}"
-        ),
-        IPPROTO_UDP if s.l4_csum != 0 => assert_eq!(
-            l4_checksum(s.src, s.dst, IPPROTO_UDP, &s.l4),
-            0,
-            "UDP checksum is wrong: {frame:02x?}"
-        ),
-        IPPROTO_ICMP => assert_eq!(checksum(&s.l4), 0, "ICMP checksum is wrong: {frame:02x?}"),
-        _ => {}
+    let ok = match s.proto {
+        IPPROTO_TCP => l4_checksum(s.src, s.dst, IPPROTO_TCP, &s.l4) == 0,
+        IPPROTO_UDP if s.l4_csum != 0 => l4_checksum(s.src, s.dst, IPPROTO_UDP, &s.l4) == 0,
+        IPPROTO_ICMP => checksum(&s.l4) == 0,
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("protocol {} checksum is wrong", s.proto))
     }
 }
