@@ -218,3 +218,21 @@ pub fn checksums_ok(frame: &[u8]) -> Result<(), String> {
         Err(format!("protocol {} checksum is wrong", s.proto))
     }
 }
+
+/// Whether the TCP/UDP checksum field of `frame` is right for its current addresses, either
+/// complete (the segment verifies) or, for a packet still carrying a CHECKSUM_PARTIAL seed
+/// (veth offload: the sender's stack left the sum for the NIC to finish), a seed equal to the
+/// pseudo-header sum of the current addresses. A NAT that forgot to move the seed passes on a
+/// veth and breaks on the first real NIC.
+pub fn l4_checksum_or_seed_ok(frame: &[u8]) -> bool {
+    let s = seen(frame);
+    if l4_checksum(s.src, s.dst, s.proto, &s.l4) == 0 {
+        return true;
+    }
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&s.src);
+    pseudo.extend_from_slice(&s.dst);
+    pseudo.extend_from_slice(&[0, s.proto]);
+    pseudo.extend_from_slice(&(s.l4.len() as u16).to_be_bytes());
+    s.l4_csum == !checksum(&pseudo)
+}
