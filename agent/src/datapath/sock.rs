@@ -61,8 +61,10 @@ impl Datapath {
                 other => other.map(|(link, _)| link),
             };
             let prog = sock_program(&mut self.ebpf, name)?;
+            // A BPF link always attaches as one of many (the kernel refuses other flags for
+            // links), so `Single` here means "no flags", not exclusive.
             let link_id = prog
-                .attach(&dir, CgroupAttachMode::AllowMultiple)
+                .attach(&dir, CgroupAttachMode::Single)
                 .map_err(|source| DatapathError::Attach {
                     program: name,
                     ifname: cgroup.display().to_string(),

@@ -7,6 +7,7 @@
 )]
 
 pub mod bpf;
+pub mod cgroup;
 pub mod frames;
 pub mod guards;
 pub mod lb;
