@@ -34,6 +34,27 @@ enum Cmd {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Service frontends and backends in the datapath.
+    Service {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
+    /// Connection tracking of translated flows.
+    Ct {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListCmd {
+    /// List them (asks the agent).
+    List {
+        #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
+        socket: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(clap::Args)]
@@ -60,6 +81,12 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Agent(args) => run_agent(args),
         Cmd::Status { socket, output } => cli::status::run(&socket, output),
+        Cmd::Service {
+            cmd: ListCmd::List { socket, output },
+        } => cli::service::run(&socket, output),
+        Cmd::Ct {
+            cmd: ListCmd::List { socket, output },
+        } => cli::ct::run(&socket, output),
     };
     if let Err(e) = result {
         eprintln!("weft: {e:#}");

@@ -457,7 +457,7 @@ fn in_node_clients_of_an_external_traffic_policy_local_nodeport_use_every_endpoi
 }
 
 #[test]
-fn weft_ct_lists_both_entries_of_a_translated_flow() {
+fn conntrack_and_metrics_show_both_entries_of_a_translated_flow() {
     let (_pins, dp) = two_backends("ctlist");
     let out = dp.test_run_from_pod(&syn(58000)).unwrap();
     let b = seen(&out.frame).dst;
@@ -472,4 +472,11 @@ fn weft_ct_lists_both_entries_of_a_translated_flow() {
     assert_eq!((reply.src, reply.dst), (Ipv4Addr::from(b), Ipv4Addr::from(client().ip)));
     assert!(svc.expires_in_s > 21000, "a TCP flow lives 6 h: {svc:?}");
     assert_eq!(dp.conntrack_len().unwrap(), 2);
+    let m = dp.lb_metrics().unwrap();
+    assert_eq!(
+        (m.services, m.frontends, m.backends, m.conntrack_entries),
+        (1, 1, 2, 2),
+        "{m:?}"
+    );
+    assert_eq!(m.conntrack_capacity, 131072);
 }

@@ -44,6 +44,10 @@ pub enum Request {
     Gc { valid: Vec<AttachmentKey> },
     /// Readiness and inventory (for CNI STATUS and `weft status`).
     Status,
+    /// The Service frontends and their backends as the datapath holds them (`weft service list`).
+    ServiceList,
+    /// The conntrack entries of translated flows (`weft ct list`).
+    CtList,
 }
 
 /// What the plugin tells the agent about a freshly made veth.
@@ -85,6 +89,12 @@ pub enum Response {
         released: Vec<(AttachmentKey, Ipv4Addr)>,
     },
     Status(StatusReport),
+    Services {
+        services: Vec<crate::datapath::lb::ServiceRow>,
+    },
+    Conntrack {
+        entries: Vec<crate::datapath::CtEntry>,
+    },
 }
 
 /// Readiness and inventory of the node.
