@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: same-node pod-to-pod request/response rate and stream throughput through
 //! weft, against a Linux bridge (the reference `bridge` plugin's layout) and a bare veth pair
 //! (the physical limit), measured interleaved in the same run and reported as ratios.
+//! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
 
+mod lb_scale;
 mod rr;
 mod topo;
 
@@ -13,7 +15,11 @@ use anyhow::{bail, Context, Result};
 
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Another section than same-node pod to pod (the default).
+    #[command(subcommand)]
+    section: Option<Section>,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -39,6 +45,13 @@ pub struct Args {
     rr_client: Option<SocketAddr>,
 }
 
+#[derive(clap::Subcommand)]
+enum Section {
+    /// Per-packet cost of the Service path (BPF_PROG_TEST_RUN) with 1, 1k, 10k and 50k
+    /// Services, as ratios to 1 Service measured in the same rounds.
+    LbScale(lb_scale::Args),
+}
+
 const RR_PORT: u16 = 7777;
 const STREAM_PORT: u16 = 5201;
 
@@ -49,6 +62,9 @@ struct Sample {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(Section::LbScale(a)) = args.section {
+        return lb_scale::run(a);
+    }
     if let Some(port) = args.rr_server {
         return rr::serve(port);
     }
