@@ -203,6 +203,8 @@ fn client_ip_affinity_holds_until_its_timeout() {
             assert_eq!(new_flow(c, sport), *b, "client {:?} lost its backend", c.ip);
         }
     }
+    let hits = dp.lb_counters().unwrap().into_iter().find(|(n, _)| *n == "affinity_hits");
+    assert_eq!(hits, Some(("affinity_hits", 8 * 5)));
     std::thread::sleep(std::time::Duration::from_millis(1300));
     let after: Vec<[u8; 4]> = clients.iter().map(|c| new_flow(c, 46000)).collect();
     // Each client now draws afresh among 3 backends: all 8 keeping theirs has p = 3^-8.
@@ -479,4 +481,26 @@ fn conntrack_and_metrics_show_both_entries_of_a_translated_flow() {
         "{m:?}"
     );
     assert_eq!(m.conntrack_capacity, 131072);
+    assert_eq!(m.counters[0], ("new_flows".to_owned(), 1));
+}
+
+#[test]
+fn an_established_connection_that_lost_its_conntrack_entry_is_counted() {
+    let (_pins, mut dp) = two_backends("ctmiss");
+    dp.test_run_from_pod(&syn(59000)).unwrap();
+    let ack = from_pod(&client(), &tcp_packet(client().ip, 59000, VIP, 80, 2, 1, TCP_ACK, b"x"));
+    dp.test_run_from_pod(&ack).unwrap();
+    let miss = |dp: &weft::datapath::Datapath| {
+        dp.lb_counters().unwrap().into_iter().find(|(n, _)| *n == "ct_miss_established").unwrap().1
+    };
+    assert_eq!(miss(&dp), 0, "the entry was there");
+    // What a full CT4 does to an idle connection: its entries are gone.
+    assert_eq!(dp.conntrack_flush().unwrap(), 2);
+    let out = dp.test_run_from_pod(&ack).unwrap();
+    assert_eq!(miss(&dp), 1);
+    assert!(
+        [b1().ip, b2().ip].contains(&seen(&out.frame).dst),
+        "it gets a backend afresh rather than being lost"
+    );
+    assert_eq!(dp.conntrack_len().unwrap(), 2);
 }

@@ -42,6 +42,11 @@ pub const LB4_SOCK_REVNAT_MAX_ENTRIES: u32 = 65536;
 pub const CT4: &str = "CT4";
 pub const CT4_MAX_ENTRIES: u32 = 131072;
 
+/// Per-CPU array indexed by [`crate::LbCounter`] number -> count.
+pub const LB4_STATS: &str = "LB4_STATS";
+/// Fixed, like `DROP_STATS`, so appending a counter never resizes the pinned map.
+pub const LB4_STATS_MAX_ENTRIES: u32 = 16;
+
 /// `BPF_F_NO_PREALLOC`, the map flag of the agent-written hash maps.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
 
@@ -67,6 +72,7 @@ pub const ALL_MAPS: &[&str] = &[
     LB4_AFFINITY,
     LB4_SOCK_REVNAT,
     CT4,
+    LB4_STATS,
 ];
 
 const fn fits_obj_name(name: &str) -> bool {

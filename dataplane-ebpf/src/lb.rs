@@ -20,12 +20,13 @@ use dataplane_common::{
         LB4_SVC_F_AFFINITY, LB4_SVC_F_SNAT_REMOTE, LB4_SVC_F_TWO_SCOPES,
     },
     Ct4Key, Ct4Value, DropReason, Endpoint4Key, Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key,
-    Lb4Service, Lb4SlotKey,
+    Lb4Service, Lb4SlotKey, LbCounter,
 };
 
 use crate::{
     ct,
-    drop::{count, drop},
+    drop::{count, drop, stat},
+    parse::{TCP_ACK, TCP_SYN},
     fwd,
     maps::{ENDPOINTS4, LB4_AFFINITY, LB4_BACKENDS, LB4_SERVICES, LB4_SLOTS},
     nat, refuse,
@@ -115,6 +116,7 @@ pub fn select_backend(svc: &Lb4Service, client: Client, now: u64) -> Result<(u32
                     if b.flags & LB4_BACKEND_F_NOT_SERVING == 0 {
                         // SAFETY: as above; a lost race only loses one timestamp.
                         unsafe { (*ptr).last_used_ns = now };
+                        stat(LbCounter::AFFINITY_HITS);
                         return Ok((a.backend_id, b));
                     }
                 }
@@ -183,7 +185,8 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
     }
     let now = ct::now();
     let service_key = ct::service_key(pkt);
-    if let Some((entry, ptr)) = ct::lookup(&service_key, now) {
+    let known = ct::lookup(&service_key, now);
+    if let Some((entry, ptr)) = known {
         if still_valid(&entry, pkt.proto) {
             ct::refresh(ptr, &entry, pkt.tcp_flags, now);
             refresh_reply(&entry, pkt, now);
@@ -193,6 +196,13 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
             nat::set_dst(ctx, pkt, entry.addr_be, entry.port_be)?;
             return Ok(Lb::Translated);
         }
+    }
+    if known.is_none()
+        && pkt.proto == dataplane_common::lb::IPPROTO_TCP
+        && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK
+    {
+        // Mid-connection without a conntrack entry: evicted from a full CT4, or outlived.
+        stat(LbCounter::CT_MISS_ESTABLISHED);
     }
     if svc.count == 0 {
         return refuse(ctx, pkt, origin);
@@ -262,6 +272,7 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
         _pad: [0; 4],
     };
     ct::create(&service_key, &service_value)?;
+    stat(LbCounter::NEW_FLOWS);
     if let Some(addr) = snat_addr {
         nat::set_src(ctx, pkt, addr, snat_port_be)?;
     }

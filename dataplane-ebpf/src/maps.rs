@@ -10,6 +10,7 @@ use dataplane_common::{
         BPF_F_NO_PREALLOC, CT4_MAX_ENTRIES, DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES,
         LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT_MAX_ENTRIES,
         LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT_MAX_ENTRIES,
+        LB4_STATS_MAX_ENTRIES,
     },
     Ct4Key, Ct4Value, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey, Lb4Backend,
     Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockKey, Lb4SockRevNat,
@@ -57,3 +58,7 @@ pub static LB4_SOCK_REVNAT: LruHashMap<Lb4SockKey, Lb4SockRevNat> =
 /// Connection tracking of translated flows; written by the datapath.
 #[map]
 pub static CT4: LruHashMap<Ct4Key, Ct4Value> = LruHashMap::pinned(CT4_MAX_ENTRIES, 0);
+
+/// Service path counters, per CPU, indexed by `LbCounter` number.
+#[map]
+pub static LB4_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LB4_STATS_MAX_ENTRIES, 0);

@@ -114,6 +114,22 @@ impl Datapath {
         Ok(out)
     }
 
+    /// Remove every `CT4` entry (established flows then choose a backend again); returns how
+    /// many went. For operators (`cilium-dbg bpf ct flush` does the same) and tests.
+    pub fn conntrack_flush(&mut self) -> Result<usize, DatapathError> {
+        let keys: Vec<_> = self.ct.keys().collect::<Result<_, _>>().map_err(err)?;
+        let mut n = 0;
+        for k in &keys {
+            match self.ct.remove(k) {
+                Ok(()) => n += 1,
+                // Evicted or expired meanwhile.
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(n)
+    }
+
     /// Number of `CT4` entries (walks the keys).
     pub fn conntrack_len(&self) -> Result<usize, DatapathError> {
         let mut n = 0;

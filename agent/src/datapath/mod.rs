@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
-use dataplane_common::maps::{CT4, DROP_STATS, ENDPOINTS4, PROG_FROM_POD, PROG_NETDEV_LB};
+use dataplane_common::maps::{
+    CT4, DROP_STATS, ENDPOINTS4, LB4_STATS, PROG_FROM_POD, PROG_NETDEV_LB,
+};
 use dataplane_common::{Ct4Key, Ct4Value, Endpoint4Key, Endpoint4Value};
 use tracing::{debug, info};
 
@@ -50,6 +52,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value>,
     drop_stats: PerCpuArray<MapData, u64>,
+    lb_stats: PerCpuArray<MapData, u64>,
     ct: HashMap<MapData, Ct4Key, Ct4Value>,
     lb_maps: lb::LbMaps,
     /// The only writer of the Service maps.
@@ -104,6 +107,7 @@ impl Datapath {
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
         let ct = take_map(&mut ebpf, CT4)?;
+        let lb_stats = take_map(&mut ebpf, LB4_STATS)?;
         let mut lb_maps = lb::LbMaps::take(&mut ebpf)?;
         let lb = lb::Reconciler::resume(&mut lb_maps)?;
         bpffs::ensure_dir(&pin_dir.join(LINKS_DIR))?;
@@ -113,6 +117,7 @@ impl Datapath {
             ebpf,
             endpoints,
             drop_stats,
+            lb_stats,
             ct,
             lb_maps,
             lb,

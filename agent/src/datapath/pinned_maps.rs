@@ -12,7 +12,8 @@ use dataplane_common::maps::{
     CT4, CT4_MAX_ENTRIES, DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
     LB4_AFFINITY, LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT,
     LB4_REVNAT_MAX_ENTRIES, LB4_SERVICES, LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS,
-    LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT, LB4_SOCK_REVNAT_MAX_ENTRIES,
+    LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT, LB4_SOCK_REVNAT_MAX_ENTRIES, LB4_STATS,
+    LB4_STATS_MAX_ENTRIES,
 };
 use dataplane_common::{
     Ct4Key, Ct4Value, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey, Lb4Backend,
@@ -60,6 +61,7 @@ const SPECS: &[Spec] = &[
         LB4_SOCK_REVNAT_MAX_ENTRIES,
     ),
     Spec::new::<Ct4Key, Ct4Value>(CT4, MapType::LruHash, CT4_MAX_ENTRIES),
+    Spec::new::<u32, u64>(LB4_STATS, MapType::PerCpuArray, LB4_STATS_MAX_ENTRIES),
 ];
 
 /// Check every map already pinned under `pin_dir` against this build's definition.

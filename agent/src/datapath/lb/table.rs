@@ -52,7 +52,7 @@ pub struct BackendRow {
 }
 
 /// Sizes for the metrics endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LbMetrics {
     /// Kubernetes Services with at least one frontend programmed by this agent.
     pub services: usize,
@@ -63,6 +63,10 @@ pub struct LbMetrics {
     /// `CT4` entries (two per translated flow) and its capacity.
     pub conntrack_entries: usize,
     pub conntrack_capacity: usize,
+    /// Service path counters since the maps were created (`new_flows`,
+    /// `ct_miss_established`: established connections that found no entry, the sign of a
+    /// `CT4` too small for the node's flows; `affinity_hits`).
+    pub counters: Vec<(String, u64)>,
 }
 
 fn kind_name(kind: u8) -> &'static str {
@@ -176,6 +180,11 @@ impl Datapath {
             backends,
             conntrack_entries: self.conntrack_len()?,
             conntrack_capacity: CT4_MAX_ENTRIES as usize,
+            counters: self
+                .lb_counters()?
+                .into_iter()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect(),
         })
     }
 }
