@@ -354,7 +354,7 @@ fn a_backend_that_stops_serving_loses_its_udp_flows_but_keeps_its_tcp_flows() {
         .find(|f| seen(&dp.test_run_from_pod(f).unwrap().frame).dst == b1().ip)
         .expect("a UDP flow on b1");
     let tcp_flow = (52000..52100)
-        .map(|p| syn(p))
+        .map(syn)
         .find(|f| seen(&dp.test_run_from_pod(f).unwrap().frame).dst == b1().ip)
         .expect("a TCP flow on b1");
 

@@ -184,7 +184,7 @@ pub fn capture(
                     (&raw mut from).cast(),
                     &mut len,
                 );
-                if n > 0 && from.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+                if n > 0 && from.sll_pkttype != libc::PACKET_OUTGOING {
                     frames.push(buf[..n as usize].to_vec());
                 }
             }
