@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod egress;
 pub mod ipam;
 pub mod k8s;
+pub mod lb;
 pub mod metrics;
 pub mod netlink;
 pub mod routing;

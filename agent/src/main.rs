@@ -39,6 +39,27 @@ enum Cmd {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Service frontends and backends in the datapath.
+    Service {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
+    /// Connection tracking of translated flows.
+    Ct {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListCmd {
+    /// List them (asks the agent).
+    List {
+        #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
+        socket: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -70,6 +91,12 @@ fn main() {
         Cmd::Agent(opts) => run_agent(opts),
         Cmd::Status { socket, output } => cli::status::run(&socket, output),
         Cmd::BpfLog { state, socket } => cli::bpf_log(&socket, matches!(state, OnOff::On)),
+        Cmd::Service {
+            cmd: ListCmd::List { socket, output },
+        } => cli::service::run(&socket, output),
+        Cmd::Ct {
+            cmd: ListCmd::List { socket, output },
+        } => cli::ct::run(&socket, output),
     };
     if let Err(e) = result {
         eprintln!("weft: {e:#}");

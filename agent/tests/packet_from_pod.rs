@@ -188,17 +188,26 @@ fn frame_shorter_than_ethernet_header_never_reaches_the_program() {
 fn ipv4_frames_with_less_than_a_base_header_are_refused_by_test_run() {
     // BPF_PROG_TEST_RUN itself rejects (EINVAL) an IPv4 frame with fewer than 20 header bytes,
     // so the ip4_truncated path for such frames is tested on a real veth instead
-    // (packet_from_pod_veth.rs). Here: 19 bytes refused, 20 bytes accepted.
+    // (packet_from_pod_veth.rs). Here: 19 bytes refused, 20 bytes accepted (and, as UDP
+    // without its header, a counted l4_truncated drop).
     let (_pins, dp) = datapath_with_local_pod("cut");
     let frame = pod_udp(DST_IP);
     assert!(dp.test_run_from_pod(&frame[..14]).is_err());
     assert!(dp.test_run_from_pod(&frame[..14 + 19]).is_err());
-    assert_eq!(
-        dp.test_run_from_pod(&frame[..14 + 20])
-            .expect("test run")
-            .verdict,
-        TC_ACT_REDIRECT
-    );
+    assert_no_drops(&dp);
+    assert_counted_drop(&dp, &frame[..14 + 20], "l4_truncated");
+}
+
+#[test]
+fn ipv4_without_ports_to_a_local_pod_is_redirected() {
+    // A protocol without ports (here 253, "experimental") needs no L4 header.
+    let (_pins, dp) = datapath_with_local_pod("noports");
+    let mut ip = ipv4(SRC_IP, DST_IP, &[]);
+    ip[9] = 253;
+    let frame = ethernet(SRC_GW_MAC, SRC_POD_MAC, ETH_P_IP, &ip);
+    let out = dp.test_run_from_pod(&frame).expect("test run");
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    assert_eq!(out.frame[12..], frame[12..]);
     assert_no_drops(&dp);
 }
 
@@ -255,9 +264,17 @@ fn drop_counters_accumulate_and_name_every_reason() {
             "ip4_bad_version",
             "redirect_failed",
             "pull_failed",
+            "ct_full",
+            "lb_slot_missing",
+            "lb_backend_missing",
+            "service_no_backend",
+            "l4_truncated",
+            "rewrite_failed",
+            "snat_no_port",
+            "frag_to_service",
+            "revnat_missing",
             "no_tunnel_route",
             "tunnel_key_failed",
-            "rewrite_failed"
         ]
     );
 }

@@ -9,7 +9,14 @@ use std::net::Ipv4Addr;
 
 use support::bpf::*;
 use support::frames::*;
-use weft::datapath::{Datapath, DatapathSettings, EndpointEntry, NodeHop, NodeRoutes, Prog};
+use weft::datapath::{
+    Datapath, DatapathError, DatapathSettings, EndpointEntry, NodeHop, NodeRoutes, Prog, TestRunOutput,
+};
+
+/// One `BPF_PROG_TEST_RUN` of `prog` on `frame`.
+fn run(dp: &Datapath, prog: Prog, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
+    dp.test_run(prog.name(), frame, 1)
+}
 
 const POD_MAC: Mac = [0x02, 0xaa, 0, 0, 0, 0x05];
 const GW_MAC: Mac = [0x02, 0xee, 0, 0, 0, 0x05];
@@ -74,7 +81,7 @@ fn pod_to_remote_pod_is_redirected_natively_with_ttl_decremented() {
     let (_pins, dp) = datapath("native", DatapathSettings::default(), native());
     let frame = udp_frame(LOCAL_POD, REMOTE_POD, 64);
 
-    let out = dp.test_run(Prog::FromPod, &frame).expect("test run");
+    let out = run(&dp, Prog::FromPod, &frame).expect("test run");
 
     assert_eq!(out.verdict, TC_ACT_REDIRECT, "bpf_redirect_neigh to the uplink");
     assert_eq!(out.frame[14 + 8], 63, "this node is one routed hop");
@@ -89,8 +96,7 @@ fn every_ttl_keeps_a_valid_checksum() {
     require_root_and_bpffs();
     let (_pins, dp) = datapath("ttls", DatapathSettings::default(), native());
     for ttl in [2u8, 3, 17, 64, 128, 255] {
-        let out = dp
-            .test_run(Prog::FromPod, &udp_frame(LOCAL_POD, REMOTE_POD, ttl))
+        let out = run(&dp, Prog::FromPod, &udp_frame(LOCAL_POD, REMOTE_POD, ttl))
             .expect("test run");
         assert_eq!(out.verdict, TC_ACT_REDIRECT, "ttl {ttl}");
         assert_eq!(out.frame[14 + 8], ttl - 1);
@@ -104,11 +110,10 @@ fn expiring_packets_go_to_the_stack_untouched_so_it_can_answer_time_exceeded() {
     let (_pins, dp) = datapath("expire", DatapathSettings::default(), native());
     for ttl in [0u8, 1] {
         let frame = udp_frame(LOCAL_POD, REMOTE_POD, ttl);
-        let out = dp.test_run(Prog::FromPod, &frame).expect("test run");
+        let out = run(&dp, Prog::FromPod, &frame).expect("test run");
         assert_eq!(out.verdict, TC_ACT_OK, "ttl {ttl} goes to the stack");
         assert_eq!(out.frame, frame);
-        let out = dp
-            .test_run(Prog::FromNetdev, &udp_frame(REMOTE_POD, LOCAL_POD, ttl))
+        let out = run(&dp, Prog::FromNetdev, &udp_frame(REMOTE_POD, LOCAL_POD, ttl))
             .expect("test run");
         assert_eq!(out.verdict, TC_ACT_OK, "from_netdev, ttl {ttl}");
     }
@@ -125,7 +130,7 @@ fn pod_to_remote_pod_goes_into_the_tunnel_in_vxlan_mode() {
     let (_pins, dp) = datapath("tunnel", settings, NodeHop::Tunnel { node_ip: NODE2 });
     let frame = udp_frame(LOCAL_POD, REMOTE_POD, 64);
 
-    let out = dp.test_run(Prog::FromPod, &frame).expect("test run");
+    let out = run(&dp, Prog::FromPod, &frame).expect("test run");
 
     assert_eq!(out.verdict, TC_ACT_REDIRECT, "redirect to the VXLAN device");
     assert_eq!(out.frame[14 + 8], 63);
@@ -139,7 +144,7 @@ fn pod_traffic_outside_every_pod_cidr_goes_to_the_stack() {
     let (_pins, dp) = datapath("outside", DatapathSettings::default(), native());
     for dst in [OUTSIDE, NODE2.octets(), [10, 200, 3, 1], [10, 201, 2, 9]] {
         let frame = udp_frame(LOCAL_POD, dst, 64);
-        let out = dp.test_run(Prog::FromPod, &frame).expect("test run");
+        let out = run(&dp, Prog::FromPod, &frame).expect("test run");
         assert_eq!(out.verdict, TC_ACT_OK, "{dst:?} is the stack's (routing, masquerade)");
         assert_eq!(out.frame, frame, "{dst:?} untouched");
     }
@@ -152,7 +157,7 @@ fn from_netdev_and_from_overlay_deliver_to_local_pods_as_a_routed_hop() {
     let (_pins, dp) = datapath("netdev", DatapathSettings::default(), native());
     for prog in [Prog::FromNetdev, Prog::FromOverlay] {
         let frame = udp_frame(REMOTE_POD, LOCAL_POD, 63);
-        let out = dp.test_run(prog, &frame).expect("test run");
+        let out = run(&dp, prog, &frame).expect("test run");
         assert_eq!(out.verdict, TC_ACT_REDIRECT, "{prog:?}");
         assert_eq!(out.frame[0..6], LOCAL.pod_mac, "{prog:?}: dst MAC = pod");
         assert_eq!(out.frame[6..12], LOCAL.host_mac, "{prog:?}: src MAC = its host veth");
@@ -160,7 +165,7 @@ fn from_netdev_and_from_overlay_deliver_to_local_pods_as_a_routed_hop() {
         assert_ipv4_checksum_valid(&out.frame);
 
         let other = udp_frame(REMOTE_POD, NODE2.octets(), 63);
-        let out = dp.test_run(prog, &other).expect("test run");
+        let out = run(&dp, prog, &other).expect("test run");
         assert_eq!(out.verdict, TC_ACT_OK, "{prog:?}: not a local pod -> stack");
         assert_eq!(out.frame, other);
     }
@@ -181,14 +186,14 @@ fn kernel_host_routing_hands_everything_to_the_stack() {
         (Prog::FromNetdev, REMOTE_POD, LOCAL_POD),
     ] {
         let frame = udp_frame(src, dst, 64);
-        let out = dp.test_run(prog, &frame).expect("test run");
+        let out = run(&dp, prog, &frame).expect("test run");
         assert_eq!(out.verdict, TC_ACT_OK, "{prog:?} {dst:?}");
         assert_eq!(out.frame, frame);
     }
     // Malformed frames are still counted drops in kernel mode.
     let mut bad = udp_frame(LOCAL_POD, REMOTE_POD, 64);
     bad[14] = 0x44;
-    assert_eq!(dp.test_run(Prog::FromPod, &bad).unwrap().verdict, TC_ACT_SHOT);
+    assert_eq!(run(&dp, Prog::FromPod, &bad).unwrap().verdict, TC_ACT_SHOT);
     assert_eq!(counter(&dp, "ip4_bad_ihl"), 1);
 }
 
@@ -197,14 +202,14 @@ fn settings_switch_at_runtime_without_reloading() {
     require_root_and_bpffs();
     let (_pins, mut dp) = datapath("switch", DatapathSettings::default(), native());
     let frame = udp_frame(LOCAL_POD, LOCAL_POD, 64);
-    assert_eq!(dp.test_run(Prog::FromPod, &frame).unwrap().verdict, TC_ACT_REDIRECT);
+    assert_eq!(run(&dp, Prog::FromPod, &frame).unwrap().verdict, TC_ACT_REDIRECT);
     let kernel = DatapathSettings {
         bpf_host_routing: false,
         ..DatapathSettings::default()
     };
     dp.set_settings(&kernel).unwrap();
     assert_eq!(dp.settings().unwrap(), kernel);
-    assert_eq!(dp.test_run(Prog::FromPod, &frame).unwrap().verdict, TC_ACT_OK);
+    assert_eq!(run(&dp, Prog::FromPod, &frame).unwrap().verdict, TC_ACT_OK);
 }
 
 #[test]
@@ -216,16 +221,16 @@ fn to_overlay_tags_tunnel_routes_and_counts_the_rest() {
     };
     let (_pins, dp) = datapath("to-overlay", settings, NodeHop::Tunnel { node_ip: NODE2 });
     let frame = udp_frame([172, 30, 0, 11], REMOTE_POD, 64);
-    let out = dp.test_run(Prog::ToOverlay, &frame).expect("test run");
+    let out = run(&dp, Prog::ToOverlay, &frame).expect("test run");
     assert_eq!(out.verdict, TC_ACT_OK, "node -> remote pod leaves through the tunnel");
     assert_eq!(out.frame, frame, "the node's stack already routed it: bytes untouched");
     assert_no_drops(&dp);
 
     let stray = udp_frame([172, 30, 0, 11], OUTSIDE, 64);
-    assert_eq!(dp.test_run(Prog::ToOverlay, &stray).unwrap().verdict, TC_ACT_SHOT);
+    assert_eq!(run(&dp, Prog::ToOverlay, &stray).unwrap().verdict, TC_ACT_SHOT);
     assert_eq!(counter(&dp, "no_tunnel_route"), 1);
     let arp = ethernet([0xff; 6], GW_MAC, ETH_P_ARP, &arp_request(GW_MAC, [172, 30, 0, 11], REMOTE_POD));
-    assert_eq!(dp.test_run(Prog::ToOverlay, &arp).unwrap().verdict, TC_ACT_SHOT);
+    assert_eq!(run(&dp, Prog::ToOverlay, &arp).unwrap().verdict, TC_ACT_SHOT);
     assert_eq!(counter(&dp, "no_tunnel_route"), 2);
 }
 
@@ -239,7 +244,7 @@ fn node_routes_are_listed_removed_and_longest_prefix_wins() {
     routes
         .upsert(wide, &NodeHop::Tunnel { node_ip: Ipv4Addr::new(172, 30, 0, 99) })
         .unwrap();
-    let out = dp.test_run(Prog::FromPod, &udp_frame(LOCAL_POD, REMOTE_POD, 64)).unwrap();
+    let out = run(&dp, Prog::FromPod, &udp_frame(LOCAL_POD, REMOTE_POD, 64)).unwrap();
     assert_eq!(out.verdict, TC_ACT_REDIRECT);
     assert_eq!(
         routes.list().unwrap(),
@@ -250,7 +255,7 @@ fn node_routes_are_listed_removed_and_longest_prefix_wins() {
     routes.remove(wide).unwrap();
     assert!(routes.list().unwrap().is_empty());
     let frame = udp_frame(LOCAL_POD, REMOTE_POD, 64);
-    let out = dp.test_run(Prog::FromPod, &frame).unwrap();
+    let out = run(&dp, Prog::FromPod, &frame).unwrap();
     assert_eq!(out.verdict, TC_ACT_OK, "no route: the stack");
     assert_eq!(out.frame, frame);
 }

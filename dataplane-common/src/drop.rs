@@ -26,13 +26,31 @@ impl DropReason {
     pub const REDIRECT_FAILED: Self = Self(5);
     /// Long enough, but `bpf_skb_pull_data` could not make the headers readable (no memory).
     pub const PULL_FAILED: Self = Self(6);
+    /// `CT4` refused a new entry (the LRU map is full and nothing could be evicted): the new
+    /// Service flow is dropped rather than translated without a record of it.
+    pub const CT_FULL: Self = Self(7);
+    /// A frontend's count names a slot `LB4_SLOTS` does not hold (maps inconsistent).
+    pub const LB_SLOT_MISSING: Self = Self(8);
+    /// A slot names a backend `LB4_BACKENDS` does not hold (maps inconsistent).
+    pub const LB_BACKEND_MISSING: Self = Self(9);
+    /// A new flow to a Service with no selectable backend. The packet is answered (TCP RST,
+    /// else ICMP port unreachable) and counted here.
+    pub const SERVICE_NO_BACKEND: Self = Self(10);
+    /// TCP or UDP whose header is cut short (ports or TCP flags missing).
+    pub const L4_TRUNCATED: Self = Self(11);
+    /// Rewriting the packet failed (a store, checksum or resize helper returned an error).
+    pub const REWRITE_FAILED: Self = Self(12);
+    /// No free source port for a flow whose source must be translated.
+    pub const SNAT_NO_PORT: Self = Self(13);
+    /// An IPv4 fragment addressed to a Service frontend (fragments are not translated).
+    pub const FRAG_TO_SERVICE: Self = Self(14);
+    /// A reply whose conntrack entry names a frontend `LB4_REVNAT` no longer holds.
+    pub const REVNAT_MISSING: Self = Self(15);
     /// A packet routed into the VXLAN device for an address no node's pod CIDR covers (the
     /// device would drop it for want of a tunnel key).
-    pub const NO_TUNNEL_ROUTE: Self = Self(7);
+    pub const NO_TUNNEL_ROUTE: Self = Self(16);
     /// `bpf_skb_set_tunnel_key` failed.
-    pub const TUNNEL_KEY_FAILED: Self = Self(8);
-    /// Rewriting a header field (TTL and its checksum) failed.
-    pub const REWRITE_FAILED: Self = Self(9);
+    pub const TUNNEL_KEY_FAILED: Self = Self(17);
 
     /// Every defined reason, in number order.
     pub const ALL: &'static [Self] = &[
@@ -42,9 +60,17 @@ impl DropReason {
         Self::IP4_BAD_VERSION,
         Self::REDIRECT_FAILED,
         Self::PULL_FAILED,
+        Self::CT_FULL,
+        Self::LB_SLOT_MISSING,
+        Self::LB_BACKEND_MISSING,
+        Self::SERVICE_NO_BACKEND,
+        Self::L4_TRUNCATED,
+        Self::REWRITE_FAILED,
+        Self::SNAT_NO_PORT,
+        Self::FRAG_TO_SERVICE,
+        Self::REVNAT_MISSING,
         Self::NO_TUNNEL_ROUTE,
         Self::TUNNEL_KEY_FAILED,
-        Self::REWRITE_FAILED,
     ];
 
     /// The stable name used in metrics labels and CLI output (`snake_case`).
@@ -56,9 +82,17 @@ impl DropReason {
             Self::IP4_BAD_VERSION => "ip4_bad_version",
             Self::REDIRECT_FAILED => "redirect_failed",
             Self::PULL_FAILED => "pull_failed",
+            Self::CT_FULL => "ct_full",
+            Self::LB_SLOT_MISSING => "lb_slot_missing",
+            Self::LB_BACKEND_MISSING => "lb_backend_missing",
+            Self::SERVICE_NO_BACKEND => "service_no_backend",
+            Self::L4_TRUNCATED => "l4_truncated",
+            Self::REWRITE_FAILED => "rewrite_failed",
+            Self::SNAT_NO_PORT => "snat_no_port",
+            Self::FRAG_TO_SERVICE => "frag_to_service",
+            Self::REVNAT_MISSING => "revnat_missing",
             Self::NO_TUNNEL_ROUTE => "no_tunnel_route",
             Self::TUNNEL_KEY_FAILED => "tunnel_key_failed",
-            Self::REWRITE_FAILED => "rewrite_failed",
             _ => "unknown",
         }
     }
@@ -110,8 +144,16 @@ mod tests {
         assert_eq!(DropReason::IP4_BAD_VERSION.0, 4);
         assert_eq!(DropReason::REDIRECT_FAILED.0, 5);
         assert_eq!(DropReason::PULL_FAILED.0, 6);
-        assert_eq!(DropReason::NO_TUNNEL_ROUTE.0, 7);
-        assert_eq!(DropReason::TUNNEL_KEY_FAILED.0, 8);
-        assert_eq!(DropReason::REWRITE_FAILED.0, 9);
+        assert_eq!(DropReason::CT_FULL.0, 7);
+        assert_eq!(DropReason::LB_SLOT_MISSING.0, 8);
+        assert_eq!(DropReason::LB_BACKEND_MISSING.0, 9);
+        assert_eq!(DropReason::SERVICE_NO_BACKEND.0, 10);
+        assert_eq!(DropReason::L4_TRUNCATED.0, 11);
+        assert_eq!(DropReason::REWRITE_FAILED.0, 12);
+        assert_eq!(DropReason::SNAT_NO_PORT.0, 13);
+        assert_eq!(DropReason::FRAG_TO_SERVICE.0, 14);
+        assert_eq!(DropReason::REVNAT_MISSING.0, 15);
+        assert_eq!(DropReason::NO_TUNNEL_ROUTE.0, 16);
+        assert_eq!(DropReason::TUNNEL_KEY_FAILED.0, 17);
     }
 }

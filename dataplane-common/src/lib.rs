@@ -8,12 +8,21 @@
 #![no_std]
 
 pub mod config;
+pub mod ct;
 pub mod drop;
 pub mod endpoint;
+pub mod lb;
 pub mod maps;
 pub mod node;
+pub mod stats;
 
 pub use config::DpConfig;
+pub use ct::{Ct4Key, Ct4Value};
 pub use drop::DropReason;
+pub use stats::LbCounter;
 pub use endpoint::{Endpoint4Key, Endpoint4Value};
+pub use lb::{
+    Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey,
+    Lb4SockKey, Lb4SockRevNat,
+};
 pub use node::NodeRoute4Value;

@@ -16,6 +16,40 @@ pub const DROP_STATS: &str = "DROP_STATS";
 /// appending a new reason never changes the size of the pinned map.
 pub const DROP_STATS_MAX_ENTRIES: u32 = 64;
 
+/// Service frontends ([`crate::Lb4Key`] -> [`crate::Lb4Service`]). Hash, no preallocation
+/// (replaced elements are freed after an RCU grace period, so a reader never sees an element
+/// reused by a concurrent update).
+pub const LB4_SERVICES: &str = "LB4_SERVICES";
+/// Frontends: 65536 is the most 16-bit `rev_nat_id`s can name.
+pub const LB4_SERVICES_MAX_ENTRIES: u32 = 65536;
+/// Backend slots ([`crate::Lb4SlotKey`] -> [`crate::Lb4Slot`]). Hash, no preallocation.
+pub const LB4_SLOTS: &str = "LB4_SLOTS";
+pub const LB4_SLOTS_MAX_ENTRIES: u32 = 262144;
+/// Backends (`u32` id -> [`crate::Lb4Backend`]). Hash, no preallocation.
+pub const LB4_BACKENDS: &str = "LB4_BACKENDS";
+pub const LB4_BACKENDS_MAX_ENTRIES: u32 = 131072;
+/// Reverse NAT (`u16` rev_nat_id -> [`crate::Lb4RevNat`]). Hash, no preallocation.
+pub const LB4_REVNAT: &str = "LB4_REVNAT";
+pub const LB4_REVNAT_MAX_ENTRIES: u32 = 65536;
+/// sessionAffinity ClientIP ([`crate::Lb4AffinityKey`] -> [`crate::Lb4Affinity`]). LRU hash.
+pub const LB4_AFFINITY: &str = "LB4_AFFINITY";
+pub const LB4_AFFINITY_MAX_ENTRIES: u32 = 65536;
+/// Socket-level reverse NAT ([`crate::Lb4SockKey`] -> [`crate::Lb4SockRevNat`]). LRU hash.
+pub const LB4_SOCK_REVNAT: &str = "LB4_SOCK_REVNAT";
+pub const LB4_SOCK_REVNAT_MAX_ENTRIES: u32 = 65536;
+/// Connection tracking ([`crate::Ct4Key`] -> [`crate::Ct4Value`]). LRU hash, two entries per
+/// translated flow.
+pub const CT4: &str = "CT4";
+pub const CT4_MAX_ENTRIES: u32 = 131072;
+
+/// Per-CPU array indexed by [`crate::LbCounter`] number -> count.
+pub const LB4_STATS: &str = "LB4_STATS";
+/// Fixed, like `DROP_STATS`, so appending a counter never resizes the pinned map.
+pub const LB4_STATS_MAX_ENTRIES: u32 = 16;
+
+/// `BPF_F_NO_PREALLOC`, the map flag of the agent-written hash maps.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
 /// Other nodes' pod CIDRs (LPM trie, key `{prefix_len, [u8; 4]}`) -> how to reach that node
 /// ([`crate::NodeRoute4Value`]). Written only by the agent's routing reconciler.
 pub const NODE_ROUTES4: &str = "NODE_ROUTES4";
@@ -34,9 +68,30 @@ pub const PROG_FROM_OVERLAY: &str = "from_overlay";
 /// tc egress program on the VXLAN device: sets the tunnel key of packets the node's stack
 /// routes into the tunnel (the node's own traffic to remote pods).
 pub const PROG_TO_OVERLAY: &str = "to_overlay";
+/// Test entry point of the uplink's Service path (`lb::netdev` + local delivery), run only by
+/// `BPF_PROG_TEST_RUN`; the node uplink's own program calls the same functions.
+pub const PROG_NETDEV_LB: &str = "netdev_lb";
+/// Socket-level load balancing (cgroup sock_addr programs).
+pub const PROG_SOCK4_CONNECT: &str = "sock4_connect";
+pub const PROG_SOCK4_SENDMSG: &str = "sock4_sendmsg";
+pub const PROG_SOCK4_RECVMSG: &str = "sock4_recvmsg";
+pub const PROG_SOCK4_GETPEER: &str = "sock4_getpeer";
 
 /// Every pinned map name, for listing and cleanup.
-pub const ALL_MAPS: &[&str] = &[ENDPOINTS4, DROP_STATS, NODE_ROUTES4, DP_CONFIG];
+pub const ALL_MAPS: &[&str] = &[
+    ENDPOINTS4,
+    DROP_STATS,
+    LB4_SERVICES,
+    LB4_SLOTS,
+    LB4_BACKENDS,
+    LB4_REVNAT,
+    LB4_AFFINITY,
+    LB4_SOCK_REVNAT,
+    CT4,
+    LB4_STATS,
+    NODE_ROUTES4,
+    DP_CONFIG,
+];
 
 const fn fits_obj_name(name: &str) -> bool {
     name.len() <= 15
@@ -44,8 +99,26 @@ const fn fits_obj_name(name: &str) -> bool {
 const _: () = assert!(fits_obj_name(ENDPOINTS4));
 const _: () = assert!(fits_obj_name(DROP_STATS));
 const _: () = assert!(fits_obj_name(PROG_FROM_POD));
-const _: () = assert!(fits_obj_name(NODE_ROUTES4));
-const _: () = assert!(fits_obj_name(DP_CONFIG));
-const _: () = assert!(fits_obj_name(PROG_FROM_NETDEV));
-const _: () = assert!(fits_obj_name(PROG_FROM_OVERLAY));
-const _: () = assert!(fits_obj_name(PROG_TO_OVERLAY));
+const _: () = {
+    let mut i = 0;
+    while i < ALL_MAPS.len() {
+        assert!(fits_obj_name(ALL_MAPS[i]));
+        i += 1;
+    }
+    let progs = [
+        PROG_FROM_POD,
+        PROG_FROM_NETDEV,
+        PROG_FROM_OVERLAY,
+        PROG_TO_OVERLAY,
+        PROG_NETDEV_LB,
+        PROG_SOCK4_CONNECT,
+        PROG_SOCK4_SENDMSG,
+        PROG_SOCK4_RECVMSG,
+        PROG_SOCK4_GETPEER,
+    ];
+    let mut i = 0;
+    while i < progs.len() {
+        assert!(fits_obj_name(progs[i]));
+        i += 1;
+    }
+};

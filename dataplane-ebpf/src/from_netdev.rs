@@ -1,15 +1,44 @@
 //! `from_netdev`: tc ingress on the node's uplink (traffic from other nodes and the outside).
 //!
-//! With eBPF host routing on, IPv4 for a local pod is delivered straight into the pod
-//! (this node counts as a hop); everything else goes to the node's stack.
+//! The uplink's Service step first (`lb::netdev`: reverse NAT of replies, NodePort / external
+//! IP / load-balancer IP DNAT), then delivery into a local pod (this node is a routed hop),
+//! or, for a NodePort whose backend is elsewhere, on to the node that owns it. Everything else
+//! goes to the node's stack.
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 
-use crate::fwd::from_other_node;
+use crate::{
+    config::config,
+    fwd::{self, Hop},
+    l3,
+    lb::{self, Lb},
+};
 
 #[classifier]
 pub fn from_netdev(ctx: TcContext) -> i32 {
-    match from_other_node(&ctx) {
+    match try_from_netdev(&ctx) {
         Ok(verdict) | Err(verdict) => verdict,
     }
+}
+
+#[inline(always)]
+fn try_from_netdev(ctx: &TcContext) -> Result<i32, i32> {
+    let Some(mut pkt) = l3::ipv4(ctx)? else {
+        return Ok(TC_ACT_OK as i32);
+    };
+    let translated = match lb::netdev(ctx, &mut pkt)? {
+        Lb::NotService => false,
+        Lb::Translated => true,
+        Lb::Done(verdict) => return Ok(verdict),
+    };
+    let cfg = config();
+    if let Some(verdict) = fwd::deliver(ctx, &mut pkt, translated, Hop::Routed, &cfg)? {
+        return Ok(verdict);
+    }
+    if translated {
+        if let Some(verdict) = fwd::to_node_owning(ctx, &mut pkt, &cfg)? {
+            return Ok(verdict);
+        }
+    }
+    Ok(TC_ACT_OK as i32)
 }

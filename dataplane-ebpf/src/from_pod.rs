@@ -1,17 +1,18 @@
 //! `from_pod`: tc ingress on the host side of every pod veth (traffic leaving a pod).
 //!
-//! ARP and anything not IPv4 -> the node's stack (TC_ACT_OK). With eBPF host routing on: IPv4
-//! to a local pod (`ENDPOINTS4`) -> redirected into that pod's namespace; IPv4 to another
-//! node's pod CIDR (`NODE_ROUTES4`) -> straight to that node (uplink or tunnel). Anything else
-//! (the node itself, other nodes' addresses, the outside world) -> the node's stack, which
-//! routes and masquerades it. Truncated or malformed IPv4 -> a counted drop.
+//! ARP and anything not IPv4 -> the node's stack (TC_ACT_OK). IPv4: the Service step
+//! (`lb::service`: DNAT to a backend, or a refusal), then delivery (`fwd::deliver`: reverse NAT
+//! of replies, then a local pod's namespace), then with eBPF host routing another node's pod
+//! CIDR straight to that node. Anything else -> the node's stack, which routes and
+//! masquerades it. Truncated or malformed IPv4 -> a counted drop.
 
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 
 use crate::{
     config::config,
-    fwd::{local_endpoint, remote_node, to_local_pod, to_remote_node},
-    l3::ipv4,
+    fwd::{self, Hop},
+    l3,
+    lb::{self, Lb, Origin},
 };
 
 #[classifier]
@@ -27,21 +28,20 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
     // ARP, IPv6 and the rest go to the node's stack. ARP is rare: pods hold a permanent
     // neighbour entry for their gateway; what remains is the pod answering the node's ARP
     // for the pod address (node -> pod uses a /32 route and ordinary neighbour discovery).
-    let Some(info) = ipv4(ctx)? else {
+    let Some(mut pkt) = l3::ipv4(ctx)? else {
         return Ok(TC_ACT_OK as i32);
     };
+    let translated = match lb::service(ctx, &mut pkt, Origin::Pod)? {
+        Lb::NotService => false,
+        Lb::Translated => true,
+        Lb::Done(verdict) => return Ok(verdict),
+    };
     let cfg = config();
-    if !cfg.bpf_host_routing() {
-        return Ok(TC_ACT_OK as i32);
+    if let Some(verdict) = fwd::deliver(ctx, &mut pkt, translated, Hop::Local, &cfg)? {
+        return Ok(verdict);
     }
-    if let Some(ep) = local_endpoint(info.daddr) {
-        if cfg.log() {
-            aya_log_ebpf::debug!(ctx, "pod -> local pod {:i}, ifindex {}", info.daddr, ep.ifindex);
-        }
-        return to_local_pod(ctx, &info, &ep, false);
-    }
-    if let Some(route) = remote_node(info.daddr) {
-        return to_remote_node(ctx, &info, &route, &cfg);
+    if let Some(verdict) = fwd::to_node_owning(ctx, &mut pkt, &cfg)? {
+        return Ok(verdict);
     }
     Ok(TC_ACT_OK as i32)
 }

@@ -1,5 +1,7 @@
-//! Forwarding decisions shared by every program: into a local pod (`bpf_redirect_peer`), to
-//! another node natively (`bpf_redirect_neigh` on the uplink) or through the tunnel.
+//! Where a packet goes after the Service step: into a local pod ([`deliver`], the one way in,
+//! which applies reverse NAT first so a reply always reaches its client from the Service
+//! address it contacted), or to another node ([`to_remote_node`]: natively with
+//! `bpf_redirect_neigh` on the uplink, or through the tunnel).
 
 use aya_ebpf::{
     bindings::{bpf_redir_neigh, TC_ACT_OK, TC_ACT_REDIRECT},
@@ -10,21 +12,24 @@ use aya_log_ebpf::debug;
 use dataplane_common::{DpConfig, DropReason, Endpoint4Key, Endpoint4Value, NodeRoute4Value};
 
 use crate::{
-    config::config,
     drop::drop,
-    l3::{decrement_ttl, ipv4, ttl_allows_forwarding, Ipv4Info},
+    l3::{decrement_ttl, ttl_allows_forwarding},
     maps::{ENDPOINTS4, NODE_ROUTES4},
-    parse::{ptr_at, EthHdr},
+    nat,
+    parse::{ptr_at, EthHdr, Ipv4Pkt},
     tunnel,
 };
 
 const AF_INET: u32 = 2;
 
-/// The local pod that owns `daddr`, if any.
-#[inline(always)]
-pub fn local_endpoint(daddr: [u8; 4]) -> Option<Endpoint4Value> {
-    // SAFETY: the value is copied out at once; the agent replaces entries whole.
-    unsafe { ENDPOINTS4.get(&Endpoint4Key::new(daddr)) }.copied()
+/// How a packet reached this node's delivery step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// From a pod of this node: no routed hop (TTL untouched; the packet cannot loop and it
+    /// spares a checksum update and an expiry path).
+    Local,
+    /// From another node (uplink or tunnel): this node is a routed hop.
+    Routed,
 }
 
 /// The node whose pod CIDR covers `daddr`, if any.
@@ -35,55 +40,49 @@ pub fn remote_node(daddr: [u8; 4]) -> Option<NodeRoute4Value> {
         .copied()
 }
 
-/// A packet that came from another node (uplink or tunnel): a local pod gets it straight,
-/// anything else goes to the node's stack.
-#[inline(always)]
-pub fn from_other_node(ctx: &TcContext) -> Result<i32, i32> {
-    let Some(info) = ipv4(ctx)? else {
-        return Ok(TC_ACT_OK as i32);
-    };
-    let cfg = config();
-    if !cfg.bpf_host_routing() {
-        return Ok(TC_ACT_OK as i32);
-    }
-    match local_endpoint(info.daddr) {
-        Some(ep) => {
-            if cfg.log() {
-                debug!(ctx, "from another node: {:i} -> local pod, ifindex {}", info.daddr, ep.ifindex);
-            }
-            to_local_pod(ctx, &info, &ep, true)
-        }
-        None => Ok(TC_ACT_OK as i32),
-    }
-}
-
-/// Deliver to the local pod `ep`. `routed`: the packet came from another node, so this node
-/// counts as a hop (TTL - 1; a packet about to expire goes to the stack, which answers it).
+/// Reverse NAT (unless `translated`: the packet was just translated forward, or reverse NAT
+/// already ran), then, with eBPF host routing on and a local pod as destination, deliver it
+/// there.
 ///
-/// Same-node pod-to-pod traffic is not `routed`: TTL stays (no loop is possible, the
-/// destination is a pod here, and it spares a checksum update and an expiry path).
+/// `Ok(Some(verdict))`: delivered, or handed to the stack (a routed packet about to expire).
+/// `Ok(None)`: not delivered here; the packet (possibly reverse-NATed, so `pkt.daddr` is where
+/// it must go now) is the caller's to forward. `Err`: a counted drop.
 #[inline(always)]
-pub fn to_local_pod(
+pub fn deliver(
     ctx: &TcContext,
-    info: &Ipv4Info,
-    ep: &Endpoint4Value,
-    routed: bool,
-) -> Result<i32, i32> {
-    if routed {
-        if !ttl_allows_forwarding(info) {
-            if config().log() {
-                debug!(ctx, "ttl {} to {:i} expires here: to the stack", info.ttl, info.daddr);
-            }
-            return Ok(TC_ACT_OK as i32);
-        }
-        decrement_ttl(ctx, info)?;
+    pkt: &mut Ipv4Pkt,
+    translated: bool,
+    hop: Hop,
+    cfg: &DpConfig,
+) -> Result<Option<i32>, i32> {
+    if !translated {
+        nat::rev_nat(ctx, pkt)?;
     }
+    if !cfg.bpf_host_routing() {
+        return Ok(None);
+    }
+    // SAFETY: the value is copied out at once; the agent replaces entries whole.
+    let Some(ep) = (unsafe { ENDPOINTS4.get(&Endpoint4Key::new(pkt.daddr)) }).copied() else {
+        return Ok(None);
+    };
+    if hop == Hop::Routed {
+        if !ttl_allows_forwarding(pkt) {
+            if cfg.log() {
+                debug!(ctx, "ttl {} to {:i} expires here: to the stack", pkt.ttl, pkt.daddr);
+            }
+            return Ok(Some(TC_ACT_OK as i32));
+        }
+        decrement_ttl(ctx, pkt)?;
+    }
+    if cfg.log() {
+        debug!(ctx, "to local pod {:i}, ifindex {}", pkt.daddr, ep.ifindex);
+    }
+    // Rewrites and resizes invalidate earlier packet pointers: take the header afresh.
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or_else(|| drop(DropReason::ETH_TRUNCATED))?;
-    redirect_to_local_pod(eth, ep)
+    redirect_to_local_pod(eth, &ep).map(Some)
 }
 
-/// Rewrite the Ethernet addresses for the pod and hand the frame to the peer of its host-side
-/// veth.
+/// Deliver the frame at `eth` to the local pod `ep`.
 ///
 /// `bpf_redirect_peer` switches the skb straight into the destination pod's network namespace
 /// (ingress of the peer of `ep.ifindex`), without a pass through the node's routing, netfilter
@@ -98,37 +97,46 @@ fn redirect_to_local_pod(eth: *mut EthHdr, ep: &Endpoint4Value) -> Result<i32, i
     }
     // SAFETY: plain helper call; flags must be 0.
     let verdict = unsafe { bpf_redirect_peer(ep.ifindex, 0) } as i32;
-    if verdict == TC_ACT_REDIRECT as i32 {
-        Ok(verdict)
-    } else {
-        Err(drop(DropReason::REDIRECT_FAILED))
+    redirected(verdict)
+}
+
+/// With eBPF host routing on, send a packet for another node's pod CIDR to that node; `None`
+/// when no node owns `pkt.daddr` (or routing is the kernel's): the caller hands it to the stack.
+#[inline(always)]
+pub fn to_node_owning(ctx: &TcContext, pkt: &mut Ipv4Pkt, cfg: &DpConfig) -> Result<Option<i32>, i32> {
+    if !cfg.bpf_host_routing() {
+        return Ok(None);
+    }
+    match remote_node(pkt.daddr) {
+        Some(route) => to_remote_node(ctx, pkt, &route, cfg).map(Some),
+        None => Ok(None),
     }
 }
 
-/// Send a pod's packet to the node that owns its destination: this node is a routed hop (TTL
-/// - 1, expiring packets go to the stack), then natively out of the uplink with the node as
-/// next hop (the kernel's neighbour table fills in the MAC addresses), or into the tunnel.
+/// Send a packet to the node that owns its destination: this node is a routed hop (TTL - 1,
+/// expiring packets go to the stack), then natively out of the uplink with the node as next
+/// hop (the kernel's neighbour table fills in the MAC addresses), or into the tunnel.
 #[inline(always)]
-pub fn to_remote_node(
+fn to_remote_node(
     ctx: &TcContext,
-    info: &Ipv4Info,
+    pkt: &mut Ipv4Pkt,
     route: &NodeRoute4Value,
     cfg: &DpConfig,
 ) -> Result<i32, i32> {
-    if !ttl_allows_forwarding(info) {
+    if !ttl_allows_forwarding(pkt) {
         if cfg.log() {
-            debug!(ctx, "ttl {} to {:i} expires here: to the stack", info.ttl, info.daddr);
+            debug!(ctx, "ttl {} to {:i} expires here: to the stack", pkt.ttl, pkt.daddr);
         }
         return Ok(TC_ACT_OK as i32);
     }
     if cfg.log() {
         if route.is_tunnel() {
-            debug!(ctx, "pod -> {:i}: tunnel to node {:i}", info.daddr, route.node_ip_be);
+            debug!(ctx, "to {:i}: tunnel to node {:i}", pkt.daddr, route.node_ip_be);
         } else {
-            debug!(ctx, "pod -> {:i}: natively to node {:i}", info.daddr, route.node_ip_be);
+            debug!(ctx, "to {:i}: natively to node {:i}", pkt.daddr, route.node_ip_be);
         }
     }
-    decrement_ttl(ctx, info)?;
+    decrement_ttl(ctx, pkt)?;
     if route.is_tunnel() {
         tunnel::set_key(ctx, route.node_ip_be, cfg.vni)?;
         // SAFETY: plain helper call; flags 0 = egress of the VXLAN device.

@@ -3,14 +3,21 @@
 #![no_main]
 
 mod config;
+mod csum;
+mod ct;
 mod drop;
 mod from_netdev;
 mod from_overlay;
 mod from_pod;
 mod fwd;
 mod l3;
+mod lb;
 mod maps;
+mod nat;
+mod netdev_lb;
 mod parse;
+mod refuse;
+mod sock;
 mod to_overlay;
 mod tunnel;
 

@@ -3,11 +3,18 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use dataplane_common::{
-    maps::{DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES, NODE_ROUTES4_MAX_ENTRIES},
-    DpConfig, Endpoint4Key, Endpoint4Value, NodeRoute4Value,
+    maps::{
+        BPF_F_NO_PREALLOC, CT4_MAX_ENTRIES, DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES,
+        LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT_MAX_ENTRIES,
+        LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT_MAX_ENTRIES,
+        LB4_STATS_MAX_ENTRIES, NODE_ROUTES4_MAX_ENTRIES,
+    },
+    Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey,
+    Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockKey, Lb4SockRevNat,
+    NodeRoute4Value,
 };
 
 /// Local pods by IPv4 address; written only by the agent.
@@ -28,3 +35,41 @@ pub static NODE_ROUTES4: LpmTrie<[u8; 4], NodeRoute4Value> =
 /// Node-wide settings at index 0; written by the agent when it starts.
 #[map]
 pub static DP_CONFIG: Array<DpConfig> = Array::pinned(1, 0);
+
+/// Service frontends; written only by the agent (last on add, first on delete).
+#[map]
+pub static LB4_SERVICES: HashMap<Lb4Key, Lb4Service> =
+    HashMap::pinned(LB4_SERVICES_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Backend slots of each frontend generation; written only by the agent.
+#[map]
+pub static LB4_SLOTS: HashMap<Lb4SlotKey, Lb4Slot> =
+    HashMap::pinned(LB4_SLOTS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Backends by id; written only by the agent.
+#[map]
+pub static LB4_BACKENDS: HashMap<u32, Lb4Backend> =
+    HashMap::pinned(LB4_BACKENDS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Frontend address of each rev_nat_id; written only by the agent.
+#[map]
+pub static LB4_REVNAT: HashMap<u16, Lb4RevNat> =
+    HashMap::pinned(LB4_REVNAT_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// sessionAffinity ClientIP: last backend per client and frontend; written by the datapath.
+#[map]
+pub static LB4_AFFINITY: LruHashMap<Lb4AffinityKey, Lb4Affinity> =
+    LruHashMap::pinned(LB4_AFFINITY_MAX_ENTRIES, 0);
+
+/// Socket hooks: the Service address behind each (socket, backend); written by `sock4_*`.
+#[map]
+pub static LB4_SOCK_REVNAT: LruHashMap<Lb4SockKey, Lb4SockRevNat> =
+    LruHashMap::pinned(LB4_SOCK_REVNAT_MAX_ENTRIES, 0);
+
+/// Connection tracking of translated flows; written by the datapath.
+#[map]
+pub static CT4: LruHashMap<Ct4Key, Ct4Value> = LruHashMap::pinned(CT4_MAX_ENTRIES, 0);
+
+/// Service path counters, per CPU, indexed by `LbCounter` number.
+#[map]
+pub static LB4_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LB4_STATS_MAX_ENTRIES, 0);

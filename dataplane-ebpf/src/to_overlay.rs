@@ -20,11 +20,11 @@ pub fn to_overlay(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_to_overlay(ctx: &TcContext) -> Result<i32, i32> {
-    let Some(info) = ipv4(ctx)? else {
+    let Some(pkt) = ipv4(ctx)? else {
         // The device is NOARP and carries IPv4 only; nothing else has a tunnel key.
         return Err(drop(DropReason::NO_TUNNEL_ROUTE));
     };
-    match remote_node(info.daddr) {
+    match remote_node(pkt.daddr) {
         Some(route) if route.is_tunnel() => {
             tunnel::set_key(ctx, route.node_ip_be, config().vni)?;
             Ok(TC_ACT_OK as i32)

@@ -199,6 +199,16 @@ impl Agent {
             Request::Gc { valid } => self.gc(&valid),
             Request::Status => self.status().map(Response::Status),
             Request::SetBpfLog { on } => self.set_bpf_log(on),
+            Request::ServiceList => self
+                .datapath
+                .services()
+                .map(|services| Response::Services { services })
+                .map_err(ApiError::from),
+            Request::CtList => self
+                .datapath
+                .conntrack()
+                .map(|entries| Response::Conntrack { entries })
+                .map_err(ApiError::from),
         };
         if let Err(e) = &out {
             warn!(error = %e, "request failed");

@@ -73,6 +73,10 @@ pub enum Request {
     Status,
     /// Switch the eBPF programs' debug log lines on or off (`weft bpf-log on|off`).
     SetBpfLog { on: bool },
+    /// The Service frontends and their backends as the datapath holds them (`weft service list`).
+    ServiceList,
+    /// The conntrack entries of translated flows (`weft ct list`).
+    CtList,
 }
 
 /// What the plugin tells the agent about a freshly made veth.
@@ -116,6 +120,12 @@ pub enum Response {
     Status(StatusReport),
     BpfLog {
         on: bool,
+    },
+    Services {
+        services: Vec<crate::datapath::lb::ServiceRow>,
+    },
+    Conntrack {
+        entries: Vec<crate::datapath::CtEntry>,
     },
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Output;
+use super::{table, Output};
 use crate::api::{Client, Request, Response, StatusReport};
 
 pub fn run(socket: &Path, output: Output) -> anyhow::Result<()> {
@@ -25,30 +25,6 @@ pub fn run(socket: &Path, output: Output) -> anyhow::Result<()> {
         Output::Table => print!("{}", render(&report)),
     }
     Ok(())
-}
-
-/// Columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<&str>, out: &mut String| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec(), &mut out);
-    for row in rows {
-        line(row.iter().map(String::as_str).collect(), &mut out);
-    }
-    out
 }
 
 /// The human-readable report.

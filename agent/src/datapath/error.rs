@@ -84,6 +84,16 @@ pub enum DatapathError {
 
     #[error("invalid endpoint {ip}: {reason}")]
     InvalidEndpoint { ip: Ipv4Addr, reason: &'static str },
+
+    #[error("no free {what} id left")]
+    LbIdsExhausted { what: &'static str },
+
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<aya::EbpfError> for DatapathError {

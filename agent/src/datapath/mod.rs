@@ -7,52 +7,55 @@
 //! <pin_dir>/DROP_STATS              per-CPU array, drops by DropReason number
 //! <pin_dir>/NODE_ROUTES4            LPM trie, other nodes' pod CIDRs -> node (routing reconciler)
 //! <pin_dir>/DP_CONFIG               array[1], node-wide settings
-//! <pin_dir>/<program>               each loaded program (from_pod, from_netdev, from_overlay,
+//! <pin_dir>/LB4_SERVICES, LB4_SLOTS, LB4_BACKENDS, LB4_REVNAT    Service maps (agent-written)
+//! <pin_dir>/LB4_AFFINITY, LB4_SOCK_REVNAT, CT4                   datapath-written LRU maps
+//! <pin_dir>/<program>               each tc program (from_pod, from_netdev, from_overlay,
 //!                                   to_overlay), replaced on open
 //! <pin_dir>/links/<program>_<ifname> TCX link of an interface ('.' written as ':')
+//! <pin_dir>/links/sock4_<hook>_cg<id> socket-LB link of a cgroup v2 directory (its inode)
 //! ```
 //!
 //! The links hold the traffic: while a link pin exists the program stays attached, whether or
-//! not an agent runs. A new agent re-opens the maps, loads its program and, on
-//! [`Datapath::attach_from_pod`], swaps it into the existing link atomically.
+//! not an agent runs. A new agent re-opens the maps, loads its programs and, on
+//! [`Datapath::attach`], swaps them into the existing links atomically.
 
 mod attach;
 mod bpffs;
 mod config;
+mod ct;
 mod drop;
 mod endpoint;
 mod error;
+pub mod lb;
 mod node_routes;
 mod object;
 mod pinned_maps;
 mod programs;
+mod sock;
 mod stats;
+mod test_run;
 
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
-use dataplane_common::maps::{DP_CONFIG, DROP_STATS, ENDPOINTS4, NODE_ROUTES4};
-use dataplane_common::{DpConfig, Endpoint4Key, Endpoint4Value};
+use dataplane_common::maps::{
+    CT4, DP_CONFIG, DROP_STATS, ENDPOINTS4, LB4_STATS, NODE_ROUTES4, PROG_NETDEV_LB,
+};
+use dataplane_common::{Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value};
 use tracing::{debug, info};
 
 pub use attach::{FromPodLink, LINKS_DIR};
 pub use config::DatapathSettings;
+pub use ct::CtEntry;
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
 pub use node_routes::{NodeHop, NodeRoutes};
 pub use programs::Prog;
+pub use sock::{SockLbState, SOCK_PROGRAMS};
 pub use stats::{read_stats, Figures};
-
-/// Verdict and output of one `BPF_PROG_TEST_RUN` of a program (see [`Datapath::test_run_from_pod`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRunOutput {
-    /// The program's return value (a `TC_ACT_*` verdict).
-    pub verdict: u32,
-    /// The packet as the program left it.
-    pub frame: Vec<u8>,
-}
+pub use test_run::TestRunOutput;
 
 /// The loaded eBPF object, its pinned maps and the tc links it owns.
 pub struct Datapath {
@@ -61,7 +64,12 @@ pub struct Datapath {
     endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value>,
     drop_stats: PerCpuArray<MapData, u64>,
     config: Array<MapData, DpConfig>,
-    /// The kernel's id of each program this agent loaded (fixed for the agent's lifetime),
+    lb_stats: PerCpuArray<MapData, u64>,
+    ct: HashMap<MapData, Ct4Key, Ct4Value>,
+    lb_maps: lb::LbMaps,
+    /// The only writer of the Service maps.
+    lb: lb::Reconciler,
+    /// The kernel's id of each tc program this agent loaded (fixed for the agent's lifetime),
     /// indexed by [`Prog::index`].
     prog_ids: [u32; Prog::ALL.len()],
     /// Reader of the programs' aya-log ring buffer, until the agent takes it to poll.
@@ -101,6 +109,20 @@ impl Datapath {
         for which in Prog::ALL {
             prog_ids[which.index()] = load_and_pin(&mut ebpf, which, pin_dir)?;
         }
+        // Loaded (and so verified) at every start even when unused: the test entry of the
+        // uplink's Service path and the socket hooks must not wait for their first use to find
+        // a verifier error.
+        let netdev: &mut SchedClassifier =
+            as_classifier(ebpf.program_mut(PROG_NETDEV_LB), PROG_NETDEV_LB)?;
+        netdev.load().map_err(|source| DatapathError::Program {
+            name: PROG_NETDEV_LB,
+            source,
+        })?;
+        for name in SOCK_PROGRAMS {
+            sock::sock_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+        }
 
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
@@ -108,6 +130,10 @@ impl Datapath {
         config::write(&mut config, settings)?;
         // NODE_ROUTES4 stays pinned for its own writer (`NodeRoutes::open`).
         drop(ebpf.take_map(NODE_ROUTES4));
+        let ct = take_map(&mut ebpf, CT4)?;
+        let lb_stats = take_map(&mut ebpf, LB4_STATS)?;
+        let mut lb_maps = lb::LbMaps::take(&mut ebpf)?;
+        let lb = lb::Reconciler::resume(&mut lb_maps)?;
         bpffs::ensure_dir(&pin_dir.join(LINKS_DIR))?;
         info!(pin_dir = %pin_dir.display(), ?settings, "datapath loaded");
         Ok(Self {
@@ -116,9 +142,18 @@ impl Datapath {
             endpoints,
             drop_stats,
             config,
+            lb_stats,
+            ct,
+            lb_maps,
+            lb,
             prog_ids,
             logger,
         })
+    }
+
+    /// The programs' log reader, for a task that polls it (once; `None` afterwards).
+    pub fn take_logger(&mut self) -> Option<BpfLogger> {
+        self.logger.take()
     }
 
     /// Remove every pin under `pin_dir` (tests; meant for `weft agent --cleanup`). Removing
@@ -130,45 +165,9 @@ impl Datapath {
         Ok(())
     }
 
-    /// The programs' log reader, for a task that polls it (once; `None` afterwards).
-    pub fn take_logger(&mut self) -> Option<BpfLogger> {
-        self.logger.take()
-    }
-
     /// The bpffs directory holding this datapath's pins.
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
-    }
-
-    /// Run `from_pod` once on `frame` with `BPF_PROG_TEST_RUN` (no interface involved): the
-    /// verdict and the packet as the program left it. Maps are the real, pinned ones, so
-    /// endpoints and drop counters apply. For tests and `weft` self-checks.
-    pub fn test_run_from_pod(&self, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
-        self.test_run(Prog::FromPod, frame)
-    }
-
-    /// Run one program once on `frame` with `BPF_PROG_TEST_RUN` (see [`Self::test_run_from_pod`]).
-    pub fn test_run(&self, which: Prog, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
-        use aya::programs::{TestRun, TestRunOptions};
-
-        let prog: &SchedClassifier = as_classifier(which, self.ebpf.program(which.name()))?;
-        // Room for the frame plus the headroom a program could add.
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DatapathError::Program {
-                name: which.name(),
-                source,
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutput {
-            verdict: result.return_value,
-            frame: out,
-        })
     }
 }
 
@@ -191,28 +190,24 @@ fn load_and_pin(ebpf: &mut Ebpf, which: Prog, pin_dir: &Path) -> Result<u32, Dat
 }
 
 fn classifier_mut(ebpf: &mut Ebpf, which: Prog) -> Result<&mut SchedClassifier, DatapathError> {
-    as_classifier(which, ebpf.program_mut(which.name()))
+    as_classifier(ebpf.program_mut(which.name()), which.name())
 }
 
-/// The program `which` (as found by `Ebpf::program` or `program_mut`) as a classifier, or why
-/// not.
-fn as_classifier<P, C>(which: Prog, program: Option<P>) -> Result<C, DatapathError>
+/// A tc program (as found by `Ebpf::program` or `program_mut`) as a classifier, or why not.
+fn as_classifier<P, C>(program: Option<P>, name: &'static str) -> Result<C, DatapathError>
 where
     C: TryFrom<P, Error = ProgramError>,
 {
     program
         .ok_or(DatapathError::Missing {
             kind: "program",
-            name: which.name(),
+            name,
         })?
         .try_into()
-        .map_err(|source| DatapathError::Program {
-            name: which.name(),
-            source,
-        })
+        .map_err(|source| DatapathError::Program { name, source })
 }
 
-fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, DatapathError>
+pub(crate) fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, DatapathError>
 where
     M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {

@@ -9,10 +9,18 @@ use std::path::Path;
 
 use aya::maps::{MapInfo, MapType};
 use dataplane_common::maps::{
-    DP_CONFIG, DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES,
-    NODE_ROUTES4, NODE_ROUTES4_MAX_ENTRIES,
+    CT4, CT4_MAX_ENTRIES, DP_CONFIG, DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4,
+    ENDPOINTS4_MAX_ENTRIES, LB4_AFFINITY, LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS,
+    LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT, LB4_REVNAT_MAX_ENTRIES, LB4_SERVICES,
+    LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT,
+    LB4_SOCK_REVNAT_MAX_ENTRIES, LB4_STATS, LB4_STATS_MAX_ENTRIES, NODE_ROUTES4,
+    NODE_ROUTES4_MAX_ENTRIES,
 };
-use dataplane_common::{DpConfig, Endpoint4Key, Endpoint4Value, NodeRoute4Value};
+use dataplane_common::{
+    Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey,
+    Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockKey, Lb4SockRevNat,
+    NodeRoute4Value,
+};
 
 use super::DatapathError;
 
@@ -43,6 +51,22 @@ const SPECS: &[Spec] = &[
     // LPM key: u32 prefix length + the address.
     Spec::new::<[u8; 8], NodeRoute4Value>(NODE_ROUTES4, MapType::LpmTrie, NODE_ROUTES4_MAX_ENTRIES),
     Spec::new::<u32, DpConfig>(DP_CONFIG, MapType::Array, 1),
+    Spec::new::<Lb4Key, Lb4Service>(LB4_SERVICES, MapType::Hash, LB4_SERVICES_MAX_ENTRIES),
+    Spec::new::<Lb4SlotKey, Lb4Slot>(LB4_SLOTS, MapType::Hash, LB4_SLOTS_MAX_ENTRIES),
+    Spec::new::<u32, Lb4Backend>(LB4_BACKENDS, MapType::Hash, LB4_BACKENDS_MAX_ENTRIES),
+    Spec::new::<u16, Lb4RevNat>(LB4_REVNAT, MapType::Hash, LB4_REVNAT_MAX_ENTRIES),
+    Spec::new::<Lb4AffinityKey, Lb4Affinity>(
+        LB4_AFFINITY,
+        MapType::LruHash,
+        LB4_AFFINITY_MAX_ENTRIES,
+    ),
+    Spec::new::<Lb4SockKey, Lb4SockRevNat>(
+        LB4_SOCK_REVNAT,
+        MapType::LruHash,
+        LB4_SOCK_REVNAT_MAX_ENTRIES,
+    ),
+    Spec::new::<Ct4Key, Ct4Value>(CT4, MapType::LruHash, CT4_MAX_ENTRIES),
+    Spec::new::<u32, u64>(LB4_STATS, MapType::PerCpuArray, LB4_STATS_MAX_ENTRIES),
 ];
 
 /// Check every map already pinned under `pin_dir` against this build's definition.

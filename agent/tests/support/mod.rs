@@ -7,8 +7,10 @@
 )]
 
 pub mod bpf;
+pub mod cgroup;
 pub mod frames;
 pub mod guards;
+pub mod lb;
 pub mod netns;
 pub mod node;
 pub mod veth;

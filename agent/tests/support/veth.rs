@@ -127,3 +127,71 @@ fn send_raw_frame(ifname: &str, frame: &[u8]) {
         assert_eq!(n, frame.len() as isize, "sendto: {err}");
     }
 }
+
+/// Capture the frames `ifname` (in `ns`) receives for `duration` (AF_PACKET, inbound only),
+/// on a thread started now; `join()` the handle for the frames.
+pub fn capture(
+    ns: &Netns,
+    ifname: &str,
+    duration: std::time::Duration,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let path = ns.path();
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        // SAFETY: plain libc calls on a socket this closure owns and closes.
+        unsafe {
+            let ifindex = libc::if_nametoindex(ifname.as_ptr());
+            assert_ne!(ifindex, 0, "no interface {ifname:?}");
+            let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto as u16;
+            sll.sll_ifindex = ifindex as i32;
+            let r = libc::bind(
+                fd,
+                (&raw const sll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            ready_tx.send(()).unwrap();
+            let end = std::time::Instant::now() + duration;
+            let mut frames = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while std::time::Instant::now() < end {
+                let mut from: libc::sockaddr_ll = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                let n = libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&raw mut from).cast(),
+                    &mut len,
+                );
+                if n > 0 && from.sll_pkttype != libc::PACKET_OUTGOING {
+                    frames.push(buf[..n as usize].to_vec());
+                }
+            }
+            libc::close(fd);
+            frames
+        }
+    });
+    ready_rx.recv().expect("capture thread started");
+    handle
+}

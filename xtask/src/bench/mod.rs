@@ -2,9 +2,12 @@
 //! weft, against a Linux bridge (the reference `bridge` plugin's layout) and a bare veth pair
 //! (the physical limit), measured interleaved in the same run and reported as ratios.
 //! `cargo xtask bench cni-add`: CNI ADD/DEL latency of weft against the reference plugins.
+//! `cargo xtask bench cross-node`: pod to pod across two lab nodes against node to node.
+//! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
 
 mod cni_add;
 mod cross_node;
+mod lb_scale;
 mod rr;
 mod topo;
 
@@ -54,6 +57,9 @@ enum Section {
     /// Pod to pod across two nodes of a lab (weft native, bridge + routes, weft VXLAN),
     /// against node-to-node traffic in the same lab.
     CrossNode(cross_node::Args),
+    /// Per-packet cost of the Service path (BPF_PROG_TEST_RUN) with 1, 1k, 10k and 50k
+    /// Services, as ratios to 1 Service measured in the same rounds.
+    LbScale(lb_scale::Args),
 }
 
 const RR_PORT: u16 = 7777;
@@ -69,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.section {
         Some(Section::CniAdd(a)) => return cni_add::run(a),
         Some(Section::CrossNode(a)) => return cross_node::run(a),
+        Some(Section::LbScale(a)) => return lb_scale::run(a),
         None => {}
     }
     if let Some(port) = args.rr_server {

@@ -1,0 +1,142 @@
+//! `CT4` from user space: the flows the datapath translated, for `weft ct list` and metrics.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::MapError;
+use dataplane_common::ct::{
+    CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT, CT4_KIND_REPLY, CT4_KIND_SERVICE,
+    CT4_LIFETIME_CLOSING_S, CT4_LIFETIME_NONTCP_S, CT4_LIFETIME_TCP_S,
+};
+use dataplane_common::maps::CT4;
+use serde::{Deserialize, Serialize};
+
+use super::{Datapath, DatapathError};
+use crate::lb::Protocol;
+
+/// One conntrack entry in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEntry {
+    /// `service` (client -> frontend, as sent) or `reply` (backend -> client, as sent).
+    pub kind: String,
+    pub protocol: String,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    /// Service entries: the backend; reply entries: the original client.
+    pub nat_addr: Ipv4Addr,
+    pub nat_port: u16,
+    /// Service entries with a translated source: that source.
+    pub snat: Option<(Ipv4Addr, u16)>,
+    pub backend_id: u32,
+    pub rev_nat_id: u16,
+    /// `snat`, `closing`, `hairpin`, `external`.
+    pub flags: Vec<String>,
+    /// Seconds since a packet last refreshed it.
+    pub idle_s: u64,
+    /// Seconds until it expires unless refreshed (0: expired, waiting for reuse or eviction).
+    pub expires_in_s: u64,
+}
+
+fn err(source: MapError) -> DatapathError {
+    DatapathError::Map { name: CT4, source }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: what `bpf_ktime_get_ns()` stamps entries with.
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscall writing into `t`; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl Datapath {
+    /// Every `CT4` entry, service entries first, then by source.
+    pub fn conntrack(&self) -> Result<Vec<CtEntry>, DatapathError> {
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        for item in self.ct.iter() {
+            let (k, v) = item.map_err(err)?;
+            let protocol = Protocol::from_number(k.proto)
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| k.proto.to_string());
+            let mut flags = Vec::new();
+            for (bit, name) in [
+                (CT4_F_SNAT, "snat"),
+                (CT4_F_CLOSING, "closing"),
+                (CT4_F_HAIRPIN, "hairpin"),
+                (CT4_F_EXTERNAL, "external"),
+            ] {
+                if v.flags & bit != 0 {
+                    flags.push(name.to_owned());
+                }
+            }
+            let lifetime = if v.flags & CT4_F_CLOSING != 0 {
+                CT4_LIFETIME_CLOSING_S
+            } else if k.proto == 6 {
+                CT4_LIFETIME_TCP_S
+            } else {
+                CT4_LIFETIME_NONTCP_S
+            };
+            let idle_s = now.saturating_sub(v.last_seen_ns) / 1_000_000_000;
+            let service = k.kind == CT4_KIND_SERVICE;
+            out.push(CtEntry {
+                kind: match k.kind {
+                    CT4_KIND_SERVICE => "service",
+                    CT4_KIND_REPLY => "reply",
+                    _ => "unknown",
+                }
+                .into(),
+                protocol,
+                src: Ipv4Addr::from(k.saddr_be),
+                sport: u16::from_be(k.sport_be),
+                dst: Ipv4Addr::from(k.daddr_be),
+                dport: u16::from_be(k.dport_be),
+                nat_addr: Ipv4Addr::from(v.addr_be),
+                nat_port: u16::from_be(v.port_be),
+                snat: (service && v.flags & CT4_F_SNAT != 0).then(|| {
+                    (Ipv4Addr::from(v.snat_addr_be), u16::from_be(v.snat_port_be))
+                }),
+                backend_id: v.backend_id,
+                rev_nat_id: v.rev_nat_id,
+                flags,
+                idle_s,
+                expires_in_s: lifetime.saturating_sub(idle_s),
+            });
+        }
+        out.sort_by(|a, b| {
+            (a.kind != "service", a.src, a.sport, a.dst, a.dport)
+                .cmp(&(b.kind != "service", b.src, b.sport, b.dst, b.dport))
+        });
+        Ok(out)
+    }
+
+    /// Remove every `CT4` entry (established flows then choose a backend again); returns how
+    /// many went. For operators (`cilium-dbg bpf ct flush` does the same) and tests.
+    pub fn conntrack_flush(&mut self) -> Result<usize, DatapathError> {
+        let keys: Vec<_> = self.ct.keys().collect::<Result<_, _>>().map_err(err)?;
+        let mut n = 0;
+        for k in &keys {
+            match self.ct.remove(k) {
+                Ok(()) => n += 1,
+                // Evicted or expired meanwhile.
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Number of `CT4` entries (walks the keys).
+    pub fn conntrack_len(&self) -> Result<usize, DatapathError> {
+        let mut n = 0;
+        for k in self.ct.keys() {
+            k.map_err(err)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,506 @@
+//! Service translation in `from_pod` (BPF_PROG_TEST_RUN against the real pinned maps,
+//! programmed through the reconciler): DNAT to a backend, conntrack keeping a flow on its
+//! backend, reverse NAT of replies, ClientIP affinity, refusal without backends, hairpin, UDP
+//! flows leaving a removed backend, and exact checksums (recomputed here from the bytes).
+//! Root only; fails (not skips) without root or bpffs.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use support::bpf::*;
+use support::frames::*;
+use support::lb::*;
+use weft::lb::{BackendState, Protocol};
+
+const VIP: [u8; 4] = [10, 32, 0, 10];
+const HAIRPIN_SRC: [u8; 4] = [169, 254, 42, 1];
+
+fn client() -> Pod {
+    pod(5)
+}
+fn b1() -> Pod {
+    pod(7)
+}
+fn b2() -> Pod {
+    pod(8)
+}
+
+/// A datapath with the client and two backend pods, and `VIP:80/TCP` -> both on 8080.
+fn two_backends(test: &str) -> (PinDir, weft::datapath::Datapath) {
+    let (pins, mut dp) = datapath(test, &[client(), b1(), b2()]);
+    dp.upsert_service(&clusterip(
+        "web",
+        VIP,
+        80,
+        Protocol::Tcp,
+        &[active(b1().ip, 8080), active(b2().ip, 8080)],
+    ))
+    .expect("program the Service");
+    (pins, dp)
+}
+
+fn syn(sport: u16) -> Vec<u8> {
+    from_pod(&client(), &tcp_packet(client().ip, sport, VIP, 80, 1000, 0, TCP_SYN, &[]))
+}
+
+/// The pod whose IP is `ip` among the backends.
+fn backend_pod(ip: [u8; 4]) -> Pod {
+    [b1(), b2()]
+        .into_iter()
+        .find(|p| p.ip == ip)
+        .unwrap_or_else(|| panic!("{ip:?} is not a backend"))
+}
+
+#[test]
+fn clusterip_syn_is_dnatted_to_a_backend_with_exact_checksums() {
+    let (_pins, dp) = two_backends("dnat");
+    let frame = syn(40000);
+
+    let out = dp.test_run_from_pod(&frame).expect("test run");
+
+    assert_eq!(out.verdict, TC_ACT_REDIRECT, "delivered to the local backend pod");
+    let s = seen(&out.frame);
+    let b = backend_pod(s.dst);
+    assert_eq!((s.src, s.sport), (client().ip, 40000), "source untouched");
+    assert_eq!(s.dport, 8080, "destination port translated");
+    assert_eq!((s.dst_mac, s.src_mac), (b.ep.pod_mac, b.ep.host_mac));
+    assert_eq!(s.ttl, 64);
+    assert_checksums(&out.frame);
+    assert_eq!(out.frame.len(), frame.len());
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn udp_is_dnatted_and_its_checksum_updated_or_left_zero() {
+    let (_pins, mut dp) = datapath("udp", &[client(), b1()]);
+    dp.upsert_service(&clusterip("dns", VIP, 53, Protocol::Udp, &[active(b1().ip, 5353)]))
+        .unwrap();
+
+    let with = from_pod(&client(), &udp_packet(client().ip, 40001, VIP, 53, b"query"));
+    let out = dp.test_run_from_pod(&with).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.dst, s.dport), (b1().ip, 5353));
+    assert_ne!(s.l4_csum, 0, "a real checksum stays a real checksum");
+    assert_checksums(&out.frame);
+
+    let without = from_pod(&client(), &udp0_packet(client().ip, 40002, VIP, 53, b"query"));
+    let out = dp.test_run_from_pod(&without).unwrap();
+    let s = seen(&out.frame);
+    assert_eq!((s.dst, s.dport), (b1().ip, 5353));
+    assert_eq!(s.l4_csum, 0, "a zero UDP checksum means none and must stay zero");
+    assert_checksums(&out.frame);
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn udp_checksum_that_would_become_zero_is_written_as_ffff() {
+    // Find a payload whose translated checksum is exactly 0 (RFC 768: must be sent as 0xffff).
+    let (_pins, mut dp) = datapath("udpffff", &[client(), b1()]);
+    dp.upsert_service(&clusterip("dns", VIP, 53, Protocol::Udp, &[active(b1().ip, 53)]))
+        .unwrap();
+    let data = (0u16..=u16::MAX)
+        .map(|w| w.to_be_bytes())
+        .find(|d| {
+            let u = udp(40003, 53, d);
+            l4_checksum(client().ip, b1().ip, IPPROTO_UDP, &u) == 0
+        })
+        .expect("some 2-byte payload sums to zero");
+    let frame = from_pod(&client(), &udp_packet(client().ip, 40003, VIP, 53, &data));
+    let out = dp.test_run_from_pod(&frame).unwrap();
+    let s = seen(&out.frame);
+    assert_eq!(s.dst, b1().ip);
+    assert_eq!(s.l4_csum, 0xffff);
+    assert_checksums(&out.frame);
+}
+
+#[test]
+fn an_established_flow_keeps_its_backend_and_new_flows_spread() {
+    let (_pins, dp) = two_backends("spread");
+    let first = seen(&dp.test_run_from_pod(&syn(41000)).unwrap().frame).dst;
+    for seq in 1..20u32 {
+        let ack = from_pod(
+            &client(),
+            &tcp_packet(client().ip, 41000, VIP, 80, 1000 + seq, 1, TCP_ACK, b"x"),
+        );
+        let out = dp.test_run_from_pod(&ack).unwrap();
+        assert_eq!(seen(&out.frame).dst, first, "packet {seq} of the flow changed backend");
+        assert_checksums(&out.frame);
+    }
+    let mut hits: BTreeMap<[u8; 4], usize> = BTreeMap::new();
+    for sport in 42000..42064 {
+        *hits.entry(seen(&dp.test_run_from_pod(&syn(sport)).unwrap().frame).dst).or_default() += 1;
+    }
+    // 64 flows over 2 backends: all on one would happen with probability 2^-63.
+    assert_eq!(hits.len(), 2, "new flows all went to one backend: {hits:?}");
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn the_backends_reply_is_reverse_natted_and_delivered_to_the_client() {
+    let (_pins, dp) = two_backends("revnat");
+    let out = dp.test_run_from_pod(&syn(43000)).unwrap();
+    let b = backend_pod(seen(&out.frame).dst);
+
+    let reply = from_pod(
+        &b,
+        &tcp_packet(b.ip, 8080, client().ip, 43000, 5000, 1001, TCP_SYN | TCP_ACK, &[]),
+    );
+    let out = dp.test_run_from_pod(&reply).unwrap();
+
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport), (VIP, 80), "the reply comes from the ClusterIP");
+    assert_eq!((s.dst, s.dport), (client().ip, 43000));
+    assert_eq!((s.dst_mac, s.src_mac), (client().ep.pod_mac, client().ep.host_mac));
+    assert_eq!((s.seq, s.ack, s.tcp_flags), (5000, 1001, TCP_SYN | TCP_ACK));
+    assert_checksums(&out.frame);
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn traffic_of_other_flows_is_not_touched() {
+    let (_pins, dp) = two_backends("untouched");
+    dp.test_run_from_pod(&syn(44000)).unwrap();
+    // The backend talks to the client from another port: not a reply of the Service flow.
+    let b = b1();
+    let other = from_pod(&b, &tcp_packet(b.ip, 9999, client().ip, 44000, 1, 0, TCP_SYN, &[]));
+    let out = dp.test_run_from_pod(&other).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    assert_eq!(out.frame[12..], other[12..], "only the MACs change on plain delivery");
+    // A non-Service port on the ClusterIP goes to the stack unchanged.
+    let off = from_pod(&client(), &tcp_packet(client().ip, 44001, VIP, 81, 1, 0, TCP_SYN, &[]));
+    let out = dp.test_run_from_pod(&off).unwrap();
+    assert_eq!((out.verdict, out.frame), (TC_ACT_OK, off));
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn client_ip_affinity_holds_until_its_timeout() {
+    let clients: Vec<Pod> = (20..28).map(pod).collect();
+    let mut pods = clients.clone();
+    pods.extend([b1(), b2(), pod(9)]);
+    let (_pins, mut dp) = datapath("affinity", &pods);
+    let mut svc = clusterip(
+        "sticky",
+        VIP,
+        80,
+        Protocol::Tcp,
+        &[active(b1().ip, 8080), active(b2().ip, 8080), active(pod(9).ip, 8080)],
+    );
+    svc.frontends[0].affinity_timeout_s = Some(1);
+    dp.upsert_service(&svc).unwrap();
+    let new_flow = |c: &Pod, sport: u16| {
+        let f = from_pod(c, &tcp_packet(c.ip, sport, VIP, 80, 1, 0, TCP_SYN, &[]));
+        seen(&dp.test_run_from_pod(&f).unwrap().frame).dst
+    };
+
+    let chosen: Vec<[u8; 4]> = clients.iter().map(|c| new_flow(c, 45000)).collect();
+    for (c, b) in clients.iter().zip(&chosen) {
+        for sport in 45001..45006 {
+            assert_eq!(new_flow(c, sport), *b, "client {:?} lost its backend", c.ip);
+        }
+    }
+    let hits = dp.lb_counters().unwrap().into_iter().find(|(n, _)| *n == "affinity_hits");
+    assert_eq!(hits, Some(("affinity_hits", 8 * 5)));
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let after: Vec<[u8; 4]> = clients.iter().map(|c| new_flow(c, 46000)).collect();
+    // Each client now draws afresh among 3 backends: all 8 keeping theirs has p = 3^-8.
+    assert_ne!(after, chosen, "affinity outlived its 1 s timeout");
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn a_service_without_backends_answers_tcp_with_a_reset() {
+    let (_pins, mut dp) = datapath("rst", &[client()]);
+    dp.upsert_service(&clusterip("empty", VIP, 80, Protocol::Tcp, &[]))
+        .unwrap();
+    let frame = from_pod(
+        &client(),
+        &tcp_packet(client().ip, 47000, VIP, 80, 7777, 0, TCP_SYN, &[]),
+    );
+
+    let out = dp.test_run_from_pod(&frame).unwrap();
+
+    assert_eq!(out.verdict, TC_ACT_REDIRECT, "the answer goes back into the client pod");
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport), (VIP, 80));
+    assert_eq!((s.dst, s.dport), (client().ip, 47000));
+    assert_eq!(s.tcp_flags, TCP_RST | TCP_ACK);
+    assert_eq!((s.seq, s.ack), (0, 7778), "acknowledges the SYN");
+    assert_eq!((s.dst_mac, s.src_mac), (client().ep.pod_mac, client().ep.host_mac));
+    assert_eq!(out.frame.len(), 14 + 40);
+    assert_checksums(&out.frame);
+    assert_eq!(counter(&dp, "service_no_backend"), 1);
+
+    // A segment with ACK set gets a RST whose sequence number is that ACK.
+    let ack = from_pod(
+        &client(),
+        &tcp_packet(client().ip, 47001, VIP, 80, 1, 4242, TCP_ACK, b"data"),
+    );
+    let s = seen(&dp.test_run_from_pod(&ack).unwrap().frame);
+    assert_eq!((s.tcp_flags, s.seq), (TCP_RST, 4242));
+    // A RST is never answered.
+    let rst = from_pod(
+        &client(),
+        &tcp_packet(client().ip, 47002, VIP, 80, 1, 0, TCP_RST, &[]),
+    );
+    assert_eq!(dp.test_run_from_pod(&rst).unwrap().verdict, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, "service_no_backend"), 3);
+}
+
+#[test]
+fn a_service_without_backends_answers_udp_with_icmp_port_unreachable() {
+    let (_pins, mut dp) = datapath("icmp", &[client()]);
+    dp.upsert_service(&clusterip("empty", VIP, 53, Protocol::Udp, &[]))
+        .unwrap();
+    let packet = udp_packet(client().ip, 48000, VIP, 53, b"a dns query, longer than 8 bytes");
+    let frame = from_pod(&client(), &packet);
+
+    let out = dp.test_run_from_pod(&frame).unwrap();
+
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.dst, s.proto), (VIP, client().ip, IPPROTO_ICMP));
+    assert_eq!((s.l4[0], s.l4[1]), (3, 3), "destination unreachable, port unreachable");
+    assert_eq!(
+        s.l4[8..],
+        packet[..28],
+        "quotes the original IPv4 header and the first 8 bytes after it"
+    );
+    assert_eq!(out.frame.len(), 14 + 20 + 8 + 28);
+    assert_checksums(&out.frame);
+    assert_eq!(counter(&dp, "service_no_backend"), 1);
+}
+
+#[test]
+fn a_pod_reaches_itself_through_its_service_hairpin() {
+    let (_pins, mut dp) = datapath("hairpin", &[client()]);
+    dp.upsert_service(&clusterip("self", VIP, 80, Protocol::Tcp, &[active(client().ip, 8080)]))
+        .unwrap();
+    let c = client();
+
+    let out = dp.test_run_from_pod(&syn(49000)).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.dst, s.dport), (c.ip, 8080), "to itself");
+    assert_eq!(
+        (s.src, s.sport),
+        (HAIRPIN_SRC, 49000),
+        "from the hairpin address: a pod drops packets from its own address"
+    );
+    assert_eq!(s.dst_mac, c.ep.pod_mac);
+    assert_checksums(&out.frame);
+
+    // The pod answers the hairpin address; the answer comes back from the ClusterIP.
+    let reply = from_pod(
+        &c,
+        &tcp_packet(c.ip, 8080, HAIRPIN_SRC, 49000, 9, 1001, TCP_SYN | TCP_ACK, &[]),
+    );
+    let out = dp.test_run_from_pod(&reply).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, c.ip, 49000));
+    assert_checksums(&out.frame);
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn a_udp_flow_moves_when_its_backend_is_removed() {
+    let (_pins, mut dp) = datapath("udpmove", &[client(), b1(), b2()]);
+    let both = [active(b1().ip, 53), active(b2().ip, 53)];
+    dp.upsert_service(&clusterip("dns", VIP, 53, Protocol::Udp, &both))
+        .unwrap();
+    let frame = from_pod(&client(), &udp_packet(client().ip, 50000, VIP, 53, b"q"));
+    let first = seen(&dp.test_run_from_pod(&frame).unwrap().frame).dst;
+    let other = if first == b1().ip { b2().ip } else { b1().ip };
+
+    dp.upsert_service(&clusterip("dns", VIP, 53, Protocol::Udp, &[active(other, 53)]))
+        .unwrap();
+
+    let out = dp.test_run_from_pod(&frame).unwrap();
+    assert_eq!(seen(&out.frame).dst, other, "the same UDP flow must not stick to a removed backend");
+    assert_checksums(&out.frame);
+    // And its replies come back from the ClusterIP.
+    let b = backend_pod(other);
+    let reply = from_pod(&b, &udp_packet(b.ip, 53, client().ip, 50000, b"a"));
+    let s = seen(&dp.test_run_from_pod(&reply).unwrap().frame);
+    assert_eq!((s.src, s.sport), (VIP, 53));
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn a_backend_that_stops_serving_loses_its_udp_flows_but_keeps_its_tcp_flows() {
+    let (_pins, mut dp) = datapath("notserving", &[client(), b1(), b2()]);
+    let program = |dp: &mut weft::datapath::Datapath, state: BackendState| {
+        for (name, proto) in [("u", Protocol::Udp), ("t", Protocol::Tcp)] {
+            let port = if proto == Protocol::Udp { 53 } else { 80 };
+            dp.upsert_service(&clusterip(
+                name,
+                VIP,
+                port,
+                proto,
+                &[with_state(active(b1().ip, 8080), state), active(b2().ip, 8080)],
+            ))
+            .unwrap();
+        }
+    };
+    program(&mut dp, BackendState::Active);
+    // Find one flow of each protocol that went to b1.
+    let udp_flow = (51000..51100)
+        .map(|p| from_pod(&client(), &udp_packet(client().ip, p, VIP, 53, b"q")))
+        .find(|f| seen(&dp.test_run_from_pod(f).unwrap().frame).dst == b1().ip)
+        .expect("a UDP flow on b1");
+    let tcp_flow = (52000..52100)
+        .map(syn)
+        .find(|f| seen(&dp.test_run_from_pod(f).unwrap().frame).dst == b1().ip)
+        .expect("a TCP flow on b1");
+
+    program(&mut dp, BackendState::NotServing);
+
+    assert_eq!(seen(&dp.test_run_from_pod(&udp_flow).unwrap().frame).dst, b2().ip);
+    assert_eq!(seen(&dp.test_run_from_pod(&tcp_flow).unwrap().frame).dst, b1().ip);
+    for p in 53000..53032 {
+        assert_eq!(seen(&dp.test_run_from_pod(&syn(p)).unwrap().frame).dst, b2().ip, "new flows avoid b1");
+    }
+}
+
+#[test]
+fn a_backend_set_change_keeps_established_flows_and_new_flows_see_only_the_new_set() {
+    let (_pins, mut dp) = datapath("flip", &[client(), b1(), b2(), pod(9)]);
+    dp.upsert_service(&clusterip("web", VIP, 80, Protocol::Tcp, &[active(b1().ip, 8080)]))
+        .unwrap();
+    let old_flow = syn(54000);
+    assert_eq!(seen(&dp.test_run_from_pod(&old_flow).unwrap().frame).dst, b1().ip);
+
+    // b1 drains (terminating, serving); b2 and pod 9 take new flows.
+    let next = [
+        with_state(active(b1().ip, 8080), BackendState::Draining),
+        active(b2().ip, 8080),
+        active(pod(9).ip, 8080),
+    ];
+    dp.upsert_service(&clusterip("web", VIP, 80, Protocol::Tcp, &next))
+        .unwrap();
+
+    assert_eq!(seen(&dp.test_run_from_pod(&old_flow).unwrap().frame).dst, b1().ip);
+    let new: BTreeSet<[u8; 4]> = (54001..54041)
+        .map(|p| seen(&dp.test_run_from_pod(&syn(p)).unwrap().frame).dst)
+        .collect();
+    assert_eq!(new, BTreeSet::from([b2().ip, pod(9).ip]));
+    assert_no_drops(&dp);
+}
+
+#[test]
+fn a_removed_service_is_no_longer_translated_and_late_replies_are_dropped() {
+    let (_pins, mut dp) = two_backends("removed");
+    let out = dp.test_run_from_pod(&syn(55000)).unwrap();
+    let b = backend_pod(seen(&out.frame).dst);
+    dp.delete_service(&weft::lb::ServiceName {
+        namespace: "default".into(),
+        name: "web".into(),
+    })
+    .unwrap();
+
+    let again = syn(55001);
+    let out = dp.test_run_from_pod(&again).unwrap();
+    assert_eq!((out.verdict, &out.frame), (TC_ACT_OK, &again), "the ClusterIP is gone");
+    let reply = from_pod(&b, &tcp_packet(b.ip, 8080, client().ip, 55000, 1, 1, TCP_ACK, &[]));
+    assert_eq!(dp.test_run_from_pod(&reply).unwrap().verdict, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, "revnat_missing"), 1);
+}
+
+#[test]
+fn fragments_to_a_service_are_counted_drops() {
+    let (_pins, dp) = two_backends("frag");
+    let mut packet = tcp_packet(client().ip, 56000, VIP, 80, 1, 0, TCP_SYN, &[]);
+    packet[6] |= 0x20; // more fragments
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum(&packet[..20]);
+    packet[10..12].copy_from_slice(&c.to_be_bytes());
+    let out = dp.test_run_from_pod(&from_pod(&client(), &packet)).unwrap();
+    assert_eq!(out.verdict, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, "frag_to_service"), 1);
+}
+
+#[test]
+fn in_node_clients_of_an_external_traffic_policy_local_nodeport_use_every_endpoint() {
+    use weft::lb::{FrontendKind, Scope};
+    let node_ip = [192, 168, 50, 11];
+    let remote = active([10, 200, 1, 9], 8080);
+    let (_pins, mut dp) = datapath("scopes", &[client()]);
+    let mut outside = frontend(FrontendKind::NodePort, node_ip, 30080, Protocol::Tcp, &[]);
+    outside.two_scopes = true;
+    let mut inside = frontend(FrontendKind::NodePort, node_ip, 30080, Protocol::Tcp, &[remote]);
+    inside.frontend.scope = Scope::Internal;
+    dp.upsert_service(&service("np", vec![outside, inside])).unwrap();
+
+    let f = from_pod(&client(), &tcp_packet(client().ip, 57000, node_ip, 30080, 1, 0, TCP_SYN, &[]));
+    let out = dp.test_run_from_pod(&f).unwrap();
+    assert_eq!(out.verdict, TC_ACT_OK, "a remote backend is left to forwarding");
+    let s = seen(&out.frame);
+    assert_eq!((s.dst, s.dport), ([10, 200, 1, 9], 8080));
+    assert_eq!(s.src, client().ip, "in-node clients keep their address");
+    assert_checksums(&out.frame);
+
+    // The uplink sees the outside scope: no local endpoint, refused.
+    let outside_client = [203, 0, 113, 10];
+    let f = ethernet(
+        [2, 0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0, 2],
+        ETH_P_IP,
+        &tcp_packet(outside_client, 57001, node_ip, 30080, 1, 0, TCP_SYN, &[]),
+    );
+    let out = dp.test_run_netdev(&f).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT, "answered out of the uplink");
+    assert_eq!(seen(&out.frame).tcp_flags, TCP_RST | TCP_ACK);
+    let _ = Ipv4Addr::from(node_ip);
+}
+
+#[test]
+fn conntrack_and_metrics_show_both_entries_of_a_translated_flow() {
+    let (_pins, dp) = two_backends("ctlist");
+    let out = dp.test_run_from_pod(&syn(58000)).unwrap();
+    let b = seen(&out.frame).dst;
+    let entries = dp.conntrack().unwrap();
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    let svc = entries.iter().find(|e| e.kind == "service").unwrap();
+    assert_eq!(
+        (svc.src, svc.sport, svc.dst, svc.dport, svc.nat_addr, svc.nat_port),
+        (Ipv4Addr::from(client().ip), 58000, Ipv4Addr::from(VIP), 80, Ipv4Addr::from(b), 8080)
+    );
+    let reply = entries.iter().find(|e| e.kind == "reply").unwrap();
+    assert_eq!((reply.src, reply.dst), (Ipv4Addr::from(b), Ipv4Addr::from(client().ip)));
+    assert!(svc.expires_in_s > 21000, "a TCP flow lives 6 h: {svc:?}");
+    assert_eq!(dp.conntrack_len().unwrap(), 2);
+    let m = dp.lb_metrics().unwrap();
+    assert_eq!(
+        (m.services, m.frontends, m.backends, m.conntrack_entries),
+        (1, 1, 2, 2),
+        "{m:?}"
+    );
+    assert_eq!(m.conntrack_capacity, 131072);
+    assert_eq!(m.counters[0], ("new_flows".to_owned(), 1));
+}
+
+#[test]
+fn an_established_connection_that_lost_its_conntrack_entry_is_counted() {
+    let (_pins, mut dp) = two_backends("ctmiss");
+    dp.test_run_from_pod(&syn(59000)).unwrap();
+    let ack = from_pod(&client(), &tcp_packet(client().ip, 59000, VIP, 80, 2, 1, TCP_ACK, b"x"));
+    dp.test_run_from_pod(&ack).unwrap();
+    let miss = |dp: &weft::datapath::Datapath| {
+        dp.lb_counters().unwrap().into_iter().find(|(n, _)| *n == "ct_miss_established").unwrap().1
+    };
+    assert_eq!(miss(&dp), 0, "the entry was there");
+    // What a full CT4 does to an idle connection: its entries are gone.
+    assert_eq!(dp.conntrack_flush().unwrap(), 2);
+    let out = dp.test_run_from_pod(&ack).unwrap();
+    assert_eq!(miss(&dp), 1);
+    assert!(
+        [b1().ip, b2().ip].contains(&seen(&out.frame).dst),
+        "it gets a backend afresh rather than being lost"
+    );
+    assert_eq!(dp.conntrack_len().unwrap(), 2);
+}

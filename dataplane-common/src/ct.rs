@@ -1,0 +1,98 @@
+//! `CT4`: connection tracking for translated flows (LRU hash).
+//!
+//! A new flow to a Service creates two entries: a `CT4_KIND_SERVICE` entry keyed by the
+//! packet as the client sent it (client -> frontend), holding the chosen backend and any source
+//! translation; and a `CT4_KIND_REPLY` entry keyed by the reply as it leaves the backend
+//! (backend -> client, or -> the translated source), holding what reverse NAT must restore.
+//! Packets of other flows never create entries.
+
+use core::mem::size_of;
+
+/// `Ct4Key::kind`: client -> frontend, as sent by the client.
+pub const CT4_KIND_SERVICE: u8 = 1;
+/// `Ct4Key::kind`: backend -> client, as sent by the backend.
+pub const CT4_KIND_REPLY: u8 = 2;
+
+/// `Ct4Value::flags`: the flow's source was translated (hairpin or uplink SNAT); the reply's
+/// destination is restored to `addr_be:port_be`.
+pub const CT4_F_SNAT: u16 = 1 << 0;
+/// `Ct4Value::flags`: a FIN or RST was seen; the entry lives `CT4_LIFETIME_CLOSING_S`.
+pub const CT4_F_CLOSING: u16 = 1 << 1;
+/// `Ct4Value::flags`: a hairpin flow (client and backend are the same pod).
+pub const CT4_F_HAIRPIN: u16 = 1 << 2;
+/// `Ct4Value::flags`: created by the uplink path (traffic from outside the node).
+pub const CT4_F_EXTERNAL: u16 = 1 << 3;
+
+/// How long an idle entry stays valid, by protocol and state (Cilium's defaults).
+pub const CT4_LIFETIME_TCP_S: u64 = 21600;
+pub const CT4_LIFETIME_NONTCP_S: u64 = 60;
+pub const CT4_LIFETIME_CLOSING_S: u64 = 10;
+/// `last_seen_ns` is rewritten at most this often per entry (saves a write per packet).
+pub const CT4_REFRESH_NS: u64 = 1_000_000_000;
+
+/// Key of `CT4`: a flow's 5-tuple as seen on the wire, and which direction it describes.
+/// 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ct4Key {
+    pub saddr_be: [u8; 4],
+    pub daddr_be: [u8; 4],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    /// `CT4_KIND_SERVICE` or `CT4_KIND_REPLY`.
+    pub kind: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<Ct4Key>() == 16);
+
+/// Value of `CT4`. 32 bytes.
+///
+/// Service entries: `backend_id` and `addr_be:port_be` (the backend, checked against
+/// `LB4_BACKENDS` on every packet so a removed or re-used backend id is noticed),
+/// `snat_addr_be:snat_port_be` (the translated source, `CT4_F_SNAT`).
+/// Reply entries: `rev_nat_id` (the frontend the source becomes), `addr_be:port_be` (the
+/// original client, the destination restored when `CT4_F_SNAT` is set).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ct4Value {
+    /// `bpf_ktime_get_ns()` when a packet last refreshed the entry.
+    pub last_seen_ns: u64,
+    pub backend_id: u32,
+    pub addr_be: [u8; 4],
+    pub snat_addr_be: [u8; 4],
+    pub port_be: u16,
+    pub snat_port_be: u16,
+    pub rev_nat_id: u16,
+    /// `CT4_F_*`.
+    pub flags: u16,
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(size_of::<Ct4Value>() == 32);
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` data without implicit padding (asserted); any bit pattern is valid.
+unsafe impl aya::Pod for Ct4Key {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for Ct4Value {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn ct4_layout_is_stable() {
+        assert_eq!(offset_of!(Ct4Key, sport_be), 8);
+        assert_eq!(offset_of!(Ct4Key, proto), 12);
+        assert_eq!(offset_of!(Ct4Key, kind), 13);
+        assert_eq!(offset_of!(Ct4Value, backend_id), 8);
+        assert_eq!(offset_of!(Ct4Value, addr_be), 12);
+        assert_eq!(offset_of!(Ct4Value, snat_addr_be), 16);
+        assert_eq!(offset_of!(Ct4Value, port_be), 20);
+        assert_eq!(offset_of!(Ct4Value, snat_port_be), 22);
+        assert_eq!(offset_of!(Ct4Value, rev_nat_id), 24);
+        assert_eq!(offset_of!(Ct4Value, flags), 26);
+    }
+}

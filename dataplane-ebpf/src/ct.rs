@@ -1,0 +1,104 @@
+//! Connection tracking of translated flows in `CT4`: lookups that honour lifetimes, refresh,
+//! and creation that counts a refused insert as a drop.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use dataplane_common::{
+    ct::{
+        CT4_F_CLOSING, CT4_KIND_REPLY, CT4_KIND_SERVICE, CT4_LIFETIME_CLOSING_S,
+        CT4_LIFETIME_NONTCP_S, CT4_LIFETIME_TCP_S, CT4_REFRESH_NS,
+    },
+    lb::IPPROTO_TCP,
+    Ct4Key, Ct4Value, DropReason,
+};
+
+use crate::{
+    drop::drop,
+    maps::CT4,
+    parse::{Ipv4Pkt, TCP_FIN, TCP_RST},
+};
+
+const NS: u64 = 1_000_000_000;
+
+/// Monotonic time in nanoseconds (what `last_seen_ns` is measured in).
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The key of `pkt` as a flow of `kind`.
+#[inline(always)]
+pub fn key(pkt: &Ipv4Pkt, kind: u8) -> Ct4Key {
+    Ct4Key {
+        saddr_be: pkt.saddr,
+        daddr_be: pkt.daddr,
+        sport_be: pkt.sport_be,
+        dport_be: pkt.dport_be,
+        proto: pkt.proto,
+        kind,
+        _pad: [0; 2],
+    }
+}
+
+/// The service entry of `pkt`'s flow (client -> frontend).
+#[inline(always)]
+pub fn service_key(pkt: &Ipv4Pkt) -> Ct4Key {
+    key(pkt, CT4_KIND_SERVICE)
+}
+
+/// The reply entry `pkt` would match (backend -> client).
+#[inline(always)]
+pub fn reply_key(pkt: &Ipv4Pkt) -> Ct4Key {
+    key(pkt, CT4_KIND_REPLY)
+}
+
+/// Whether an entry last refreshed at `e.last_seen_ns` has outlived its lifetime at `now`.
+#[inline(always)]
+pub fn expired(e: &Ct4Value, proto: u8, now: u64) -> bool {
+    let lifetime_s = if e.flags & CT4_F_CLOSING != 0 {
+        CT4_LIFETIME_CLOSING_S
+    } else if proto == IPPROTO_TCP {
+        CT4_LIFETIME_TCP_S
+    } else {
+        CT4_LIFETIME_NONTCP_S
+    };
+    now.wrapping_sub(e.last_seen_ns) > lifetime_s * NS
+}
+
+/// A live entry for `key`: its value (copied) and a pointer for [`refresh`].
+#[inline(always)]
+pub fn lookup(key: &Ct4Key, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
+    let ptr = CT4.get_ptr_mut(key)?;
+    // SAFETY: a value of this map, valid under the RCU read lock the program runs in.
+    let value = unsafe { *ptr };
+    if expired(&value, key.proto, now) {
+        return None;
+    }
+    Some((value, ptr))
+}
+
+/// Note a packet of the flow: stamp `last_seen_ns` (at most every `CT4_REFRESH_NS`), and
+/// shorten the lifetime once a TCP FIN or RST passes.
+#[inline(always)]
+pub fn refresh(ptr: *mut Ct4Value, seen: &Ct4Value, tcp_flags: u8, now: u64) {
+    let closing = tcp_flags & (TCP_FIN | TCP_RST) != 0 && seen.flags & CT4_F_CLOSING == 0;
+    if !closing && now.wrapping_sub(seen.last_seen_ns) < CT4_REFRESH_NS {
+        return;
+    }
+    // SAFETY: as in `lookup`; a lost race with another CPU only loses one timestamp.
+    unsafe {
+        (*ptr).last_seen_ns = now;
+        if closing {
+            (*ptr).flags |= CT4_F_CLOSING;
+        }
+    }
+}
+
+/// Write `value` under `key`. A refused insert (the LRU map full with nothing to evict) drops
+/// the packet, counted as `ct_full`: translating a flow without a record would break its
+/// replies.
+#[inline(always)]
+pub fn create(key: &Ct4Key, value: &Ct4Value) -> Result<(), i32> {
+    CT4.insert(key, value, 0)
+        .map_err(|_| drop(DropReason::CT_FULL))
+}

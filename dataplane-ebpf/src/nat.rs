@@ -1,0 +1,130 @@
+//! Address and port translation: DNAT/SNAT rewrites with their checksums, reverse NAT of
+//! replies from `CT4`, and picking a free source port when a source must be translated.
+
+use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::TcContext};
+use dataplane_common::{
+    ct::CT4_F_SNAT,
+    lb::{SNAT_PORT_MAX, SNAT_PORT_MIN},
+    Ct4Key, Ct4Value, DropReason,
+};
+
+use crate::{
+    csum::{self, L4Csum},
+    ct,
+    drop::drop,
+    maps::{CT4, LB4_REVNAT},
+    parse::{Ipv4Pkt, IP4_OFF_DADDR, IP4_OFF_SADDR},
+};
+
+/// Source-port attempts before a translated flow is given up (`snat_no_port`).
+const SNAT_TRIES: u32 = 8;
+
+/// Rewrite the destination to `addr:port_be` (DNAT), checksums included.
+#[inline(always)]
+pub fn set_dst(ctx: &TcContext, pkt: &mut Ipv4Pkt, addr: [u8; 4], port_be: u16) -> Result<(), i32> {
+    rewrite(ctx, pkt, IP4_OFF_DADDR, 2, pkt.daddr, addr, pkt.dport_be, port_be)?;
+    pkt.daddr = addr;
+    pkt.dport_be = port_be;
+    Ok(())
+}
+
+/// Rewrite the source to `addr:port_be` (SNAT), checksums included.
+#[inline(always)]
+pub fn set_src(ctx: &TcContext, pkt: &mut Ipv4Pkt, addr: [u8; 4], port_be: u16) -> Result<(), i32> {
+    rewrite(ctx, pkt, IP4_OFF_SADDR, 0, pkt.saddr, addr, pkt.sport_be, port_be)?;
+    pkt.saddr = addr;
+    pkt.sport_be = port_be;
+    Ok(())
+}
+
+#[expect(clippy::too_many_arguments, reason = "one rewrite, spelled out for the verifier")]
+#[inline(always)]
+fn rewrite(
+    ctx: &TcContext,
+    pkt: &Ipv4Pkt,
+    addr_off: usize,
+    port_off_in_l4: usize,
+    old_addr: [u8; 4],
+    new_addr: [u8; 4],
+    old_port: u16,
+    new_port: u16,
+) -> Result<(), i32> {
+    let failed = |_| drop(DropReason::REWRITE_FAILED);
+    let l4 = pkt.l4_csum().map(|(off, udp)| L4Csum { off, udp });
+    if old_addr != new_addr {
+        // Only the first fragment carries the L4 checksum; later ones have no L4 header.
+        let l4 = if pkt.has_ports { l4 } else { None };
+        csum::addr_changed(ctx, l4, old_addr, new_addr).map_err(failed)?;
+        ctx.store(addr_off, &new_addr, 0).map_err(|_| drop(DropReason::REWRITE_FAILED))?;
+    }
+    if old_port != new_port && pkt.has_ports {
+        if let Some(l4) = l4 {
+            csum::port_changed(ctx, l4, old_port, new_port).map_err(failed)?;
+        }
+        ctx.store(pkt.l4_off + port_off_in_l4, &new_port, 0)
+            .map_err(|_| drop(DropReason::REWRITE_FAILED))?;
+    }
+    Ok(())
+}
+
+/// Reverse NAT: if `pkt` is the reply of a flow this node translated (a `CT4` reply entry),
+/// restore the frontend as its source and, for a flow whose source was translated, the client
+/// as its destination. `Ok(true)` when the packet was rewritten.
+#[inline(always)]
+pub fn rev_nat(ctx: &TcContext, pkt: &mut Ipv4Pkt) -> Result<bool, i32> {
+    if !pkt.has_ports {
+        return Ok(false);
+    }
+    let now = ct::now();
+    let Some((entry, ptr)) = ct::lookup(&ct::reply_key(pkt), now) else {
+        return Ok(false);
+    };
+    // SAFETY: the value is copied out at once; the agent replaces entries whole.
+    let Some(frontend) = (unsafe { LB4_REVNAT.get(entry.rev_nat_id) }).copied() else {
+        return Err(drop(DropReason::REVNAT_MISSING));
+    };
+    ct::refresh(ptr, &entry, pkt.tcp_flags, now);
+    set_src(ctx, pkt, frontend.addr_be, frontend.port_be)?;
+    if entry.flags & CT4_F_SNAT != 0 {
+        set_dst(ctx, pkt, entry.addr_be, entry.port_be)?;
+    }
+    Ok(true)
+}
+
+/// Record the reply entry of a flow whose source becomes `snat_addr`, choosing the source
+/// port: the client's own if that reply tuple is free, else random ones in
+/// `SNAT_PORT_MIN..=SNAT_PORT_MAX`. Returns the port (network byte order).
+///
+/// `reply` is the reply key with `dport_be` still to be chosen; `value` the entry to store.
+#[inline(always)]
+pub fn reserve_snat_port(
+    mut reply: Ct4Key,
+    value: &Ct4Value,
+    client_port_be: u16,
+    now: u64,
+) -> Result<u16, i32> {
+    let span = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
+    let mut i = 0;
+    while i < SNAT_TRIES {
+        let port_be = if i == 0 {
+            client_port_be
+        } else {
+            // SAFETY: plain helper call.
+            let r = unsafe { bpf_get_prandom_u32() } % span;
+            (SNAT_PORT_MIN + r as u16).to_be()
+        };
+        reply.dport_be = port_be;
+        let taken = match ct::lookup(&reply, now) {
+            // Our own earlier entry for this very client may be reused.
+            Some((e, _)) => e.addr_be != value.addr_be || e.port_be != value.port_be,
+            None => false,
+        };
+        if !taken {
+            CT4.insert(&reply, value, 0)
+                .map_err(|_| drop(DropReason::CT_FULL))?;
+            return Ok(port_be);
+        }
+        i += 1;
+    }
+    Err(drop(DropReason::SNAT_NO_PORT))
+}
