@@ -431,7 +431,7 @@ fn ebpf_log_lines_reach_the_agent_log_only_while_switched_on() {
     let (a, b) = (node.pod(0), node.pod(1));
     node.add("ctr-a", &a).ip();
     let ip_b = node.add("ctr-b", &b).ip();
-    let line = format!("pod -> local pod {ip_b}");
+    let line = format!("to local pod {ip_b}");
     let ping = || {
         let (ok, out) = a.try_exec(&["ping", "-c", "2", "-W", "1", "-i", "0.2", &ip_b]);
         assert!(ok, "{out}");
