@@ -49,6 +49,9 @@ pub fn run(state: &StateDir) -> anyhow::Result<()> {
         nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH)
             .with_context(|| format!("unmounting {m}"))?;
     }
+    if let Some(dir) = leftovers::lab_cgroup(state).filter(|d| d.exists()) {
+        remove_cgroup_tree(&dir).with_context(|| format!("removing the lab's cgroup {}", dir.display()))?;
+    }
     if state.exists() {
         std::fs::remove_dir_all(state.root())
             .with_context(|| format!("removing {}", state.root().display()))?;
@@ -60,6 +63,18 @@ pub fn run(state: &StateDir) -> anyhow::Result<()> {
     }
     eprintln!("lab is down: no namespaces, processes, mounts, pins or state left");
     Ok(())
+}
+
+/// A cgroup directory and its children, deepest first (cgroup directories go with `rmdir`
+/// once no process is left in them, which stopping the lab's processes saw to).
+fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_cgroup_tree(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
 }
 
 fn teardown_rank(ns: &str) -> u8 {

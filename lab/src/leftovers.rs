@@ -16,6 +16,8 @@ pub struct Leftovers {
     pub mounts: Vec<String>,
     pub etc_netns: Vec<PathBuf>,
     pub bpf_pins: Vec<PathBuf>,
+    /// The lab's cgroup v2 subtree (its nodes' "root cgroups").
+    pub cgroups: Vec<PathBuf>,
     pub state_dir: Option<PathBuf>,
 }
 
@@ -26,6 +28,7 @@ impl Leftovers {
             && self.mounts.is_empty()
             && self.etc_netns.is_empty()
             && self.bpf_pins.is_empty()
+            && self.cgroups.is_empty()
             && self.state_dir.is_none()
     }
 }
@@ -67,6 +70,21 @@ pub fn lab_mounts(state: &StateDir) -> Vec<String> {
     v
 }
 
+/// Where the machine's cgroup v2 hierarchy is mounted (in this process's mount namespace).
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+}
+
+/// The lab's cgroup v2 subtree on this machine, if the machine has a v2 hierarchy.
+pub fn lab_cgroup(state: &StateDir) -> Option<PathBuf> {
+    Some(cgroup2_root()?.join(crate::nodes::lab_cgroup(state)))
+}
+
 /// Entries of `dir` whose names start with the lab prefix.
 pub fn prefixed_entries(dir: &str) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else { return vec![] };
@@ -85,6 +103,7 @@ pub fn list(state: &StateDir) -> Leftovers {
         mounts: lab_mounts(state),
         etc_netns: prefixed_entries("/etc/netns"),
         bpf_pins: prefixed_entries("/sys/fs/bpf"),
+        cgroups: lab_cgroup(state).into_iter().filter(|p| p.exists()).collect(),
         state_dir: state.exists().then(|| state.root().to_path_buf()),
     }
 }

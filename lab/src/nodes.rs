@@ -42,7 +42,20 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         cluster_domain: CLUSTER_DOMAIN.to_string(),
         bin_paths: Some(image_bin_dir(state)),
         host_root: Some(host_root(state, &node.name)),
+        cgroup: Some(node_cgroup(state, &node.name)),
     }
+}
+
+/// The lab's cgroup v2 subtree (relative to the machine's v2 root), one per state dir so two
+/// labs' nodes never share one: `weft-lab-<state dir name>`.
+pub fn lab_cgroup(state: &StateDir) -> String {
+    let name = state.root().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("weft-lab-{name}")
+}
+
+/// A node's own cgroup v2 subtree (its "root cgroup"), relative to the machine's v2 root.
+pub fn node_cgroup(state: &StateDir, node: &str) -> String {
+    format!("{}/{node}", lab_cgroup(state))
 }
 
 /// The node's own filesystem: hostPath volumes of its pods live here (`<root>/opt/cni/bin`

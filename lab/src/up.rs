@@ -74,13 +74,14 @@ fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
     nodes::start_kube_proxies(state, rec)?;
 
     eprintln!("==> CoreDNS");
-    if rec.spec.proxy != Proxy::None {
+    // Services are routed by kube-proxy, or by weft's own load balancing (--proxy none).
+    if rec.spec.proxy != Proxy::None || rec.spec.cni == Cni::Weft {
         addons::install_coredns(state, rec)?;
     } else {
-        // CoreDNS reaches the API server through the `kubernetes` Service: without kube-proxy
-        // that is weft's Service load balancing, and CoreDNS becomes ready once it serves.
+        // CoreDNS reaches the API server through the `kubernetes` Service: with the bridge
+        // CNI and no kube-proxy nothing routes Services, so CoreDNS never becomes ready.
         addons::apply_coredns(state, rec)?;
-        eprintln!("  CoreDNS applied; it becomes ready once Services are routed (--proxy none)");
+        eprintln!("  CoreDNS applied; with --cni bridge --proxy none nothing routes Services, it stays unready");
     }
     Ok(())
 }

@@ -28,9 +28,9 @@ pub fn deploy_dir() -> PathBuf {
 /// The run's settings on top of `deploy/lab`: routing mode, and where forwarding happens
 /// (the node's stack when kube-proxy runs, so its NAT sees every packet; eBPF otherwise).
 pub fn run_kustomization(spec: &LabSpec) -> String {
-    let host_routing = match spec.proxy {
-        Proxy::None => "bpf",
-        Proxy::Iptables | Proxy::Nftables => "kernel",
+    let (host_routing, replacement) = match spec.proxy {
+        Proxy::None => ("bpf", "true"),
+        Proxy::Iptables | Proxy::Nftables => ("kernel", "false"),
     };
     format!(
         "# Written by weft-lab up: deploy/lab plus this run's choices.\n\
@@ -40,7 +40,8 @@ pub fn run_kustomization(spec: &LabSpec) -> String {
          patches:\n\
          \x20 - target:\n      kind: ConfigMap\n      name: weft-config\n    patch: |-\n\
          \x20     - op: replace\n        path: /data/routing-mode\n        value: {}\n\
-         \x20     - op: replace\n        path: /data/host-routing\n        value: {host_routing}\n",
+         \x20     - op: replace\n        path: /data/host-routing\n        value: {host_routing}\n\
+         \x20     - op: replace\n        path: /data/kube-proxy-replacement\n        value: \"{replacement}\"\n",
         spec.routing.as_str()
     )
 }
@@ -115,12 +116,14 @@ mod tests {
         assert!(k.contains("  - ../lab\n"), "{k}");
         assert!(k.contains("path: /data/routing-mode\n        value: native\n"), "{k}");
         assert!(k.contains("path: /data/host-routing\n        value: bpf\n"), "{k}");
+        assert!(k.contains("path: /data/kube-proxy-replacement\n        value: \"true\"\n"), "{k}");
         let spec = LabSpec::new(2, Cni::Weft, Proxy::Iptables)
             .unwrap()
             .with_network(Topology::Flat, Some(Routing::Vxlan))
             .unwrap();
         let k = run_kustomization(&spec);
         assert!(k.contains("value: vxlan\n") && k.contains("value: kernel\n"), "{k}");
+        assert!(k.contains("value: \"false\"\n"), "kube-proxy keeps the Services: {k}");
     }
 
     #[test]

@@ -215,6 +215,8 @@ pub struct Leftovers {
     pub mounts: Vec<String>,
     pub etc_netns: Vec<String>,
     pub bpf_pins: Vec<String>,
+    /// cgroup v2 directories named for the lab (`weft-lab-*`), found through /proc/mounts.
+    pub cgroups: Vec<String>,
     pub state_dir_exists: bool,
     /// Differences in the root namespace's IPv4 routes, rules and addresses since before `up`.
     pub root_changes: Vec<String>,
@@ -227,6 +229,7 @@ impl Leftovers {
             && self.mounts.is_empty()
             && self.etc_netns.is_empty()
             && self.bpf_pins.is_empty()
+            && self.cgroups.is_empty()
             && !self.state_dir_exists
             && self.root_changes.is_empty()
     }
@@ -311,9 +314,31 @@ pub fn leftovers(state: &Path) -> Leftovers {
         mounts,
         etc_netns: prefixed("/etc/netns"),
         bpf_pins: prefixed("/sys/fs/bpf"),
+        cgroups: lab_cgroups(),
         state_dir_exists: state.exists(),
         root_changes: vec![],
     }
+}
+
+/// Directories `weft-lab-*` at the top of the machine's cgroup v2 hierarchy.
+fn lab_cgroups() -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let Some(root) = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| f[1].to_string())
+    else {
+        return vec![];
+    };
+    std::fs::read_dir(&root)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("weft-lab-"))
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The machine's root network namespace as far as the lab must never change it.

@@ -9,6 +9,7 @@ pub mod install;
 pub mod options;
 pub mod run;
 pub mod server;
+pub mod services;
 pub mod sysctl;
 
 use std::collections::HashSet;
@@ -170,6 +171,35 @@ impl Agent {
         self.datapath.set_settings(&settings)?;
         info!(on, "eBPF debug log lines switched");
         Ok(Response::BpfLog { on })
+    }
+
+    /// Make the LB maps hold exactly `services` (a full listing).
+    pub fn sync_services(
+        &mut self,
+        services: &[crate::lb::Service],
+    ) -> Result<crate::datapath::lb::ReconcileStats, ApiError> {
+        Ok(self.datapath.sync_services(services)?)
+    }
+
+    /// Program one added or changed Service.
+    pub fn upsert_service(
+        &mut self,
+        service: &crate::lb::Service,
+    ) -> Result<crate::datapath::lb::ReconcileStats, ApiError> {
+        Ok(self.datapath.upsert_service(service)?)
+    }
+
+    /// Remove a deleted Service.
+    pub fn delete_service(
+        &mut self,
+        name: &crate::lb::ServiceName,
+    ) -> Result<crate::datapath::lb::ReconcileStats, ApiError> {
+        Ok(self.datapath.delete_service(name)?)
+    }
+
+    /// Attach the socket-level load balancing to the node's cgroup v2 root.
+    pub fn attach_sock_lb(&mut self, cgroup: &std::path::Path) -> Result<(), ApiError> {
+        Ok(self.datapath.attach_sock_lb(cgroup)?)
     }
 
     /// Share the cluster view `status` reports (the routing task writes it).

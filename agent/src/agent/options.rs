@@ -73,6 +73,15 @@ pub struct AgentOptions {
     /// node's address) is masqueraded. Default: the union of the Nodes' pod CIDRs.
     #[arg(long, env = "WEFT_CLUSTER_CIDR")]
     pub cluster_cidr: Option<Ipv4Network>,
+    /// Translate Services (ClusterIP, NodePort, external and load-balancer IPs) in eBPF, so the
+    /// cluster runs without kube-proxy. Off when kube-proxy runs on the nodes.
+    #[arg(long, env = "WEFT_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube_proxy_replacement: bool,
+    /// The node's cgroup v2 root, where the socket-level load balancing attaches (every process
+    /// of the node, pods included, connects through it). Default: /sys/fs/cgroup, or
+    /// /sys/fs/cgroup/unified on a hybrid (cgroup v1 + v2) machine.
+    #[arg(long, env = "WEFT_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
     /// Masquerade pod egress to the node's address.
     #[arg(long, env = "WEFT_MASQUERADE", default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade: bool,

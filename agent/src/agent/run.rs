@@ -156,6 +156,28 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     readiness.done(Stage::Socket);
     let serve = tokio::spawn(server::serve(listener, handle.clone()));
 
+    // Services follow Services and EndpointSlices; connected sockets of the node's processes
+    // and pods are translated once, at connect().
+    if let (Some(c), true) = (&cluster, opts.kube_proxy_replacement) {
+        let cgroup = cgroup_root(opts.cgroup_root.as_deref())?;
+        let dir = cgroup.clone();
+        handle.run(move |a| a.attach_sock_lb(&dir)).await??;
+        info!(cgroup = %cgroup.display(), "socket-level load balancing attached");
+        let addresses: Vec<Ipv4Addr> = uplink.iter().map(|u| u.ip).collect();
+        let task = super::services::ServicesTask {
+            node: super::services::node_context(&c.node, addresses),
+            services: c.reflectors.services.store.clone(),
+            slices: c.reflectors.slices.store.clone(),
+            dirty: c.reflectors.dirty_services.clone(),
+            changes: c.reflectors.services.changes.clone(),
+            slice_changes: c.reflectors.slices.changes.clone(),
+            agent: handle.clone(),
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(task.run());
+        info!("kube-proxy replacement on: Services are translated in eBPF");
+    }
+
     // Routes (and egress) follow the Nodes.
     if let (Some(c), Some(up), Some(cidr)) = (&cluster, uplink.clone(), pod_cidr) {
         let task = RoutingTask {
@@ -234,6 +256,24 @@ async fn poll_bpf_log(logger: crate::datapath::BpfLogger) {
             }
         }
     }
+}
+
+/// The node's cgroup v2 root: `given`, else the usual mount points.
+fn cgroup_root(given: Option<&Path>) -> anyhow::Result<std::path::PathBuf> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    let is_v2 = |p: &Path| statfs(p).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    if let Some(p) = given {
+        if !is_v2(p) {
+            anyhow::bail!("--cgroup-root {} is not a cgroup v2 directory", p.display());
+        }
+        return Ok(p.to_owned());
+    }
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| is_v2(p))
+        .map(Path::to_owned)
+        .context("no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified (set --cgroup-root)")
 }
 
 /// The state dir holds the IPAM store: root only.

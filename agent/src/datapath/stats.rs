@@ -6,9 +6,14 @@ use std::path::Path;
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use dataplane_common::maps::{
-    DROP_STATS, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES, NODE_ROUTES4, NODE_ROUTES4_MAX_ENTRIES,
+    CT4, CT4_MAX_ENTRIES, DROP_STATS, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES, LB4_BACKENDS,
+    LB4_BACKENDS_MAX_ENTRIES, LB4_SERVICES, LB4_SERVICES_MAX_ENTRIES, NODE_ROUTES4,
+    NODE_ROUTES4_MAX_ENTRIES,
 };
-use dataplane_common::{DropReason, Endpoint4Key, Endpoint4Value, NodeRoute4Value};
+use dataplane_common::{
+    Ct4Key, Ct4Value, DropReason, Endpoint4Key, Endpoint4Value, Lb4Backend, Lb4Key, Lb4Service,
+    NodeRoute4Value,
+};
 
 use super::DatapathError;
 
@@ -42,11 +47,20 @@ pub fn read_stats(pin_dir: &Path) -> Result<Figures, DatapathError> {
         HashMap::try_from(Map::HashMap(open(pin_dir, ENDPOINTS4)?)).map_err(err(ENDPOINTS4))?;
     let routes: LpmTrie<MapData, [u8; 4], NodeRoute4Value> =
         LpmTrie::try_from(Map::LpmTrie(open(pin_dir, NODE_ROUTES4)?)).map_err(err(NODE_ROUTES4))?;
+    let services: HashMap<MapData, Lb4Key, Lb4Service> =
+        HashMap::try_from(Map::HashMap(open(pin_dir, LB4_SERVICES)?)).map_err(err(LB4_SERVICES))?;
+    let backends: HashMap<MapData, u32, Lb4Backend> =
+        HashMap::try_from(Map::HashMap(open(pin_dir, LB4_BACKENDS)?)).map_err(err(LB4_BACKENDS))?;
+    let ct: HashMap<MapData, Ct4Key, Ct4Value> =
+        HashMap::try_from(Map::LruHashMap(open(pin_dir, CT4)?)).map_err(err(CT4))?;
     Ok(Figures {
         drops,
         maps: vec![
             (ENDPOINTS4, endpoints.keys().count() as u64, ENDPOINTS4_MAX_ENTRIES as u64),
             (NODE_ROUTES4, routes.keys().count() as u64, NODE_ROUTES4_MAX_ENTRIES as u64),
+            (LB4_SERVICES, services.keys().count() as u64, LB4_SERVICES_MAX_ENTRIES as u64),
+            (LB4_BACKENDS, backends.keys().count() as u64, LB4_BACKENDS_MAX_ENTRIES as u64),
+            (CT4, ct.keys().count() as u64, CT4_MAX_ENTRIES as u64),
         ],
     })
 }

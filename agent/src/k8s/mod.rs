@@ -8,4 +8,4 @@ pub mod pod;
 mod reflect;
 
 pub use client::{client, ClientError};
-pub use reflect::{Reflectors, Watched};
+pub use reflect::{Dirty, Reflectors, Watched};

@@ -5,9 +5,11 @@
 //! `InitDone` and replaces the whole state at once, so a reconciler never sees a half-listed
 //! cluster (and objects deleted while the watch was down vanish on the re-list).
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -21,6 +23,49 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::metrics::{Metrics, ResourceLabel};
+
+/// Which Services changed since a consumer last looked, and when the first change of each was
+/// seen (to measure event-to-datapath latency). A re-list marks everything.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    inner: Mutex<DirtyInner>,
+}
+
+#[derive(Debug, Default)]
+struct DirtyInner {
+    keys: HashMap<(String, String), Instant>,
+    all: Option<Instant>,
+}
+
+impl Dirty {
+    fn mark(&self, key: (String, String)) {
+        let mut d = self.inner.lock().expect("not poisoned");
+        d.keys.entry(key).or_insert_with(Instant::now);
+    }
+
+    fn mark_all(&self) {
+        let mut d = self.inner.lock().expect("not poisoned");
+        d.all.get_or_insert_with(Instant::now);
+    }
+
+    /// Take what changed: `(everything changed since, changed keys with their first-seen time)`.
+    pub fn take(&self) -> (Option<Instant>, HashMap<(String, String), Instant>) {
+        let mut d = self.inner.lock().expect("not poisoned");
+        (d.all.take(), std::mem::take(&mut d.keys))
+    }
+}
+
+/// The `(namespace, name)` of the Service an object belongs to, for [`Dirty`].
+type ServiceKey<K> = fn(&K) -> Option<(String, String)>;
+
+fn service_of_service(s: &Service) -> Option<(String, String)> {
+    Some((s.metadata.namespace.clone()?, s.metadata.name.clone()?))
+}
+
+fn service_of_slice(s: &EndpointSlice) -> Option<(String, String)> {
+    let svc = s.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?;
+    Some((s.metadata.namespace.clone()?, svc.clone()))
+}
 
 /// One watched resource: its store and a counter bumped on every change after the first
 /// listing (reconcilers `changed().await` on it).
@@ -48,6 +93,8 @@ pub struct Reflectors {
     pub slices: Watched<EndpointSlice>,
     /// Pods with `spec.nodeName` = this node.
     pub pods: Watched<Pod>,
+    /// Services whose Service object or EndpointSlices changed.
+    pub dirty_services: Arc<Dirty>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -55,11 +102,13 @@ impl Reflectors {
     /// Start watching; returns at once (see [`Self::synced`]).
     pub fn start(client: kube::Client, node_name: &str, metrics: Arc<Metrics>) -> Self {
         let mut tasks = Vec::new();
+        let dirty = Arc::new(Dirty::default());
         let nodes = spawn(
             Api::all(client.clone()),
             watcher::Config::default(),
             "nodes",
             &metrics,
+            None,
             &mut tasks,
         );
         let services = spawn(
@@ -67,6 +116,7 @@ impl Reflectors {
             watcher::Config::default(),
             "services",
             &metrics,
+            Some((dirty.clone(), service_of_service as ServiceKey<Service>)),
             &mut tasks,
         );
         let slices = spawn(
@@ -74,6 +124,7 @@ impl Reflectors {
             watcher::Config::default(),
             "endpointslices",
             &metrics,
+            Some((dirty.clone(), service_of_slice as ServiceKey<EndpointSlice>)),
             &mut tasks,
         );
         let pods = spawn(
@@ -81,6 +132,7 @@ impl Reflectors {
             watcher::Config::default().fields(&format!("spec.nodeName={node_name}")),
             "pods",
             &metrics,
+            None,
             &mut tasks,
         );
         Self {
@@ -88,6 +140,7 @@ impl Reflectors {
             services,
             slices,
             pods,
+            dirty_services: dirty,
             tasks,
         }
     }
@@ -118,6 +171,7 @@ fn spawn<K>(
     config: watcher::Config,
     resource: &'static str,
     metrics: &Arc<Metrics>,
+    dirty: Option<(Arc<Dirty>, ServiceKey<K>)>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Watched<K>
 where
@@ -138,15 +192,23 @@ where
             match event {
                 Ok(event) => {
                     metrics.watch_events.get_or_create(&label).inc();
-                    match event {
-                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
-                        watcher::Event::InitDone
-                        | watcher::Event::Apply(_)
-                        | watcher::Event::Delete(_) => {
-                            debug!(resource, "changed");
-                            tx.send_modify(|g| *g += 1);
+                    match &event {
+                        watcher::Event::Init | watcher::Event::InitApply(_) => continue,
+                        watcher::Event::InitDone => {
+                            if let Some((d, _)) = &dirty {
+                                d.mark_all();
+                            }
+                        }
+                        watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
+                            if let Some((d, key)) = &dirty {
+                                if let Some(k) = key(o) {
+                                    d.mark(k);
+                                }
+                            }
                         }
                     }
+                    debug!(resource, "changed");
+                    tx.send_modify(|g| *g += 1);
                 }
                 Err(e) => {
                     metrics.watch_errors.get_or_create(&label).inc();

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub nodes: Gauge,
     pub node_routes: Gauge,
     pub ipam_released_gone_pods: Counter,
+    /// From a Service or EndpointSlice change seen by the watch to the LB maps updated.
+    pub service_programming: Histogram,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -64,6 +66,8 @@ impl Metrics {
             nodes: Gauge::default(),
             node_routes: Gauge::default(),
             ipam_released_gone_pods: Counter::default(),
+            // 1 ms .. ~4 s.
+            service_programming: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
         }
     }
 
@@ -100,6 +104,11 @@ impl Metrics {
             "node_routes",
             "Other nodes' pod CIDRs programmed into the datapath and the routing table",
             self.node_routes.clone(),
+        );
+        r.register(
+            "service_programming_seconds",
+            "From a Service or EndpointSlice change seen by the watch to the LB maps updated",
+            self.service_programming.clone(),
         );
         r.register(
             "ipam_released_gone_pods",

@@ -90,6 +90,10 @@ pub struct Config {
     /// The node's own filesystem for hostPath volumes (see `hostfs`); none: the machine's.
     #[serde(default)]
     pub host_root: Option<PathBuf>,
+    /// The node's own cgroup v2 subtree, relative to the machine's v2 root (`wl-lab/node-1`);
+    /// none: the stand-in stays where it was started.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 /// What every pod worker of this node shares.
@@ -166,7 +170,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         start_times: Mutex::default(),
         cfg,
     });
-    node_mounts();
+    node_mounts(ctx.cfg.cgroup.as_deref());
     cleanup_stale(&ctx).await;
     volumes::remove_unused_mount_points(&ctx.mount_point_registry());
 
@@ -419,7 +423,7 @@ async fn keep_alive(ctx: Arc<NodeCtx>) {
 /// exec` replaced /sys with a sysfs for the node's netns, which drops those mounts; mounting
 /// them here touches only the stand-in's own (slave) mount namespace. Pins in this bpffs
 /// outlive pod restarts and go with the stand-in, as a node's do with a reboot.
-fn node_mounts() {
+fn node_mounts(node_cgroup: Option<&str>) {
     use nix::mount::{mount, MsFlags};
     use nix::sys::statfs::{statfs, BPF_FS_MAGIC, CGROUP2_SUPER_MAGIC};
     // Only under `ip netns exec`, whose sysfs is mounted with the netns name as its source;
@@ -452,6 +456,27 @@ fn node_mounts() {
             }
         }
     }
+    if let Some(sub) = node_cgroup {
+        if let Err(e) = enter_node_cgroup(sub) {
+            tracing::warn!(cgroup = sub, error = %e, "cannot give the node its own cgroup");
+        }
+    }
+}
+
+/// Give the node its own cgroup v2 subtree, as a real node has its own root cgroup: the
+/// stand-in moves itself into `<v2 root>/<sub>` (its pods and every process it starts follow,
+/// children inherit their parent's cgroup), then shows that subtree at /sys/fs/cgroup in its
+/// mount namespace. A program attached to the node's "root cgroup" (weft's socket-level load
+/// balancing) then reaches this node's processes and no others on the machine.
+fn enter_node_cgroup(sub: &str) -> std::io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let dir = Path::new("/sys/fs/cgroup").join(sub);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())?;
+    mount(Some(&dir), "/sys/fs/cgroup", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(std::io::Error::from)?;
+    tracing::info!(cgroup = sub, "node cgroup entered and shown at /sys/fs/cgroup");
+    Ok(())
 }
 
 /// The source of the last mount on /sys in a mountinfo text.

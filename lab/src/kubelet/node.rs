@@ -248,6 +248,7 @@ mod tests {
             cni_conf_dir: "/c".into(),
             cni_conf_template: None,
             host_root: None,
+            cgroup: None,
             netns_prefix: "wl-n1-".into(),
             cluster_dns: "10.32.0.10".parse().unwrap(),
             cluster_domain: "cluster.local".into(),
