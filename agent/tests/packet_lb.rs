@@ -504,3 +504,27 @@ fn an_established_connection_that_lost_its_conntrack_entry_is_counted() {
     );
     assert_eq!(dp.conntrack_len().unwrap(), 2);
 }
+
+#[test]
+fn a_reply_the_stack_delivers_is_reverse_natted_on_its_way_into_the_pod() {
+    // A flow whose reply comes back through the node's stack (its backend is outside the pod
+    // network and the request was masqueraded): `to_pod`, on the veth's egress, translates it.
+    let (_pins, dp) = two_backends("to-pod");
+    let out = dp.test_run_from_pod(&syn(44000)).unwrap();
+    let b = backend_pod(seen(&out.frame).dst);
+    let reply = from_pod(
+        &b,
+        &tcp_packet(b.ip, 8080, client().ip, 44000, 5000, 1001, TCP_SYN | TCP_ACK, &[]),
+    );
+    let out = dp.test_run(weft::datapath::Prog::ToPod.name(), &reply, 1).unwrap();
+    assert_eq!(out.verdict, TC_ACT_OK, "the stack delivers it");
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport), (VIP, 80), "the pod sees the ClusterIP it contacted");
+    assert_eq!((s.dst, s.dport), (client().ip, 44000));
+    assert_checksums(&out.frame);
+    // Traffic of no translated flow passes untouched.
+    let other = from_pod(&b, &tcp_packet(b.ip, 9999, client().ip, 1234, 1, 1, TCP_ACK, &[]));
+    let out = dp.test_run(weft::datapath::Prog::ToPod.name(), &other, 1).unwrap();
+    assert_eq!((out.verdict, out.frame), (TC_ACT_OK, other));
+    assert_no_drops(&dp);
+}

@@ -61,6 +61,9 @@ pub const DP_CONFIG: &str = "DP_CONFIG";
 
 /// tc ingress program on the host side of every pod veth.
 pub const PROG_FROM_POD: &str = "from_pod";
+/// tc egress program on the host side of every pod veth: reverse NAT of what the stack
+/// delivers to the pod.
+pub const PROG_TO_POD: &str = "to_pod";
 /// tc ingress program on the node's uplink: traffic from other nodes to local pods.
 pub const PROG_FROM_NETDEV: &str = "from_netdev";
 /// tc ingress program on the VXLAN device: decapsulated traffic to local pods.
@@ -107,6 +110,7 @@ const _: () = {
     }
     let progs = [
         PROG_FROM_POD,
+        PROG_TO_POD,
         PROG_FROM_NETDEV,
         PROG_FROM_OVERLAY,
         PROG_TO_OVERLAY,

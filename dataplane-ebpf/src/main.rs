@@ -19,6 +19,7 @@ mod parse;
 mod refuse;
 mod sock;
 mod to_overlay;
+mod to_pod;
 mod tunnel;
 
 #[cfg(not(test))]

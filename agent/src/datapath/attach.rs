@@ -31,7 +31,9 @@ impl Datapath {
     /// pinned under `pin_dir` so it survives an agent restart; a link pinned by a previous
     /// agent is switched to this agent's program atomically (no moment without a program).
     pub fn attach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
-        self.attach(Prog::FromPod, host_ifname)
+        self.attach(Prog::FromPod, host_ifname)?;
+        // Its egress twin: reverse NAT of what the stack delivers to the pod.
+        self.attach(Prog::ToPod, host_ifname)
     }
 
     /// Attach `which` to `ifname` at its hook (idempotent), pinned as
@@ -129,6 +131,7 @@ impl Datapath {
     /// Detach `from_pod` from the host-side veth and remove its pin. Ok if it was not attached
     /// or the interface is gone (its link is then already defunct).
     pub fn detach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
+        self.detach(Prog::ToPod, host_ifname)?;
         self.detach(Prog::FromPod, host_ifname)
     }
 
