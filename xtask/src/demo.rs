@@ -1,5 +1,6 @@
-//! `cargo xtask demo`: the quickstart. One node namespace running `weft agent`, three pods
-//! added through the CNI plugin, ping and HTTP between them, the agent's view, then cleanup.
+//! `cargo xtask demo --single-node`: one node namespace running `weft agent`, three pods added
+//! through the CNI plugin, ping and HTTP between them, the agent's view, then cleanup. (The
+//! default `cargo xtask demo` is the cluster quickstart in `demo_cluster.rs`.)
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,7 +10,15 @@ use anyhow::{Context, Result};
 use crate::{setup, util, weftnode};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The small demo: one node, three pods, no cluster (what weft's CNI and same-node eBPF
+    /// forwarding do on their own).
+    #[arg(long)]
+    single_node: bool,
+    /// Nodes of the cluster demo.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+}
 
 const NGINX_CONF: &str = r#"daemon off;
 pid PREFIX/nginx.pid;
@@ -29,9 +38,12 @@ http {
 }
 "#;
 
-pub fn run(_args: Args) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     util::require_root("the demo")?;
     setup::run(setup::Args::default())?;
+    if !args.single_node {
+        return crate::demo_cluster::run(args.nodes);
+    }
     let bin = weftnode::build_weft(false)?;
 
     step("start `weft agent` in node namespace wd-node (pod CIDR 10.200.0.0/24)");

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_cluster;
 mod ebpf;
 mod image;
 mod lab;
