@@ -16,6 +16,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+/// The packet tests' frame builders (one definition of a valid TCP/IPv4 frame).
+#[path = "../tests/support/frames.rs"]
+#[allow(dead_code, reason = "the example builds TCP frames only")]
+mod frames;
 use weft::datapath::{Datapath, EndpointEntry};
 use weft::lb::{
     Backend, BackendState, Frontend, FrontendKind, FrontendSpec, Protocol, Scope, Service,
@@ -93,42 +98,15 @@ fn service(i: usize, measured: usize) -> Service {
     }
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// A TCP segment from the client pod (`sport`) to `dst:dport` with valid checksums.
 fn frame(sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
-    tcp[12] = 0x50;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&[0xff, 0xff]);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&CLIENT);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&tcp);
-    let c = checksum(&pseudo);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
-    ip.extend_from_slice(&CLIENT);
-    ip.extend_from_slice(&dst);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut f = vec![2, 0xee, 0, 0, 0, 5, 2, 0xaa, 0, 0, 0, 5, 0x08, 0x00];
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&tcp);
-    f
+    let seg = frames::tcp(CLIENT, dst, sport, dport, 1, 0, flags, &[]);
+    frames::ethernet(
+        [2, 0xee, 0, 0, 0, 5],
+        [2, 0xaa, 0, 0, 0, 5],
+        frames::ETH_P_IP,
+        &frames::ipv4_proto(CLIENT, dst, frames::IPPROTO_TCP, &seg),
+    )
 }
 
 fn vip(i: usize) -> [u8; 4] {

@@ -179,34 +179,25 @@ fn measure_lab(bin: &Path, xtask: &Path, run: &LabRun, args: &Args, cpu: Option<
     Ok(samples)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn report(all: &[Samples], args: &Args) -> Result<()> {
     let base = |lab: &str, f: fn(&Samples) -> &Vec<f64>| {
-        all.iter().find(|s| s.lab == lab && s.path == "node to node").map(|s| median(f(s)))
+        all.iter().find(|s| s.lab == lab && s.path == "node to node").map(|s| super::median(f(s)))
     };
     let rows: Vec<serde_json::Value> = all
         .iter()
         .map(|s| {
-            let rr0 = base(s.lab, |s| &s.rr).unwrap_or(f64::NAN);
-            let st0 = base(s.lab, |s| &s.gbps).unwrap_or(f64::NAN);
-            serde_json::json!({
-                "lab": s.lab, "path": s.path,
-                "tcp_rr_per_s": median(&s.rr), "tcp_rr_vs_node": median(&s.rr) / rr0,
-                "stream_gbit_s": median(&s.gbps), "stream_vs_node": median(&s.gbps) / st0,
-                "tcp_rr_samples": s.rr, "stream_samples": s.gbps,
-            })
+            let b = (base(s.lab, |s| &s.rr).unwrap_or(f64::NAN), base(s.lab, |s| &s.gbps).unwrap_or(f64::NAN));
+            let mut row = super::path_row(&s.rr, &s.gbps, b, "node");
+            row["lab"] = s.lab.into();
+            row["path"] = s.path.clone().into();
+            row
         })
         .collect();
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let placement = if args.no_pin { "placed by the scheduler" } else { "client and server on one CPU" };
+    let placement = super::placement(args.no_pin);
     println!("\nmedian of {} rounds of {}s, cross-node TCP, {placement}; ratios against node to node in the same lab", args.rounds, args.seconds);
     println!("{:<7} {:<16} {:>11} {:>8} {:>13} {:>8}", "LAB", "PATH", "TCP_RR/s", "vs node", "STREAM Gb/s", "vs node");
     for r in &rows {

@@ -118,30 +118,43 @@ pub fn run(args: Args) -> Result<()> {
     report(&samples, &args)
 }
 
+/// The median of `v` (the upper one of an even count).
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The JSON row of one measured path: medians of the request/response rate and the stream,
+/// their ratios to `base` (the baseline's medians) named `…_vs_<vs>`, and the samples.
+pub(crate) fn path_row(rr: &[f64], gbps: &[f64], base: (f64, f64), vs: &str) -> serde_json::Value {
+    serde_json::json!({
+        "tcp_rr_per_s": median(rr), format!("tcp_rr_vs_{vs}"): median(rr) / base.0,
+        "stream_gbit_s": median(gbps), format!("stream_vs_{vs}"): median(gbps) / base.1,
+        "tcp_rr_samples": rr, "stream_samples": gbps,
+    })
+}
+
+/// How client and server were placed, for the report's heading.
+pub(crate) fn placement(no_pin: bool) -> &'static str {
+    if no_pin { "placed by the scheduler" } else { "client and server on one CPU" }
+}
+
 fn report(samples: &[Sample], args: &Args) -> Result<()> {
-    let med = |v: &[f64]| -> f64 {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let base_rr = med(&samples[0].rr);
-    let base_gbps = med(&samples[0].gbps);
+    let base = (median(&samples[0].rr), median(&samples[0].gbps));
     let rows: Vec<serde_json::Value> = samples
         .iter()
         .map(|s| {
-            serde_json::json!({
-                "path": s.path,
-                "tcp_rr_per_s": med(&s.rr), "tcp_rr_vs_veth": med(&s.rr) / base_rr,
-                "stream_gbit_s": med(&s.gbps), "stream_vs_veth": med(&s.gbps) / base_gbps,
-                "tcp_rr_samples": s.rr, "stream_samples": s.gbps,
-            })
+            let mut row = path_row(&s.rr, &s.gbps, base, "veth");
+            row["path"] = s.path.into();
+            row
         })
         .collect();
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let placement = if args.no_pin { "placed by the scheduler" } else { "client and server on one CPU" };
+    let placement = placement(args.no_pin);
     println!(
         "\nmedian of {} rounds of {}s, same-node pod to pod, TCP, {placement}",
         args.rounds, args.seconds
