@@ -1,5 +1,5 @@
 //! Reflectors: one watch per resource kept in a local store, trimmed (no managed fields),
-//! retried with backoff, with a change counter reconcilers wait on.
+//! retried with a short backoff, with a change counter reconcilers wait on.
 //!
 //! The store swaps in a re-list atomically: kube's `Writer` buffers a re-list until its
 //! `InitDone` and replaces the whole state at once, so a reconciler never sees a half-listed
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -23,6 +23,41 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::metrics::{Metrics, ResourceLabel};
+
+/// Retry delays of a failed watch: 250 ms doubling to at most 4 s, back to the start once it
+/// works again. kube's default goes up to 30 s, which after an API server outage left the
+/// agent up to half a minute behind Node and Service changes once the server was back; a
+/// node agent's handful of watches is cheap for the API server to take back sooner.
+#[derive(Debug, Clone)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_BACKOFF_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(WATCH_BACKOFF_MAX);
+        Some(d)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_BACKOFF_MIN;
+    }
+}
 
 /// Which Services changed since a consumer last looked, and when the first change of each was
 /// seen (to measure event-to-datapath latency). A re-list marks everything.
@@ -183,7 +218,7 @@ where
     let label = ResourceLabel { resource };
     let metrics = metrics.clone();
     let stream = watcher(api, config)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer);
     tasks.push(tokio::spawn(async move {
@@ -218,4 +253,19 @@ where
         }
     }));
     Watched { store, changes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn watch_backoff_doubles_to_four_seconds_and_resets() {
+        let mut b = WatchBackoff::default();
+        let got: Vec<u64> = (0..7).map(|_| b.next().unwrap().as_millis() as u64).collect();
+        assert_eq!(got, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
+    }
 }
