@@ -80,6 +80,9 @@ pub fn apiserver_args(state: &StateDir) -> Vec<String> {
         // Reach kubelets (logs) by the InternalIP they register, as kubeadm sets it: node
         // names do not resolve in the lab.
         s("--kubelet-preferred-address-types=InternalIP,Hostname"),
+        // The identity kubelets check before serving logs and exec.
+        format!("--kubelet-client-certificate={}", p(f.cert(crate::pki::APISERVER_KUBELET_CLIENT))),
+        format!("--kubelet-client-key={}", p(f.key(crate::pki::APISERVER_KUBELET_CLIENT))),
         s("--profiling=false"),
         s("--v=1"),
     ]
@@ -174,5 +177,7 @@ mod tests {
         assert!(a.contains("--advertise-address=172.30.0.2"));
         assert!(a.contains("--authorization-mode=Node,RBAC"));
         assert!(a.contains("--service-account-signing-key-file=/x/pki/sa.key"));
+        assert!(a.contains("--kubelet-client-certificate=/x/pki/apiserver-kubelet-client.crt"));
+        assert!(a.contains("--kubelet-client-key=/x/pki/apiserver-kubelet-client.key"));
     }
 }

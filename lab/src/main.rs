@@ -49,9 +49,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a command inside a pod's network namespace: `exec NS/POD -- CMD…`.
+    /// Run a command inside a pod without the API server (a shortcut for `kubectl exec`):
+    /// `exec NS/POD [-c CONTAINER] -- CMD…`.
     Exec {
         pod: String,
+        /// The container (default: the pod's first).
+        #[arg(short, long)]
+        container: Option<String>,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
@@ -115,10 +119,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let status = kubectl::command(&state, &rec).args(&args).status().context("running kubectl")?;
             return Ok(exit_code(status));
         }
-        Cmd::Exec { pod, cmd } => {
+        Cmd::Exec { pod, container, cmd } => {
             preflight::require_root()?;
             let rec = state.load_record()?;
-            return Ok(exit_code(podcmd::exec(&state, &rec, &pod, &cmd)?));
+            return Ok(exit_code(podcmd::exec(&state, &rec, &pod, container.as_deref(), &cmd)?));
         }
         Cmd::NodeExec { host, cmd } => {
             preflight::require_root()?;

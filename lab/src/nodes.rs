@@ -41,6 +41,8 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         cluster_dns: CLUSTER_DNS,
         cluster_domain: CLUSTER_DOMAIN.to_string(),
         bin_paths: Some(image_bin_dir(state)),
+        // Only the lab's certificates (the API server's kubelet client) may use the kubelet API.
+        client_ca_file: Some(crate::pki::PkiFiles::new(state).ca_cert()),
     }
 }
 

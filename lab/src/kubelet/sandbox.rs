@@ -280,6 +280,13 @@ impl SandboxEnv {
             nsexec::kill_group(sb.pause_pid, libc::SIGKILL);
             let _ = pause.wait().await;
         }
+        // Whatever else still runs in the pod (a background process a `kubectl exec` left, in
+        // its own session) shares the sandbox's UTS namespace and goes with the sandbox, as
+        // it would with the container runtime's cgroup.
+        // Once: a freed namespace's inode number may later belong to another pod.
+        if let Some(ino) = sb.uts_ns_inode.take() {
+            nsexec::kill_namespace_members("uts", ino);
+        }
         if !sb.netns.is_empty() {
             let net = sb
                 .network
