@@ -29,6 +29,8 @@ pub const CONTROLLERS: &[&str] = &[
     "namespace-controller",
     "deployment-controller",
     "replicaset-controller",
+    // The e2e Service tests run their backends as ReplicationControllers (e2erc.RunRC).
+    "replicationcontroller-controller",
     "daemonset-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
@@ -161,7 +163,8 @@ mod tests {
     fn controller_manager_runs_the_issue_controllers_and_allocates_pod_cidrs() {
         let a = controller_manager_args(&StateDir::at("/x")).join(" ");
         for c in ["node-ipam", "endpointslice", "serviceaccount", "serviceaccount-token",
-                  "garbage-collector", "namespace", "deployment", "replicaset", "daemonset"] {
+                  "garbage-collector", "namespace", "deployment", "replicaset", "daemonset",
+                  "replicationcontroller"] {
             assert!(CONTROLLERS.contains(&format!("{c}-controller").as_str()), "{c}");
         }
         assert!(a.contains("--cluster-cidr=10.200.0.0/16"));

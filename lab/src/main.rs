@@ -2,7 +2,7 @@
 //! and runs the per-node kubelet stand-in.
 
 
-use weft_lab::{down, kubectl, kubelet, podcmd, preflight, sh, spec, status, up, upstream};
+use weft_lab::{conformance, down, kubectl, kubelet, podcmd, preflight, sh, spec, status, up, upstream};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +72,8 @@ enum Cmd {
     Down,
     /// Build (or check) the upstream binaries without starting a lab.
     Build(upstream::BuildArgs),
+    /// Run Kubernetes' e2e network conformance tests against the running lab.
+    Conformance(conformance::Args),
     /// Run one node's kubelet stand-in (started by `up` inside the node's namespace).
     #[command(hide = true)]
     Kubelet {
@@ -140,6 +142,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             down::run(&state)?;
         }
         Cmd::Build(args) => upstream::build_cmd(&args)?,
+        Cmd::Conformance(args) => {
+            if !conformance::run(&state, &args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Kubelet { config } => {
             let text = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
             let cfg: kubelet::Config = serde_json::from_slice(&text)

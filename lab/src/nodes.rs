@@ -56,7 +56,8 @@ pub fn cni_bin_dir(state: &StateDir) -> PathBuf {
     state.root().join("cni-bin")
 }
 
-/// Directory of the extra programs the kubelet's image catalogue runs: `coredns` and `weft`.
+/// Directory of the extra programs the kubelet's image catalogue runs: `coredns`, `weft` and
+/// `agnhost`.
 pub fn image_bin_dir(state: &StateDir) -> PathBuf {
     state.root().join("bin")
 }
@@ -74,6 +75,13 @@ pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> 
     snapshot(std::path::Path::new("/proc/self/exe"), &lab_bin)?;
     std::os::unix::fs::symlink(&rec.bins.coredns, dir.join("coredns"))
         .with_context(|| format!("linking coredns into {}", dir.display()))?;
+    // agnhost and the files of its image, which the catalogue serves as `/agnhost`.
+    if let Some(agnhost_dir) = rec.bins.agnhost.parent() {
+        for name in ["agnhost", "localhost.crt", "localhost.key"] {
+            std::os::unix::fs::symlink(agnhost_dir.join(name), dir.join(name))
+                .with_context(|| format!("linking {name} into {}", dir.display()))?;
+        }
+    }
     let cni_bin = cni_bin_dir(state);
     std::fs::create_dir_all(&cni_bin)?;
     for entry in std::fs::read_dir(&rec.bins.cni_bin_dir)

@@ -74,9 +74,17 @@ fn attach(ns: &str, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Routes each node to every other node's pod CIDR via that node's underlay address (the
-/// bridge CNI's "host-gw" style), and masquerades pod traffic leaving the cluster network.
+/// Routes each node, and the control plane, to every other node's pod CIDR via that node's
+/// underlay address (the bridge CNI's "host-gw" style), and masquerades pod traffic leaving
+/// the cluster network.
 pub fn route_pod_cidrs(nodes: &[(NodePlan, Ipv4Network)]) -> anyhow::Result<()> {
+    // The control plane reaches pods as from a cluster's control-plane node: the API
+    // server's pod and service proxy dials pod IPs (the e2e DNS and proxy tests read
+    // through it).
+    for (node, cidr) in nodes {
+        ip_in(CP_NS, &["route", "replace", &cidr.to_string(), "via", &node.ip.to_string()])
+            .with_context(|| format!("route on the control plane to {}'s pods", node.name))?;
+    }
     for (me, my_cidr) in nodes {
         for (other, cidr) in nodes {
             if other.name == me.name {

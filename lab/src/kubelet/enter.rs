@@ -138,7 +138,9 @@ impl Entry {
     /// The `nsenter` command line that runs `argv` in the pod.
     pub fn command(&self, argv: &[String]) -> Result<std::process::Command, EnterError> {
         let first = argv.first().ok_or(EnterError::EmptyCommand)?;
-        let mut cmd = std::process::Command::new("nsenter");
+        // The machine's nsenter, by full path: with the container's PATH in the environment,
+        // a bare name would find the image's (busybox has an nsenter too).
+        let mut cmd = std::process::Command::new(nsenter());
         cmd.arg(format!("--net=/proc/{}/ns/net", self.sandbox_pid))
             .arg(format!("--uts=/proc/{}/ns/uts", self.sandbox_pid))
             .arg(format!("--mount=/proc/{}/ns/mnt", self.mount_pid));
@@ -149,6 +151,17 @@ impl Entry {
         cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
         Ok(cmd)
     }
+}
+
+/// util-linux `nsenter` on this machine's PATH.
+fn nsenter() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
+        .map(|d| d.join("nsenter"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/nsenter"))
 }
 
 /// A command that runs `argv` in `container` (default: the first) of the pod.
@@ -205,7 +218,7 @@ mod tests {
     fn command_enters_the_sandbox_and_the_containers_mounts() {
         let cmd = entry(None, "/usr/bin:/bin").command(&["env".into(), "-0".into()]).unwrap();
         let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(cmd.get_program(), "nsenter");
+        assert!(cmd.get_program().to_string_lossy().ends_with("/nsenter"), "an absolute path: {:?}", cmd.get_program());
         assert_eq!(
             args,
             ["--net=/proc/10/ns/net", "--uts=/proc/10/ns/uts", "--mount=/proc/11/ns/mnt", "--wdns=/work", "--", "/usr/bin/env", "-0"]

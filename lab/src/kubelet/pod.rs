@@ -580,7 +580,7 @@ impl Worker {
                     name: c.name.clone(),
                     pid: running.pids.get(i).copied().flatten(),
                     path_env: program.map(|p| p.path_env(&self.ctx.roots)).unwrap_or_default(),
-                    image_bin_dir: program.and_then(|p| p.bin_dir(&self.ctx.roots)),
+                    image_bin_dir: program.and_then(|p| p.shadow_dir(&self.ctx.roots)),
                     image,
                 }
             })

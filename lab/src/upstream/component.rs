@@ -13,17 +13,37 @@ pub enum Component {
     Cnitool,
     Coredns,
     Kubernetes,
+    Agnhost,
+    Ginkgo,
+    E2e,
 }
 
 impl Component {
     /// Build order: the quick ones first, so a broken toolchain or proxy shows within a
-    /// minute, then Kubernetes, the long pole.
-    pub const ALL: [Component; 5] = [
+    /// minute, then Kubernetes, the long pole; agnhost reuses most of its compiled packages.
+    pub const LAB: [Component; 6] = [
         Component::Etcd,
         Component::CniPlugins,
         Component::Cnitool,
         Component::Coredns,
         Component::Kubernetes,
+        Component::Agnhost,
+    ];
+
+    /// What a conformance run needs on top of [`Component::LAB`]: the e2e test binary and
+    /// the ginkgo CLI that runs it in parallel.
+    pub const CONFORMANCE: [Component; 2] = [Component::Ginkgo, Component::E2e];
+
+    /// Every component, in build order.
+    pub const ALL: [Component; 8] = [
+        Component::Etcd,
+        Component::CniPlugins,
+        Component::Cnitool,
+        Component::Coredns,
+        Component::Kubernetes,
+        Component::Agnhost,
+        Component::Ginkgo,
+        Component::E2e,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +53,9 @@ impl Component {
             Component::Cnitool => "cnitool",
             Component::Coredns => "coredns",
             Component::Kubernetes => "kubernetes",
+            Component::Agnhost => "agnhost",
+            Component::Ginkgo => "ginkgo",
+            Component::E2e => "e2e",
         }
     }
 
@@ -43,6 +66,9 @@ impl Component {
             Component::Cnitool => v.cni,
             Component::Coredns => v.coredns,
             Component::Kubernetes => v.kubernetes,
+            Component::Agnhost => v.agnhost,
+            Component::Ginkgo => v.ginkgo,
+            Component::E2e => v.kubernetes,
         }
     }
 
@@ -64,6 +90,9 @@ impl Component {
             Component::Cnitool => "a few seconds",
             Component::Coredns => "~2 min",
             Component::Kubernetes => "~5-7 min",
+            Component::Agnhost => "~1 min after kubernetes",
+            Component::Ginkgo => "~20 s",
+            Component::E2e => "~3 min after kubernetes",
         }
     }
 
@@ -74,6 +103,9 @@ impl Component {
             Component::Cnitool => cnitool(v),
             Component::Coredns => coredns(v),
             Component::Kubernetes => kubernetes(v),
+            Component::Agnhost => agnhost(v),
+            Component::Ginkgo => ginkgo(v),
+            Component::E2e => e2e(v),
         }
     }
 }
@@ -89,6 +121,20 @@ pub struct Recipe {
     /// Packages whose `buildDate` variable gets the build time (Kubernetes' version info).
     pub build_date_in: Vec<&'static str>,
     pub binaries: Vec<Binary>,
+    /// Files copied from the required module's source into `bin/` next to the binaries.
+    pub module_files: Vec<&'static str>,
+    /// Facts about the resolved module graph the build insists on (a version bump elsewhere
+    /// must not silently pair mismatched parts).
+    pub pins: Vec<Pin>,
+}
+
+/// A fact about a wrapper's resolved modules, checked after `go mod tidy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// A file in the required module's source holds exactly this text (trimmed).
+    ModuleFile { path: &'static str, expect: String },
+    /// The module graph selects this version of a module.
+    ModuleVersion { module: &'static str, expect: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +152,19 @@ pub enum Source {
         packages: Vec<String>,
         /// Pin every Kubernetes staging module to this tag.
         pin_staging: Option<String>,
+        /// Build a test binary instead (`go test -c`) of a package generated in the wrapper;
+        /// `packages` are then the packages it imports, compiled first for progress.
+        test_main: Option<TestMain>,
     },
+}
+
+/// A test package of our own inside a wrapper module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestMain {
+    /// Directory (and package) in the wrapper.
+    pub dir: &'static str,
+    pub file: &'static str,
+    pub text: &'static str,
 }
 
 /// One binary a component yields and the command that proves it runs.
@@ -123,8 +181,14 @@ impl Recipe {
     /// is rebuilt (the build date is not part of it).
     pub fn fingerprint(&self) -> String {
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.source, self.tags, self.ldflags, self.build_date_in, self.binaries
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.source,
+            self.tags,
+            self.ldflags,
+            self.build_date_in,
+            self.binaries,
+            self.module_files,
+            self.pins
         )
     }
 }
@@ -139,19 +203,8 @@ const K8S_COMMANDS: [&str; 5] = [
 
 fn kubernetes(v: &Versions) -> Recipe {
     let version = v.kubernetes;
-    let (major, minor) = major_minor(version).expect("pinned Kubernetes version is a vX.Y.Z tag");
     // hack/lib/version.sh sets these in both packages; without them /version says v0.0.0-master.
-    let mut ldflags = Vec::new();
-    for pkg in K8S_VERSION_PACKAGES {
-        for (key, value) in [
-            ("gitVersion", version),
-            ("gitMajor", major),
-            ("gitMinor", minor),
-            ("gitTreeState", "clean"),
-        ] {
-            ldflags.push(format!("-X {pkg}.{key}={value}"));
-        }
-    }
+    let mut ldflags = version_ldflags(version);
     ldflags.extend(["-s".to_string(), "-w".to_string()]);
     let server = |name| Binary {
         name,
@@ -167,6 +220,7 @@ fn kubernetes(v: &Versions) -> Recipe {
                 .map(|c| format!("k8s.io/kubernetes/cmd/{c}"))
                 .collect(),
             pin_staging: Some(v.kubernetes_staging()),
+            test_main: None,
         },
         // hack/lib/golang.sh (non-debug builds): selinux,notest,grpcnotrace.
         tags: vec!["selinux", "notest", "grpcnotrace"],
@@ -183,6 +237,112 @@ fn kubernetes(v: &Versions) -> Recipe {
                 expect: format!("Client Version: {version}"),
             },
         ],
+        module_files: vec![],
+        pins: vec![],
+    }
+}
+
+/// `-X` flags that make `k8s.io/component-base/version` (and client-go's) report `version`.
+fn version_ldflags(version: &str) -> Vec<String> {
+    let (major, minor) = major_minor(version).expect("pinned Kubernetes version is a vX.Y.Z tag");
+    let mut ldflags = Vec::new();
+    for pkg in K8S_VERSION_PACKAGES {
+        for (key, value) in [
+            ("gitVersion", version),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        ] {
+            ldflags.push(format!("-X {pkg}.{key}={value}"));
+        }
+    }
+    ldflags
+}
+
+/// The e2e tests' image as a program: `test/images/agnhost` of the same Kubernetes module,
+/// with the files its image carries beside the binary (porter's TLS pair).
+fn agnhost(v: &Versions) -> Recipe {
+    let mut ldflags = vec![format!("-X main.Version={}", v.agnhost)];
+    ldflags.extend(strip());
+    Recipe {
+        source: Source::Wrapper {
+            module: "k8s.io/kubernetes",
+            version: v.kubernetes,
+            packages: vec!["k8s.io/kubernetes/test/images/agnhost".to_string()],
+            pin_staging: Some(v.kubernetes_staging()),
+            test_main: None,
+        },
+        tags: vec![],
+        ldflags,
+        build_date_in: vec![],
+        binaries: vec![Binary {
+            name: "agnhost",
+            version_args: &["--version"],
+            expect: format!("version {}", v.agnhost),
+        }],
+        module_files: vec![
+            "test/images/agnhost/porter/localhost.crt",
+            "test/images/agnhost/porter/localhost.key",
+        ],
+        pins: vec![Pin::ModuleFile {
+            path: "test/images/agnhost/VERSION",
+            expect: v.agnhost.to_string(),
+        }],
+    }
+}
+
+/// The network tests of Kubernetes' e2e suite as one test binary (see `e2e/conformance_test.go`).
+fn e2e(v: &Versions) -> Recipe {
+    let mut ldflags = version_ldflags(v.kubernetes);
+    ldflags.extend(strip());
+    Recipe {
+        source: Source::Wrapper {
+            module: "k8s.io/kubernetes",
+            version: v.kubernetes,
+            packages: vec![
+                "k8s.io/kubernetes/test/e2e".to_string(),
+                "k8s.io/kubernetes/test/e2e/network".to_string(),
+            ],
+            pin_staging: Some(v.kubernetes_staging()),
+            test_main: Some(TestMain {
+                dir: "conformance",
+                file: "conformance_test.go",
+                text: include_str!("e2e/conformance_test.go"),
+            }),
+        },
+        tags: vec![],
+        ldflags,
+        build_date_in: K8S_VERSION_PACKAGES.to_vec(),
+        binaries: vec![Binary {
+            name: "e2e.test",
+            version_args: &["--version"],
+            expect: v.kubernetes.to_string(),
+        }],
+        module_files: vec![],
+        pins: vec![Pin::ModuleVersion {
+            module: "github.com/onsi/ginkgo/v2",
+            expect: v.ginkgo.to_string(),
+        }],
+    }
+}
+
+/// The ginkgo CLI, which runs a test binary in parallel processes.
+fn ginkgo(v: &Versions) -> Recipe {
+    Recipe {
+        source: Source::Install {
+            packages: vec!["github.com/onsi/ginkgo/v2/ginkgo".to_string()],
+            version: v.ginkgo,
+        },
+        tags: vec![],
+        ldflags: strip(),
+        build_date_in: vec![],
+        binaries: vec![Binary {
+            name: "ginkgo",
+            version_args: &["version"],
+            expect: format!("Ginkgo Version {}", v.ginkgo.trim_start_matches('v')),
+        }],
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
@@ -201,6 +361,7 @@ fn etcd(v: &Versions) -> Recipe {
             version: v.etcd,
             packages: vec!["go.etcd.io/etcd/server/v3".to_string()],
             pin_staging: None,
+            test_main: None,
         },
         tags: vec![],
         ldflags: strip(),
@@ -210,6 +371,8 @@ fn etcd(v: &Versions) -> Recipe {
             version_args: &["--version"],
             expect: format!("etcd Version: {}", v.etcd.trim_start_matches('v')),
         }],
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
@@ -227,6 +390,8 @@ fn coredns(v: &Versions) -> Recipe {
             version_args: &["-version"],
             expect: format!("CoreDNS-{}", v.coredns.trim_start_matches('v')),
         }],
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
@@ -264,6 +429,8 @@ fn cni_plugins(v: &Versions) -> Recipe {
                 expect: format!("CNI {name} plugin {version}"),
             })
             .collect(),
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
@@ -283,6 +450,8 @@ fn cnitool(v: &Versions) -> Recipe {
             version_args: &["--help"],
             expect: "CNI Tool".to_string(),
         }],
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
