@@ -12,9 +12,9 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
 
 	"k8s.io/component-base/version"
 	conformancetestdata "k8s.io/kubernetes/test/conformance/testdata"
@@ -40,12 +40,8 @@ import (
 
 var progressFile = os.Getenv("WEFT_E2E_PROGRESS")
 
-// live turns true once the framework's own preview of the spec tree (ginkgo.PreviewSpecs in
-// AfterReadingAllFlags, which runs the report hooks too) is over.
-var live bool
-
 func progress(v map[string]any) {
-	if progressFile == "" || !live {
+	if progressFile == "" {
 		return
 	}
 	f, err := os.OpenFile(progressFile, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
@@ -61,30 +57,29 @@ func progress(v map[string]any) {
 	_, _ = f.Write(append(b, '\n'))
 }
 
-var _ = ginkgo.ReportBeforeSuite(func(r ginkgo.Report) {
-	progress(map[string]any{"event": "suite", "total": r.PreRunStats.SpecsThatWillRun})
-})
-
-// Top-level BeforeEach/AfterEach run on whichever process runs a spec (ReportAfterEach does
-// not fire once PreviewSpecs has run). The AfterEach comes after the spec's own AfterEach
-// nodes; the JSON report has the exact times.
-var _ = ginkgo.BeforeEach(func() {
-	r := ginkgo.CurrentSpecReport()
-	progress(map[string]any{"event": "start", "name": r.FullText(), "process": r.ParallelProcess})
-})
-
-var _ = ginkgo.AfterEach(func() {
-	r := ginkgo.CurrentSpecReport()
-	state := "passed"
-	if r.Failed() {
-		state = r.State.String()
-		if state == "passed" || state == "invalid" {
-			state = "failed"
+// registerProgress adds the report nodes that feed the progress file. It runs after
+// AfterReadingAllFlags: that calls ginkgo.PreviewSpecs, whose tree building drops top-level
+// nodes registered before it (they would only see the preview's dry run).
+func registerProgress() {
+	ginkgo.ReportBeforeSuite(func(r ginkgo.Report) {
+		progress(map[string]any{"event": "suite", "total": r.PreRunStats.SpecsThatWillRun})
+	})
+	ginkgo.ReportBeforeEach(func(r ginkgo.SpecReport) {
+		if r.State.Is(types.SpecStateSkipped) {
+			return
 		}
-	}
-	progress(map[string]any{"event": "end", "name": r.FullText(), "state": state,
-		"seconds": time.Since(r.StartTime).Seconds(), "process": r.ParallelProcess})
-})
+		progress(map[string]any{"event": "start", "name": r.FullText(), "process": r.ParallelProcess})
+	})
+	ginkgo.ReportAfterEach(func(r ginkgo.SpecReport) {
+		// Specs the filters leave out are reported too: skipped without a reason (a spec that
+		// skips itself at run time gives one).
+		if r.State.Is(types.SpecStateSkipped) && r.Failure.Message == "" {
+			return
+		}
+		progress(map[string]any{"event": "end", "name": r.FullText(), "state": r.State.String(),
+			"seconds": r.RunTime.Seconds(), "process": r.ParallelProcess})
+	})
+}
 
 func TestMain(m *testing.M) {
 	var versionFlag bool
@@ -101,7 +96,7 @@ func TestMain(m *testing.M) {
 	testfiles.AddFileSource(testfixtures.GetTestFixturesFS())
 	testfiles.AddFileSource(conformancetestdata.GetConformanceTestdataFS())
 	framework.AfterReadingAllFlags(&framework.TestContext)
-	live = true
+	registerProgress()
 	os.Exit(m.Run())
 }
 
