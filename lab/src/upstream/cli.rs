@@ -20,6 +20,9 @@ pub struct BuildArgs {
     /// ginkgo, which `weft-lab conformance` builds).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Component>,
+    /// Every component, the conformance test binaries included.
+    #[arg(long, conflicts_with = "only")]
+    pub all: bool,
     /// Show what the cache holds without building anything.
     #[arg(long)]
     pub status: bool,
@@ -38,9 +41,10 @@ pub enum Output {
 pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
     let cache = cache_dir();
     let versions = Versions::PINNED;
+    let only = if args.all { Component::ALL.to_vec() } else { args.only.clone() };
     let reports = if args.status {
         let wanted = |c: &Component| {
-            if args.only.is_empty() { Component::LAB.contains(c) } else { args.only.contains(c) }
+            if only.is_empty() { Component::LAB.contains(c) } else { only.contains(c) }
         };
         status(&cache, &versions).into_iter().filter(|r| wanted(&r.component)).collect()
     } else {
@@ -49,7 +53,7 @@ pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
             &versions,
             &BuildOptions {
                 force: args.force,
-                only: args.only.clone(),
+                only,
             },
         )?
     };
