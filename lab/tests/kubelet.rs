@@ -729,3 +729,35 @@ fn a_sandbox_orphaned_by_a_dead_stand_in_is_reclaimed() {
         assert!(!ns_path.exists());
     });
 }
+
+/// Killing what runs in a pod's UTS namespace spares the process that keeps the namespace
+/// alive (its inode number must not be freed, and reused, while the scan runs).
+#[test]
+fn namespace_members_die_but_the_spared_one() {
+    preconditions();
+    let mut child = Command::new("unshare")
+        .args(["--uts", "sh", "-c", "sleep 60 & echo $!; exec sleep 61"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let background: u32 = line.trim().parse().unwrap();
+    let holder = child.id();
+    let ino = kubelet::nsexec::ns_inode(Path::new(&format!("/proc/{holder}/ns/uts"))).unwrap();
+    assert_ne!(kubelet::nsexec::ns_inode(Path::new("/proc/self/ns/uts")), Some(ino));
+    assert_eq!(kubelet::nsexec::kill_namespace_members_but("uts", ino, Some(holder)), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let gone = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    };
+    while !gone(background) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone(background), "the other member was killed");
+    assert!(child.try_wait().unwrap().is_none(), "the spared process lives");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -193,6 +193,12 @@ impl Recipe {
     }
 }
 
+/// hack/lib/golang.sh's tags for every non-debug build of the module (its commands and its
+/// test binaries). agnhost and e2e.test get them too: their packages then share Go's build
+/// cache with the control plane's (a different tag set changes the cache key of every
+/// package above the ones it selects files in).
+const K8S_TAGS: [&str; 3] = ["selinux", "notest", "grpcnotrace"];
+
 const K8S_COMMANDS: [&str; 5] = [
     "kube-apiserver",
     "kube-controller-manager",
@@ -222,8 +228,7 @@ fn kubernetes(v: &Versions) -> Recipe {
             pin_staging: Some(v.kubernetes_staging()),
             test_main: None,
         },
-        // hack/lib/golang.sh (non-debug builds): selinux,notest,grpcnotrace.
-        tags: vec!["selinux", "notest", "grpcnotrace"],
+        tags: K8S_TAGS.to_vec(),
         ldflags,
         build_date_in: K8S_VERSION_PACKAGES.to_vec(),
         binaries: vec![
@@ -272,7 +277,7 @@ fn agnhost(v: &Versions) -> Recipe {
             pin_staging: Some(v.kubernetes_staging()),
             test_main: None,
         },
-        tags: vec![],
+        tags: K8S_TAGS.to_vec(),
         ldflags,
         build_date_in: vec![],
         binaries: vec![Binary {
@@ -310,7 +315,7 @@ fn e2e(v: &Versions) -> Recipe {
                 text: include_str!("e2e/conformance_test.go"),
             }),
         },
-        tags: vec![],
+        tags: K8S_TAGS.to_vec(),
         ldflags,
         build_date_in: K8S_VERSION_PACKAGES.to_vec(),
         binaries: vec![Binary {
