@@ -176,7 +176,8 @@ pub fn run(state: &StateDir, args: &Args) -> anyhow::Result<bool> {
         log_path.display()
     );
     let started = Instant::now();
-    let status = follow(&mut cmd, &progress_file)?;
+    let to_run = selected.len() - skipped.len();
+    let status = follow(&mut cmd, &progress_file, to_run)?;
 
     let json = report_dir.join("report.json");
     let suites = match std::fs::read_to_string(&json) {
@@ -222,9 +223,9 @@ pub fn run(state: &StateDir, args: &Args) -> anyhow::Result<bool> {
 
 /// Runs ginkgo, printing a line per finished test from the progress file, and every minute
 /// what still runs.
-fn follow(cmd: &mut Command, progress_file: &Path) -> anyhow::Result<std::process::ExitStatus> {
+fn follow(cmd: &mut Command, progress_file: &Path, to_run: usize) -> anyhow::Result<std::process::ExitStatus> {
     let mut child = cmd.spawn().context("starting ginkgo")?;
-    let mut progress = report::Progress::default();
+    let mut progress = report::Progress { total: to_run, ..Default::default() };
     let mut pos = 0u64;
     let mut last_note = Instant::now();
     let start = Instant::now();

@@ -218,9 +218,12 @@ impl Progress {
     /// The line to print for one event, if any.
     pub fn line(&mut self, e: &Event) -> Option<String> {
         match e.event.as_str() {
+            // ginkgo counts before its --skip; a total known from the selection wins.
             "suite" => {
-                self.total = e.total;
-                Some(format!("running {} tests", e.total))
+                if self.total == 0 {
+                    self.total = e.total;
+                }
+                Some(format!("running {} tests", self.total))
             }
             "start" => {
                 self.running.insert(e.name.clone());
@@ -292,6 +295,8 @@ mod tests {
 
     #[test]
     fn progress_lines_count_finished_tests_only() {
+        let mut with_total = Progress { total: 46, ..Default::default() };
+        assert_eq!(with_total.line(&serde_json::from_str(r#"{"event":"suite","total":47}"#).unwrap()).unwrap(), "running 46 tests");
         let mut p = Progress::default();
         let ev = |s: &str| serde_json::from_str::<Event>(s).unwrap();
         assert_eq!(p.line(&ev(r#"{"event":"suite","total":47}"#)).unwrap(), "running 47 tests");

@@ -59,12 +59,13 @@ pub fn apply(names: &[String], skips: &[DefaultSkip], user_focus: Option<&str>) 
         .collect()
 }
 
-/// A ginkgo `--skip` regex matching exactly these test names (None for none).
+/// A ginkgo `--skip` regex matching exactly these test names (None for none). ginkgo matches
+/// against the suite's description, a space and the test's full name.
 pub fn skip_regex(names: &[&str]) -> Option<String> {
     if names.is_empty() {
         return None;
     }
-    let alts: Vec<String> = names.iter().map(|n| format!("^{}$", regex::escape(n))).collect();
+    let alts: Vec<String> = names.iter().map(|n| format!("(?:^| ){}$", regex::escape(n))).collect();
     Some(alts.join("|"))
 }
 
@@ -91,10 +92,13 @@ mod tests {
     #[test]
     fn skip_regex_matches_exactly_the_named_tests() {
         let re = Regex::new(&skip_regex(&[HOSTPORT, "a.b (c)"]).unwrap()).unwrap();
-        assert!(re.is_match(HOSTPORT));
-        assert!(re.is_match("a.b (c)"));
-        assert!(!re.is_match("axb (c)"));
-        assert!(!re.is_match(BASIC));
+        // What ginkgo matches: the suite description, a space, the full name.
+        let m = |name: &str| re.is_match(&format!("Kubernetes e2e suite {name}"));
+        assert!(m(HOSTPORT));
+        assert!(m("a.b (c)"));
+        assert!(!m("axb (c)"));
+        assert!(!m("xa.b (c)"));
+        assert!(!m(BASIC));
         assert_eq!(skip_regex(&[]), None);
     }
 }
