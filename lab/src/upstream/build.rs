@@ -215,7 +215,6 @@ fn build_one(
             version,
             packages,
             pin_staging,
-            test_main,
         } => {
             let src = dir.join("src");
             progress.step(&format!(
@@ -228,7 +227,7 @@ fn build_one(
                 version,
                 packages,
                 pin_staging.as_deref(),
-                test_main.as_ref(),
+                recipe.test_main.as_ref(),
             )?;
             check_pins(&go_session, &src, module, &recipe.pins)?;
             let total = count_deps(&go_session, &src, &recipe.tags, packages);
@@ -239,7 +238,7 @@ fn build_one(
             ));
             let mut args = vec!["build".to_string()];
             args.extend(flags.iter().cloned());
-            match test_main {
+            match &recipe.test_main {
                 // A test binary: compile what it imports first (`-v` counts packages for the
                 // heartbeat; `go test -c` prints none), then the test package and the link.
                 Some(t) => {

@@ -121,6 +121,10 @@ pub struct Recipe {
     /// Packages whose `buildDate` variable gets the build time (Kubernetes' version info).
     pub build_date_in: Vec<&'static str>,
     pub binaries: Vec<Binary>,
+    /// Build a test binary (`go test -c`) of a package generated in the wrapper instead of
+    /// commands; `packages` of the source are then what it imports, compiled first for
+    /// progress.
+    pub test_main: Option<TestMain>,
     /// Files copied from the required module's source into `bin/` next to the binaries.
     pub module_files: Vec<&'static str>,
     /// Facts about the resolved module graph the build insists on (a version bump elsewhere
@@ -152,9 +156,6 @@ pub enum Source {
         packages: Vec<String>,
         /// Pin every Kubernetes staging module to this tag.
         pin_staging: Option<String>,
-        /// Build a test binary instead (`go test -c`) of a package generated in the wrapper;
-        /// `packages` are then the packages it imports, compiled first for progress.
-        test_main: Option<TestMain>,
     },
 }
 
@@ -180,16 +181,15 @@ impl Recipe {
     /// Identifies the recipe in the stamp: a cached build made with other flags or packages
     /// is rebuilt (the build date is not part of it).
     pub fn fingerprint(&self) -> String {
-        format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.source,
-            self.tags,
-            self.ldflags,
-            self.build_date_in,
-            self.binaries,
-            self.module_files,
-            self.pins
-        )
+        let mut f = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.source, self.tags, self.ldflags, self.build_date_in, self.binaries
+        );
+        // Only when used, so the recipes that have neither keep their stamps valid.
+        if self.test_main.is_some() || !self.module_files.is_empty() || !self.pins.is_empty() {
+            f += &format!("|{:?}|{:?}|{:?}", self.test_main, self.module_files, self.pins);
+        }
+        f
     }
 }
 
@@ -226,7 +226,6 @@ fn kubernetes(v: &Versions) -> Recipe {
                 .map(|c| format!("k8s.io/kubernetes/cmd/{c}"))
                 .collect(),
             pin_staging: Some(v.kubernetes_staging()),
-            test_main: None,
         },
         tags: K8S_TAGS.to_vec(),
         ldflags,
@@ -242,6 +241,7 @@ fn kubernetes(v: &Versions) -> Recipe {
                 expect: format!("Client Version: {version}"),
             },
         ],
+        test_main: None,
         module_files: vec![],
         pins: vec![],
     }
@@ -275,7 +275,6 @@ fn agnhost(v: &Versions) -> Recipe {
             version: v.kubernetes,
             packages: vec!["k8s.io/kubernetes/test/images/agnhost".to_string()],
             pin_staging: Some(v.kubernetes_staging()),
-            test_main: None,
         },
         tags: K8S_TAGS.to_vec(),
         ldflags,
@@ -285,6 +284,7 @@ fn agnhost(v: &Versions) -> Recipe {
             version_args: &["--version"],
             expect: format!("version {}", v.agnhost),
         }],
+        test_main: None,
         module_files: vec![
             "test/images/agnhost/porter/localhost.crt",
             "test/images/agnhost/porter/localhost.key",
@@ -309,11 +309,6 @@ fn e2e(v: &Versions) -> Recipe {
                 "k8s.io/kubernetes/test/e2e/network".to_string(),
             ],
             pin_staging: Some(v.kubernetes_staging()),
-            test_main: Some(TestMain {
-                dir: "conformance",
-                file: "conformance_test.go",
-                text: include_str!("e2e/conformance_test.go"),
-            }),
         },
         tags: K8S_TAGS.to_vec(),
         ldflags,
@@ -323,6 +318,11 @@ fn e2e(v: &Versions) -> Recipe {
             version_args: &["--version"],
             expect: v.kubernetes.to_string(),
         }],
+        test_main: Some(TestMain {
+            dir: "conformance",
+            file: "conformance_test.go",
+            text: include_str!("e2e/conformance_test.go"),
+        }),
         module_files: vec![],
         pins: vec![Pin::ModuleVersion {
             module: "github.com/onsi/ginkgo/v2",
@@ -346,6 +346,7 @@ fn ginkgo(v: &Versions) -> Recipe {
             version_args: &["version"],
             expect: format!("Ginkgo Version {}", v.ginkgo.trim_start_matches('v')),
         }],
+        test_main: None,
         module_files: vec![],
         pins: vec![],
     }
@@ -366,7 +367,6 @@ fn etcd(v: &Versions) -> Recipe {
             version: v.etcd,
             packages: vec!["go.etcd.io/etcd/server/v3".to_string()],
             pin_staging: None,
-            test_main: None,
         },
         tags: vec![],
         ldflags: strip(),
@@ -376,6 +376,7 @@ fn etcd(v: &Versions) -> Recipe {
             version_args: &["--version"],
             expect: format!("etcd Version: {}", v.etcd.trim_start_matches('v')),
         }],
+        test_main: None,
         module_files: vec![],
         pins: vec![],
     }
@@ -395,6 +396,7 @@ fn coredns(v: &Versions) -> Recipe {
             version_args: &["-version"],
             expect: format!("CoreDNS-{}", v.coredns.trim_start_matches('v')),
         }],
+        test_main: None,
         module_files: vec![],
         pins: vec![],
     }
@@ -434,6 +436,7 @@ fn cni_plugins(v: &Versions) -> Recipe {
                 expect: format!("CNI {name} plugin {version}"),
             })
             .collect(),
+        test_main: None,
         module_files: vec![],
         pins: vec![],
     }
@@ -455,6 +458,7 @@ fn cnitool(v: &Versions) -> Recipe {
             version_args: &["--help"],
             expect: "CNI Tool".to_string(),
         }],
+        test_main: None,
         module_files: vec![],
         pins: vec![],
     }
