@@ -333,23 +333,8 @@ fn e2e(v: &Versions) -> Recipe {
 
 /// The ginkgo CLI, which runs a test binary in parallel processes.
 fn ginkgo(v: &Versions) -> Recipe {
-    Recipe {
-        source: Source::Install {
-            packages: vec!["github.com/onsi/ginkgo/v2/ginkgo".to_string()],
-            version: v.ginkgo,
-        },
-        tags: vec![],
-        ldflags: strip(),
-        build_date_in: vec![],
-        binaries: vec![Binary {
-            name: "ginkgo",
-            version_args: &["version"],
-            expect: format!("Ginkgo Version {}", v.ginkgo.trim_start_matches('v')),
-        }],
-        test_main: None,
-        module_files: vec![],
-        pins: vec![],
-    }
+    let expect = format!("Ginkgo Version {}", v.ginkgo.trim_start_matches('v'));
+    install_one("github.com/onsi/ginkgo/v2/ginkgo", v.ginkgo, "ginkgo", &["version"], expect)
 }
 
 const K8S_VERSION_PACKAGES: [&str; 2] = [
@@ -383,23 +368,8 @@ fn etcd(v: &Versions) -> Recipe {
 }
 
 fn coredns(v: &Versions) -> Recipe {
-    Recipe {
-        source: Source::Install {
-            packages: vec!["github.com/coredns/coredns".to_string()],
-            version: v.coredns,
-        },
-        tags: vec![],
-        ldflags: strip(),
-        build_date_in: vec![],
-        binaries: vec![Binary {
-            name: "coredns",
-            version_args: &["-version"],
-            expect: format!("CoreDNS-{}", v.coredns.trim_start_matches('v')),
-        }],
-        test_main: None,
-        module_files: vec![],
-        pins: vec![],
-    }
+    let expect = format!("CoreDNS-{}", v.coredns.trim_start_matches('v'));
+    install_one("github.com/coredns/coredns", v.coredns, "coredns", &["-version"], expect)
 }
 
 /// The reference plugins the lab's peer dataplane uses.
@@ -443,21 +413,26 @@ fn cni_plugins(v: &Versions) -> Recipe {
 }
 
 fn cnitool(v: &Versions) -> Recipe {
+    // In cni v1.3.x cnitool is part of the root module (no go.mod of its own, no replace).
+    // It has no version flag; its help proves it starts.
+    install_one("github.com/containernetworking/cni/cnitool", v.cni, "cnitool", &["--help"], "CNI Tool".into())
+}
+
+/// `go install package@version` of one command, stripped, proven by `binary version_args…`
+/// printing `expect`.
+fn install_one(
+    package: &str,
+    version: &'static str,
+    binary: &'static str,
+    version_args: &'static [&'static str],
+    expect: String,
+) -> Recipe {
     Recipe {
-        // In cni v1.3.x cnitool is part of the root module (no go.mod of its own, no replace).
-        source: Source::Install {
-            packages: vec!["github.com/containernetworking/cni/cnitool".to_string()],
-            version: v.cni,
-        },
+        source: Source::Install { packages: vec![package.to_string()], version },
         tags: vec![],
         ldflags: strip(),
         build_date_in: vec![],
-        // cnitool has no version flag; its help proves it starts.
-        binaries: vec![Binary {
-            name: "cnitool",
-            version_args: &["--help"],
-            expect: "CNI Tool".to_string(),
-        }],
+        binaries: vec![Binary { name: binary, version_args, expect }],
         test_main: None,
         module_files: vec![],
         pins: vec![],
