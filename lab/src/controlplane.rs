@@ -29,6 +29,8 @@ pub const CONTROLLERS: &[&str] = &[
     "namespace-controller",
     "deployment-controller",
     "replicaset-controller",
+    // The e2e Service tests run their backends as ReplicationControllers (e2erc.RunRC).
+    "replicationcontroller-controller",
     "daemonset-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
@@ -80,6 +82,9 @@ pub fn apiserver_args(state: &StateDir) -> Vec<String> {
         // Reach kubelets (logs) by the InternalIP they register, as kubeadm sets it: node
         // names do not resolve in the lab.
         s("--kubelet-preferred-address-types=InternalIP,Hostname"),
+        // The identity kubelets check before serving logs and exec.
+        format!("--kubelet-client-certificate={}", p(f.cert(crate::pki::APISERVER_KUBELET_CLIENT))),
+        format!("--kubelet-client-key={}", p(f.key(crate::pki::APISERVER_KUBELET_CLIENT))),
         s("--profiling=false"),
         s("--v=1"),
     ]
@@ -158,7 +163,8 @@ mod tests {
     fn controller_manager_runs_the_issue_controllers_and_allocates_pod_cidrs() {
         let a = controller_manager_args(&StateDir::at("/x")).join(" ");
         for c in ["node-ipam", "endpointslice", "serviceaccount", "serviceaccount-token",
-                  "garbage-collector", "namespace", "deployment", "replicaset", "daemonset"] {
+                  "garbage-collector", "namespace", "deployment", "replicaset", "daemonset",
+                  "replicationcontroller"] {
             assert!(CONTROLLERS.contains(&format!("{c}-controller").as_str()), "{c}");
         }
         assert!(a.contains("--cluster-cidr=10.200.0.0/16"));
@@ -174,5 +180,7 @@ mod tests {
         assert!(a.contains("--advertise-address=172.30.0.2"));
         assert!(a.contains("--authorization-mode=Node,RBAC"));
         assert!(a.contains("--service-account-signing-key-file=/x/pki/sa.key"));
+        assert!(a.contains("--kubelet-client-certificate=/x/pki/apiserver-kubelet-client.crt"));
+        assert!(a.contains("--kubelet-client-key=/x/pki/apiserver-kubelet-client.key"));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod addons;
 pub mod cni;
+pub mod conformance;
 pub mod controlplane;
 pub mod down;
 pub mod kubectl;

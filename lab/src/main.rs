@@ -2,7 +2,7 @@
 //! and runs the per-node kubelet stand-in.
 
 
-use weft_lab::{down, kubectl, kubelet, nodeops, podcmd, preflight, spec, status, up, upstream};
+use weft_lab::{conformance, down, kubectl, kubelet, nodeops, podcmd, preflight, spec, status, up, upstream};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,9 +56,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a command inside a pod's network namespace: `exec NS/POD -- CMD…`.
+    /// Run a command inside a pod without the API server (a shortcut for `kubectl exec`):
+    /// `exec NS/POD [-c CONTAINER] -- CMD…`.
     Exec {
         pod: String,
+        /// The container (default: the pod's first).
+        #[arg(short, long)]
+        container: Option<String>,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
@@ -85,6 +89,8 @@ enum Cmd {
     Down,
     /// Build (or check) the upstream binaries without starting a lab.
     Build(upstream::BuildArgs),
+    /// Run Kubernetes' e2e network conformance tests against the running lab.
+    Conformance(conformance::Args),
     /// Run one node's kubelet stand-in (started by `up` inside the node's namespace).
     #[command(hide = true)]
     Kubelet {
@@ -147,10 +153,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let status = kubectl::command(&state, &rec).args(&args).status().context("running kubectl")?;
             return Ok(exit_code(status));
         }
-        Cmd::Exec { pod, cmd } => {
+        Cmd::Exec { pod, container, cmd } => {
             preflight::require_root()?;
             let rec = state.load_record()?;
-            return Ok(exit_code(podcmd::exec(&state, &rec, &pod, &cmd)?));
+            return Ok(exit_code(podcmd::exec(&state, &rec, &pod, container.as_deref(), &cmd)?));
         }
         Cmd::NodeExec { host, cmd } => {
             preflight::require_root()?;
@@ -186,6 +192,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             down::run(&state)?;
         }
         Cmd::Build(args) => upstream::build_cmd(&args)?,
+        Cmd::Conformance(args) => {
+            if !conformance::run(&state, &args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Kubelet { config } => {
             let text = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
             let cfg: kubelet::Config = serde_json::from_slice(&text)

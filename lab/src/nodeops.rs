@@ -28,7 +28,10 @@ pub fn add(state: &StateDir) -> anyhow::Result<NodePlan> {
     let kubelet = nodes::start_kubelet(state, &rec, &plan, &exe)?;
     let cidrs = nodes::wait_for_pod_cidrs(state, &rec, &[kubelet])?;
     match rec.spec.cni {
-        Cni::Weft => weft::wait_ready(state, &rec, std::slice::from_ref(&plan), Duration::from_secs(120))?,
+        Cni::Weft => {
+            weft::wait_ready(state, &rec, std::slice::from_ref(&plan), Duration::from_secs(120))?;
+            topology::route_cp_to_pods(&cidrs)?;
+        }
         Cni::Bridge => topology::route_pod_cidrs(&cidrs)?,
     }
     nodes::start_kube_proxy(state, &rec, &plan)?;
@@ -49,8 +52,15 @@ pub fn remove(state: &StateDir, name: &str) -> anyhow::Result<()> {
     for process in [nodes::kube_proxy_name(&plan), nodes::kubelet_name(&plan)] {
         procs::stop_named(state, &process, Duration::from_secs(30));
     }
+    let cidr = kubectl::output(state, &rec, &["get", "node", name, "-o", "jsonpath={.spec.podCIDR}"])
+        .ok()
+        .and_then(|c| c.trim().parse::<ipnetwork::Ipv4Network>().ok());
     kubectl::output(state, &rec, &["delete", "node", name, "--wait=true"])
         .with_context(|| format!("deleting Node {name}"))?;
+    if let Some(cidr) = cidr {
+        // The bridge CNI's static routes on the other nodes stay (harmless, unreachable).
+        let _ = topology::unroute_cp_from_pods(cidr);
+    }
     topology::remove_node(&plan)?;
     rec.spec.removed.push(plan.index);
     state.save_record(&rec)?;

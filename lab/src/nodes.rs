@@ -43,6 +43,8 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         bin_paths: Some(image_bin_dir(state)),
         host_root: Some(host_root(state, &node.name)),
         cgroup: Some(node_cgroup(state, &node.name)),
+        // Only the lab's certificates (the API server's kubelet client) may use the kubelet API.
+        client_ca_file: Some(crate::pki::PkiFiles::new(state).ca_cert()),
     }
 }
 
@@ -91,7 +93,8 @@ fn install_reference_plugins(state: &StateDir, rec: &LabRecord, node: &str) -> a
     Ok(())
 }
 
-/// Directory of the extra programs the kubelet's image catalogue runs: `coredns` and `weft`.
+/// Directory of the extra programs the kubelet's image catalogue runs: `coredns`, `weft` and
+/// `agnhost`.
 pub fn image_bin_dir(state: &StateDir) -> PathBuf {
     state.root().join("bin")
 }
@@ -109,6 +112,13 @@ pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> 
     snapshot(std::path::Path::new("/proc/self/exe"), &lab_bin)?;
     std::os::unix::fs::symlink(&rec.bins.coredns, dir.join("coredns"))
         .with_context(|| format!("linking coredns into {}", dir.display()))?;
+    // agnhost and the files of its image, which the catalogue serves as `/agnhost`.
+    if let Some(agnhost_dir) = rec.bins.agnhost.parent() {
+        for name in ["agnhost", "localhost.crt", "localhost.key"] {
+            std::os::unix::fs::symlink(agnhost_dir.join(name), dir.join(name))
+                .with_context(|| format!("linking {name} into {}", dir.display()))?;
+        }
+    }
     if let Some(weft) = exe.parent().map(|d| d.join("weft")).filter(|p| p.is_file()) {
         // The image catalogue runs it for weft's DaemonSet pods, which install it as the
         // nodes' CNI plugin.

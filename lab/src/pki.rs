@@ -29,10 +29,15 @@ impl Identity {
     }
 }
 
+/// File stem of the API server's client certificate for kubelets (logs, exec), named and
+/// grouped as kubeadm makes it.
+pub const APISERVER_KUBELET_CLIENT: &str = "apiserver-kubelet-client";
+
 /// Every client identity of a lab with these nodes.
 pub fn identities(node_names: &[String]) -> Vec<Identity> {
     let mut ids = vec![
         Identity::new("admin", "admin", Some("system:masters")),
+        Identity::new(APISERVER_KUBELET_CLIENT, "kube-apiserver-kubelet-client", Some("system:masters")),
         Identity::new("kube-controller-manager", "system:kube-controller-manager", None),
         Identity::new("kube-scheduler", "system:kube-scheduler", None),
         Identity::new("kube-proxy", "system:kube-proxy", None),
@@ -193,7 +198,9 @@ mod tests {
         let n2 = ids.iter().find(|i| i.file == "node-2").unwrap();
         assert_eq!(n2.user, "system:node:node-2");
         assert_eq!(n2.group.as_deref(), Some("system:nodes"));
-        assert_eq!(ids.len(), 6);
+        let kc = ids.iter().find(|i| i.file == APISERVER_KUBELET_CLIENT).unwrap();
+        assert_eq!(kc.user, "kube-apiserver-kubelet-client");
+        assert_eq!(ids.len(), 7);
     }
 
     #[test]

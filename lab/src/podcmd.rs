@@ -39,11 +39,18 @@ fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<
     anyhow::bail!("pod {ns}/{name} is not running on any lab node (see `weft-lab status`)")
 }
 
-/// Runs `cmd` inside the pod as `kubectl exec` would (the pod's network, UTS and mount
-/// namespaces, the image's PATH), through the kubelet stand-in's sandbox record.
-pub fn exec(state: &StateDir, rec: &LabRecord, pod: &str, cmd: &[String]) -> anyhow::Result<ExitStatus> {
+/// Runs `cmd` inside the pod as `kubectl exec` would (the pod's network and UTS namespaces,
+/// the container's mounts, environment and image programs), straight from the kubelet
+/// stand-in's records: a shortcut that needs neither the API server nor the kubelet port.
+pub fn exec(
+    state: &StateDir,
+    rec: &LabRecord,
+    pod: &str,
+    container: Option<&str>,
+    cmd: &[String],
+) -> anyhow::Result<ExitStatus> {
     let (r, node_state) = find_on_node(state, rec, pod)?;
-    let mut c = kubelet::exec_command(&node_state, &r, cmd)?;
+    let mut c = kubelet::enter::command(&node_state, &r, container, cmd)?;
     c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
 }
 

@@ -102,9 +102,29 @@ fn attach(ns: &str, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Routes each node to every other node's pod CIDR via that node's underlay address (the
-/// bridge CNI's "host-gw" style), and masquerades pod traffic leaving the cluster network.
+/// Routes the control plane to every node's pod CIDR via that node's underlay address. The
+/// lab's control plane is no node (no CNI runs there), yet it must reach pods as a cluster's
+/// control-plane node does: the API server's pod and service proxy dials pod IPs (the e2e DNS
+/// and proxy tests read through it). With either CNI.
+pub fn route_cp_to_pods(nodes: &[(NodePlan, Ipv4Network)]) -> anyhow::Result<()> {
+    for (node, cidr) in nodes {
+        ip_in(CP_NS, &["route", "replace", &cidr.to_string(), "via", &node.ip.to_string()])
+            .with_context(|| format!("route on the control plane to {}'s pods", node.name))?;
+    }
+    Ok(())
+}
+
+/// Removes the control plane's route to a removed node's pods.
+pub fn unroute_cp_from_pods(cidr: Ipv4Network) -> anyhow::Result<()> {
+    ip_in(CP_NS, &["route", "del", &cidr.to_string()])?;
+    Ok(())
+}
+
+/// Routes each node, and the control plane, to every other node's pod CIDR via that node's
+/// underlay address (the bridge CNI's "host-gw" style), and masquerades pod traffic leaving
+/// the cluster network.
 pub fn route_pod_cidrs(nodes: &[(NodePlan, Ipv4Network)]) -> anyhow::Result<()> {
+    route_cp_to_pods(nodes)?;
     for (me, my_cidr) in nodes {
         for (other, cidr) in nodes {
             if other.name == me.name {

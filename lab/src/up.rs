@@ -65,6 +65,7 @@ fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
             eprintln!("==> weft (kubectl apply -k deploy/lab, routing {})", rec.spec.routing.as_str());
             weft::install(state, rec)?;
             weft::wait_ready(state, rec, &plans, std::time::Duration::from_secs(180))?;
+            topology::route_cp_to_pods(&cidrs)?;
         }
         Cni::Bridge => {
             topology::route_pod_cidrs(&cidrs)?;

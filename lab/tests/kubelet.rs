@@ -245,6 +245,104 @@ impl Updates {
     }
 }
 
+/// A CA and a client certificate it signed, as the lab's PKI makes them.
+struct KubeletPki {
+    ca: PathBuf,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl KubeletPki {
+    fn new(dir: &Path) -> KubeletPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let path = dir.join("ca.crt");
+        std::fs::write(&path, ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        KubeletPki {
+            ca: path,
+            cert: cert.der().clone(),
+            key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+}
+
+/// The API server does not verify a kubelet's self-signed serving certificate; neither do we.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// One exec through the kubelet port as the API server makes it: TLS (with the client
+/// certificate, if given), a `v5.channel.k8s.io` WebSocket; returns stdout and the status.
+async fn exec_over_tls(port: u16, path: &str, client: Option<&KubeletPki>) -> anyhow::Result<(String, serde_json::Value)> {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest as _, Message};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+    let cfg = match client {
+        Some(c) => b.with_client_auth_cert(vec![c.cert.clone()], c.key.clone_key())?,
+        None => b.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
+    let mut req = format!("wss://127.0.0.1:{port}{path}").into_client_request()?;
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse()?);
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await?;
+    let (mut stdout, mut status) = (String::new(), serde_json::Value::Null);
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+        match msg? {
+            Message::Binary(b) if b[0] == 1 => stdout.push_str(&String::from_utf8_lossy(&b[1..])),
+            Message::Binary(b) if b[0] == 3 => status = serde_json::from_slice(&b[1..])?,
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    Ok((stdout, status))
+}
+
 #[test]
 fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
     preconditions();
@@ -346,6 +444,13 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
             ip: web.ip,
             log: web_dir.join("nginx.log"),
             pid: ready.pid,
+            containers: vec![kubelet::record::ContainerRecord {
+                name: "nginx".into(),
+                image: "nginx".into(),
+                pid: ready.pid,
+                path_env: "/usr/bin:/bin".into(),
+                image_bin_dir: None,
+            }],
         };
         kubelet::record::save(&kubelet::record::record_path(&web_dir), &rec).unwrap();
         let sbrec = kubelet::record::SandboxRecord {
@@ -369,7 +474,7 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let out = kubelet::exec_command(&state_dir, &found, &argv)
+        let out = kubelet::enter::command(&state_dir, &found, Some("nginx"), &argv)
             .unwrap()
             .output()
             .unwrap();
@@ -380,6 +485,21 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         );
         assert!(text.contains("search default.svc.cluster.local"), "{text}");
         assert!(text.contains(&format!("inet {web_ip}/24")), "{text}");
+
+        // --- kubectl exec's path: the kubelet port, TLS with a client certificate, WebSocket ---
+        let pki = KubeletPki::new(&dir);
+        let acceptor = kubelet::server::acceptor("wk-node", Ipv4Addr::LOCALHOST, Some(&pki.ca)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let srv = tokio::spawn(kubelet::server::serve_tls(listener, acceptor, kubelet::server::router(state_dir.clone())));
+        let path = "/exec/default/web/nginx?command=sh&command=-c&command=hostname%3B%20cat%20%2Fetc%2Fhosts%3B%20exit%207&output=1&error=1";
+        let (stdout, status) = exec_over_tls(port, path, Some(&pki)).await.expect("exec with the client certificate");
+        assert!(stdout.starts_with("web
+"), "{stdout}");
+        assert!(stdout.contains(&format!("{web_ip}\tweb")) || stdout.contains(&format!("{web_ip}	web")), "kubelet-style hosts file: {stdout}");
+        assert_eq!(status["details"]["causes"][0]["message"], "7", "{status}");
+        assert!(exec_over_tls(port, path, None).await.is_err(), "a client without a certificate is refused");
+        srv.abort();
 
         // --- a busybox pod reaches nginx; an unknown image errors; a crash is restarted ---
         let bb_spec = spec("client");
@@ -608,4 +728,36 @@ fn a_sandbox_orphaned_by_a_dead_stand_in_is_reclaimed() {
         env.teardown(&s, &mut again).await.unwrap();
         assert!(!ns_path.exists());
     });
+}
+
+/// Killing what runs in a pod's UTS namespace spares the process that keeps the namespace
+/// alive (its inode number must not be freed, and reused, while the scan runs).
+#[test]
+fn namespace_members_die_but_the_spared_one() {
+    preconditions();
+    let mut child = Command::new("unshare")
+        .args(["--uts", "sh", "-c", "sleep 60 & echo $!; exec sleep 61"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let background: u32 = line.trim().parse().unwrap();
+    let holder = child.id();
+    let ino = kubelet::nsexec::ns_inode(Path::new(&format!("/proc/{holder}/ns/uts"))).unwrap();
+    assert_ne!(kubelet::nsexec::ns_inode(Path::new("/proc/self/ns/uts")), Some(ino));
+    assert_eq!(kubelet::nsexec::kill_namespace_members_but("uts", ino, Some(holder)), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let gone = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    };
+    while !gone(background) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone(background), "the other member was killed");
+    assert!(child.try_wait().unwrap().is_none(), "the spared process lives");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

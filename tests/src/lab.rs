@@ -157,7 +157,54 @@ impl Lab {
         self.ok(&full, Duration::from_secs(60))
     }
 
-    /// `weft-lab exec POD -- CMD…`: (success, stdout+stderr).
+    /// `kubectl exec POD -- CMD…` through the API server and the node's kubelet port, as the
+    /// seeds type it: (exit code, stdout+stderr).
+    pub fn kubectl_exec(&self, pod: &str, cmd: &[&str], timeout: Duration) -> (i32, String) {
+        let mut full = vec!["kubectl", "exec", pod, "--"];
+        full.extend_from_slice(cmd);
+        let out = run_with_timeout(&mut self.cmd(&full), timeout);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// `kubectl exec -ti POD -- CMD…` on a real terminal (kubectl asks for one for `-t`):
+    /// run under `script`, which gives it a pty. Returns (exit code, what the terminal showed).
+    pub fn kubectl_exec_tty(&self, pod: &str, cmd: &[&str], timeout: Duration) -> (i32, String) {
+        let mut line = vec![self.bin.display().to_string(), "kubectl".into(), "exec".into(), "-ti".into(), pod.into(), "--".into()];
+        line.extend(cmd.iter().map(|s| s.to_string()));
+        let quoted: Vec<String> = line.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        // A terminal of a usual size, as a user's would be.
+        let script = format!("stty cols 80 rows 24; {}", quoted.join(" "));
+        let mut c = Command::new("script");
+        // -e: script exits with the command's code; -q: no banners; the log goes nowhere.
+        c.args(["-qec", &script, "/dev/null"])
+            .env("WEFT_LAB_STATE", &self.state)
+            // An open, silent stdin: at EOF script would type the terminal's EOF character.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("starting script");
+        let stdin = child.stdin.take();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(timeout) {
+            Ok(out) => out.expect("waiting for script"),
+            Err(_) => {
+                // SAFETY: plain kill(2) on the pid we spawned.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("kubectl exec -ti {pod} did not finish within {timeout:?}");
+            }
+        };
+        drop(stdin);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// `weft-lab exec POD -- CMD…` (the shortcut that enters the pod without the API
+    /// server): (success, stdout+stderr).
     pub fn exec(&self, pod: &str, cmd: &[&str], timeout: Duration) -> (bool, String) {
         let mut full = vec!["exec", pod, "--"];
         full.extend_from_slice(cmd);

@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end suites (network namespaces, processes, cleanup).
 
+pub mod conformance;
 pub mod lab;
 pub mod walkthrough;
 pub mod weft;

@@ -1,7 +1,10 @@
-//! The seeds' walkthrough, run against a lab through the CLI a user types: nginx ×2 on
-//! different nodes behind a Service, curl from a pod to both endpoints and the ClusterIP,
-//! `nslookup kubernetes` through kube-dns, pod-to-pod ping across nodes, ping to the outside
-//! host, `lab status` and `lab logs`; then `lab down` must leave nothing behind.
+//! The seeds' walkthrough, run against a lab with the commands the seeds type (`kubectl run`,
+//! `kubectl expose`, `kubectl exec … -- curl`, `kubectl exec -ti busybox -- nslookup
+//! kubernetes`): nginx ×2 on different nodes behind a Service, curl from a pod to both
+//! endpoints and the ClusterIP, DNS through kube-dns, node-to-pod and pod-to-pod pings across
+//! nodes (seed 002), busybox pods pinned to labelled nodes pinging the outside host and
+//! tracing the route to each other (seed 003), `lab status` and `lab logs`; then `lab down`
+//! must leave nothing behind.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +12,25 @@ use serde_json::Value;
 use crate::lab::{eventually, Lab};
 
 const WELCOME: &str = "Welcome to nginx!";
+
+/// Seed 003: two busybox pods, each pinned by a nodeSelector to a node labelled for it.
+fn bb_pod(name: &str, label: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeSelector:
+    seed: {label}
+  containers:
+  - name: {name}
+    image: busybox:1.28
+    command: ["sleep", "3600"]
+"#
+    )
+}
 
 /// The seeds' nginx Deployment; anti-affinity pins the two replicas to different nodes.
 const NGINX: &str = r#"
@@ -127,63 +149,92 @@ pub fn run(state: &str, up_args: &[&str]) {
         (eps == want).then_some(())
     });
 
+    // kubectl exec reaches the pod through the API server and its node's kubelet port, and
+    // the command's exit code comes back as kubectl's.
+    let t = Duration::from_secs(30);
+    assert_eq!(lab.kubectl_exec("curl", &["false"], t).0, 1, "kubectl exec curl -- false exits 1");
+    assert_eq!(lab.kubectl_exec("curl", &["sh", "-c", "exit 3"], t).0, 3);
+    let (code, out) = lab.kubectl_exec("curl", &["hostname"], t);
+    assert_eq!((code, out.trim()), (0, "curl"), "the pod's own hostname");
+    // `lab exec` stays as a shortcut into the same pod.
+    let (ok, out) = lab.exec("default/curl", &["hostname"], t);
+    assert!(ok && out.trim() == "curl", "lab exec: {out}");
+
     // curl both endpoints directly, then the Service.
     for (name, node, ip) in &nginx {
-        let (ok, out) = lab.exec("default/curl", &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")], Duration::from_secs(30));
-        assert!(ok && out.contains(WELCOME), "curl {name} on {node} at {ip}: {out}");
+        let (code, out) = lab.kubectl_exec("curl", &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")], t);
+        assert!(code == 0 && out.contains(WELCOME), "curl {name} on {node} at {ip}: {out}");
     }
     eventually("the nginx ClusterIP to answer", Duration::from_secs(60), || {
-        let (ok, out) = lab.exec("default/curl", &["curl", "-s", "--max-time", "3", &format!("http://{cluster_ip}/")], Duration::from_secs(30));
-        (ok && out.contains(WELCOME)).then_some(())
+        let (code, out) = lab.kubectl_exec("curl", &["curl", "-s", "--max-time", "3", &format!("http://{cluster_ip}/")], t);
+        (code == 0 && out.contains(WELCOME)).then_some(())
     });
     // Several requests through the Service: kube-proxy spreads them, all must succeed.
     for _ in 0..6 {
-        let (ok, out) = lab.exec("default/curl", &["curl", "-s", "--max-time", "3", &format!("http://{cluster_ip}/")], Duration::from_secs(30));
-        assert!(ok && out.contains(WELCOME), "curl ClusterIP {cluster_ip}: {out}");
+        let (code, out) = lab.kubectl_exec("curl", &["curl", "-s", "--max-time", "3", &format!("http://{cluster_ip}/")], t);
+        assert!(code == 0 && out.contains(WELCOME), "curl ClusterIP {cluster_ip}: {out}");
     }
 
     // DNS through kube-dns: the `kubernetes` Service's name resolves to its ClusterIP.
     // busybox's nslookup also tries the other search domains (NXDOMAIN, non-zero exit), so
     // the answer is judged by its lines, as a user reads it.
     let answer = eventually("nslookup kubernetes to answer", Duration::from_secs(60), || {
-        let (_, out) = lab.exec("default/busybox", &["nslookup", "kubernetes"], Duration::from_secs(30));
+        let (_, out) = lab.kubectl_exec_tty("busybox", &["nslookup", "kubernetes"], t);
         answer_lines(&out).contains(&"Address: 10.32.0.1".to_string()).then_some(out)
     });
     let lines = answer_lines(&answer);
     assert!(lines.iter().any(|l| l.starts_with("Server:") && l.ends_with("10.32.0.10")), "asked kube-dns: {answer}");
     assert!(lines.contains(&"Name: kubernetes.default.svc.cluster.local".to_string()), "{answer}");
-    let (ok, out) = lab.exec("default/busybox", &["nslookup", "nginx.default.svc.cluster.local"], Duration::from_secs(30));
-    assert!(ok && out.contains(&cluster_ip), "nslookup nginx: {out}");
+    let (code, out) = lab.kubectl_exec("busybox", &["nslookup", "nginx.default.svc.cluster.local"], t);
+    assert!(code == 0 && out.contains(&cluster_ip), "nslookup nginx: {out}");
 
-    // Pod to pod across nodes, and out to the outside host.
+    // Seed 002: pod to pod across nodes, node to pod, and the routes that make it work.
     let (_, curl_node, curl_ip) = pods_with_label(&lab, "run=curl").remove(0);
     let remote: Vec<_> = nginx.iter().filter(|p| p.1 != curl_node).collect();
     assert!(!remote.is_empty(), "one nginx runs on another node than the curl pod");
     for (name, node, ip) in remote {
-        let (ok, out) = lab.exec("default/curl", &["ping", "-c", "2", "-W", "2", ip], Duration::from_secs(30));
-        assert!(ok, "ping from {curl_node} to pod {ip} on {node}: {out}");
-        // The path: the source node's bridge gateway, the destination node, the pod.
-        let node_ip = node_field(&status, node, "internal_ip");
-        let (_, trace) = lab.exec("default/curl", &["traceroute", "-n", "-q", "1", "-w", "2", ip], Duration::from_secs(60));
-        let hops: Vec<&str> = trace
-            .lines()
-            .filter(|l| l.split_whitespace().next().is_some_and(|t| t.parse::<u8>().is_ok()))
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .collect();
-        assert!(
-            hops.len() >= 2 && hops[hops.len() - 2] == node_ip && hops[hops.len() - 1] == ip.as_str(),
-            "traceroute to {ip} goes through {node} ({node_ip}) last:\n{trace}"
-        );
+        let (code, out) = lab.kubectl_exec("curl", &["ping", "-c", "2", "-W", "2", ip], t);
+        assert_eq!(code, 0, "ping from {curl_node} to pod {ip} on {node}: {out}");
+        let out = lab.ok(&["node-exec", &curl_node, "--", "ping", "-c", "1", "-W", "2", ip], t);
+        assert!(out.contains("1 received"), "node {curl_node} pings pod {ip} on {node}: {out}");
         // The route that made it: the curl pod's node sends that pod CIDR to that node.
-        let routes = lab.ok(&["node-exec", &curl_node, "--", "ip", "route"], Duration::from_secs(30));
+        let node_ip = node_field(&status, node, "internal_ip");
+        let routes = lab.ok(&["node-exec", &curl_node, "--", "ip", "route"], t);
         let want = format!("{} via {node_ip}", node_field(&status, node, "pod_cidr"));
         assert!(routes.contains(&want), "{curl_node} routes lack `{want}`:\n{routes}");
         // No NAT between pods: the remote nginx logged the curl pod's own address.
-        let log = lab.ok(&["logs", &format!("default/{name}")], Duration::from_secs(30));
+        let log = lab.kubectl(&["logs", name]);
         assert!(log.contains(&format!("{curl_ip} - ")), "nginx on {node} saw {curl_ip} in its access log:\n{log}");
     }
-    let (ok, out) = lab.exec("default/curl", &["ping", "-c", "1", "-W", "2", "203.0.113.10"], Duration::from_secs(30));
-    assert!(ok, "ping the outside host: {out}");
+
+    // Seed 003: label two nodes, pin a busybox to each with a nodeSelector, ping the outside
+    // host from one and trace the route from the other to it.
+    let node_names: Vec<String> = nodes.iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
+    lab.kubectl(&["label", "node", &node_names[0], "seed=bb1"]);
+    lab.kubectl(&["label", "node", &node_names[1], "seed=bb2"]);
+    lab.kubectl_stdin(&["apply", "-f", "-"], &bb_pod("bb1", "bb1"));
+    lab.kubectl_stdin(&["apply", "-f", "-"], &bb_pod("bb2", "bb2"));
+    lab.kubectl(&["wait", "--for=condition=Ready", "pod/bb1", "pod/bb2", "--timeout=180s"]);
+    let bb1 = json(&lab.kubectl(&["get", "pod", "bb1", "-o", "json"]));
+    let bb2 = json(&lab.kubectl(&["get", "pod", "bb2", "-o", "json"]));
+    assert_eq!(bb1["spec"]["nodeName"], node_names[0].as_str(), "bb1 runs where its nodeSelector points");
+    assert_eq!(bb2["spec"]["nodeName"], node_names[1].as_str());
+    let bb1_ip = bb1["status"]["podIP"].as_str().unwrap().to_string();
+    let (code, out) = lab.kubectl_exec("bb1", &["ping", "-c", "2", "-W", "2", "203.0.113.10"], t);
+    assert_eq!(code, 0, "kubectl exec bb1 -- ping the outside host: {out}");
+    // The path: bb2's node, bb1's node (its underlay address), bb1.
+    let bb1_node_ip = node_field(&status, &node_names[0], "internal_ip");
+    let (_, trace) = lab.kubectl_exec("bb2", &["traceroute", "-n", "-q", "1", "-w", "2", &bb1_ip], Duration::from_secs(60));
+    let hops: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.split_whitespace().next().is_some_and(|t| t.parse::<u8>().is_ok()))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        hops.len() >= 2 && hops[hops.len() - 2] == bb1_node_ip && hops[hops.len() - 1] == bb1_ip,
+        "kubectl exec bb2 -- traceroute {bb1_ip} goes through {} ({bb1_node_ip}) last:\n{trace}",
+        node_names[0]
+    );
 
     // The user-facing views.
     let table = lab.ok(&["status"], Duration::from_secs(60));

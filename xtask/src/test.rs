@@ -10,7 +10,8 @@ use crate::util;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Skip the lab suite (the cluster walkthrough); the upstream build still runs.
+    /// Skip the lab suite (the cluster walkthroughs and the upstream conformance runs); the
+    /// upstream build still runs.
     #[arg(long)]
     skip_lab: bool,
 }
@@ -21,10 +22,11 @@ pub fn run(args: Args) -> Result<()> {
     let mut stages: Vec<(&str, Command)> = vec![
         ("setup", cmd(&xtask, &["setup"])),
         ("build-ebpf", cmd(&xtask, &["build-ebpf"])),
-        // The upstream parts (Kubernetes, etcd, CoreDNS, CNI reference plugins, cnitool) come
-        // before the agent's tests: the libcni netns test drives weft through the real cnitool.
+        // The upstream parts (Kubernetes, etcd, CoreDNS, CNI reference plugins, cnitool,
+        // agnhost, and the e2e test binary and ginkgo of the conformance lab tests) come before
+        // the agent's tests: the libcni netns test drives weft through the real cnitool.
         // Cached: seconds when warm; its own progress shows when cold.
-        ("upstream parts (lab build)", util::cargo(&["run", "--quiet", "-p", "weft-lab", "--", "build"])),
+        ("upstream parts (lab build)", util::cargo(&["run", "--quiet", "-p", "weft-lab", "--", "build", "--all"])),
         // Unit tests of every crate, then the agent's component tests: BPF_PROG_TEST_RUN packet
         // tests (tests/packet_*.rs) and netns tests (tests/netns_*.rs) against the real binary.
         ("unit + packet + netns tests", util::cargo(&["test", "--workspace", "--exclude", "weft-tests"])),
@@ -121,4 +123,3 @@ mod tests {
         assert_eq!((t.passed, t.failed, t.ignored), (15, 2, 1));
     }
 }
-

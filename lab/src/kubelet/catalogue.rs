@@ -69,13 +69,26 @@ pub enum Program {
     Iperf3,
     /// A process that only sleeps (`registry.k8s.io/pause`).
     Pause,
+    /// Kubernetes' e2e test image (`registry.k8s.io/e2e-test-images/agnhost`): the lab's
+    /// agnhost build from `bin_paths` as `/agnhost`, the machine's tools (sh, nc, curl, dig)
+    /// standing in for the image's Alpine ones.
+    Agnhost,
+    /// A Debian userland (`e2e-test-images/glibc-dns-testing`: sh, dig, getent).
+    Debian,
 }
+
+/// The registry of Kubernetes' e2e test images.
+const E2E_REGISTRY: &str = "registry.k8s.io/e2e-test-images/";
+
+/// The agnhost image tag the lab builds (its `VERSION` in the pinned Kubernetes module).
+pub const AGNHOST_TAG: &str = crate::upstream::Versions::PINNED.agnhost;
 
 /// The image is not one the lab can run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "image {image:?} is not in the lab's image catalogue (known: nginx, busybox, \
-     radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, pause, weft)"
+     radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, pause, weft, \
+     registry.k8s.io/e2e-test-images/{{agnhost:{AGNHOST_TAG},nginx,busybox,glibc-dns-testing}})"
 )]
 pub struct UnknownImage {
     pub image: String,
@@ -97,6 +110,18 @@ pub fn lookup(image: &str) -> Result<Program, UnknownImage> {
         "curlimages/curl" => Program::Curl,
         "networkstatic/iperf3" => Program::Iperf3,
         "registry.k8s.io/pause" | "k8s.gcr.io/pause" => Program::Pause,
+        e2e if e2e.starts_with(E2E_REGISTRY) => match (&e2e[E2E_REGISTRY.len()..], r.tag.as_deref()) {
+            // Another agnhost release would behave differently: only the one built here.
+            ("agnhost", Some(AGNHOST_TAG) | None) => Program::Agnhost,
+            ("nginx", _) => Program::Nginx,
+            ("busybox", _) => Program::Busybox,
+            ("glibc-dns-testing", _) => Program::Debian,
+            _ => {
+                return Err(UnknownImage {
+                    image: image.to_string(),
+                })
+            }
+        },
         _ if r.base_name() == "coredns" => Program::Coredns,
         _ if r.base_name().starts_with("weft") => Program::Weft,
         _ => {
@@ -132,7 +157,30 @@ impl Program {
             Program::Weft => (&["weft"], &["agent"]),
             Program::Iperf3 => (&["iperf3"], &[]),
             Program::Pause => (&["/pause"], &[]),
+            Program::Agnhost => (&["/agnhost"], &["pause"]),
+            Program::Debian => (&[], &["bash"]),
         }
+    }
+
+    /// Programs of the image that come first but leave the machine's available (agnhost's
+    /// `/agnhost`), as opposed to [`Program::bin_dir`], which is all the image has.
+    pub fn extra_dir(self, roots: &Roots) -> Option<PathBuf> {
+        match self {
+            Program::Agnhost => Some(roots.images_dir.join("agnhost")),
+            _ => None,
+        }
+    }
+
+    /// The image's own programs that shadow the machine's: what `kubectl exec` resolves
+    /// first.
+    pub fn shadow_dir(self, roots: &Roots) -> Option<PathBuf> {
+        self.bin_dir(roots).or_else(|| self.extra_dir(roots))
+    }
+
+    /// The image's WORKDIR, when it matters: agnhost's holds the files its subcommands read
+    /// relative to it (porter's `localhost.crt` and `.key`).
+    pub fn workdir(self, roots: &Roots) -> Option<PathBuf> {
+        self.extra_dir(roots)
     }
 
     /// The directory whose entries shadow the host's programs for this image, if any.
@@ -211,6 +259,12 @@ impl Program {
         if self == Program::Pause && base == "pause" {
             return Ok(host_which("sleep").unwrap_or_else(|| "/bin/sleep".into()));
         }
+        if let Some(dir) = self.extra_dir(roots) {
+            let p = dir.join(base);
+            if p.exists() {
+                return Ok(p.display().to_string());
+            }
+        }
         if let Some(dir) = self.bin_dir(roots) {
             let p = dir.join(base);
             if p.exists() {
@@ -262,8 +316,24 @@ pub enum CommandError {
 }
 
 /// Creates the per-image bin directories: busybox applet symlinks (and curl for
-/// busyboxplus:curl). Idempotent.
+/// busyboxplus:curl), and agnhost's (`agnhost`, `agnhost-2` and porter's TLS files, linked
+/// from `bin_paths` when the lab staged them there). Idempotent.
 pub fn prepare_images(roots: &Roots) -> std::io::Result<()> {
+    if let Some(bins) = &roots.bin_paths {
+        let dir = roots.images_dir.join("agnhost");
+        std::fs::create_dir_all(&dir)?;
+        for (name, target) in [
+            ("agnhost", "agnhost"),
+            // The image links this name to the same binary (entrypoint tests use it).
+            ("agnhost-2", "agnhost"),
+            ("localhost.crt", "localhost.crt"),
+            ("localhost.key", "localhost.key"),
+        ] {
+            if bins.join(target).exists() {
+                link(&bins.join(target), &dir.join(name))?;
+            }
+        }
+    }
     let applets = busybox_applets()?;
     for (program, extra) in [
         (Program::Busybox, None),
@@ -359,6 +429,44 @@ mod tests {
         assert_eq!(lookup("coredns/coredns:1.12.1"), Ok(Program::Coredns));
         assert_eq!(lookup("ghcr.io/example/weft:dev"), Ok(Program::Weft));
         assert_eq!(lookup("weft:latest"), Ok(Program::Weft));
+    }
+
+    #[test]
+    fn e2e_test_images_are_in_the_catalogue() {
+        let e2e = |name: &str| lookup(&format!("registry.k8s.io/e2e-test-images/{name}"));
+        assert_eq!(e2e("agnhost:2.63.0"), Ok(Program::Agnhost));
+        assert!(e2e("agnhost:2.55").is_err(), "only the agnhost the lab built");
+        assert_eq!(e2e("nginx:1.15-4"), Ok(Program::Nginx));
+        assert_eq!(e2e("busybox:1.37.0-1"), Ok(Program::Busybox));
+        assert_eq!(e2e("glibc-dns-testing:2.0.0"), Ok(Program::Debian));
+        assert_eq!(lookup("registry.k8s.io/pause:3.10.2"), Ok(Program::Pause));
+        assert!(e2e("sample-apiserver:1.29.2").is_err());
+    }
+
+    #[test]
+    fn agnhost_runs_the_built_binary_as_its_entrypoint_in_its_image_dir() {
+        let tmp = crate::kubelet::testutil::tempdir("wk-cat-agn");
+        let r = roots(&tmp);
+        std::fs::create_dir_all(tmp.join("bin")).unwrap();
+        for f in ["agnhost", "localhost.crt", "localhost.key"] {
+            std::fs::write(tmp.join("bin").join(f), "").unwrap();
+        }
+        prepare_images(&r).unwrap();
+        let dir = tmp.join("images/agnhost");
+        // Default CMD is `pause`; args replace it (`netexec …`); `/agnhost` in a command too.
+        let argv = Program::Agnhost.argv(&[], &[], &r).unwrap();
+        assert_eq!(argv, vec![dir.join("agnhost").display().to_string(), "pause".into()]);
+        let argv = Program::Agnhost.argv(&[], &s(&["netexec", "--http-port=8080"]), &r).unwrap();
+        assert_eq!(&argv[1..], &s(&["netexec", "--http-port=8080"])[..]);
+        let argv = Program::Agnhost.argv(&s(&["/agnhost", "serve-hostname"]), &[], &r).unwrap();
+        assert_eq!(argv[0], dir.join("agnhost").display().to_string());
+        // The machine's tools stand in for the image's Alpine ones.
+        let argv = Program::Agnhost.argv(&s(&["sh", "-c", "nc -h"]), &[], &r).unwrap();
+        assert!(argv[0].ends_with("/sh"), "{argv:?}");
+        assert_eq!(Program::Agnhost.workdir(&r), Some(dir.clone()));
+        assert!(dir.join("localhost.crt").exists() && dir.join("agnhost-2").exists());
+        assert_eq!(Program::Agnhost.shadow_dir(&r), Some(dir));
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -144,7 +144,8 @@ pub async fn prepare(p: &PodEnv, c: &Container) -> Result<Launch, PrepareError> 
         .working_dir
         .as_deref()
         .map(PathBuf::from)
-        .filter(|d| d.is_dir());
+        .filter(|d| d.is_dir())
+        .or_else(|| program.workdir(&p.roots));
     Ok(Launch {
         program,
         argv,

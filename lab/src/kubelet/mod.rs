@@ -4,8 +4,10 @@
 pub mod catalogue;
 pub mod cni;
 pub mod container;
+pub mod enter;
 pub mod env;
 pub mod events;
+pub mod exec;
 pub mod hostfs;
 pub mod nginx;
 pub mod node;
@@ -17,6 +19,7 @@ pub mod resolv;
 pub mod sandbox;
 pub mod server;
 pub mod status;
+pub mod stream;
 pub mod volumes;
 
 #[cfg(test)]
@@ -85,7 +88,7 @@ pub struct Config {
     pub netns_prefix: String,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
-    /// Directory with extra binaries for the catalogue (coredns, weft).
+    /// Directory with extra binaries for the catalogue (coredns, weft, agnhost).
     pub bin_paths: Option<PathBuf>,
     /// The node's own filesystem for hostPath volumes (see `hostfs`); none: the machine's.
     #[serde(default)]
@@ -94,6 +97,10 @@ pub struct Config {
     /// none: the stand-in stays where it was started.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// CA that signs the certificates clients of the kubelet API must present (kubelet's
+    /// `--client-ca-file`); without it the API accepts any client.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// What every pod worker of this node shares.
@@ -193,16 +200,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let heartbeat = tokio::spawn(keep_alive(ctx.clone()));
     let api = tokio::spawn({
-        let (dir, name, ip) = (
+        let (dir, name, ip, ca) = (
             ctx.cfg.state_dir.clone(),
             ctx.cfg.node_name.clone(),
             ctx.cfg.node_ip,
+            ctx.cfg.client_ca_file.clone(),
         );
         async move {
-            if let Err(e) = server::serve(dir, name, ip).await {
+            if let Err(e) = server::serve(dir, name, ip, ca).await {
                 tracing::warn!(
                     error = format!("{e:#}"),
-                    "kubelet API not available; `kubectl logs` will not work on this node"
+                    "kubelet API not available; `kubectl logs` and `kubectl exec` will not work on this node"
                 );
             }
         }
@@ -536,62 +544,4 @@ async fn cleanup_stale(ctx: &NodeCtx) {
         let _ = std::fs::remove_file(record::record_path(&dir));
         let _ = std::fs::remove_file(record::sandbox_path(&dir));
     }
-}
-
-/// A command that runs `argv` inside a pod as `kubectl exec` would: in the pod's network and
-/// UTS namespaces and the main container's mount namespace (so /etc/resolv.conf, /etc/hosts,
-/// volumes and the hostname are the pod's), with the PATH of the pod's image (busybox applets
-/// for busybox pods). Entering by pid works from any mount namespace, which `ip netns exec`
-/// does not: the stand-in's pod netns mounts live in its own (slave) mount namespace.
-pub fn exec_command(
-    state_dir: &Path,
-    rec: &PodRecord,
-    argv: &[String],
-) -> anyhow::Result<std::process::Command> {
-    let dir = record::pod_dir(state_dir, &rec.namespace, &rec.name);
-    let sb = record::read_sandbox(&dir)
-        .with_context(|| format!("pod {}/{} has no sandbox record", rec.namespace, rec.name))?;
-    let pid = sb.pause_pid.with_context(|| {
-        format!(
-            "pod {}/{} has no running sandbox (finished?)",
-            rec.namespace, rec.name
-        )
-    })?;
-    if nsexec::start_time(pid) != sb.pause_start {
-        anyhow::bail!(
-            "pod {}/{}: its sandbox process {pid} is gone",
-            rec.namespace,
-            rec.name
-        );
-    }
-    // The main container's mounts (volumes) if it runs and shares the pod's netns.
-    let same_net = |p: u32| {
-        let ino = |q: u32| nsexec::ns_inode(Path::new(&format!("/proc/{q}/ns/net")));
-        ino(p).is_some() && ino(p) == ino(pid)
-    };
-    let mnt_pid = rec.pid.filter(|p| same_net(*p)).unwrap_or(pid);
-    let first = argv.first().context("no command given")?;
-    let mut program = first.clone();
-    if !first.contains('/') {
-        if let Some(found) = sb
-            .path_env
-            .split(':')
-            .map(|d| Path::new(d).join(first))
-            .find(|p| p.exists())
-        {
-            program = found.display().to_string();
-        }
-    }
-    let mut cmd = std::process::Command::new("nsenter");
-    cmd.arg(format!("--net=/proc/{pid}/ns/net"))
-        .arg(format!("--uts=/proc/{pid}/ns/uts"))
-        .arg(format!("--mount=/proc/{mnt_pid}/ns/mnt"))
-        .arg("--")
-        .arg(program)
-        .args(&argv[1..]);
-    if !sb.path_env.is_empty() {
-        cmd.env("PATH", &sb.path_env);
-    }
-    cmd.env("HOSTNAME", &rec.name);
-    Ok(cmd)
 }

@@ -14,6 +14,8 @@ use super::status::now;
 use super::Config;
 
 pub const KUBELET_VERSION: &str = "v1.36.3";
+/// `status.declaredFeatures` (sorted and unique, as validation demands).
+pub const DECLARED_FEATURES: [&str; 1] = ["ExtendWebSocketsToKubelet"];
 const LEASE_DURATION_SECONDS: i32 = 40;
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 pub const STATUS_REPORT: Duration = Duration::from_secs(60);
@@ -89,6 +91,9 @@ pub fn node_object(cfg: &Config) -> Value {
             "allocatable": capacity(),
             "conditions": conditions(&ts),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            // The kubelet API streams exec over WebSocket itself: the API server passes the
+            // client's WebSocket through instead of translating it to SPDY (KEP-4006).
+            "declaredFeatures": DECLARED_FEATURES,
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": kernel_version(),
@@ -253,6 +258,7 @@ mod tests {
             cluster_dns: "10.32.0.10".parse().unwrap(),
             cluster_domain: "cluster.local".into(),
             bin_paths: None,
+            client_ca_file: None,
         }
     }
 
@@ -287,6 +293,8 @@ mod tests {
             "wl-node-1"
         );
         assert!(status.capacity.unwrap().contains_key("pods"));
+        // The API server passes exec WebSockets straight through only to nodes declaring this.
+        assert_eq!(status.declared_features.unwrap(), ["ExtendWebSocketsToKubelet"]);
     }
 
     #[test]

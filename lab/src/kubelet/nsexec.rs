@@ -175,6 +175,13 @@ pub fn ns_inode(path: &Path) -> Option<u64> {
 /// SIGKILLs every process whose `kind` namespace (net, uts, …) has inode `ino`; never our own
 /// namespace (that would be the whole node). Returns how many were signalled.
 pub fn kill_namespace_members(kind: &str, ino: u64) -> usize {
+    kill_namespace_members_but(kind, ino, None)
+}
+
+/// [`kill_namespace_members`] sparing `spare`: a process that keeps the namespace (and so its
+/// inode number) alive until the scan is over, so the number cannot meanwhile be given to a
+/// new namespace whose processes the scan would then find.
+pub fn kill_namespace_members_but(kind: &str, ino: u64, spare: Option<u32>) -> usize {
     if ns_inode(&Path::new("/proc/self/ns").join(kind)) == Some(ino) {
         return 0;
     }
@@ -183,6 +190,9 @@ pub fn kill_namespace_members(kind: &str, ino: u64) -> usize {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
             continue;
         };
+        if Some(pid as u32) == spare {
+            continue;
+        }
         if ns_inode(&entry.path().join("ns").join(kind)) == Some(ino) {
             // SAFETY: kill(2) on a pid; no memory involved.
             unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::container::{self, PodEnv, RestartPolicy, Update};
-use super::record::{self, PodRecord, SandboxRecord};
+use super::record::{self, ContainerRecord, PodRecord, SandboxRecord};
 use super::resolv::{self, DnsInputs};
 use super::sandbox::{Sandbox, SandboxSpec};
 use super::status::{self, ContainerView, PodView, Transitions};
@@ -574,12 +574,24 @@ impl Worker {
     }
 
     fn save_record(&self, pod: &Pod, running: &Running) {
-        let main = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
+        let specs: &[k8s_openapi::api::core::v1::Container] =
+            pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+        let containers: Vec<ContainerRecord> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let image = c.image.clone().unwrap_or_default();
+                let program = super::catalogue::lookup(&image).ok();
+                ContainerRecord {
+                    name: c.name.clone(),
+                    pid: running.pids.get(i).copied().flatten(),
+                    path_env: program.map(|p| p.path_env(&self.ctx.roots)).unwrap_or_default(),
+                    image_bin_dir: program.and_then(|p| p.shadow_dir(&self.ctx.roots)),
+                    image,
+                }
+            })
+            .collect();
+        let main = containers.first();
         let rec = PodRecord {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
@@ -591,18 +603,11 @@ impl Worker {
             } else {
                 running.sandbox.ip
             },
-            log: self.dir.join(format!("{main}.log")),
-            pid: running.pids.first().copied().flatten(),
+            log: self.dir.join(format!("{}.log", main.map(|c| c.name.as_str()).unwrap_or_default())),
+            pid: main.and_then(|c| c.pid),
+            containers: containers.clone(),
         };
-        let image = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
-        let path_env = super::catalogue::lookup(&image)
-            .map(|p| p.path_env(&self.ctx.roots))
-            .unwrap_or_default();
+        let path_env = main.map(|c| c.path_env.clone()).unwrap_or_default();
         let sb = SandboxRecord {
             id: running.sandbox.id.clone(),
             pause_pid: Some(running.sandbox.pause_pid)

@@ -21,6 +21,22 @@ pub struct PodRecord {
     pub log: PathBuf,
     /// The main container's current process, if it runs.
     pub pid: Option<u32>,
+    /// Every container of the pod, in spec order (what `kubectl exec -c NAME` enters).
+    #[serde(default)]
+    pub containers: Vec<ContainerRecord>,
+}
+
+/// One container of a recorded pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: String,
+    /// Its current process, if it runs.
+    pub pid: Option<u32>,
+    /// PATH of its image.
+    pub path_env: String,
+    /// Programs of its image that shadow the machine's (busybox applets), if any.
+    pub image_bin_dir: Option<PathBuf>,
 }
 
 /// Sandbox details kept beside the record (not part of the public record).
@@ -136,6 +152,7 @@ mod tests {
                 ip,
                 log: dir.join("c.log"),
                 pid: Some(42),
+                containers: vec![],
             };
             save(&record_path(&dir), &rec).unwrap();
         }

@@ -277,6 +277,15 @@ impl SandboxEnv {
     pub async fn teardown(&self, spec: &SandboxSpec, sb: &mut Sandbox) -> Result<(), SandboxError> {
         let mut first: Option<SandboxError> = None;
         if let Some(mut pause) = sb.pause.take() {
+            // Whatever else still runs in the pod (a background process a `kubectl exec` left,
+            // in its own session) shares the sandbox's UTS namespace and goes with the
+            // sandbox, as it would with the runtime's cgroup. Only while the sandbox process
+            // still holds that namespace: a freed namespace's inode number is soon another
+            // pod's (on any node).
+            let uts = nsexec::ns_inode(Path::new(&format!("/proc/{}/ns/uts", sb.pause_pid)));
+            if let Some(ino) = sb.uts_ns_inode.take().filter(|i| uts == Some(*i)) {
+                nsexec::kill_namespace_members_but("uts", ino, Some(sb.pause_pid));
+            }
             nsexec::kill_group(sb.pause_pid, libc::SIGKILL);
             let _ = pause.wait().await;
         }

@@ -331,8 +331,9 @@ async fn request_token(
 pub struct MountPlan {
     /// Bind mounts (source on this machine, mountPath) made in the container's mount namespace.
     pub binds: Vec<(PathBuf, PathBuf)>,
-    /// Directories created on the node's /run to serve as mount points (kubelet's runtime
-    /// creates mount points too; /run is a tmpfs, so nothing persists).
+    /// Directories created to serve as mount points (a container runtime creates mount points
+    /// too): under /run (a tmpfs), or new top-level directories such as `/results`; each is
+    /// removed when no mount namespace uses it any more.
     pub mkdirs: Vec<PathBuf>,
     /// mountPath -> source, for paths that cannot be mount points here: argv is rewritten.
     pub rewrites: Vec<(String, String)>,
@@ -359,9 +360,16 @@ pub fn plan_mounts(
         if src == target {
             continue;
         }
+        // The first directory under / of the mount path (`/results` of `/results/x`).
+        let top = target.components().take(2).collect::<PathBuf>();
         if exists(&target) {
             plan.binds.push((src, target));
-        } else if m.mount_path.starts_with("/run/") || m.mount_path.starts_with("/var/run/") {
+        } else if m.mount_path.starts_with("/run/")
+            || m.mount_path.starts_with("/var/run/")
+            || !exists(&top)
+        {
+            // Under /run (a tmpfs), or a directory of its own at the top (an emptyDir at
+            // `/results`): the mount point is made, and removed again when unused.
             plan.mkdirs.push(target.clone());
             plan.binds.push((src, target));
         } else {
@@ -509,8 +517,10 @@ mod tests {
                 "/var/run/secrets/kubernetes.io/serviceaccount",
             ),
             vm("data", "/tmp"),
+            vm("data", "/results"),
         ];
-        let plan = plan_mounts(&mounts, &vols, |p| p == Path::new("/tmp")).unwrap();
+        let on_machine = ["/tmp", "/etc", "/var", "/var/run"];
+        let plan = plan_mounts(&mounts, &vols, |p| on_machine.iter().any(|m| p == Path::new(m))).unwrap();
         assert_eq!(
             plan.binds,
             vec![
@@ -519,13 +529,15 @@ mod tests {
                     PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount")
                 ),
                 (PathBuf::from("/s/data"), PathBuf::from("/tmp")),
+                (PathBuf::from("/s/data"), PathBuf::from("/results")),
             ]
         );
         assert_eq!(
             plan.mkdirs,
-            vec![PathBuf::from(
-                "/var/run/secrets/kubernetes.io/serviceaccount"
-            )]
+            vec![
+                PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount"),
+                PathBuf::from("/results"),
+            ]
         );
         assert_eq!(
             plan.rewrites,

@@ -7,17 +7,17 @@ use super::check::check_version;
 use super::component::{Component, Recipe, Source};
 use super::error::BuildError;
 use super::go::Go;
-use super::lock::lock_cache;
+use super::lock::lock_component;
 use super::progress::{fmt_duration, Progress};
 use super::stamp::{utc_now, Stamp, StampedBinary};
 use super::versions::Versions;
-use super::wrapper::{count_deps, prepare_wrapper};
+use super::wrapper::{check_pins, count_deps, module_dir, prepare_wrapper};
 
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// Rebuild even when a stamp says the build is done (the Go caches keep it fast).
     pub force: bool,
-    /// Only these components; empty means all.
+    /// Only these components; empty means what a lab needs ([`Component::LAB`]).
     pub only: Vec<Component>,
 }
 
@@ -59,10 +59,15 @@ pub fn build(
     opts: &BuildOptions,
 ) -> Result<Vec<ComponentReport>, BuildError> {
     std::fs::create_dir_all(cache).map_err(BuildError::io("create", cache))?;
-    let _lock = lock_cache(cache)?;
     let selected: Vec<Component> = Component::ALL
         .into_iter()
-        .filter(|c| opts.only.is_empty() || opts.only.contains(c))
+        .filter(|c| {
+            if opts.only.is_empty() {
+                Component::LAB.contains(c)
+            } else {
+                opts.only.contains(c)
+            }
+        })
         .collect();
 
     let mut progress = Progress::new(selected.len());
@@ -72,6 +77,7 @@ pub fn build(
         let version = component.version(versions);
         progress.component(component.name(), version);
         let dir = component.dir(cache, versions);
+        let _lock = lock_component(&dir)?;
         let recipe = component.recipe(versions);
         let names: Vec<&str> = recipe.binaries.iter().map(|b| b.name).collect();
         let stamp = Stamp::read(&dir)
@@ -200,7 +206,7 @@ fn build_one(
                 log.display()
             ));
             let mut args = vec!["install".to_string()];
-            args.extend(flags);
+            args.extend(flags.iter().cloned());
             args.extend(packages.iter().map(|p| format!("{p}@{version}")));
             go_session.run(dir, &args, &[("GOBIN", &bin)], None)?;
         }
@@ -221,7 +227,9 @@ fn build_one(
                 version,
                 packages,
                 pin_staging.as_deref(),
+                recipe.test_main.as_ref(),
             )?;
+            check_pins(&go_session, &src, module, &recipe.pins)?;
             let total = count_deps(&go_session, &src, &recipe.tags, packages);
             progress.step(&format!(
                 "go build ({} cold), log {}",
@@ -229,16 +237,44 @@ fn build_one(
                 log.display()
             ));
             let mut args = vec!["build".to_string()];
-            args.extend(flags);
-            // One main package with a module-root path (etcd's `server/v3`) would be named
-            // after the path; name it after the binary instead.
-            let out = match (packages.len(), recipe.binaries.as_slice()) {
-                (1, [only]) => bin.join(only.name).display().to_string(),
-                _ => format!("{}/", bin.display()),
-            };
-            args.push(format!("-o={out}"));
-            args.extend(packages.iter().cloned());
-            go_session.run(&src, &args, &[], total)?;
+            args.extend(flags.iter().cloned());
+            match &recipe.test_main {
+                // A test binary: compile what it imports first (`-v` counts packages for the
+                // heartbeat; `go test -c` prints none), then the test package and the link.
+                Some(t) => {
+                    args.extend(packages.iter().cloned());
+                    go_session.run(&src, &args, &[], total)?;
+                    progress.step("go test -c (the test package and the link)");
+                    let name = recipe.binaries.first().map(|b| b.name).unwrap_or("test");
+                    let mut test = vec!["test".to_string(), "-c".to_string()];
+                    test.extend(flags.iter().filter(|f| *f != "-v").cloned());
+                    test.push(format!("-o={}", bin.join(name).display()));
+                    test.push(format!("./{}", t.dir));
+                    go_session.run(&src, &test, &[], None)?;
+                }
+                None => {
+                    // One main package with a module-root path (etcd's `server/v3`) would be
+                    // named after the path; name it after the binary instead.
+                    let out = match (packages.len(), recipe.binaries.as_slice()) {
+                        (1, [only]) => bin.join(only.name).display().to_string(),
+                        _ => format!("{}/", bin.display()),
+                    };
+                    args.push(format!("-o={out}"));
+                    args.extend(packages.iter().cloned());
+                    go_session.run(&src, &args, &[], total)?;
+                }
+            }
+            if !recipe.module_files.is_empty() {
+                let from = module_dir(&go_session, &src, module)?;
+                for f in &recipe.module_files {
+                    let (src_file, name) = (from.join(f), Path::new(f).file_name().unwrap_or_default());
+                    let to = bin.join(name);
+                    std::fs::copy(&src_file, &to).map_err(BuildError::io("copy", &src_file))?;
+                    // The module cache is read-only; the copy need not be.
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644));
+                }
+            }
         }
     }
 

@@ -8,16 +8,21 @@ use super::progress::fmt_duration;
 use super::versions::Versions;
 use super::{cache_dir, Bins};
 
-/// Build the upstream parts (Kubernetes, etcd, CoreDNS, CNI plugins, cnitool) from the Go
-/// module proxy, or reuse them from the cache.
+/// Build the upstream parts (Kubernetes, etcd, CoreDNS, CNI plugins, cnitool, agnhost; with
+/// `--only e2e,ginkgo` the conformance test binaries) from the Go module proxy, or reuse them
+/// from the cache.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
     /// Rebuild even what the cache says is done (the Go build cache keeps it short).
     #[arg(long)]
     pub force: bool,
-    /// Only these components (comma-separated); default: all.
+    /// Only these components (comma-separated); default: what a lab needs (all but e2e and
+    /// ginkgo, which `weft-lab conformance` builds).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Component>,
+    /// Every component, the conformance test binaries included.
+    #[arg(long, conflicts_with = "only")]
+    pub all: bool,
     /// Show what the cache holds without building anything.
     #[arg(long)]
     pub status: bool,
@@ -36,15 +41,19 @@ pub enum Output {
 pub fn build_cmd(args: &BuildArgs) -> anyhow::Result<()> {
     let cache = cache_dir();
     let versions = Versions::PINNED;
+    let only = if args.all { Component::ALL.to_vec() } else { args.only.clone() };
     let reports = if args.status {
-        status(&cache, &versions)
+        let wanted = |c: &Component| {
+            if only.is_empty() { Component::LAB.contains(c) } else { only.contains(c) }
+        };
+        status(&cache, &versions).into_iter().filter(|r| wanted(&r.component)).collect()
     } else {
         build(
             &cache,
             &versions,
             &BuildOptions {
                 force: args.force,
-                only: args.only.clone(),
+                only,
             },
         )?
     };

@@ -13,17 +13,37 @@ pub enum Component {
     Cnitool,
     Coredns,
     Kubernetes,
+    Agnhost,
+    Ginkgo,
+    E2e,
 }
 
 impl Component {
     /// Build order: the quick ones first, so a broken toolchain or proxy shows within a
-    /// minute, then Kubernetes, the long pole.
-    pub const ALL: [Component; 5] = [
+    /// minute, then Kubernetes, the long pole; agnhost reuses most of its compiled packages.
+    pub const LAB: [Component; 6] = [
         Component::Etcd,
         Component::CniPlugins,
         Component::Cnitool,
         Component::Coredns,
         Component::Kubernetes,
+        Component::Agnhost,
+    ];
+
+    /// What a conformance run needs on top of [`Component::LAB`]: the e2e test binary and
+    /// the ginkgo CLI that runs it in parallel.
+    pub const CONFORMANCE: [Component; 2] = [Component::Ginkgo, Component::E2e];
+
+    /// Every component, in build order.
+    pub const ALL: [Component; 8] = [
+        Component::Etcd,
+        Component::CniPlugins,
+        Component::Cnitool,
+        Component::Coredns,
+        Component::Kubernetes,
+        Component::Agnhost,
+        Component::Ginkgo,
+        Component::E2e,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +53,9 @@ impl Component {
             Component::Cnitool => "cnitool",
             Component::Coredns => "coredns",
             Component::Kubernetes => "kubernetes",
+            Component::Agnhost => "agnhost",
+            Component::Ginkgo => "ginkgo",
+            Component::E2e => "e2e",
         }
     }
 
@@ -43,6 +66,9 @@ impl Component {
             Component::Cnitool => v.cni,
             Component::Coredns => v.coredns,
             Component::Kubernetes => v.kubernetes,
+            Component::Agnhost => v.agnhost,
+            Component::Ginkgo => v.ginkgo,
+            Component::E2e => v.kubernetes,
         }
     }
 
@@ -64,6 +90,9 @@ impl Component {
             Component::Cnitool => "a few seconds",
             Component::Coredns => "~2 min",
             Component::Kubernetes => "~5-7 min",
+            Component::Agnhost => "~1 min after kubernetes",
+            Component::Ginkgo => "~20 s",
+            Component::E2e => "~3 min after kubernetes",
         }
     }
 
@@ -74,6 +103,9 @@ impl Component {
             Component::Cnitool => cnitool(v),
             Component::Coredns => coredns(v),
             Component::Kubernetes => kubernetes(v),
+            Component::Agnhost => agnhost(v),
+            Component::Ginkgo => ginkgo(v),
+            Component::E2e => e2e(v),
         }
     }
 }
@@ -89,6 +121,24 @@ pub struct Recipe {
     /// Packages whose `buildDate` variable gets the build time (Kubernetes' version info).
     pub build_date_in: Vec<&'static str>,
     pub binaries: Vec<Binary>,
+    /// Build a test binary (`go test -c`) of a package generated in the wrapper instead of
+    /// commands; `packages` of the source are then what it imports, compiled first for
+    /// progress.
+    pub test_main: Option<TestMain>,
+    /// Files copied from the required module's source into `bin/` next to the binaries.
+    pub module_files: Vec<&'static str>,
+    /// Facts about the resolved module graph the build insists on (a version bump elsewhere
+    /// must not silently pair mismatched parts).
+    pub pins: Vec<Pin>,
+}
+
+/// A fact about a wrapper's resolved modules, checked after `go mod tidy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// A file in the required module's source holds exactly this text (trimmed).
+    ModuleFile { path: &'static str, expect: String },
+    /// The module graph selects this version of a module.
+    ModuleVersion { module: &'static str, expect: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +159,15 @@ pub enum Source {
     },
 }
 
+/// A test package of our own inside a wrapper module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestMain {
+    /// Directory (and package) in the wrapper.
+    pub dir: &'static str,
+    pub file: &'static str,
+    pub text: &'static str,
+}
+
 /// One binary a component yields and the command that proves it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binary {
@@ -122,12 +181,23 @@ impl Recipe {
     /// Identifies the recipe in the stamp: a cached build made with other flags or packages
     /// is rebuilt (the build date is not part of it).
     pub fn fingerprint(&self) -> String {
-        format!(
+        let mut f = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}",
             self.source, self.tags, self.ldflags, self.build_date_in, self.binaries
-        )
+        );
+        // Only when used, so the recipes that have neither keep their stamps valid.
+        if self.test_main.is_some() || !self.module_files.is_empty() || !self.pins.is_empty() {
+            f += &format!("|{:?}|{:?}|{:?}", self.test_main, self.module_files, self.pins);
+        }
+        f
     }
 }
+
+/// hack/lib/golang.sh's tags for every non-debug build of the module (its commands and its
+/// test binaries). agnhost and e2e.test get them too: their packages then share Go's build
+/// cache with the control plane's (a different tag set changes the cache key of every
+/// package above the ones it selects files in).
+const K8S_TAGS: [&str; 3] = ["selinux", "notest", "grpcnotrace"];
 
 const K8S_COMMANDS: [&str; 5] = [
     "kube-apiserver",
@@ -139,19 +209,8 @@ const K8S_COMMANDS: [&str; 5] = [
 
 fn kubernetes(v: &Versions) -> Recipe {
     let version = v.kubernetes;
-    let (major, minor) = major_minor(version).expect("pinned Kubernetes version is a vX.Y.Z tag");
     // hack/lib/version.sh sets these in both packages; without them /version says v0.0.0-master.
-    let mut ldflags = Vec::new();
-    for pkg in K8S_VERSION_PACKAGES {
-        for (key, value) in [
-            ("gitVersion", version),
-            ("gitMajor", major),
-            ("gitMinor", minor),
-            ("gitTreeState", "clean"),
-        ] {
-            ldflags.push(format!("-X {pkg}.{key}={value}"));
-        }
-    }
+    let mut ldflags = version_ldflags(version);
     ldflags.extend(["-s".to_string(), "-w".to_string()]);
     let server = |name| Binary {
         name,
@@ -168,8 +227,7 @@ fn kubernetes(v: &Versions) -> Recipe {
                 .collect(),
             pin_staging: Some(v.kubernetes_staging()),
         },
-        // hack/lib/golang.sh (non-debug builds): selinux,notest,grpcnotrace.
-        tags: vec!["selinux", "notest", "grpcnotrace"],
+        tags: K8S_TAGS.to_vec(),
         ldflags,
         build_date_in: K8S_VERSION_PACKAGES.to_vec(),
         binaries: vec![
@@ -183,7 +241,100 @@ fn kubernetes(v: &Versions) -> Recipe {
                 expect: format!("Client Version: {version}"),
             },
         ],
+        test_main: None,
+        module_files: vec![],
+        pins: vec![],
     }
+}
+
+/// `-X` flags that make `k8s.io/component-base/version` (and client-go's) report `version`.
+fn version_ldflags(version: &str) -> Vec<String> {
+    let (major, minor) = major_minor(version).expect("pinned Kubernetes version is a vX.Y.Z tag");
+    let mut ldflags = Vec::new();
+    for pkg in K8S_VERSION_PACKAGES {
+        for (key, value) in [
+            ("gitVersion", version),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        ] {
+            ldflags.push(format!("-X {pkg}.{key}={value}"));
+        }
+    }
+    ldflags
+}
+
+/// The e2e tests' image as a program: `test/images/agnhost` of the same Kubernetes module,
+/// with the files its image carries beside the binary (porter's TLS pair).
+fn agnhost(v: &Versions) -> Recipe {
+    let mut ldflags = vec![format!("-X main.Version={}", v.agnhost)];
+    ldflags.extend(strip());
+    Recipe {
+        source: Source::Wrapper {
+            module: "k8s.io/kubernetes",
+            version: v.kubernetes,
+            packages: vec!["k8s.io/kubernetes/test/images/agnhost".to_string()],
+            pin_staging: Some(v.kubernetes_staging()),
+        },
+        tags: K8S_TAGS.to_vec(),
+        ldflags,
+        build_date_in: vec![],
+        binaries: vec![Binary {
+            name: "agnhost",
+            version_args: &["--version"],
+            expect: format!("version {}", v.agnhost),
+        }],
+        test_main: None,
+        module_files: vec![
+            "test/images/agnhost/porter/localhost.crt",
+            "test/images/agnhost/porter/localhost.key",
+        ],
+        pins: vec![Pin::ModuleFile {
+            path: "test/images/agnhost/VERSION",
+            expect: v.agnhost.to_string(),
+        }],
+    }
+}
+
+/// The network tests of Kubernetes' e2e suite as one test binary (see `e2e/conformance_test.go`).
+fn e2e(v: &Versions) -> Recipe {
+    let mut ldflags = version_ldflags(v.kubernetes);
+    ldflags.extend(strip());
+    Recipe {
+        source: Source::Wrapper {
+            module: "k8s.io/kubernetes",
+            version: v.kubernetes,
+            packages: vec![
+                "k8s.io/kubernetes/test/e2e".to_string(),
+                "k8s.io/kubernetes/test/e2e/network".to_string(),
+            ],
+            pin_staging: Some(v.kubernetes_staging()),
+        },
+        tags: K8S_TAGS.to_vec(),
+        ldflags,
+        build_date_in: K8S_VERSION_PACKAGES.to_vec(),
+        binaries: vec![Binary {
+            name: "e2e.test",
+            version_args: &["--version"],
+            expect: v.kubernetes.to_string(),
+        }],
+        test_main: Some(TestMain {
+            dir: "conformance",
+            file: "conformance_test.go",
+            text: include_str!("e2e/conformance_test.go"),
+        }),
+        module_files: vec![],
+        pins: vec![Pin::ModuleVersion {
+            module: "github.com/onsi/ginkgo/v2",
+            expect: v.ginkgo.to_string(),
+        }],
+    }
+}
+
+/// The ginkgo CLI, which runs a test binary in parallel processes.
+fn ginkgo(v: &Versions) -> Recipe {
+    let expect = format!("Ginkgo Version {}", v.ginkgo.trim_start_matches('v'));
+    install_one("github.com/onsi/ginkgo/v2/ginkgo", v.ginkgo, "ginkgo", &["version"], expect)
 }
 
 const K8S_VERSION_PACKAGES: [&str; 2] = [
@@ -210,24 +361,15 @@ fn etcd(v: &Versions) -> Recipe {
             version_args: &["--version"],
             expect: format!("etcd Version: {}", v.etcd.trim_start_matches('v')),
         }],
+        test_main: None,
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
 fn coredns(v: &Versions) -> Recipe {
-    Recipe {
-        source: Source::Install {
-            packages: vec!["github.com/coredns/coredns".to_string()],
-            version: v.coredns,
-        },
-        tags: vec![],
-        ldflags: strip(),
-        build_date_in: vec![],
-        binaries: vec![Binary {
-            name: "coredns",
-            version_args: &["-version"],
-            expect: format!("CoreDNS-{}", v.coredns.trim_start_matches('v')),
-        }],
-    }
+    let expect = format!("CoreDNS-{}", v.coredns.trim_start_matches('v'));
+    install_one("github.com/coredns/coredns", v.coredns, "coredns", &["-version"], expect)
 }
 
 /// The reference plugins the lab's peer dataplane uses.
@@ -264,25 +406,36 @@ fn cni_plugins(v: &Versions) -> Recipe {
                 expect: format!("CNI {name} plugin {version}"),
             })
             .collect(),
+        test_main: None,
+        module_files: vec![],
+        pins: vec![],
     }
 }
 
 fn cnitool(v: &Versions) -> Recipe {
+    // In cni v1.3.x cnitool is part of the root module (no go.mod of its own, no replace).
+    // It has no version flag; its help proves it starts.
+    install_one("github.com/containernetworking/cni/cnitool", v.cni, "cnitool", &["--help"], "CNI Tool".into())
+}
+
+/// `go install package@version` of one command, stripped, proven by `binary version_args…`
+/// printing `expect`.
+fn install_one(
+    package: &str,
+    version: &'static str,
+    binary: &'static str,
+    version_args: &'static [&'static str],
+    expect: String,
+) -> Recipe {
     Recipe {
-        // In cni v1.3.x cnitool is part of the root module (no go.mod of its own, no replace).
-        source: Source::Install {
-            packages: vec!["github.com/containernetworking/cni/cnitool".to_string()],
-            version: v.cni,
-        },
+        source: Source::Install { packages: vec![package.to_string()], version },
         tags: vec![],
         ldflags: strip(),
         build_date_in: vec![],
-        // cnitool has no version flag; its help proves it starts.
-        binaries: vec![Binary {
-            name: "cnitool",
-            version_args: &["--help"],
-            expect: "CNI Tool".to_string(),
-        }],
+        binaries: vec![Binary { name: binary, version_args, expect }],
+        test_main: None,
+        module_files: vec![],
+        pins: vec![],
     }
 }
 

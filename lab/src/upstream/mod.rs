@@ -1,5 +1,6 @@
 //! The lab's upstream parts (Kubernetes control plane and kube-proxy, etcd, CoreDNS, the CNI
-//! reference plugins and cnitool), built from their Go modules into a versioned cache.
+//! reference plugins, cnitool and agnhost; for conformance runs also the e2e test binary and
+//! the ginkgo CLI), built from their Go modules into a versioned cache.
 //!
 //! Nothing is downloaded except through the Go module proxy. Each component builds in
 //! `cache_dir()/<name>-<version>/` and is stamped done only after its binaries ran; later
@@ -25,6 +26,7 @@ use build::{build, BuildOptions};
 use component::{Component, CNI_PLUGINS};
 
 pub use cli::{build_cmd, BuildArgs};
+pub use stamp::utc_now;
 pub use versions::Versions;
 
 /// Where built parts live: `$WEFT_LAB_CACHE`, else `$XDG_CACHE_HOME/weft/lab`, else
@@ -41,7 +43,8 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/weft/lab"))
 }
 
-/// Build (or reuse from the cache) everything; show progress on stderr; return the binaries.
+/// Build (or reuse from the cache) what a lab needs; show progress on stderr; return the
+/// binaries.
 pub fn ensure_built() -> anyhow::Result<Bins> {
     let cache = cache_dir();
     build(&cache, &Versions::PINNED, &BuildOptions::default())?;
@@ -65,6 +68,41 @@ pub struct Bins {
     /// Holds `bridge`, `host-local`, `loopback` and `portmap`: use it as `CNI_PATH`.
     pub cni_bin_dir: PathBuf,
     pub cnitool: PathBuf,
+    /// The e2e image `agnhost`, with its image's files (porter's `localhost.crt`/`.key`)
+    /// beside it.
+    #[serde(default)]
+    pub agnhost: PathBuf,
+}
+
+/// The binaries of a conformance run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConformanceBins {
+    /// The network tests of the Kubernetes e2e suite (a slim `e2e.test`).
+    pub e2e_test: PathBuf,
+    pub ginkgo: PathBuf,
+}
+
+impl ConformanceBins {
+    pub fn in_cache(cache: &Path, versions: &Versions) -> ConformanceBins {
+        ConformanceBins {
+            e2e_test: Component::E2e.bin_dir(cache, versions).join("e2e.test"),
+            ginkgo: Component::Ginkgo.bin_dir(cache, versions).join("ginkgo"),
+        }
+    }
+}
+
+/// Build (or reuse) the e2e test binary and ginkgo, with progress on stderr.
+pub fn ensure_conformance_built() -> anyhow::Result<ConformanceBins> {
+    let cache = cache_dir();
+    let only = Component::CONFORMANCE.to_vec();
+    build(&cache, &Versions::PINNED, &BuildOptions { only, ..Default::default() })?;
+    let bins = ConformanceBins::in_cache(&cache, &Versions::PINNED);
+    for p in [&bins.e2e_test, &bins.ginkgo] {
+        if !p.is_file() {
+            anyhow::bail!("{} is missing after the build", p.display());
+        }
+    }
+    Ok(bins)
 }
 
 impl Bins {
@@ -81,6 +119,7 @@ impl Bins {
             coredns: Component::Coredns.bin_dir(cache, versions).join("coredns"),
             cni_bin_dir: Component::CniPlugins.bin_dir(cache, versions),
             cnitool: Component::Cnitool.bin_dir(cache, versions).join("cnitool"),
+            agnhost: Component::Agnhost.bin_dir(cache, versions).join("agnhost"),
         }
     }
 
@@ -95,6 +134,7 @@ impl Bins {
             self.kube_proxy.clone(),
             self.coredns.clone(),
             self.cnitool.clone(),
+            self.agnhost.clone(),
         ];
         v.extend(
             CNI_PLUGINS
@@ -150,7 +190,7 @@ mod tests {
         let v = Versions::PINNED;
         assert_eq!(bins, Bins::in_cache(&cache_dir(), &v));
         let mut checked = 0;
-        for c in Component::ALL {
+        for c in Component::LAB {
             for b in c.recipe(&v).binaries {
                 let path = c.bin_dir(&cache_dir(), &v).join(b.name);
                 let line = check::check_version(&path, b.version_args, &b.expect)
@@ -167,7 +207,7 @@ mod tests {
         let v = Versions::PINNED;
         let cache = Path::new("/c");
         let bins = Bins::in_cache(cache, &v);
-        let mut from_recipes: Vec<PathBuf> = Component::ALL
+        let mut from_recipes: Vec<PathBuf> = Component::LAB
             .iter()
             .flat_map(|c| {
                 let dir = c.bin_dir(cache, &v);

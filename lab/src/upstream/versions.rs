@@ -15,6 +15,12 @@ pub struct Versions {
     pub cni_plugins: &'static str,
     /// `github.com/containernetworking/cni`: cnitool (part of the root module in v1.3.x).
     pub cni: &'static str,
+    /// agnhost, the e2e tests' all-purpose image: the tag its `VERSION` file in the Kubernetes
+    /// module above carries (`registry.k8s.io/e2e-test-images/agnhost:<this>`).
+    pub agnhost: &'static str,
+    /// `github.com/onsi/ginkgo/v2`: the ginkgo CLI for parallel e2e runs; must be the version
+    /// the Kubernetes module requires (checked when e2e.test is built).
+    pub ginkgo: &'static str,
     /// Oldest Go that builds all of the above (the highest `go` line among their go.mod files).
     pub go_min: &'static str,
 }
@@ -27,6 +33,8 @@ impl Versions {
         coredns: "v1.14.7",
         cni_plugins: "v1.9.1",
         cni: "v1.3.1",
+        agnhost: "2.63.0",
+        ginkgo: "v2.28.1",
         go_min: "1.26.0",
     };
 
@@ -75,7 +83,7 @@ mod tests {
     #[test]
     fn pinned_versions_are_tags() {
         let v = Versions::PINNED;
-        for tag in [v.kubernetes, v.etcd, v.coredns, v.cni_plugins, v.cni] {
+        for tag in [v.kubernetes, v.etcd, v.coredns, v.cni_plugins, v.cni, v.ginkgo] {
             assert!(tag.starts_with('v') && major_minor(tag).is_some(), "{tag}");
         }
     }

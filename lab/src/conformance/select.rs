@@ -1,0 +1,104 @@
+//! Which upstream tests a conformance run selects: the `Conformance && sig-network` label
+//! filter by default, the user's `--focus`/`--skip`, and the tests the lab skips by default
+//! because it lacks what they need, each with its reason.
+
+use regex::Regex;
+
+/// The default selection: the 47 network conformance tests of v1.36.
+pub const DEFAULT_LABEL_FILTER: &str = "Conformance && sig-network";
+
+/// What the lab offers that some tests depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabFacts {
+    /// Every node's CNI configuration chains the `portmap` plugin (hostPort).
+    pub portmap_chained: bool,
+}
+
+/// A test the lab skips unless asked for by `--focus`, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultSkip {
+    /// Matches the test's full name.
+    pub pattern: &'static str,
+    pub reason: &'static str,
+}
+
+/// The default skips for a lab with these facts.
+pub fn default_skips(facts: LabFacts) -> Vec<DefaultSkip> {
+    let mut v = vec![];
+    if !facts.portmap_chained {
+        v.push(DefaultSkip {
+            pattern: r"\[sig-network\] HostPort ",
+            reason: "hostPort needs the CNI portmap plugin, which the nodes' CNI config does not chain",
+        });
+    }
+    v
+}
+
+/// One test the selection found, and whether the lab skips it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub name: String,
+    /// Why the lab skips it; None: it runs.
+    pub skip_reason: Option<String>,
+}
+
+/// Applies the default skips to the tests the filters selected. A test the user focused on by
+/// `--focus` is never skipped by default.
+pub fn apply(names: &[String], skips: &[DefaultSkip], user_focus: Option<&str>) -> Vec<Selected> {
+    let focus = user_focus.and_then(|f| Regex::new(f).ok());
+    names
+        .iter()
+        .map(|name| {
+            let focused = focus.as_ref().is_some_and(|f| f.is_match(name));
+            let skip_reason = skips
+                .iter()
+                .find(|s| !focused && Regex::new(s.pattern).is_ok_and(|r| r.is_match(name)))
+                .map(|s| s.reason.to_string());
+            Selected { name: name.clone(), skip_reason }
+        })
+        .collect()
+}
+
+/// A ginkgo `--skip` regex matching exactly these test names (None for none). ginkgo matches
+/// against the suite's description, a space and the test's full name.
+pub fn skip_regex(names: &[&str]) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
+    let alts: Vec<String> = names.iter().map(|n| format!("(?:^| ){}$", regex::escape(n))).collect();
+    Some(alts.join("|"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTPORT: &str = "[sig-network] HostPort validates that there is no conflict between pods with same hostPort but different hostIP and protocol [LinuxOnly] [Conformance]";
+    const BASIC: &str = "[sig-network] Services should serve a basic endpoint from pods  [Conformance]";
+
+    #[test]
+    fn hostport_is_skipped_only_without_portmap() {
+        let names = vec![HOSTPORT.to_string(), BASIC.to_string()];
+        let with = apply(&names, &default_skips(LabFacts { portmap_chained: true }), None);
+        assert!(with.iter().all(|s| s.skip_reason.is_none()));
+        let without = apply(&names, &default_skips(LabFacts { portmap_chained: false }), None);
+        assert!(without[0].skip_reason.as_deref().unwrap().contains("portmap"));
+        assert_eq!(without[1].skip_reason, None);
+        // Asked for by name, it runs anyway.
+        let focused = apply(&names, &default_skips(LabFacts { portmap_chained: false }), Some("HostPort"));
+        assert_eq!(focused[0].skip_reason, None);
+    }
+
+    #[test]
+    fn skip_regex_matches_exactly_the_named_tests() {
+        let re = Regex::new(&skip_regex(&[HOSTPORT, "a.b (c)"]).unwrap()).unwrap();
+        // What ginkgo matches: the suite description, a space, the full name.
+        let m = |name: &str| re.is_match(&format!("Kubernetes e2e suite {name}"));
+        assert!(m(HOSTPORT));
+        assert!(m("a.b (c)"));
+        assert!(!m("axb (c)"));
+        assert!(!m("xa.b (c)"));
+        assert!(!m(BASIC));
+        assert_eq!(skip_regex(&[]), None);
+    }
+}

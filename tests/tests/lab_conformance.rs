@@ -1,0 +1,32 @@
+//! Kubernetes' own network conformance tests (the 47 `Conformance && sig-network` tests of
+//! v1.36, the set Cilium's and Calico's kube-proxy-replacement lanes run) against the lab
+//! with the reference parts: the bridge CNI and kube-proxy, in iptables and nftables mode.
+//! Every one must pass; a failure here is the lab's to fix. `--nocapture` shows the progress.
+
+use weft_tests::conformance::{not_passed, run, NETWORK_CONFORMANCE_TESTS};
+
+fn all_pass(state: &str, up_args: &[&str], report: &str) {
+    // Kept after the test: JUnit, ginkgo's report and log, the summary.
+    let summary = run(state, up_args, &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(report));
+    assert_eq!(summary["counts"]["selected"], NETWORK_CONFORMANCE_TESTS, "{summary:#}");
+    assert_eq!(summary["counts"]["passed"], NETWORK_CONFORMANCE_TESTS, "not passed: {:#?}", not_passed(&summary));
+}
+
+#[test]
+fn network_conformance_passes_with_bridge_and_kube_proxy_iptables() {
+    all_pass("/run/weft-lab-conf-ipt", &["--nodes", "3", "--cni", "bridge", "--proxy", "iptables"], "conformance-bridge-iptables");
+}
+
+#[test]
+fn network_conformance_passes_with_bridge_and_kube_proxy_nftables() {
+    all_pass("/run/weft-lab-conf-nft", &["--nodes", "3", "--cni", "bridge", "--proxy", "nftables"], "conformance-bridge-nftables");
+}
+
+/// weft as the CNI with kube-proxy for Services. Ignored until same-node Service backends work
+/// through weft's `from_pod` (see `lab_walkthrough_weft.rs` and docs/conformance.md, which
+/// records what fails today).
+#[test]
+#[ignore = "weft from_pod local redirect bypasses kube-proxy's reverse DNAT for same-node Service backends"]
+fn network_conformance_passes_with_weft_cni_and_kube_proxy_iptables() {
+    all_pass("/run/weft-lab-conf-weft", &["--nodes", "3", "--cni", "weft", "--proxy", "iptables"], "conformance-weft-iptables");
+}
