@@ -22,16 +22,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Bring the lab up: switch, control plane, nodes, kube-proxy, CoreDNS.
+    /// Bring the lab up: switch, control plane, nodes, the CNI (weft's DaemonSet), kube-proxy
+    /// if asked for, CoreDNS.
     Up {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// Pod networking.
-        #[arg(long, value_enum, default_value_t = Cni::Bridge)]
+        /// Pod networking: weft (the default) or the reference bridge plugin (the baseline).
+        #[arg(long, value_enum, default_value_t = Cni::Weft)]
         cni: Cni,
-        /// kube-proxy's mode, or none.
-        #[arg(long, value_enum, default_value_t = Proxy::Iptables)]
+        /// kube-proxy's mode, or none (the default: weft replaces it).
+        #[arg(long, value_enum, default_value_t = Proxy::None)]
         proxy: Proxy,
         /// flat: all nodes on one subnet; routed: each node on its own subnet behind the
         /// switch as a router (needs --cni weft --routing vxlan).

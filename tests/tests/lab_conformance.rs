@@ -1,7 +1,8 @@
 //! Kubernetes' own network conformance tests (the 47 `Conformance && sig-network` tests of
-//! v1.36, the set Cilium's and Calico's kube-proxy-replacement lanes run) against the lab
-//! with the reference parts: the bridge CNI and kube-proxy, in iptables and nftables mode.
-//! Every one must pass; a failure here is the lab's to fix. `--nocapture` shows the progress.
+//! v1.36, the set Cilium's and Calico's kube-proxy-replacement lanes run) against the lab:
+//! with the reference parts (the bridge CNI and kube-proxy, in iptables and nftables mode),
+//! with weft and kube-proxy, and with weft alone. Every one must pass in every configuration.
+//! `--nocapture` shows the progress.
 
 use weft_tests::conformance::{not_passed, run, NETWORK_CONFORMANCE_TESTS};
 
@@ -22,11 +23,15 @@ fn network_conformance_passes_with_bridge_and_kube_proxy_nftables() {
     all_pass("/run/weft-lab-conf-nft", &["--nodes", "3", "--cni", "bridge", "--proxy", "nftables"], "conformance-bridge-nftables");
 }
 
-/// weft as the CNI with kube-proxy for Services. Ignored until same-node Service backends work
-/// through weft's `from_pod` (see `lab_walkthrough_weft.rs` and docs/conformance.md, which
-/// records what fails today).
+/// weft as the CNI and the Service load balancer, no kube-proxy: the proof of kube-proxy
+/// replacement. The same 47 must pass (HostPort through the `portmap` plugin the agent chains).
 #[test]
-#[ignore = "weft from_pod local redirect bypasses kube-proxy's reverse DNAT for same-node Service backends"]
+fn network_conformance_passes_with_weft_and_no_kube_proxy() {
+    all_pass("/run/weft-lab-conf-weft-kpr", &["--nodes", "3", "--cni", "weft", "--proxy", "none"], "conformance-weft-kpr");
+}
+
+/// weft as the CNI with kube-proxy (iptables) doing the Services.
+#[test]
 fn network_conformance_passes_with_weft_cni_and_kube_proxy_iptables() {
     all_pass("/run/weft-lab-conf-weft", &["--nodes", "3", "--cni", "weft", "--proxy", "iptables"], "conformance-weft-iptables");
 }

@@ -57,9 +57,9 @@ impl Lab {
         self.out(&full)
     }
 
-    /// A command in a pod: (success, combined output).
+    /// `kubectl exec POD -- CMD…` as the seeds type it: (success, combined output).
     fn exec(&self, pod: &str, cmd: &[&str]) -> (bool, String) {
-        let mut full = vec!["exec", pod, "--"];
+        let mut full = vec!["kubectl", "exec", pod, "--"];
         full.extend_from_slice(cmd);
         match self.cmd(&full).stdin(Stdio::null()).output() {
             Ok(o) => (
@@ -138,22 +138,22 @@ pub fn run(nodes: usize) -> Result<()> {
         &pods,
     );
     for (node, ip) in &nginx {
-        let (good, out) = lab.exec("default/curl", &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")]);
+        let (good, out) = lab.exec("curl", &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")]);
         ok &= check(&format!("curl the nginx pod on {node} at {ip}"), good && out.contains("Welcome to nginx!"), &out);
     }
     let cluster_ip = lab.kubectl(&["get", "service", "nginx", "-o", "jsonpath={.spec.clusterIP}"])?;
     let (good, out) = within(30, || {
-        let (g, o) = lab.exec("default/curl", &["curl", "-s", "--max-time", "3", &format!("http://{}/", cluster_ip.trim())]);
+        let (g, o) = lab.exec("curl", &["curl", "-s", "--max-time", "3", &format!("http://{}/", cluster_ip.trim())]);
         (g && o.contains("Welcome to nginx!"), o)
     });
     ok &= check(&format!("curl the nginx Service at its ClusterIP {} (weft's eBPF, no kube-proxy)", cluster_ip.trim()), good, &out);
     let (good, out) = within(30, || {
-        let (g, o) = lab.exec("default/curl", &["curl", "-s", "--max-time", "3", "http://nginx/"]);
+        let (g, o) = lab.exec("curl", &["curl", "-s", "--max-time", "3", "http://nginx/"]);
         (g && o.contains("Welcome to nginx!"), o)
     });
     ok &= check("curl http://nginx/ (its name through kube-dns)", good, &out);
     let (good, out) = within(60, || {
-        let (_, o) = lab.exec("default/busybox", &["nslookup", "kubernetes"]);
+        let (_, o) = lab.exec("busybox", &["nslookup", "kubernetes"]);
         let lines: Vec<String> = o.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
         let good = lines.iter().any(|l| l == "Address 1: 10.32.0.1 kubernetes.default.svc.cluster.local")
             && lines.iter().any(|l| l.starts_with("Server:") && l.contains("10.32.0.10"));
@@ -161,17 +161,17 @@ pub fn run(nodes: usize) -> Result<()> {
     });
     ok &= check("nslookup kubernetes answers 10.32.0.1 from kube-dns at 10.32.0.10", good, &out);
     if let Some((node, ip)) = nginx.first() {
-        let (good, out) = lab.exec("default/busybox", &["ping", "-c", "2", "-W", "2", ip]);
+        let (good, out) = lab.exec("busybox", &["ping", "-c", "2", "-W", "2", ip]);
         ok &= check(&format!("busybox pings the nginx pod on {node}"), good, &out);
     }
-    let (good, out) = lab.exec("default/busybox", &["ping", "-c", "2", "-W", "2", "203.0.113.10"]);
+    let (good, out) = lab.exec("busybox", &["ping", "-c", "2", "-W", "2", "203.0.113.10"]);
     ok &= check("busybox pings the outside host 203.0.113.10 (egress masqueraded)", good, &out);
 
     println!(
         "\n==> the cluster is yours:\n\
          \x20 cargo xtask lab status                       nodes, pods, Services\n\
          \x20 cargo xtask lab kubectl get pods -A -o wide  kubectl with the admin kubeconfig\n\
-         \x20 cargo xtask lab exec default/curl -- curl -s http://nginx/\n\
+         \x20 cargo xtask lab kubectl exec curl -- curl -s http://nginx/\n\
          \x20 cargo xtask lab node-exec node-1 -- /run/weft-lab/bin/weft status --socket /run/weft/weft.sock\n\
          \x20 cargo xtask lab node-exec node-1 -- /run/weft-lab/bin/weft service list --socket /run/weft/weft.sock\n\
          \x20 cargo xtask lab down                         take it all down"

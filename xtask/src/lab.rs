@@ -16,7 +16,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // weft too: `up --cni weft` deploys the agent binary built beside weft-lab.
+    // weft too: `up --cni weft` (the default) deploys the agent binary built beside weft-lab,
+    // and that binary embeds the eBPF object.
+    util::run(Command::new(std::env::current_exe()?).arg("build-ebpf").current_dir(util::root()))?;
     util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
     let bin = util::target_dir().join("debug/weft-lab");
     let status = Command::new(&bin)
