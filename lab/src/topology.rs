@@ -105,9 +105,11 @@ fn attach(ns: &str, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
 /// Routes the control plane to every node's pod CIDR via that node's underlay address. The
 /// lab's control plane is no node (no CNI runs there), yet it must reach pods as a cluster's
 /// control-plane node does: the API server's pod and service proxy dials pod IPs (the e2e DNS
-/// and proxy tests read through it). With either CNI.
+/// and proxy tests read through it). With either CNI. A node on its own routed subnet gets no
+/// such route: it is not on-link, and nothing between it and the control plane routes pod
+/// addresses (that topology exists to prove only the tunnel carries them).
 pub fn route_cp_to_pods(nodes: &[(NodePlan, Ipv4Network)]) -> anyhow::Result<()> {
-    for (node, cidr) in nodes {
+    for (node, cidr) in nodes.iter().filter(|(n, _)| n.subnet == UNDERLAY) {
         ip_in(CP_NS, &["route", "replace", &cidr.to_string(), "via", &node.ip.to_string()])
             .with_context(|| format!("route on the control plane to {}'s pods", node.name))?;
     }
