@@ -69,13 +69,17 @@ pub enum Program {
     Iperf3,
     /// A process that only sleeps (`registry.k8s.io/pause`).
     Pause,
+    /// The network troubleshooting toolbox `nicolaka/netshoot`: the machine's tools (socat,
+    /// nc, dig, curl, python3, iperf3, sockperf) standing in for the image's.
+    Netshoot,
 }
 
 /// The image is not one the lab can run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "image {image:?} is not in the lab's image catalogue (known: nginx, busybox, \
-     radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, pause, weft)"
+     radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, \
+     nicolaka/netshoot, pause, weft)"
 )]
 pub struct UnknownImage {
     pub image: String,
@@ -96,6 +100,7 @@ pub fn lookup(image: &str) -> Result<Program, UnknownImage> {
         },
         "curlimages/curl" => Program::Curl,
         "networkstatic/iperf3" => Program::Iperf3,
+        "nicolaka/netshoot" => Program::Netshoot,
         "registry.k8s.io/pause" | "k8s.gcr.io/pause" => Program::Pause,
         _ if r.base_name() == "coredns" => Program::Coredns,
         _ if r.base_name().starts_with("weft") => Program::Weft,
@@ -132,6 +137,8 @@ impl Program {
             Program::Weft => (&["weft"], &["agent"]),
             Program::Iperf3 => (&["iperf3"], &[]),
             Program::Pause => (&["/pause"], &[]),
+            // The image's CMD is zsh; sh is what the machine surely has.
+            Program::Netshoot => (&[], &["sh"]),
         }
     }
 
@@ -359,6 +366,17 @@ mod tests {
         assert_eq!(lookup("coredns/coredns:1.12.1"), Ok(Program::Coredns));
         assert_eq!(lookup("ghcr.io/example/weft:dev"), Ok(Program::Weft));
         assert_eq!(lookup("weft:latest"), Ok(Program::Weft));
+    }
+
+    #[test]
+    fn netshoot_runs_the_machines_network_tools() {
+        assert_eq!(lookup("nicolaka/netshoot:v0.13"), Ok(Program::Netshoot));
+        let tmp = crate::kubelet::testutil::tempdir("wk-cat-ns");
+        let r = roots(&tmp);
+        assert_eq!(Program::Netshoot.path_env(&r), HOST_PATH);
+        let argv = Program::Netshoot.argv(&s(&["socat", "-V"]), &[], &r).unwrap();
+        assert_eq!(argv[0], host_which("socat").expect("socat on this machine (cargo xtask setup)"));
+        assert!(Program::Netshoot.argv(&[], &[], &r).unwrap()[0].ends_with("/sh"));
     }
 
     #[test]
