@@ -24,16 +24,16 @@ pub fn parse_pod_ref(s: &str) -> anyhow::Result<(String, String)> {
 
 /// Finds the pod's record on whichever node runs it.
 pub fn find(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<PodRecord> {
-    find_on_node(state, rec, pod).map(|(r, _)| r)
+    find_on_node(state, rec, pod).map(|(r, _, _)| r)
 }
 
-/// The pod's record and the state dir of the node's kubelet stand-in that runs it.
-fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<(PodRecord, PathBuf)> {
+/// The pod's record, the state dir of the node's kubelet stand-in that runs it, and the node.
+fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<(PodRecord, PathBuf, String)> {
     let (ns, name) = parse_pod_ref(pod)?;
     for node in rec.spec.node_plans() {
         let dir = kubelet_state_dir(state, &node.name);
         if let Ok(r) = kubelet::find_pod(&dir, &ns, &name) {
-            return Ok((r, dir));
+            return Ok((r, dir, node.name));
         }
     }
     anyhow::bail!("pod {ns}/{name} is not running on any lab node (see `weft-lab status`)")
@@ -42,7 +42,8 @@ fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<
 /// Runs `cmd` inside the pod as `kubectl exec` would (the pod's network, UTS and mount
 /// namespaces, the image's PATH), through the kubelet stand-in's sandbox record.
 pub fn exec(state: &StateDir, rec: &LabRecord, pod: &str, cmd: &[String]) -> anyhow::Result<ExitStatus> {
-    let (r, node_state) = find_on_node(state, rec, pod)?;
+    let (r, node_state, node) = find_on_node(state, rec, pod)?;
+    join_node_cgroup(state, &node)?;
     let mut c = kubelet::exec_command(&node_state, &r, cmd)?;
     c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
 }
@@ -68,6 +69,7 @@ pub fn on_host(
         .filter(|pid| crate::procs::alive(*pid));
     Ok(match kubelet {
         Some(pid) => {
+            join_node_cgroup(state, host)?;
             let mut c = std::process::Command::new("nsenter");
             c.arg(format!("--target={pid}")).args(["--net", "--mount", "--"]).args(cmd);
             c
@@ -78,6 +80,22 @@ pub fn on_host(
             c
         }
     })
+}
+
+/// Moves this process into `node`'s cgroup v2 subtree (the node's "root cgroup", where its
+/// kubelet stand-in and pods run), so the command it starts runs there as `kubectl exec`'s and
+/// ssh's processes do on a real node, and the node's cgroup programs (weft's socket-level load
+/// balancing) see it. A node whose subtree does not exist (no stand-in yet) is left alone.
+fn join_node_cgroup(state: &StateDir, node: &str) -> anyhow::Result<()> {
+    let Some(root) = crate::leftovers::cgroup2_root() else {
+        return Ok(());
+    };
+    let dir = root.join(crate::nodes::node_cgroup(state, node));
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+        .with_context(|| format!("joining {node}'s cgroup {}", dir.display()))
 }
 
 pub fn logs(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<()> {
