@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end suites (network namespaces, processes, cleanup).
 
 pub mod lab;
+pub mod services;
 pub mod walkthrough;
 pub mod weft;
