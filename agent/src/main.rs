@@ -24,7 +24,7 @@ enum Cmd {
     /// Run the node agent: datapath owner, IPAM, local socket; with --node-name (NODE_NAME) a
     /// Kubernetes controller that routes between nodes.
     #[command(args_override_self = true)]
-    Agent(AgentOptions),
+    Agent(Box<AgentOptions>),
     /// Switch the eBPF programs' debug log lines (shown in the agent's log) on or off.
     BpfLog {
         #[arg(value_enum)]
@@ -88,7 +88,7 @@ fn main() {
     };
     let cli = Cli::parse_from(args);
     let result = match cli.cmd {
-        Cmd::Agent(opts) => run_agent(opts),
+        Cmd::Agent(opts) => run_agent(*opts),
         Cmd::Status { socket, output } => cli::status::run(&socket, output),
         Cmd::BpfLog { state, socket } => cli::bpf_log(&socket, matches!(state, OnOff::On)),
         Cmd::Service {
