@@ -220,6 +220,82 @@ fn a_restarted_agent_takes_over_the_socket_programs_without_a_gap() {
     assert_eq!(s.run_client(true)["tcp"]["peer"], serde_json::json!([VIP, 80]));
 }
 
+/// One unconnected UDP socket: ten datagrams to the Service, a line of answers, then (once the
+/// marker file exists) ten more and another line.
+const STICKY_CLIENT: &str = r#"
+import json, os, socket, sys, time
+vip, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+def batch():
+    out = []
+    for _ in range(10):
+        u.sendto(b"hi\n", (vip, port))
+        try:
+            out.append(u.recvfrom(200)[0].decode().strip())
+        except socket.timeout:
+            out.append("timeout")
+    print(json.dumps(out), flush=True)
+batch()
+while not os.path.exists(marker):
+    time.sleep(0.05)
+batch()
+"#;
+
+#[test]
+fn an_unconnected_udp_socket_keeps_its_backend_until_that_backend_goes() {
+    use std::io::BufRead;
+    let mut s = Scene::new("socklb-sticky");
+    // Two backends of their own (a backend another Service also lists stays valid for every
+    // Service while that one does: see "Services as built", limits).
+    // One process per backend answering every datagram in turn (socat's forking UDP server
+    // can lose a datagram to a child that races its parent for the socket).
+    let _servers = [("5354", "first"), ("5355", "second")].map(|(port, answer)| {
+        let server = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {port}))\n\
+             while True:\n    d, a = s.recvfrom(200)\n    s.sendto(b'{answer}', a)\n"
+        );
+        let p = spawn(&s._server, &["python3", "-c", &server]);
+        let start = Instant::now();
+        while !s._server.exec(&["ss", "-Hlun", "sport", &format!("= :{port}")]).contains(port) {
+            assert!(start.elapsed() < Duration::from_secs(5), "the backend on {port} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    });
+    let b = octets(BACKEND_IP);
+    let both = [active(b, 5354), active(b, 5355)];
+    s.dp.upsert_service(&clusterip("pair", octets(VIP), 55, Protocol::Udp, &both)).unwrap();
+    s.dp.attach_sock_lb(&s.cgroup.path).expect("attach");
+    s.run_client_until_served();
+
+    let marker = std::env::temp_dir().join(format!("weft-sock-sticky-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "nsenter --net={} -- python3 -c '{}' {VIP} 55 {}",
+        s.client.path(),
+        STICKY_CLIENT.replace('\'', "'\\''"),
+        marker.display()
+    );
+    let mut child = s.cgroup.command(&script).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let batch = |l: Option<std::io::Result<String>>| -> Vec<String> {
+        serde_json::from_str(&l.expect("a batch").expect("client output")).expect("a JSON batch")
+    };
+    let first = batch(lines.next());
+    assert!(first.iter().all(|a| *a == first[0] && a != "timeout"), "one socket, one backend: {first:?}");
+
+    // The backend it kept leaves the Service: the same socket moves to the other one.
+    let kept = if first[0] == "second" { 1 } else { 0 };
+    s.dp.upsert_service(&clusterip("pair", octets(VIP), 55, Protocol::Udp, &[both[1 - kept]])).unwrap();
+    std::fs::write(&marker, b"").unwrap();
+    let second = batch(lines.next());
+    assert!(second.iter().all(|a| *a != first[0]), "moved off the removed backend: {second:?}");
+    assert!(second.iter().all(|a| *a == second[0] && a != "timeout"), "{second:?}");
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&marker);
+}
+
 /// Ids of the programs attached at `cgroup/connect4` of `cgroup` (BPF_PROG_QUERY; aya 0.14 has
 /// no public query for cgroup sock_addr programs).
 fn connect4_programs(cgroup: &std::path::Path) -> Vec<u32> {

@@ -2,7 +2,8 @@
 //! entry) with BPF_PROG_TEST_RUN: NodePort, externalIP and load-balancer frontends from outside
 //! clients, externalTrafficPolicy Cluster (source translated to the node when the backend is
 //! remote) and Local (client address kept), and replies from remote backends reverse-NATed on
-//! the uplink. Root only; fails (not skips) without root or bpffs.
+//! the uplink; replies whose source becomes a NodePort leave through the uplink directly.
+//! Root only; fails (not skips) without root or bpffs.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::net::Ipv4Addr;
 use support::bpf::*;
 use support::frames::*;
 use support::lb::*;
+use weft::datapath::{DatapathSettings, Prog};
 use weft::lb::{FrontendKind, Protocol};
 
 const NODE_IP: [u8; 4] = [192, 168, 50, 11];
@@ -191,4 +193,56 @@ fn uplink_traffic_that_is_neither_a_frontend_nor_a_reply_passes_unchanged() {
     assert_eq!(out.verdict, TC_ACT_REDIRECT);
     assert_eq!(out.frame[12..], direct[12..]);
     assert_no_drops(&dp);
+}
+
+#[test]
+fn nodeport_replies_leave_through_the_uplink_not_the_stack() {
+    // The stack drops a forwarded packet whose source is one of the node's own addresses (a
+    // martian), and a reply reverse-NATed to a NodePort has exactly that source: with eBPF
+    // host routing such replies are sent out of the uplink along the node's routes.
+    const UPLINK: u32 = 3;
+    let l = local();
+    let (_pins, mut dp) = datapath("np-reply-out", &[l]);
+    dp.set_settings(&DatapathSettings { uplink: Some(UPLINK), ..DatapathSettings::default() })
+        .unwrap();
+    dp.upsert_service(&nodeport(&[active(l.ip, 8080), active(REMOTE, 8080)], true))
+        .unwrap();
+    // Open a flow to each backend (the random choice is retried until both are seen).
+    let mut remote_port = None;
+    let mut local_port = None;
+    for sport in 41000..41100u16 {
+        let syn = arriving(&tcp_packet(OUTSIDE, sport, NODE_IP, 30080, 1, 0, TCP_SYN, &[]));
+        let s = seen(&dp.test_run_netdev(&syn).unwrap().frame);
+        match s.dst {
+            d if d == l.ip => local_port = local_port.or(Some(sport)),
+            _ => remote_port = remote_port.or(Some((sport, s.sport))),
+        }
+        if local_port.is_some() && remote_port.is_some() {
+            break;
+        }
+    }
+    let (local_port, (client_port, snat_port)) = (local_port.unwrap(), remote_port.unwrap());
+
+    // The local backend's reply, from its veth: out of the uplink, from the NodePort.
+    let reply = from_pod(&l, &tcp_packet(l.ip, 8080, OUTSIDE, local_port, 5, 2, TCP_SYN | TCP_ACK, &[]));
+    let out = dp.test_run_from_pod(&reply).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT, "redirected to the uplink, not handed to the stack");
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport, s.dst, s.dport), (NODE_IP, 30080, OUTSIDE, local_port));
+    assert_eq!(s.ttl, seen(&reply).ttl - 1, "a routed hop");
+    assert_checksums(&out.frame);
+
+    // The remote backend's reply arrives on the uplink and goes straight back out.
+    let reply = arriving(&tcp_packet(REMOTE, 8080, NODE_IP, snat_port, 9, 2, TCP_SYN | TCP_ACK, &[]));
+    let out = dp.test_run(Prog::FromNetdev.name(), &reply, 1).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport, s.dst, s.dport), (NODE_IP, 30080, OUTSIDE, client_port));
+    assert_checksums(&out.frame);
+    assert_no_drops(&dp);
+
+    // Without a known uplink the stack gets it (what older agents wrote).
+    dp.set_settings(&DatapathSettings::default()).unwrap();
+    let again = from_pod(&l, &tcp_packet(l.ip, 8080, OUTSIDE, local_port, 6, 2, TCP_ACK, &[]));
+    assert_eq!(dp.test_run_from_pod(&again).unwrap().verdict, TC_ACT_OK);
 }

@@ -13,7 +13,8 @@ pub const DP_F_LOG: u32 = 2;
 
 /// The single value of `DP_CONFIG` (array map, index 0).
 ///
-/// Layout (16 bytes): `flags` 0..4, `vxlan_ifindex` 4..8, `vni` 8..12, `_pad` 12..16.
+/// Layout (16 bytes): `flags` 0..4, `vxlan_ifindex` 4..8, `vni` 8..12, `uplink_ifindex` 12..16
+/// (was padding, always 0, before the field existed: 0 still means "unknown").
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DpConfig {
@@ -23,7 +24,10 @@ pub struct DpConfig {
     pub vxlan_ifindex: u32,
     /// VXLAN network identifier used for every tunnel key.
     pub vni: u32,
-    pub _pad: u32,
+    /// ifindex of the node's uplink (the device holding its InternalIP), or 0 if unknown:
+    /// replies whose source the datapath translated back to a node address (NodePort) leave
+    /// through it directly, since the stack would drop a forwarded packet from a local source.
+    pub uplink_ifindex: u32,
 }
 const _: () = assert!(size_of::<DpConfig>() == 16);
 

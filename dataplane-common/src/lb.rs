@@ -1,6 +1,6 @@
 //! Service load-balancing maps: frontends (`LB4_SERVICES`), backend slots (`LB4_SLOTS`),
 //! backends (`LB4_BACKENDS`), reverse NAT (`LB4_REVNAT`), ClientIP affinity (`LB4_AFFINITY`)
-//! and the socket-level reverse map (`LB4_SOCK_REVNAT`).
+//! and the socket-level maps (`LB4_SOCK_REVNAT`, `LB4_SOCK_FWD`).
 //!
 //! Addresses and ports are kept exactly as they appear in packet headers (network byte order,
 //! fields suffixed `_be`), so the datapath uses header bytes as keys without swapping. IDs are
@@ -195,6 +195,20 @@ pub struct Lb4SockRevNat {
 }
 const _: () = assert!(size_of::<Lb4SockRevNat>() == 8);
 
+/// Value of `LB4_SOCK_FWD` (key: [`Lb4SockKey`] with the *Service* address and port): the
+/// backend a socket's datagrams to that Service go to, so an unconnected UDP socket keeps one
+/// backend per Service as a conntrack entry keeps a flow's (a new choice only when that
+/// backend is gone or stopped serving). 12 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lb4SockFwd {
+    pub backend_id: u32,
+    pub addr_be: [u8; 4],
+    pub port_be: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<Lb4SockFwd>() == 12);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -219,6 +233,8 @@ mod pod {
     unsafe impl aya::Pod for Lb4SockKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Lb4SockRevNat {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Lb4SockFwd {}
 }
 
 #[cfg(test)]

@@ -23,6 +23,6 @@ pub use stats::LbCounter;
 pub use endpoint::{Endpoint4Key, Endpoint4Value};
 pub use lb::{
     Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey,
-    Lb4SockKey, Lb4SockRevNat,
+    Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
 };
 pub use node::NodeRoute4Value;

@@ -37,6 +37,10 @@ pub const LB4_AFFINITY_MAX_ENTRIES: u32 = 65536;
 /// Socket-level reverse NAT ([`crate::Lb4SockKey`] -> [`crate::Lb4SockRevNat`]). LRU hash.
 pub const LB4_SOCK_REVNAT: &str = "LB4_SOCK_REVNAT";
 pub const LB4_SOCK_REVNAT_MAX_ENTRIES: u32 = 65536;
+/// Socket-level backend choice per (socket, Service) ([`crate::Lb4SockKey`] ->
+/// [`crate::Lb4SockFwd`]). LRU hash.
+pub const LB4_SOCK_FWD: &str = "LB4_SOCK_FWD";
+pub const LB4_SOCK_FWD_MAX_ENTRIES: u32 = 65536;
 /// Connection tracking ([`crate::Ct4Key`] -> [`crate::Ct4Value`]). LRU hash, two entries per
 /// translated flow.
 pub const CT4: &str = "CT4";
@@ -90,6 +94,7 @@ pub const ALL_MAPS: &[&str] = &[
     LB4_REVNAT,
     LB4_AFFINITY,
     LB4_SOCK_REVNAT,
+    LB4_SOCK_FWD,
     CT4,
     LB4_STATS,
     NODE_ROUTES4,

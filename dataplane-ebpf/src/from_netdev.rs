@@ -2,8 +2,9 @@
 //!
 //! The uplink's Service step first (`lb::netdev`: reverse NAT of replies, NodePort / external
 //! IP / load-balancer IP DNAT), then delivery into a local pod (this node is a routed hop),
-//! or, for a NodePort whose backend is elsewhere, on to the node that owns it. Everything else
-//! goes to the node's stack.
+//! or, for a NodePort whose backend is elsewhere, on to the node that owns it; a reply
+//! reverse-NATed for an outside client straight back out. Everything else goes to the node's
+//! stack.
 
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 
@@ -26,6 +27,7 @@ fn try_from_netdev(ctx: &TcContext) -> Result<i32, i32> {
     let Some(mut pkt) = l3::ipv4(ctx)? else {
         return Ok(TC_ACT_OK as i32);
     };
+    let source = pkt.saddr;
     let translated = match lb::netdev(ctx, &mut pkt)? {
         Lb::NotService => false,
         Lb::Translated => true,
@@ -38,6 +40,14 @@ fn try_from_netdev(ctx: &TcContext) -> Result<i32, i32> {
     if translated {
         if let Some(verdict) = fwd::to_node_owning(ctx, &mut pkt, &cfg)? {
             return Ok(verdict);
+        }
+        // A remote backend's reply reverse-NATed to this node's NodePort, on its way back to
+        // the outside client (or a request whose source became this node's address, to a
+        // backend outside the pod network).
+        if pkt.saddr != source {
+            if let Some(verdict) = fwd::to_uplink(ctx, &mut pkt, &cfg)? {
+                return Ok(verdict);
+            }
         }
     }
     Ok(TC_ACT_OK as i32)

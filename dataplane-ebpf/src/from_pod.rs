@@ -3,8 +3,8 @@
 //! ARP and anything not IPv4 -> the node's stack (TC_ACT_OK). IPv4: the Service step
 //! (`lb::service`: DNAT to a backend, or a refusal), then delivery (`fwd::deliver`: reverse NAT
 //! of replies, then a local pod's namespace), then with eBPF host routing another node's pod
-//! CIDR straight to that node. Anything else -> the node's stack, which routes and
-//! masquerades it. Truncated or malformed IPv4 -> a counted drop.
+//! CIDR straight to that node, and a reply reverse-NATed for an outside client out of the
+//! uplink. Anything else -> the node's stack, which routes and masquerades it. Truncated or malformed IPv4 -> a counted drop.
 
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 
@@ -36,12 +36,20 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
         Lb::Translated => true,
         Lb::Done(verdict) => return Ok(verdict),
     };
+    let source = pkt.saddr;
     let cfg = config();
     if let Some(verdict) = fwd::deliver(ctx, &mut pkt, translated, Hop::Local, &cfg)? {
         return Ok(verdict);
     }
     if let Some(verdict) = fwd::to_node_owning(ctx, &mut pkt, &cfg)? {
         return Ok(verdict);
+    }
+    // A reply reverse-NATed to a frontend (a NodePort: one of this node's addresses) for a
+    // client outside the cluster.
+    if pkt.saddr != source {
+        if let Some(verdict) = fwd::to_uplink(ctx, &mut pkt, &cfg)? {
+            return Ok(verdict);
+        }
     }
     Ok(TC_ACT_OK as i32)
 }

@@ -161,6 +161,29 @@ fn to_remote_node(
     redirected(verdict)
 }
 
+/// A packet whose source this node translated (a reply reverse-NATed to a NodePort, or a
+/// request source-translated to a node address) that goes neither to a local pod nor to
+/// another node's pod CIDR: out of the uplink, along the node's routes (`bpf_redirect_neigh`
+/// with no next hop does the route lookup). Handing it to the stack would lose it: the stack
+/// drops a forwarded packet whose source is one of its own addresses as a martian. `None`
+/// without eBPF host routing or a known uplink (the stack then tries).
+#[inline(always)]
+pub fn to_uplink(ctx: &TcContext, pkt: &mut Ipv4Pkt, cfg: &DpConfig) -> Result<Option<i32>, i32> {
+    if !cfg.bpf_host_routing() || cfg.uplink_ifindex == 0 {
+        return Ok(None);
+    }
+    if !ttl_allows_forwarding(pkt) {
+        return Ok(Some(TC_ACT_OK as i32));
+    }
+    if cfg.log() {
+        debug!(ctx, "translated {:i} -> {:i}: out of the uplink", pkt.saddr, pkt.daddr);
+    }
+    decrement_ttl(ctx, pkt)?;
+    // SAFETY: plain helper call; no next-hop parameters (a route lookup), flags must be 0.
+    let verdict = unsafe { bpf_redirect_neigh(cfg.uplink_ifindex, core::ptr::null_mut(), 0, 0) } as i32;
+    redirected(verdict).map(Some)
+}
+
 #[inline(always)]
 fn redirected(verdict: i32) -> Result<i32, i32> {
     if verdict == TC_ACT_REDIRECT as i32 {

@@ -156,18 +156,25 @@ pub fn is_local(addr: [u8; 4]) -> bool {
     unsafe { ENDPOINTS4.get(&Endpoint4Key::new(addr)) }.is_some()
 }
 
-/// The backend an established flow keeps: the one its entry names, if that still exists with
-/// the same address and, for UDP, still serves.
+/// Whether backend `id`, chosen earlier for a flow (or a socket), still takes its traffic: it
+/// exists with the same address and, for UDP, still serves (a UDP flow has no end, so it
+/// moves off a terminating backend rather than stick to it).
 #[inline(always)]
-fn still_valid(entry: &Ct4Value, proto: u8) -> bool {
-    match backend(entry.backend_id) {
+pub fn still_serves(id: u32, addr_be: [u8; 4], port_be: u16, proto: u8) -> bool {
+    match backend(id) {
         Some(b) => {
-            b.addr_be == entry.addr_be
-                && b.port_be == entry.port_be
+            b.addr_be == addr_be
+                && b.port_be == port_be
                 && !(proto == IPPROTO_UDP && b.flags & LB4_BACKEND_F_NOT_SERVING != 0)
         }
         None => false,
     }
+}
+
+/// The backend an established flow keeps: the one its entry names, if [`still_serves`].
+#[inline(always)]
+fn still_valid(entry: &Ct4Value, proto: u8) -> bool {
+    still_serves(entry.backend_id, entry.addr_be, entry.port_be, proto)
 }
 
 /// The Service step for a packet that entered at `origin`: DNAT (and source translation for

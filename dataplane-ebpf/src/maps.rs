@@ -9,11 +9,11 @@ use dataplane_common::{
     maps::{
         BPF_F_NO_PREALLOC, CT4_MAX_ENTRIES, DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES,
         LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT_MAX_ENTRIES,
-        LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT_MAX_ENTRIES,
+        LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_FWD_MAX_ENTRIES, LB4_SOCK_REVNAT_MAX_ENTRIES,
         LB4_STATS_MAX_ENTRIES, NODE_ROUTES4_MAX_ENTRIES,
     },
     Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey,
-    Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockKey, Lb4SockRevNat,
+    Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
     NodeRoute4Value,
 };
 
@@ -65,6 +65,11 @@ pub static LB4_AFFINITY: LruHashMap<Lb4AffinityKey, Lb4Affinity> =
 #[map]
 pub static LB4_SOCK_REVNAT: LruHashMap<Lb4SockKey, Lb4SockRevNat> =
     LruHashMap::pinned(LB4_SOCK_REVNAT_MAX_ENTRIES, 0);
+
+/// Socket hooks: the backend each (socket, Service) was sent to; written by `sock4_*`.
+#[map]
+pub static LB4_SOCK_FWD: LruHashMap<Lb4SockKey, Lb4SockFwd> =
+    LruHashMap::pinned(LB4_SOCK_FWD_MAX_ENTRIES, 0);
 
 /// Connection tracking of translated flows; written by the datapath.
 #[map]

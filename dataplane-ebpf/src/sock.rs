@@ -1,7 +1,9 @@
 //! Socket-level load balancing (cgroup sock_addr hooks): `connect()` and unconnected
-//! `sendmsg()` to a Service frontend are sent to a backend chosen once per call, so connected
-//! sockets pay no per-packet NAT; `getpeername()` and `recvmsg()` report the Service address
-//! again. Attached to a cgroup v2 directory: every process in it (whatever its network
+//! `sendmsg()` to a Service frontend are sent to a backend, so connected sockets pay no
+//! per-packet NAT; a socket keeps its backend per Service (`LB4_SOCK_FWD`) while that backend
+//! serves, as a conntrack entry keeps a flow's, so the datagrams of an unconnected UDP socket
+//! do not scatter over the backends; `getpeername()` and `recvmsg()` report the Service
+//! address again. Attached to a cgroup v2 directory: every process in it (whatever its network
 //! namespace) is covered, nothing outside it.
 
 use aya_ebpf::{
@@ -11,13 +13,13 @@ use aya_ebpf::{
 };
 use dataplane_common::{
     lb::{IPPROTO_TCP, IPPROTO_UDP},
-    Lb4SockKey, Lb4SockRevNat,
+    Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
 };
 
 use crate::{
     ct,
     lb::{self, Client},
-    maps::LB4_SOCK_REVNAT,
+    maps::{LB4_SOCK_FWD, LB4_SOCK_REVNAT},
 };
 
 /// Let the call proceed (with the address as the program left it).
@@ -80,15 +82,43 @@ fn translate(ctx: &SockAddrContext) -> i32 {
             bpf_get_socket_cookie(sa.cast()),
         )
     };
-    let client = Client {
-        addr: [0; 4],
-        netns_cookie,
+    let fwd_key = Lb4SockKey {
+        cookie: sock_cookie,
+        addr_be: addr,
+        port_be,
+        _pad: 0,
     };
-    let Ok((_, b)) = lb::select_backend(&svc, client, ct::now()) else {
-        // Counted by select_backend.
-        // SAFETY: plain helper call.
-        unsafe { bpf_set_retval(-EHOSTUNREACH) };
-        return REJECT;
+    // SAFETY: copied out at once.
+    let kept = (unsafe { LB4_SOCK_FWD.get(&fwd_key) })
+        .copied()
+        .filter(|f| lb::still_serves(f.backend_id, f.addr_be, f.port_be, proto));
+    let b = match kept {
+        Some(f) => dataplane_common::Lb4Backend {
+            addr_be: f.addr_be,
+            port_be: f.port_be,
+            ..Default::default()
+        },
+        None => {
+            let client = Client {
+                addr: [0; 4],
+                netns_cookie,
+            };
+            let Ok((id, b)) = lb::select_backend(&svc, client, ct::now()) else {
+                // Counted by select_backend.
+                // SAFETY: plain helper call.
+                unsafe { bpf_set_retval(-EHOSTUNREACH) };
+                return REJECT;
+            };
+            let chosen = Lb4SockFwd {
+                backend_id: id,
+                addr_be: b.addr_be,
+                port_be: b.port_be,
+                _pad: 0,
+            };
+            // Best effort: without it the next send chooses again.
+            let _ = LB4_SOCK_FWD.insert(&fwd_key, &chosen, 0);
+            b
+        }
     };
     // SAFETY: user_ip4/user_port are writable in connect4 and sendmsg4.
     unsafe {

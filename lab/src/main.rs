@@ -86,6 +86,13 @@ enum Cmd {
         #[arg(value_enum)]
         op: ApiserverOp,
     },
+    /// Restart one node's kube-proxy (same flags); returns once it answers /healthz, i.e.
+    /// after its first full sync.
+    KubeProxy {
+        #[arg(value_enum)]
+        op: KubeProxyOp,
+        node: String,
+    },
     /// Remove everything the lab made (works on a half-up lab too).
     Down,
     /// Build (or check) the upstream binaries without starting a lab.
@@ -112,6 +119,11 @@ enum NodeOp {
 enum ApiserverOp {
     Stop,
     Start,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KubeProxyOp {
+    Restart,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -183,6 +195,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ApiserverOp::Stop => nodeops::apiserver_stop(&state)?,
                 ApiserverOp::Start => nodeops::apiserver_start(&state)?,
             }
+        }
+        Cmd::KubeProxy { op: KubeProxyOp::Restart, node } => {
+            preflight::require_root()?;
+            nodeops::kube_proxy_restart(&state, &node)?;
         }
         Cmd::Logs { pod } => {
             let rec = state.load_record()?;

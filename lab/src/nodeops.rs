@@ -1,6 +1,7 @@
 //! Nodes joining and leaving a running lab (`weft-lab node add|remove`), and the API server
-//! going away and coming back (`weft-lab apiserver stop|start`): the events a CNI must
-//! survive.
+//! going away and coming back (`weft-lab apiserver stop|start`), a node's kube-proxy
+//! restarting (`weft-lab kube-proxy restart node-N`): the events a CNI must survive, and the
+//! restart whose first sync the Service benchmark times.
 
 use std::time::Duration;
 
@@ -65,6 +66,25 @@ pub fn remove(state: &StateDir, name: &str) -> anyhow::Result<()> {
     rec.spec.removed.push(plan.index);
     state.save_record(&rec)?;
     eprintln!("==> {name} removed");
+    Ok(())
+}
+
+/// Restarts `name`'s kube-proxy with the same flags and waits for its /healthz (its first full
+/// sync of every Service).
+pub fn kube_proxy_restart(state: &StateDir, name: &str) -> anyhow::Result<()> {
+    let rec = state.load_record()?;
+    if rec.spec.proxy.kube_proxy_mode().is_none() {
+        anyhow::bail!("this lab runs no kube-proxy (--proxy none)");
+    }
+    let plan = rec
+        .spec
+        .node_plans()
+        .into_iter()
+        .find(|n| n.name == name)
+        .with_context(|| format!("no node {name} in the lab"))?;
+    procs::stop_named(state, &nodes::kube_proxy_name(&plan), Duration::from_secs(30));
+    nodes::start_kube_proxy(state, &rec, &plan)?;
+    eprintln!("kube-proxy on {name} restarted and synced");
     Ok(())
 }
 

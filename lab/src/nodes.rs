@@ -242,7 +242,8 @@ fn run_kube_proxies(state: &StateDir, rec: &LabRecord, nodes: Vec<NodePlan>, mod
         started.push((name, pid, node));
     }
     let count = started.len();
-    kubectl::wait_for("kube-proxy to sync its rules", Duration::from_secs(60), || {
+    // Generous: a restart's first sync of 10k Services takes tens of seconds in iptables mode.
+    kubectl::wait_for("kube-proxy to sync its rules", Duration::from_secs(300), || {
         for (name, pid, node) in &started {
             procs::check_running(state, name, *pid)?;
             // healthz answers 200 once the first full sync is done.

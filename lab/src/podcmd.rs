@@ -24,24 +24,25 @@ pub fn parse_pod_ref(s: &str) -> anyhow::Result<(String, String)> {
 
 /// Finds the pod's record on whichever node runs it.
 pub fn find(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<PodRecord> {
-    find_on_node(state, rec, pod).map(|(r, _)| r)
+    find_on_node(state, rec, pod).map(|(r, _, _)| r)
 }
 
-/// The pod's record and the state dir of the node's kubelet stand-in that runs it.
-fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<(PodRecord, PathBuf)> {
+/// The pod's record, the state dir of the node's kubelet stand-in that runs it, and the node.
+fn find_on_node(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<(PodRecord, PathBuf, String)> {
     let (ns, name) = parse_pod_ref(pod)?;
     for node in rec.spec.node_plans() {
         let dir = kubelet_state_dir(state, &node.name);
         if let Ok(r) = kubelet::find_pod(&dir, &ns, &name) {
-            return Ok((r, dir));
+            return Ok((r, dir, node.name));
         }
     }
     anyhow::bail!("pod {ns}/{name} is not running on any lab node (see `weft-lab status`)")
 }
 
 /// Runs `cmd` inside the pod as `kubectl exec` would (the pod's network and UTS namespaces,
-/// the container's mounts, environment and image programs), straight from the kubelet
-/// stand-in's records: a shortcut that needs neither the API server nor the kubelet port.
+/// the container's mounts, environment and image programs, the node's cgroup), straight from
+/// the kubelet stand-in's records: a shortcut that needs neither the API server nor the
+/// kubelet port.
 pub fn exec(
     state: &StateDir,
     rec: &LabRecord,
@@ -49,9 +50,9 @@ pub fn exec(
     container: Option<&str>,
     cmd: &[String],
 ) -> anyhow::Result<ExitStatus> {
-    let (r, node_state) = find_on_node(state, rec, pod)?;
-    let mut c = kubelet::enter::command(&node_state, &r, container, cmd)?;
-    c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
+    let (r, node_state, node) = find_on_node(state, rec, pod)?;
+    join_node_cgroup(state, &node)?;
+    let mut c = kubelet::enter::command(&node_state, &r, container, cmd)?;    c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
 }
 
 /// `cmd` on a lab host as ssh would run it. On a node whose kubelet stand-in runs, the
@@ -75,6 +76,7 @@ pub fn on_host(
         .filter(|pid| crate::procs::alive(*pid));
     Ok(match kubelet {
         Some(pid) => {
+            join_node_cgroup(state, host)?;
             let mut c = std::process::Command::new("nsenter");
             c.arg(format!("--target={pid}")).args(["--net", "--mount", "--"]).args(cmd);
             c
@@ -85,6 +87,22 @@ pub fn on_host(
             c
         }
     })
+}
+
+/// Moves this process into `node`'s cgroup v2 subtree (the node's "root cgroup", where its
+/// kubelet stand-in and pods run), so the command it starts runs there as `kubectl exec`'s and
+/// ssh's processes do on a real node, and the node's cgroup programs (weft's socket-level load
+/// balancing) see it. A node whose subtree does not exist (no stand-in yet) is left alone.
+fn join_node_cgroup(state: &StateDir, node: &str) -> anyhow::Result<()> {
+    let Some(root) = crate::leftovers::cgroup2_root() else {
+        return Ok(());
+    };
+    let dir = root.join(crate::nodes::node_cgroup(state, node));
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+        .with_context(|| format!("joining {node}'s cgroup {}", dir.display()))
 }
 
 pub fn logs(state: &StateDir, rec: &LabRecord, pod: &str) -> anyhow::Result<()> {

@@ -2,5 +2,6 @@
 
 pub mod conformance;
 pub mod lab;
+pub mod services;
 pub mod walkthrough;
 pub mod weft;

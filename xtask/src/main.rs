@@ -29,7 +29,7 @@ enum Cmd {
     /// Run the test suites: setup, unit, eBPF packet, netns and lab tests.
     Test(test::Args),
     /// Run the benchmarks and print ratios against peers measured in the same run.
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// The quickstart: pods in network namespaces wired by weft, with ping, HTTP and cleanup.
     Demo(demo::Args),
     /// The container image's build context: a static weft and deploy/image/Containerfile.
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup(a) => setup::run(a),
         Cmd::BuildEbpf(a) => ebpf::run(a),
         Cmd::Test(a) => test::run(a),
-        Cmd::Bench(a) => bench::run(a),
+        Cmd::Bench(a) => bench::run(*a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Lab(a) => lab::run(a),
         Cmd::Image(a) => image::run(a),

@@ -115,6 +115,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         bpf_host_routing: opts.host_routing == HostRouting::Bpf,
         vxlan: vxlan.map(|i| (i, VNI)),
         log: opts.bpf_log,
+        uplink: uplink.as_ref().map(|u| u.ifindex),
     };
     let view = Arc::new(RwLock::new(ClusterView {
         node: opts.node_name.clone(),

@@ -17,6 +17,8 @@ pub struct DatapathSettings {
     pub vxlan: Option<(u32, u32)>,
     /// aya-log debug lines from the programs.
     pub log: bool,
+    /// The uplink's ifindex, where NodePort replies leave (None: not known, e.g. no uplink).
+    pub uplink: Option<u32>,
 }
 
 impl Default for DatapathSettings {
@@ -25,6 +27,7 @@ impl Default for DatapathSettings {
             bpf_host_routing: true,
             vxlan: None,
             log: false,
+            uplink: None,
         }
     }
 }
@@ -43,7 +46,7 @@ impl From<&DatapathSettings> for DpConfig {
             flags,
             vxlan_ifindex,
             vni,
-            _pad: 0,
+            uplink_ifindex: s.uplink.unwrap_or(0),
         }
     }
 }
@@ -54,6 +57,7 @@ impl From<&DpConfig> for DatapathSettings {
             bpf_host_routing: c.bpf_host_routing(),
             vxlan: (c.vxlan_ifindex != 0).then_some((c.vxlan_ifindex, c.vni)),
             log: c.log(),
+            uplink: (c.uplink_ifindex != 0).then_some(c.uplink_ifindex),
         }
     }
 }
@@ -97,6 +101,7 @@ mod tests {
                 bpf_host_routing: false,
                 vxlan: Some((7, 1)),
                 log: true,
+                uplink: Some(3),
             },
         ] {
             assert_eq!(DatapathSettings::from(&DpConfig::from(&s)), s);

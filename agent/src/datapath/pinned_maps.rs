@@ -12,13 +12,13 @@ use dataplane_common::maps::{
     CT4, CT4_MAX_ENTRIES, DP_CONFIG, DROP_STATS, DROP_STATS_MAX_ENTRIES, ENDPOINTS4,
     ENDPOINTS4_MAX_ENTRIES, LB4_AFFINITY, LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS,
     LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT, LB4_REVNAT_MAX_ENTRIES, LB4_SERVICES,
-    LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_REVNAT,
+    LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_FWD, LB4_SOCK_FWD_MAX_ENTRIES, LB4_SOCK_REVNAT,
     LB4_SOCK_REVNAT_MAX_ENTRIES, LB4_STATS, LB4_STATS_MAX_ENTRIES, NODE_ROUTES4,
     NODE_ROUTES4_MAX_ENTRIES,
 };
 use dataplane_common::{
     Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey,
-    Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockKey, Lb4SockRevNat,
+    Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
     NodeRoute4Value,
 };
 
@@ -65,6 +65,7 @@ const SPECS: &[Spec] = &[
         MapType::LruHash,
         LB4_SOCK_REVNAT_MAX_ENTRIES,
     ),
+    Spec::new::<Lb4SockKey, Lb4SockFwd>(LB4_SOCK_FWD, MapType::LruHash, LB4_SOCK_FWD_MAX_ENTRIES),
     Spec::new::<Ct4Key, Ct4Value>(CT4, MapType::LruHash, CT4_MAX_ENTRIES),
     Spec::new::<u32, u64>(LB4_STATS, MapType::PerCpuArray, LB4_STATS_MAX_ENTRIES),
 ];

@@ -75,6 +75,9 @@ pub enum Program {
     Agnhost,
     /// A Debian userland (`e2e-test-images/glibc-dns-testing`: sh, dig, getent).
     Debian,
+    /// The network troubleshooting toolbox `nicolaka/netshoot`: the machine's tools (socat,
+    /// nc, dig, curl, python3, iperf3, sockperf) standing in for the image's.
+    Netshoot,
 }
 
 /// The registry of Kubernetes' e2e test images.
@@ -87,9 +90,9 @@ pub const AGNHOST_TAG: &str = crate::upstream::Versions::PINNED.agnhost;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "image {image:?} is not in the lab's image catalogue (known: nginx, busybox, \
-     radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, pause, weft, \
-     registry.k8s.io/e2e-test-images/{{agnhost:{AGNHOST_TAG},nginx,busybox,glibc-dns-testing}})"
-)]
+     radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, \
+     nicolaka/netshoot, pause, weft, \
+     registry.k8s.io/e2e-test-images/{{agnhost:{AGNHOST_TAG},nginx,busybox,glibc-dns-testing}})")]
 pub struct UnknownImage {
     pub image: String,
 }
@@ -109,6 +112,7 @@ pub fn lookup(image: &str) -> Result<Program, UnknownImage> {
         },
         "curlimages/curl" => Program::Curl,
         "networkstatic/iperf3" => Program::Iperf3,
+        "nicolaka/netshoot" => Program::Netshoot,
         "registry.k8s.io/pause" | "k8s.gcr.io/pause" => Program::Pause,
         e2e if e2e.starts_with(E2E_REGISTRY) => match (&e2e[E2E_REGISTRY.len()..], r.tag.as_deref()) {
             // Another agnhost release would behave differently: only the one built here.
@@ -159,6 +163,8 @@ impl Program {
             Program::Pause => (&["/pause"], &[]),
             Program::Agnhost => (&["/agnhost"], &["pause"]),
             Program::Debian => (&[], &["bash"]),
+            // The image's CMD is zsh; sh is what the machine surely has.
+            Program::Netshoot => (&[], &["sh"]),
         }
     }
 
@@ -467,6 +473,17 @@ mod tests {
         assert!(dir.join("localhost.crt").exists() && dir.join("agnhost-2").exists());
         assert_eq!(Program::Agnhost.shadow_dir(&r), Some(dir));
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn netshoot_runs_the_machines_network_tools() {
+        assert_eq!(lookup("nicolaka/netshoot:v0.13"), Ok(Program::Netshoot));
+        let tmp = crate::kubelet::testutil::tempdir("wk-cat-ns");
+        let r = roots(&tmp);
+        assert_eq!(Program::Netshoot.path_env(&r), HOST_PATH);
+        let argv = Program::Netshoot.argv(&s(&["socat", "-V"]), &[], &r).unwrap();
+        assert_eq!(argv[0], host_which("socat").expect("socat on this machine (cargo xtask setup)"));
+        assert!(Program::Netshoot.argv(&[], &[], &r).unwrap()[0].ends_with("/sh"));
     }
 
     #[test]
