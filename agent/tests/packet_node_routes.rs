@@ -173,6 +173,25 @@ fn from_netdev_and_from_overlay_deliver_to_local_pods_as_a_routed_hop() {
 }
 
 #[test]
+fn traffic_from_outside_the_pod_network_reaches_local_pods_through_the_stack() {
+    require_root_and_bpffs();
+    let (_pins, dp) = datapath("netdev-outside", DatapathSettings::default(), native());
+    // An outside host routed to the pod CIDRs (the API server's pod proxy) and another node:
+    // the node's conntrack must see these connections open, or the egress masquerade would
+    // take the pod's replies for new flows and rewrite their source.
+    for src in [OUTSIDE, NODE2.octets(), [172, 30, 0, 2]] {
+        let frame = udp_frame(src, LOCAL_POD, 63);
+        let out = run(&dp, Prog::FromNetdev, &frame).expect("test run");
+        assert_eq!(out.verdict, TC_ACT_OK, "{src:?} -> local pod goes to the stack");
+        assert_eq!(out.frame, frame, "{src:?} untouched");
+    }
+    // Another node's pods are still delivered straight in.
+    let out = run(&dp, Prog::FromNetdev, &udp_frame(REMOTE_POD, LOCAL_POD, 63)).expect("test run");
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    assert_no_drops(&dp);
+}
+
+#[test]
 fn kernel_host_routing_hands_everything_to_the_stack() {
     require_root_and_bpffs();
     let settings = DatapathSettings {

@@ -1,7 +1,8 @@
 //! `from_netdev`: tc ingress on the node's uplink (traffic from other nodes and the outside).
 //!
 //! The uplink's Service step first (`lb::netdev`: reverse NAT of replies, NodePort / external
-//! IP / load-balancer IP DNAT), then delivery into a local pod (this node is a routed hop),
+//! IP / load-balancer IP DNAT), then delivery into a local pod (this node is a routed hop) of
+//! translated packets and of other nodes' pods' traffic,
 //! or, for a NodePort whose backend is elsewhere, on to the node that owns it; a reply
 //! reverse-NATed for an outside client straight back out. Everything else goes to the node's
 //! stack.
@@ -33,6 +34,14 @@ fn try_from_netdev(ctx: &TcContext) -> Result<i32, i32> {
         Lb::Translated => true,
         Lb::Done(verdict) => return Ok(verdict),
     };
+    // Untranslated traffic from outside the pod network (a host on the underlay with a route
+    // to the pod CIDRs, such as the API server's pod proxy, or another node) goes through the
+    // node's stack: its conntrack must see the connection open, or the pod's first reply
+    // would look like a new outbound flow to the egress masquerade and leave with the node's
+    // address. Only other nodes' pods are delivered here directly.
+    if !translated && fwd::remote_node(source).is_none() {
+        return Ok(TC_ACT_OK as i32);
+    }
     let cfg = config();
     if let Some(verdict) = fwd::deliver(ctx, &mut pkt, translated, Hop::Routed, &cfg)? {
         return Ok(verdict);
