@@ -43,12 +43,7 @@ pub fn add(state: &StateDir) -> anyhow::Result<NodePlan> {
 /// Removes `name`: its kubelet stops its pods, the Node object is deleted, its namespace goes.
 pub fn remove(state: &StateDir, name: &str) -> anyhow::Result<()> {
     let mut rec = state.load_record()?;
-    let plan = rec
-        .spec
-        .node_plans()
-        .into_iter()
-        .find(|n| n.name == name)
-        .with_context(|| format!("no node {name} in the lab"))?;
+    let plan = node_plan(&rec, name)?;
     eprintln!("==> removing {name}");
     for process in [nodes::kube_proxy_name(&plan), nodes::kubelet_name(&plan)] {
         procs::stop_named(state, &process, Duration::from_secs(30));
@@ -69,6 +64,15 @@ pub fn remove(state: &StateDir, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The plan of the lab's node `name`.
+fn node_plan(rec: &crate::state::LabRecord, name: &str) -> anyhow::Result<crate::spec::NodePlan> {
+    rec.spec
+        .node_plans()
+        .into_iter()
+        .find(|n| n.name == name)
+        .with_context(|| format!("no node {name} in the lab"))
+}
+
 /// Restarts `name`'s kube-proxy with the same flags and waits for its /healthz (its first full
 /// sync of every Service).
 pub fn kube_proxy_restart(state: &StateDir, name: &str) -> anyhow::Result<()> {
@@ -76,12 +80,7 @@ pub fn kube_proxy_restart(state: &StateDir, name: &str) -> anyhow::Result<()> {
     if rec.spec.proxy.kube_proxy_mode().is_none() {
         anyhow::bail!("this lab runs no kube-proxy (--proxy none)");
     }
-    let plan = rec
-        .spec
-        .node_plans()
-        .into_iter()
-        .find(|n| n.name == name)
-        .with_context(|| format!("no node {name} in the lab"))?;
+    let plan = node_plan(&rec, name)?;
     procs::stop_named(state, &nodes::kube_proxy_name(&plan), Duration::from_secs(30));
     nodes::start_kube_proxy(state, &rec, &plan)?;
     eprintln!("kube-proxy on {name} restarted and synced");

@@ -172,8 +172,9 @@ pub fn run(nodes: usize) -> Result<()> {
          \x20 cargo xtask lab status                       nodes, pods, Services\n\
          \x20 cargo xtask lab kubectl get pods -A -o wide  kubectl with the admin kubeconfig\n\
          \x20 cargo xtask lab kubectl exec curl -- curl -s http://nginx/\n\
-         \x20 cargo xtask lab node-exec node-1 -- /run/weft-lab/bin/weft status --socket /run/weft/weft.sock\n\
-         \x20 cargo xtask lab node-exec node-1 -- /run/weft-lab/bin/weft service list --socket /run/weft/weft.sock\n\
+         \x20 cargo xtask lab kubectl -n weft-system exec ds/weft -- weft status        (one node's agent)\n\
+         \x20 cargo xtask lab kubectl -n weft-system exec ds/weft -- weft service list\n\
+         \x20 cargo xtask lab conformance                  Kubernetes' 47 network conformance tests\n\
          \x20 cargo xtask lab down                         take it all down"
     );
     if !ok {
