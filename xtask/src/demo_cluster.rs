@@ -155,8 +155,12 @@ pub fn run(nodes: usize) -> Result<()> {
     let (good, out) = within(60, || {
         let (_, o) = lab.exec("busybox", &["nslookup", "kubernetes"]);
         let lines: Vec<String> = o.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-        let good = lines.iter().any(|l| l == "Address 1: 10.32.0.1 kubernetes.default.svc.cluster.local")
-            && lines.iter().any(|l| l.starts_with("Server:") && l.contains("10.32.0.10"));
+        // busybox 1.28 prints `Address 1: IP NAME`, later ones `Name:` then `Address: IP`
+        // (and a non-zero exit for the search domains that do not resolve).
+        let answered = lines.iter().any(|l| l == "Address 1: 10.32.0.1 kubernetes.default.svc.cluster.local")
+            || (lines.iter().any(|l| l == "Name: kubernetes.default.svc.cluster.local")
+                && lines.iter().any(|l| l == "Address: 10.32.0.1"));
+        let good = answered && lines.iter().any(|l| l.starts_with("Server:") && l.contains("10.32.0.10"));
         (good, o)
     });
     ok &= check("nslookup kubernetes answers 10.32.0.1 from kube-dns at 10.32.0.10", good, &out);
