@@ -7,6 +7,7 @@
 
 mod cni_add;
 mod cross_node;
+mod lab;
 mod lb_scale;
 mod rr;
 mod topo;
@@ -101,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut samples: Vec<Sample> =
         topos.iter().map(|t| Sample { path: t.name, rr: Vec::new(), gbps: Vec::new() }).collect();
     let total = args.rounds * topos.len();
-    let cpu = (!args.no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+    let cpu = pinned_cpu(args.no_pin);
     let mut step = 0;
     for round in 1..=args.rounds {
         for (t, s) in topos.iter().zip(samples.iter_mut()) {
@@ -180,29 +181,47 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Request/response rate between the topology's two pods (one transaction in flight).
-pub(crate) fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+/// The CPU that benchmark clients and servers are pinned to (the last one), unless `--no-pin`.
+pub(crate) fn pinned_cpu(no_pin: bool) -> Option<usize> {
+    (!no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1))
+}
+
+/// Runs this binary's `bench --SERVER port` in the topology's server (waits for its
+/// "listening"), then `bench --seconds S --CLIENT ip:port` in its client; the client's stdout.
+pub(crate) fn client_server(
+    me: &std::path::Path,
+    t: &topo::Topology,
+    (server_flag, client_flag, port): (&str, &str, u16),
+    secs: f64,
+    cpu: Option<usize>,
+) -> Result<Vec<u8>> {
     let mut server = topo::in_ns(&t.server, me, cpu)
-        .args(["bench", "--rr-server", &RR_PORT.to_string()])
+        .args(["bench", server_flag, &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()
-        .context("starting the RR server")?;
+        .with_context(|| format!("starting bench {server_flag}"))?;
     let mut line = String::new();
     BufReader::new(server.stdout.as_mut().expect("piped")).read_line(&mut line)?;
     if line.trim() != "listening" {
         let _ = server.kill();
-        bail!("RR server in {} did not start", t.server);
+        bail!("bench {server_flag} in {} did not start", t.server);
     }
     let out = topo::in_ns(&t.client, me, cpu)
-        .args(["bench", "--seconds", &secs.to_string(), "--rr-client"])
-        .arg(format!("{}:{RR_PORT}", t.server_ip))
+        .args(["bench", "--seconds", &secs.to_string(), client_flag])
+        .arg(format!("{}:{port}", t.server_ip))
         .output()?;
     let _ = server.kill();
     let _ = server.wait();
     if !out.status.success() {
-        bail!("RR client failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("bench {client_flag} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing the RR client's rate")
+    Ok(out.stdout)
+}
+
+/// Request/response rate between the topology's two pods (one transaction in flight).
+pub(crate) fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+    let out = client_server(me, t, ("--rr-server", "--rr-client", RR_PORT), secs, cpu)?;
+    String::from_utf8_lossy(&out).trim().parse().context("parsing the RR client's rate")
 }
 
 /// Bulk TCP throughput with iperf3 (one stream) between the two pods.
