@@ -4,12 +4,18 @@
 //! `cargo xtask bench cni-add`: CNI ADD/DEL latency of weft against the reference plugins.
 //! `cargo xtask bench cross-node`: pod to pod across two lab nodes against node to node.
 //! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
+//! `cargo xtask bench services`: Services in the lab at 1 and 10k, weft against kube-proxy.
 
 mod cni_add;
+mod crr;
 mod cross_node;
 mod lab;
 mod lb_scale;
+mod prom;
 mod rr;
+mod svc;
+mod svc_objects;
+mod svc_proxy;
 mod topo;
 
 use std::io::{BufRead, BufReader};
@@ -48,6 +54,12 @@ pub struct Args {
     /// Internal: run the request/response client against this address.
     #[arg(long, hide = true)]
     rr_client: Option<SocketAddr>,
+    /// Internal: run the new-connection server on this port (used inside a pod).
+    #[arg(long, hide = true)]
+    crr_server: Option<u16>,
+    /// Internal: run the new-connection client against this address.
+    #[arg(long, hide = true)]
+    crr_client: Option<SocketAddr>,
 }
 
 #[derive(clap::Subcommand)]
@@ -61,6 +73,10 @@ enum Section {
     /// Per-packet cost of the Service path (BPF_PROG_TEST_RUN) with 1, 1k, 10k and 50k
     /// Services, as ratios to 1 Service measured in the same rounds.
     LbScale(lb_scale::Args),
+    /// Services in the lab at 1 and 10k Services: new-connection latency and request/response
+    /// rate through a ClusterIP against the pod IP, programming latency, a joining node's
+    /// first sync and memory; weft (no kube-proxy) against kube-proxy iptables and nftables.
+    Services(svc::Args),
 }
 
 const RR_PORT: u16 = 7777;
@@ -77,6 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(Section::CniAdd(a)) => return cni_add::run(a),
         Some(Section::CrossNode(a)) => return cross_node::run(a),
         Some(Section::LbScale(a)) => return lb_scale::run(a),
+        Some(Section::Services(a)) => return svc::run(a),
         None => {}
     }
     if let Some(port) = args.rr_server {
@@ -84,6 +101,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(addr) = args.rr_client {
         return rr::client(addr, args.seconds);
+    }
+    if let Some(port) = args.crr_server {
+        return crr::serve(port, std::time::Duration::from_secs(60));
+    }
+    if let Some(addr) = args.crr_client {
+        return crr::client(addr, args.seconds);
     }
     crate::util::require_root("the benchmark")?;
     if args.paths.first().map(String::as_str) != Some("veth") {
