@@ -16,6 +16,7 @@ mod rr;
 mod svc;
 mod svc_objects;
 mod svc_proxy;
+mod svc_report;
 mod topo;
 
 use std::io::{BufRead, BufReader};

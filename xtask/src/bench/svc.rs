@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::lab::{self, sleeper_pod, Lab};
 use super::prom::{self, Histogram};
-use super::{svc_objects, svc_proxy, topo};
+use super::{svc_objects, svc_proxy, svc_report, topo};
 use crate::util;
 
 #[derive(clap::Args)]
@@ -231,10 +231,11 @@ fn summary(h: &Histogram) -> Value {
 
 /// Times `args.changes` EndpointSlice changes as each proxy reports them on node-1.
 fn programming(lab: &Lab, kind: &LabKind, args: &Args) -> Result<Value> {
+    // [change -> programmed, one programming pass].
     let hists: &[&str] = if kind.name == "weft" {
         &["weft_service_programming_seconds", "weft_reconcile_duration_seconds"]
     } else {
-        &["kubeproxy_sync_proxy_rules_duration_seconds", "kubeproxy_network_programming_duration_seconds"]
+        &["kubeproxy_network_programming_duration_seconds", "kubeproxy_sync_proxy_rules_duration_seconds"]
     };
     let labels = |h: &str| -> Vec<&'static str> {
         if h == "weft_reconcile_duration_seconds" {
@@ -263,8 +264,10 @@ fn programming(lab: &Lab, kind: &LabKind, args: &Args) -> Result<Value> {
     std::thread::sleep(Duration::from_secs(5));
     let after = scrape()?;
     let mut out = serde_json::Map::new();
-    for ((h, a), b) in hists.iter().zip(&after).zip(&before) {
-        out.insert((*h).to_string(), summary(&a.since(b)));
+    for (((key, h), a), b) in ["change", "pass"].iter().zip(hists).zip(&after).zip(&before) {
+        let mut v = summary(&a.since(b));
+        v["metric"] = json!(h);
+        out.insert((*key).to_string(), v);
     }
     Ok(Value::Object(out))
 }
@@ -275,38 +278,10 @@ fn report(results: &[Value], args: &Args) -> Result<()> {
         return Ok(());
     }
     let placement = if args.no_pin { "placed by the scheduler" } else { "client and server on one CPU" };
-    println!(
-        "\nmedian of {} rounds of {}s; client pod on node-1, server pod on node-2, {placement}; ratios against the pod IP at the same scale",
+    let head = format!(
+        "median of {} rounds of {}s; client pod on node-1, server pod on node-2, {placement}; ratios against the pod IP at the same scale",
         args.rounds, args.seconds
     );
-    println!(
-        "{:<9} {:>8} {:<10} {:>9} {:>9} {:>10} {:>10} {:>8} {:>9}",
-        "LAB", "SERVICES", "PATH", "p50 µs", "p99 µs", "conn/s", "RR/s", "p50 x", "conn/s x"
-    );
-    for r in results {
-        let rows = r["latency"].as_array().context("latency")?;
-        for row in rows {
-            let base = rows.iter().find(|b| b["scale"] == row["scale"] && b["path"] == "pod IP").unwrap_or(row);
-            let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "{:<9} {:>8} {:<10} {:>9.0} {:>9.0} {:>10.0} {:>10.0} {:>8.3} {:>9.3}",
-                r["lab"].as_str().unwrap_or_default(),
-                row["scale"].as_u64().unwrap_or_default(),
-                row["path"].as_str().unwrap_or_default(),
-                f(row, "p50_us"),
-                f(row, "p99_us"),
-                f(row, "conn_per_s"),
-                f(row, "rr_per_s"),
-                f(row, "p50_us") / f(base, "p50_us"),
-                f(row, "conn_per_s") / f(base, "conn_per_s"),
-            );
-        }
-    }
-    println!("\nprogramming on node-1 ({} EndpointSlice changes), a joining node's first sync, memory", args.changes);
-    for r in results {
-        println!("{}: {}", r["lab"].as_str().unwrap_or_default(), serde_json::to_string(&json!({
-            "programming": r["programming"], "join": r["join"], "rss_kib_node1": r["rss_kib_node1"],
-            "create_s": r["create_s"], "settle_s": r["settle_s"]}))?);
-    }
+    svc_report::table(&mut std::io::stdout().lock(), results, &head, args.changes)?;
     Ok(())
 }
