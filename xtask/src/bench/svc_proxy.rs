@@ -88,36 +88,14 @@ pub fn node_joins(lab: &Lab, kind: &LabKind, filler: usize) -> Result<Value> {
     let pid = proxy_pid(kind, node)?;
     let start = process_start(pid)?;
     let (synced_at, sync_s, services) = if kind.name == "weft" {
-        // The agent logs "Services synced" with the count once its first full sync is done.
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             if Instant::now() > deadline {
                 bail!("node-3's agent did not sync its {filler} Services in 10 minutes");
             }
-            // Its metrics server may not listen yet.
-            let m = proxy_metrics(lab, kind, node).unwrap_or_default();
-            let runs = prom::value(&m, "weft_reconcile_runs_total", &["reconciler=\"services\""]).unwrap_or(0.0);
-            if runs >= 1.0 {
-                let h = prom::histogram(&m, "weft_reconcile_duration_seconds", &["reconciler=\"services\""]).context("services histogram")?;
-                let pod = lab
-                    .ok(&["kubectl", "get", "pods", "-n", "weft-system", "--field-selector", &format!("spec.nodeName={node}"), "-o", "jsonpath={.items[0].metadata.name}"])?;
-                let log = lab.ok(&["logs", &format!("weft-system/{}", pod.trim())])?;
-                // The first pass that had every filler Service (an earlier one may have run
-                // before the watch caches were full).
-                let synced = log.lines().filter(|l| l.contains("Services synced")).find_map(|l| {
-                    let n: usize = l.split("services=").nth(1)?.split_whitespace().next()?.parse().ok()?;
-                    (n >= filler).then_some((l, n))
-                });
-                let Some((line, services)) = synced else {
-                    std::thread::sleep(Duration::from_millis(200));
-                    continue;
-                };
-                let at = log_time(line).context("the log line's time")?;
-                let services = services as f64;
-                if runs > 1.0 {
-                    eprintln!("    (the agent ran {runs} Service passes before the scrape; the sync figure is their mean)");
-                }
-                break (at, h.sum / h.count.max(1.0), services);
+            // The pod or its log may not be there yet.
+            if let Some(s) = weft_log(lab, node).ok().and_then(|log| first_full_sync(&log, filler)) {
+                break s;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -140,13 +118,35 @@ pub fn node_joins(lab: &Lab, kind: &LabKind, filler: usize) -> Result<Value> {
         if h.count > 1.0 {
             eprintln!("    (kube-proxy synced {} times before the scrape; the figures are its last sync's)", h.count);
         }
-        (last, h.sum / h.count.max(1.0), filler as f64)
+        (last, h.sum / h.count.max(1.0), filler)
     };
     let rss = proxy_rss_kib(kind, node)?;
     let v = json!({"start_to_synced_s": synced_at - start, "first_sync_s": sync_s, "services_seen": services, "rss_kib": rss,
                    "measured_at": now()});
     eprintln!("    node-3's proxy: start -> all Services programmed {:.2} s (sync itself {:.2} s), RSS {} MiB", synced_at - start, sync_s, rss / 1024);
     Ok(v)
+}
+
+/// The log of weft's agent on `node`.
+fn weft_log(lab: &Lab, node: &str) -> Result<String> {
+    let field = format!("spec.nodeName={node}");
+    let pod = lab.ok(&["kubectl", "get", "pods", "-n", "weft-system", "--field-selector", &field, "-o", "jsonpath={.items[0].metadata.name}"])?;
+    lab.ok(&["logs", &format!("weft-system/{}", pod.trim())])
+}
+
+/// A `key=value` field of a tracing log line.
+fn field<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?.parse().ok()
+}
+
+/// The agent's first full Service pass that held at least `filler` Services (an earlier one
+/// may run before the watch caches are full): when it ended (Unix seconds), how long the pass
+/// took (`seconds=`, translate and write every map), and how many Services it had.
+fn first_full_sync(log: &str, filler: usize) -> Option<(f64, f64, usize)> {
+    log.lines().filter(|l| l.contains("Services synced")).find_map(|l| {
+        let n: usize = field(l, "services")?;
+        (n >= filler).then_some((log_time(l)?, field(l, "seconds")?, n))
+    })
 }
 
 /// The time of a tracing log line (`2026-11-29T14:22:31.729000Z  INFO …`) as Unix seconds.
@@ -164,5 +164,16 @@ mod tests {
         let t = log_time("2026-11-29T14:22:31.729000Z  INFO weft::agent::services: Services synced services=10002").unwrap();
         assert!((t - 1_795_962_151.729).abs() < 1e-3, "{t}");
         assert!(log_time("not a log line").is_none());
+    }
+
+    #[test]
+    fn the_first_sync_is_the_first_pass_with_every_filler_service() {
+        let log = "2026-11-29T14:22:30.000000Z  INFO weft::agent::run: watching the API server node=node-3\n\
+                   2026-11-29T14:22:30.500000Z  INFO weft::agent::services: Services synced services=3 seconds=0.01 stats=..\n\
+                   2026-11-29T14:22:31.729000Z  INFO weft::agent::services: Services synced services=10003 seconds=0.41 stats=..\n\
+                   2026-11-29T14:22:40.000000Z  INFO weft::agent::services: Services synced services=10003 seconds=0.30 stats=..\n";
+        let (at, secs, n) = first_full_sync(log, 10_000).unwrap();
+        assert!((at - 1_795_962_151.729).abs() < 1e-3 && secs == 0.41 && n == 10_003);
+        assert!(first_full_sync(log, 20_000).is_none());
     }
 }
