@@ -99,6 +99,7 @@ impl ServicesTask {
     }
 
     async fn sync_all(&self) -> bool {
+        let t = Instant::now();
         let by_svc = slices_by_service(&self.slices, None);
         let services: Vec<lb::Service> = self
             .services
@@ -112,7 +113,7 @@ impl ServicesTask {
         let n = services.len();
         match self.agent.run(move |a| a.sync_services(&services)).await {
             Ok(Ok(stats)) => {
-                info!(services = n, ?stats, "Services synced");
+                info!(services = n, seconds = t.elapsed().as_secs_f64(), ?stats, "Services synced");
                 true
             }
             Ok(Err(e)) | Err(e) => {

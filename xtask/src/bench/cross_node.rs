@@ -5,14 +5,12 @@
 //! - the reference bridge plugin with static routes (seed 002's setup), against node to node;
 //! - weft, VXLAN on a routed topology, against node to node over the router.
 
-use std::ffi::OsString;
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use super::topo::{self, Place};
+use super::lab::{self, sleeper_pod, Lab};
+use super::topo;
 use crate::util;
 
 #[derive(clap::Args)]
@@ -34,9 +32,6 @@ pub struct Args {
     output: String,
 }
 
-/// The lab's state dir for the benchmark (its own, so a user's lab is never touched).
-const STATE: &str = "/run/weft-lab-bench";
-
 struct LabRun {
     name: &'static str,
     up: &'static [&'static str],
@@ -53,51 +48,6 @@ const LABS: &[LabRun] = &[
     },
 ];
 
-/// A lab up for the benchmark; `Drop` takes it down.
-struct Lab {
-    bin: PathBuf,
-}
-
-impl Lab {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args).env("WEFT_LAB_STATE", STATE);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.cmd(args).stdin(Stdio::null()).output()?;
-        if !out.status.success() {
-            bail!("weft-lab {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn enter(&self, what: &[&str]) -> Place {
-        let mut argv: Vec<OsString> = vec![self.bin.clone().into()];
-        argv.extend(what.iter().map(OsString::from));
-        argv.push("--".into());
-        // `weft-lab` reads its state dir from the environment: pass it through `env`.
-        let mut with_env: Vec<OsString> = vec!["/usr/bin/env".into(), format!("WEFT_LAB_STATE={STATE}").into()];
-        with_env.extend(argv);
-        Place::Enter(with_env)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        eprintln!("  taking the benchmark lab down");
-        let _ = self.cmd(&["down"]).stdout(Stdio::null()).status();
-    }
-}
-
-fn pinned_pod(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  \
-         containers:\n  - name: main\n    image: busybox\n    args: [sleep, \"3600\"]\n---\n"
-    )
-}
-
 /// One measured path: its samples.
 struct Samples {
     lab: &'static str,
@@ -108,14 +58,9 @@ struct Samples {
 
 pub fn run(args: Args) -> Result<()> {
     util::require_root("the cross-node benchmark")?;
-    if std::path::Path::new(STATE).exists() {
-        bail!("{STATE} exists: a benchmark lab is already up (remove it with WEFT_LAB_STATE={STATE} weft-lab down)");
-    }
     let xtask = std::env::current_exe()?;
-    util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
-    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
-    let bin = util::target_dir().join("debug/weft-lab");
-    let cpu = (!args.no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+    let bin = lab::prepare(&xtask)?;
+    let cpu = super::pinned_cpu(args.no_pin);
     let mut all = Vec::new();
     for name in &args.labs {
         let run = LABS.iter().find(|l| l.name == name).with_context(|| format!("unknown lab {name:?} (native, bridge, vxlan)"))?;
@@ -126,32 +71,13 @@ pub fn run(args: Args) -> Result<()> {
 
 fn measure_lab(bin: &Path, xtask: &Path, run: &LabRun, args: &Args, cpu: Option<usize>) -> Result<Vec<Samples>> {
     eprintln!("==> lab {}: weft-lab up --nodes 2 {}", run.name, run.up.join(" "));
-    let mut up = vec!["up", "--nodes", "2"];
+    let mut up = vec!["--nodes", "2"];
     up.extend_from_slice(run.up);
-    let status = Command::new(bin).args(&up).env("WEFT_LAB_STATE", STATE).stdout(Stdio::null()).status()?;
-    let lab = Lab { bin: bin.to_owned() };
-    if !status.success() {
-        bail!("weft-lab up failed for the {} lab", run.name);
-    }
-    let manifest = format!("{}{}", pinned_pod("bench-a", "node-1"), pinned_pod("bench-b", "node-2"));
-    let mut apply = lab.cmd(&["kubectl", "apply", "-f", "-"]);
-    apply.stdin(Stdio::piped()).stdout(Stdio::null());
-    let mut child = apply.spawn()?;
-    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), manifest.as_bytes())?;
-    if !child.wait()?.success() {
-        bail!("creating the benchmark pods failed");
-    }
+    let lab = Lab::up(bin, &up)?;
+    lab.apply(&format!("{}{}", sleeper_pod("bench-a", "node-1", ""), sleeper_pod("bench-b", "node-2", "")))?;
     lab.ok(&["kubectl", "wait", "--for=condition=Ready", "pod/bench-a", "pod/bench-b", "--timeout=120s"])?;
-    let pod_ip: Ipv4Addr = lab
-        .ok(&["kubectl", "get", "pod", "bench-b", "-o", "jsonpath={.status.podIP}"])?
-        .trim()
-        .parse()
-        .context("bench-b's pod IP")?;
-    let node_ip: Ipv4Addr = lab
-        .ok(&["kubectl", "get", "node", "node-2", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"])?
-        .trim()
-        .parse()
-        .context("node-2's InternalIP")?;
+    let pod_ip = lab.pod_ip("bench-b")?;
+    let node_ip = lab.node_ip("node-2")?;
     let paths = [
         topo::pair("node", lab.enter(&["node-exec", "node-1"]), lab.enter(&["node-exec", "node-2"]), node_ip),
         topo::pair("pod", lab.enter(&["exec", "default/bench-a"]), lab.enter(&["exec", "default/bench-b"]), pod_ip),

@@ -4,11 +4,19 @@
 //! `cargo xtask bench cni-add`: CNI ADD/DEL latency of weft against the reference plugins.
 //! `cargo xtask bench cross-node`: pod to pod across two lab nodes against node to node.
 //! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
+//! `cargo xtask bench services`: Services in the lab at 1 and 10k, weft against kube-proxy.
 
 mod cni_add;
+mod crr;
 mod cross_node;
+mod lab;
 mod lb_scale;
+mod prom;
 mod rr;
+mod svc;
+mod svc_objects;
+mod svc_proxy;
+mod svc_report;
 mod topo;
 
 use std::io::{BufRead, BufReader};
@@ -47,6 +55,12 @@ pub struct Args {
     /// Internal: run the request/response client against this address.
     #[arg(long, hide = true)]
     rr_client: Option<SocketAddr>,
+    /// Internal: run the new-connection server on this port (used inside a pod).
+    #[arg(long, hide = true)]
+    crr_server: Option<u16>,
+    /// Internal: run the new-connection client against this address.
+    #[arg(long, hide = true)]
+    crr_client: Option<SocketAddr>,
 }
 
 #[derive(clap::Subcommand)]
@@ -60,6 +74,10 @@ enum Section {
     /// Per-packet cost of the Service path (BPF_PROG_TEST_RUN) with 1, 1k, 10k and 50k
     /// Services, as ratios to 1 Service measured in the same rounds.
     LbScale(lb_scale::Args),
+    /// Services in the lab at 1 and 10k Services: new-connection latency and request/response
+    /// rate through a ClusterIP against the pod IP, programming latency, a joining node's
+    /// first sync and memory; weft (no kube-proxy) against kube-proxy iptables and nftables.
+    Services(svc::Args),
 }
 
 const RR_PORT: u16 = 7777;
@@ -76,6 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(Section::CniAdd(a)) => return cni_add::run(a),
         Some(Section::CrossNode(a)) => return cross_node::run(a),
         Some(Section::LbScale(a)) => return lb_scale::run(a),
+        Some(Section::Services(a)) => return svc::run(a),
         None => {}
     }
     if let Some(port) = args.rr_server {
@@ -83,6 +102,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(addr) = args.rr_client {
         return rr::client(addr, args.seconds);
+    }
+    if let Some(port) = args.crr_server {
+        return crr::serve(port, std::time::Duration::from_secs(60));
+    }
+    if let Some(addr) = args.crr_client {
+        return crr::client(addr, args.seconds);
     }
     crate::util::require_root("the benchmark")?;
     if args.paths.first().map(String::as_str) != Some("veth") {
@@ -101,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut samples: Vec<Sample> =
         topos.iter().map(|t| Sample { path: t.name, rr: Vec::new(), gbps: Vec::new() }).collect();
     let total = args.rounds * topos.len();
-    let cpu = (!args.no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+    let cpu = pinned_cpu(args.no_pin);
     let mut step = 0;
     for round in 1..=args.rounds {
         for (t, s) in topos.iter().zip(samples.iter_mut()) {
@@ -180,29 +205,47 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Request/response rate between the topology's two pods (one transaction in flight).
-pub(crate) fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+/// The CPU that benchmark clients and servers are pinned to (the last one), unless `--no-pin`.
+pub(crate) fn pinned_cpu(no_pin: bool) -> Option<usize> {
+    (!no_pin).then(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1))
+}
+
+/// Runs this binary's `bench --SERVER port` in the topology's server (waits for its
+/// "listening"), then `bench --seconds S --CLIENT ip:port` in its client; the client's stdout.
+pub(crate) fn client_server(
+    me: &std::path::Path,
+    t: &topo::Topology,
+    (server_flag, client_flag, port): (&str, &str, u16),
+    secs: f64,
+    cpu: Option<usize>,
+) -> Result<Vec<u8>> {
     let mut server = topo::in_ns(&t.server, me, cpu)
-        .args(["bench", "--rr-server", &RR_PORT.to_string()])
+        .args(["bench", server_flag, &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()
-        .context("starting the RR server")?;
+        .with_context(|| format!("starting bench {server_flag}"))?;
     let mut line = String::new();
     BufReader::new(server.stdout.as_mut().expect("piped")).read_line(&mut line)?;
     if line.trim() != "listening" {
         let _ = server.kill();
-        bail!("RR server in {} did not start", t.server);
+        bail!("bench {server_flag} in {} did not start", t.server);
     }
     let out = topo::in_ns(&t.client, me, cpu)
-        .args(["bench", "--seconds", &secs.to_string(), "--rr-client"])
-        .arg(format!("{}:{RR_PORT}", t.server_ip))
+        .args(["bench", "--seconds", &secs.to_string(), client_flag])
+        .arg(format!("{}:{port}", t.server_ip))
         .output()?;
     let _ = server.kill();
     let _ = server.wait();
     if !out.status.success() {
-        bail!("RR client failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("bench {client_flag} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing the RR client's rate")
+    Ok(out.stdout)
+}
+
+/// Request/response rate between the topology's two pods (one transaction in flight).
+pub(crate) fn measure_rr(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<f64> {
+    let out = client_server(me, t, ("--rr-server", "--rr-client", RR_PORT), secs, cpu)?;
+    String::from_utf8_lossy(&out).trim().parse().context("parsing the RR client's rate")
 }
 
 /// Bulk TCP throughput with iperf3 (one stream) between the two pods.
