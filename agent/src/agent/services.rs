@@ -37,15 +37,18 @@ fn slices_by_service(
     slices: &Store<EndpointSlice>,
     wanted: Option<&HashMap<(String, String), Instant>>,
 ) -> HashMap<(String, String), Vec<Arc<EndpointSlice>>> {
+    // Borrowed keys: a change to one Service looks at every slice, so nothing is allocated for
+    // the slices of other Services.
+    let wanted: Option<std::collections::HashSet<(&str, &str)>> =
+        wanted.map(|w| w.keys().map(|(ns, name)| (ns.as_str(), name.as_str())).collect());
     let mut out: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
     for s in slices.state() {
-        let Some(ns) = s.metadata.namespace.clone() else { continue };
+        let Some(ns) = s.metadata.namespace.as_deref() else { continue };
         let Some(svc) = s.metadata.labels.as_ref().and_then(|l| l.get(lb::SERVICE_NAME_LABEL)) else {
             continue;
         };
-        let key = (ns, svc.clone());
-        if wanted.is_none_or(|w| w.contains_key(&key)) {
-            out.entry(key).or_default().push(s);
+        if wanted.as_ref().is_none_or(|w| w.contains(&(ns, svc.as_str()))) {
+            out.entry((ns.to_string(), svc.clone())).or_default().push(s);
         }
     }
     out
