@@ -419,3 +419,29 @@ fn classic_vxlan_device_with_permanent_fdb_entries() {
     assert_eq!(fdb_show(), [p("00:00:00:00:00:00", "192.0.2.13")]);
     assert!(k.run(nl.delete_link("wnvx1")).unwrap());
 }
+
+#[test]
+fn an_unreachable_prefix_fails_senders_at_once() {
+    preconditions();
+    let ns = TestNs::unique("wn", "unr");
+    let k = Blocking::new().unwrap();
+    let (nl, _) = with_uplink(&k, &ns);
+    // A node's own pod CIDR: addresses no pod holds are unreachable, not sent on.
+    let r = Route::unreachable(net("10.201.7.0/24")).protocol(PROTO);
+    k.run(nl.replace_route(&r)).unwrap();
+    k.run(nl.replace_route(&r)).unwrap();
+    assert_eq!(ns.exec(&["ip", "route", "show", "10.201.7.0/24"]).trim(), "unreachable 10.201.7.0/24 proto 87");
+    let listed: Vec<Route> = k.run(nl.routes(MAIN_TABLE)).unwrap().into_iter().filter(|x| x.protocol == PROTO).collect();
+    assert_eq!(listed, [r.clone()]);
+    // A connected UDP socket to an address in it gets an error, not silence.
+    let out = ns.exec(&[
+        "python3",
+        "-c",
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         try:\n  s.connect(('10.201.7.5',90)); s.send(b'x'); print('sent')\n\
+         except OSError as e: print(e.errno)",
+    ]);
+    assert_eq!(out.trim(), "113", "EHOSTUNREACH, got {out}");
+    assert!(k.run(nl.delete_route(&r)).unwrap());
+    assert_eq!(ns.exec(&["ip", "route", "show", "10.201.7.0/24"]).trim(), "");
+}

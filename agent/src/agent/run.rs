@@ -137,6 +137,14 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     if let Some(logger) = handle.run(|a| a.take_bpf_logger()).await? {
         tokio::spawn(poll_bpf_log(logger));
     }
+    if let Some(cidr) = pod_cidr {
+        // An address of this node's pod CIDR that no pod holds (a pod just deleted) is
+        // unreachable, not routed on: the sender learns at once (ICMP host unreachable, so a
+        // connected UDP socket to a removed backend gets an error and reconnects to a live
+        // one through the socket-level LB) instead of sending into the default route.
+        let route = crate::netlink::Route::unreachable(cidr).protocol(crate::routing::table::RTPROT_WEFT);
+        nl.replace_route(&route).await.with_context(|| format!("installing {route}"))?;
+    }
     readiness.done(Stage::Datapath);
     info!(pod_cidr = ?pod_cidr, ?settings, pod_mtu, "datapath ready");
 
