@@ -432,7 +432,7 @@ fn an_unreachable_prefix_fails_senders_at_once() {
     k.run(nl.replace_route(&r)).unwrap();
     assert_eq!(ns.exec(&["ip", "route", "show", "10.201.7.0/24"]).trim(), "unreachable 10.201.7.0/24 proto 87");
     let listed: Vec<Route> = k.run(nl.routes(MAIN_TABLE)).unwrap().into_iter().filter(|x| x.protocol == PROTO).collect();
-    assert_eq!(listed, [r.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&r));
     // A connected UDP socket to an address in it gets an error, not silence.
     let out = ns.exec(&[
         "python3",
