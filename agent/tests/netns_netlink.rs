@@ -421,19 +421,20 @@ fn classic_vxlan_device_with_permanent_fdb_entries() {
 }
 
 #[test]
-fn an_unreachable_prefix_fails_senders_at_once() {
+fn a_prohibited_prefix_fails_senders_at_once() {
     preconditions();
     let ns = TestNs::unique("wn", "unr");
     let k = Blocking::new().unwrap();
     let (nl, _) = with_uplink(&k, &ns);
-    // A node's own pod CIDR: addresses no pod holds are unreachable, not sent on.
-    let r = Route::unreachable(net("10.201.7.0/24")).protocol(PROTO);
+    // A node's own pod CIDR: addresses no pod holds are refused, not sent on.
+    let r = Route::prohibit(net("10.201.7.0/24")).protocol(PROTO);
     k.run(nl.replace_route(&r)).unwrap();
     k.run(nl.replace_route(&r)).unwrap();
-    assert_eq!(ns.exec(&["ip", "route", "show", "10.201.7.0/24"]).trim(), "unreachable 10.201.7.0/24 proto 87");
+    assert_eq!(ns.exec(&["ip", "route", "show", "10.201.7.0/24"]).trim(), "prohibit 10.201.7.0/24 proto 87");
     let listed: Vec<Route> = k.run(nl.routes(MAIN_TABLE)).unwrap().into_iter().filter(|x| x.protocol == PROTO).collect();
     assert_eq!(listed, std::slice::from_ref(&r));
-    // A connected UDP socket to an address in it gets an error, not silence.
+    // A local sender's connected UDP socket fails at once (EACCES); a forwarded packet gets
+    // ICMP "administratively prohibited", the lab's Service suite checks that end.
     let out = ns.exec(&[
         "python3",
         "-c",
@@ -441,7 +442,7 @@ fn an_unreachable_prefix_fails_senders_at_once() {
          try:\n  s.connect(('10.201.7.5',90)); s.send(b'x'); print('sent')\n\
          except OSError as e: print(e.errno)",
     ]);
-    assert_eq!(out.trim(), "113", "EHOSTUNREACH, got {out}");
+    assert_eq!(out.trim(), "13", "EACCES, got {out}");
     assert!(k.run(nl.delete_route(&r)).unwrap());
     assert_eq!(ns.exec(&["ip", "route", "show", "10.201.7.0/24"]).trim(), "");
 }

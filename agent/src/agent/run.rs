@@ -138,11 +138,12 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         tokio::spawn(poll_bpf_log(logger));
     }
     if let Some(cidr) = pod_cidr {
-        // An address of this node's pod CIDR that no pod holds (a pod just deleted) is
-        // unreachable, not routed on: the sender learns at once (ICMP host unreachable, so a
-        // connected UDP socket to a removed backend gets an error and reconnects to a live
-        // one through the socket-level LB) instead of sending into the default route.
-        let route = crate::netlink::Route::unreachable(cidr).protocol(crate::routing::table::RTPROT_WEFT);
+        // An address of this node's pod CIDR that no pod holds (a pod just deleted) is refused,
+        // not routed on: the sender learns at once (ICMP administratively prohibited, a hard
+        // error, so a connected UDP socket to a removed backend gets EHOSTUNREACH and
+        // reconnects to a live one through the socket-level LB) instead of sending into the
+        // default route.
+        let route = crate::netlink::Route::prohibit(cidr).protocol(crate::routing::table::RTPROT_WEFT);
         nl.replace_route(&route).await.with_context(|| format!("installing {route}"))?;
     }
     readiness.done(Stage::Datapath);

@@ -58,9 +58,11 @@ pub struct Route {
     pub protocol: u8,
     /// `metric`; `None` is the kernel's default (0).
     pub metric: Option<u32>,
-    /// An `unreachable` route: no next hop; the kernel answers with ICMP host unreachable
-    /// (and a local sender gets `EHOSTUNREACH`).
-    pub unreachable: bool,
+    /// A `prohibit` route: no next hop; the kernel answers a forwarded packet with ICMP
+    /// "administratively prohibited", which a sender's connected socket reports as
+    /// `EHOSTUNREACH` (a local sender gets `EACCES`). Host unreachable (an `unreachable` route)
+    /// is a soft error that connected UDP sockets do not report.
+    pub prohibit: bool,
 }
 
 impl Route {
@@ -76,16 +78,16 @@ impl Route {
             table: MAIN_TABLE,
             protocol: PROTO_BOOT,
             metric: None,
-            unreachable: false,
+            prohibit: false,
         }
     }
 
-    /// `unreachable dst` in the main table.
-    pub fn unreachable(dst: Ipv4Network) -> Self {
+    /// `prohibit dst` in the main table.
+    pub fn prohibit(dst: Ipv4Network) -> Self {
         Self {
             gateway: None,
             oif: None,
-            unreachable: true,
+            prohibit: true,
             ..Self::via(dst, Ipv4Addr::UNSPECIFIED, 0)
         }
     }
@@ -135,7 +137,7 @@ impl Route {
                 Scope::Host => RouteScope::Host,
                 Scope::Other(n) => RouteScope::from(n),
             })
-            .kind(if self.unreachable { RouteType::Unreachable } else { RouteType::Unicast });
+            .kind(if self.prohibit { RouteType::Prohibit } else { RouteType::Unicast });
         if let Some(gw) = self.gateway {
             b = b.gateway(gw);
         }
@@ -155,11 +157,11 @@ impl Route {
     }
 
     /// The route a dump message describes; `None` for what is not an IPv4 unicast or
-    /// unreachable route.
+    /// prohibit route.
     fn from_message(msg: &RouteMessage) -> Option<Self> {
         let h = &msg.header;
         if h.address_family != AddressFamily::Inet
-            || !matches!(h.kind, RouteType::Unicast | RouteType::Unreachable)
+            || !matches!(h.kind, RouteType::Unicast | RouteType::Prohibit)
         {
             return None;
         }
@@ -178,7 +180,7 @@ impl Route {
             table: u32::from(h.table),
             protocol: h.protocol.into(),
             metric: None,
-            unreachable: h.kind == RouteType::Unreachable,
+            prohibit: h.kind == RouteType::Prohibit,
         };
         for attr in &msg.attributes {
             match attr {
@@ -200,8 +202,8 @@ impl Route {
 impl std::fmt::Display for Route {
     /// In `ip route` words.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.unreachable {
-            write!(f, "unreachable ")?;
+        if self.prohibit {
+            write!(f, "prohibit ")?;
         }
         write!(f, "{}", self.dst)?;
         if let Some(gw) = self.gateway {
@@ -238,7 +240,7 @@ impl Netlink {
 
     async fn write_route(&self, route: &Route, mode: u16, verb: &str) -> Result<(), NetlinkError> {
         let op = || format!("{verb} route {route} in {}", self.netns);
-        if route.gateway.is_none() && route.oif.is_none() && !route.unreachable {
+        if route.gateway.is_none() && route.oif.is_none() && !route.prohibit {
             return Err(NetlinkError::Invalid {
                 op: op(),
                 detail: "a route needs a gateway or a device".into(),
@@ -264,7 +266,7 @@ impl Netlink {
         }))
     }
 
-    /// The IPv4 unicast and unreachable routes of `table` ([`MAIN_TABLE`] for `ip route`).
+    /// The IPv4 unicast and prohibit routes of `table` ([`MAIN_TABLE`] for `ip route`).
     pub async fn routes(&self, table: u32) -> Result<Vec<Route>, NetlinkError> {
         let req = self
             .handle
@@ -293,7 +295,7 @@ mod tests {
         let routes = [
             Route::via(net("10.200.2.0/24"), Ipv4Addr::new(192, 0, 2, 12), 3),
             Route::device(net("10.200.1.7/32"), 9),
-            Route::unreachable(net("10.200.1.0/24")).protocol(201),
+            Route::prohibit(net("10.200.1.0/24")).protocol(201),
             Route::via(net("0.0.0.0/0"), Ipv4Addr::new(169, 254, 1, 1), 2).onlink(),
             Route::device(net("10.200.2.0/24"), 4)
                 .src(Ipv4Addr::new(10, 200, 1, 1))
