@@ -138,7 +138,7 @@ impl Scene {
         loop {
             let v = self.run_client(true);
             let served = v["tcp"]["answer"].is_string() && v["udp_connected"]["answer"].is_string();
-            if served || start.elapsed() > Duration::from_secs(5) {
+            if served || start.elapsed() > Duration::from_secs(15) {
                 return v;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -321,7 +321,8 @@ impl Node {
             .ns
             .route_dsts()
             .into_iter()
-            .filter(|d| d.starts_with("10.200.1."))
+            // Per-pod /32s; the agent's `prohibit 10.200.1.0/24` for the whole CIDR stays.
+            .filter(|d| d.starts_with("10.200.1.") && !d.contains('/'))
             .collect();
         assert!(pod_routes.is_empty(), "pod routes leaked: {pod_routes:?}");
     }
