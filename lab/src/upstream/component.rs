@@ -34,17 +34,16 @@ impl Component {
     /// the ginkgo CLI that runs it in parallel.
     pub const CONFORMANCE: [Component; 2] = [Component::Ginkgo, Component::E2e];
 
-    /// Every component, in build order.
-    pub const ALL: [Component; 8] = [
-        Component::Etcd,
-        Component::CniPlugins,
-        Component::Cnitool,
-        Component::Coredns,
-        Component::Kubernetes,
-        Component::Agnhost,
-        Component::Ginkgo,
-        Component::E2e,
-    ];
+    /// Every component, in build order: [`Component::LAB`], then [`Component::CONFORMANCE`].
+    pub const ALL: [Component; 8] = {
+        let mut all = [Component::Etcd; 8];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = if i < Self::LAB.len() { Self::LAB[i] } else { Self::CONFORMANCE[i - Self::LAB.len()] };
+            i += 1;
+        }
+        all
+    };
 
     pub fn name(self) -> &'static str {
         match self {
