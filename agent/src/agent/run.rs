@@ -138,13 +138,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         tokio::spawn(poll_bpf_log(logger));
     }
     if let Some(cidr) = pod_cidr {
-        // An address of this node's pod CIDR that no pod holds (a pod just deleted) is refused,
-        // not routed on: the sender learns at once (ICMP administratively prohibited, a hard
-        // error, so a connected UDP socket to a removed backend gets EHOSTUNREACH and
-        // reconnects to a live one through the socket-level LB) instead of sending into the
-        // default route.
-        let route = crate::netlink::Route::prohibit(cidr).protocol(crate::routing::table::RTPROT_WEFT);
-        nl.replace_route(&route).await.with_context(|| format!("installing {route}"))?;
+        crate::routing::kernel::refuse_unused_pod_addresses(&nl, cidr)
+            .await
+            .with_context(|| format!("refusing the unused addresses of {cidr}"))?;
     }
     readiness.done(Stage::Datapath);
     info!(pod_cidr = ?pod_cidr, ?settings, pod_mtu, "datapath ready");

@@ -2,9 +2,23 @@
 
 use std::sync::Arc;
 
+use ipnetwork::Ipv4Network;
+
 use crate::netlink::{Netlink, NetlinkError, Route, MAIN_TABLE};
 
 use super::table::{KernelRoute, RouteTable, RTPROT_WEFT};
+
+/// Refuse the addresses of this node's pod CIDR that no pod holds (a pod just deleted):
+/// `prohibit <cidr> proto 201`, under the pods' own /32s. The sender learns at once (ICMP
+/// administratively prohibited, a hard error, so a connected UDP socket to a removed backend
+/// gets `EHOSTUNREACH` and reconnects to a live one through the socket-level LB) instead of
+/// sending into the default route. [`NetlinkTable::list`] sees only routes with a device, so
+/// the reconciler never takes this one away.
+pub async fn refuse_unused_pod_addresses(nl: &Netlink, cidr: Ipv4Network) -> Result<Route, NetlinkError> {
+    let route = Route::prohibit(cidr).protocol(RTPROT_WEFT);
+    nl.replace_route(&route).await?;
+    Ok(route)
+}
 
 /// The node's main routing table through one netlink connection.
 pub struct NetlinkTable {
