@@ -142,6 +142,11 @@ fn case() -> impl Strategy<Value = Case> {
                 Mangle::Fragment(f) => {
                     well_formed = f & 0x3fff == 0;
                     ip[6..8].copy_from_slice(&f.to_be_bytes());
+                    // New flags, same header otherwise: its checksum follows, so a packet that
+                    // is no fragment (DF or reserved bit only) is still well-formed.
+                    ip[10..12].copy_from_slice(&[0, 0]);
+                    let c = checksum(&ip[..20]);
+                    ip[10..12].copy_from_slice(&c.to_be_bytes());
                 }
                 Mangle::Byte(i, b) => {
                     let i = i - 14;
