@@ -43,7 +43,8 @@ fn try_from_netdev(ctx: &TcContext) -> Result<i32, i32> {
         return Ok(TC_ACT_OK as i32);
     }
     let cfg = config();
-    if let Some(verdict) = fwd::deliver(ctx, &mut pkt, translated, Hop::Routed, &cfg)? {
+    // `lb::netdev` has already tried reverse NAT: `deliver` need not look up `CT4` again.
+    if let Some(verdict) = fwd::deliver(ctx, &mut pkt, true, Hop::Routed, &cfg)? {
         return Ok(verdict);
     }
     if translated {
