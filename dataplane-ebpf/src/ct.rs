@@ -68,13 +68,27 @@ pub fn expired(e: &Ct4Value, proto: u8, now: u64) -> bool {
 /// A live entry for `key`: its value (copied) and a pointer for [`refresh`].
 #[inline(always)]
 pub fn lookup(key: &Ct4Key, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
-    let ptr = CT4.get_ptr_mut(key)?;
+    live(CT4.get_ptr_mut(key)?, key.proto, now)
+}
+
+/// The entry at `ptr` (found in `CT4`) unless it has expired at `now`.
+#[inline(always)]
+fn live(ptr: *mut Ct4Value, proto: u8, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
     // SAFETY: a value of this map, valid under the RCU read lock the program runs in.
     let value = unsafe { *ptr };
-    if expired(&value, key.proto, now) {
+    if expired(&value, proto, now) {
         return None;
     }
     Some((value, ptr))
+}
+
+/// [`lookup`] for the per-packet path where most lookups miss (reverse NAT of every packet):
+/// the clock is read only when an entry exists. Returns it with the entry.
+#[inline(always)]
+pub fn lookup_timed(key: &Ct4Key) -> Option<(Ct4Value, *mut Ct4Value, u64)> {
+    let ptr = CT4.get_ptr_mut(key)?;
+    let now = now();
+    live(ptr, key.proto, now).map(|(value, ptr)| (value, ptr, now))
 }
 
 /// Note a packet of the flow: stamp `last_seen_ns` (at most every `CT4_REFRESH_NS`), and

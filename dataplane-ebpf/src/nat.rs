@@ -75,8 +75,7 @@ pub fn rev_nat(ctx: &TcContext, pkt: &mut Ipv4Pkt) -> Result<bool, i32> {
     if !pkt.has_ports {
         return Ok(false);
     }
-    let now = ct::now();
-    let Some((entry, ptr)) = ct::lookup(&ct::reply_key(pkt), now) else {
+    let Some((entry, ptr, now)) = ct::lookup_timed(&ct::reply_key(pkt)) else {
         return Ok(false);
     };
     // SAFETY: the value is copied out at once; the agent replaces entries whole.
