@@ -6,7 +6,7 @@ use dataplane_common::DropReason;
 
 use crate::{
     drop::drop,
-    parse::{self, ensure, ptr_at, EthHdr, Ipv4Pkt, ETH_HLEN, ETH_P_IP},
+    parse::{self, ensure, ptr_at, EthHdr, Ipv4Hdr, Ipv4Pkt, ETH_HLEN, ETH_P_IP},
 };
 
 /// `Ok(None)` for a frame that is not IPv4 (ARP, IPv6, …: the stack's business). `Ok(Some)`
@@ -23,10 +23,6 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Ipv4Pkt>, i32> {
     parse::ipv4(ctx).map(Some)
 }
 
-/// Offset of the TTL byte and of the header checksum from the start of the frame.
-const TTL_OFF: usize = ETH_HLEN + 8;
-const CSUM_OFF: usize = ETH_HLEN + 10;
-
 /// Whether a packet routed between nodes may be forwarded here: a packet that arrives with
 /// TTL 1 or 0 must expire at this hop, which only the node's stack can answer (ICMP time
 /// exceeded, what traceroute shows), so the caller passes it up instead.
@@ -37,18 +33,23 @@ pub fn ttl_allows_forwarding(pkt: &Ipv4Pkt) -> bool {
 
 /// Count this node as one routed hop: TTL - 1 with the IPv4 checksum updated incrementally.
 /// The caller checked [`ttl_allows_forwarding`].
+///
+/// Written in place through the packet pointer, as the kernel's `ip_decrease_ttl` does, rather
+/// than with the `bpf_l3_csum_replace` and `bpf_skb_store_bytes` helpers: this runs for every
+/// packet between nodes, and the two helper calls cost more than the arithmetic.
 #[inline(always)]
 pub fn decrement_ttl(ctx: &TcContext, pkt: &mut Ipv4Pkt) -> Result<(), i32> {
-    let new = pkt.ttl - 1;
-    // TTL shares a 16-bit checksum word with the protocol byte. `bpf_l3_csum_replace` with
-    // size 2 takes the old and new word exactly as they lie in memory (the one's complement
-    // sum does not care about byte order as long as both are read the same way).
-    let old_word = u16::from_ne_bytes([pkt.ttl, pkt.proto]) as u64;
-    let new_word = u16::from_ne_bytes([new, pkt.proto]) as u64;
-    ctx.l3_csum_replace(CSUM_OFF, old_word, new_word, 2)
-        .map_err(|_| drop(DropReason::REWRITE_FAILED))?;
-    ctx.store(TTL_OFF, &new, 0)
-        .map_err(|_| drop(DropReason::REWRITE_FAILED))?;
-    pkt.ttl = new;
+    // Rewrites and resizes invalidate earlier packet pointers: take the header afresh.
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or_else(|| drop(DropReason::REWRITE_FAILED))?;
+    // SAFETY: bounds-checked by `ptr_at` after the last call that can move packet data.
+    unsafe {
+        // TTL is the high byte of its 16-bit checksum word: the word drops by 0x0100, so the
+        // one's complement checksum rises by 0x0100 (in network order), with the end-around
+        // carry. The field is handled in memory order throughout, like the kernel's.
+        let check = (*ip).check_be as u32 + u16::to_be(0x0100) as u32;
+        (*ip).check_be = (check + (check >= 0xffff) as u32) as u16;
+        (*ip).ttl -= 1;
+    }
+    pkt.ttl -= 1;
     Ok(())
 }
