@@ -137,6 +137,21 @@ fn report(all: &[Samples], args: &Args) -> Result<()> {
             r["stream_vs_node"].as_f64().unwrap_or_default(),
         );
     }
+    // The spread behind each median: round i's pod path against round i's node to node
+    // (measured back to back), so a reader sees whether a median ratio is a margin or noise.
+    for s in all.iter().filter(|s| s.path != "node to node") {
+        if let Some(node) = all.iter().find(|n| n.lab == s.lab && n.path == "node to node") {
+            let rounds = |pod: &[f64], node: &[f64]| {
+                pod.iter().zip(node).map(|(p, n)| format!("{:.3}", p / n)).collect::<Vec<_>>().join(" ")
+            };
+            println!(
+                "{:<7} per round vs node: TCP_RR {}   stream {}",
+                s.lab,
+                rounds(&s.rr, &node.rr),
+                rounds(&s.gbps, &node.gbps)
+            );
+        }
+    }
     let ratio = |lab: &str, key: &str| {
         rows.iter().find(|r| r["lab"] == lab && r["path"] != "node to node").and_then(|r| r[key].as_f64())
     };
