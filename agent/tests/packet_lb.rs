@@ -528,3 +528,52 @@ fn a_reply_the_stack_delivers_is_reverse_natted_on_its_way_into_the_pod() {
     assert_eq!((out.verdict, out.frame), (TC_ACT_OK, other));
     assert_no_drops(&dp);
 }
+
+/// The agent's periodic sweep removes what the datapath already treats as gone, by the same
+/// lifetimes: 6 h for an idle TCP flow, 10 s once it closed. Everything else stays.
+#[test]
+fn the_conntrack_sweep_removes_expired_entries_and_keeps_live_ones() {
+    use aya::maps::{HashMap, Map, MapData};
+    use dataplane_common::ct::{Ct4Key, Ct4Value, CT4_F_CLOSING, CT4_KIND_SERVICE};
+
+    let (pins, mut dp) = two_backends("ctgc");
+    // Three flows, two entries each.
+    for sport in [58100, 58101, 58102] {
+        dp.test_run_from_pod(&syn(sport)).unwrap();
+    }
+    assert_eq!(dp.conntrack_len().unwrap(), 6);
+    assert_eq!(dp.conntrack_gc().unwrap(), 0, "nothing has expired yet");
+
+    // Age the entries as silence would: 58100 idle for 6 h and a second; 58101 closed and
+    // idle for 11 s; 58102 open and idle for 11 s (well within its 6 h).
+    let data = MapData::from_pin(pins.path().join("CT4")).expect("open the pinned CT4");
+    let mut ct: HashMap<_, Ct4Key, Ct4Value> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
+    let client_port = |k: &Ct4Key| u16::from_be(if k.kind == CT4_KIND_SERVICE { k.sport_be } else { k.dport_be });
+    let entries: Vec<(Ct4Key, Ct4Value)> = ct.iter().map(Result::unwrap).collect();
+    for (k, mut v) in entries {
+        let (idle_s, closing) = match client_port(&k) {
+            58100 => (6 * 3600 + 1, false),
+            58101 => (11, true),
+            58102 => (11, false),
+            other => panic!("unexpected flow from port {other}"),
+        };
+        v.last_seen_ns = v.last_seen_ns.wrapping_sub(idle_s * 1_000_000_000);
+        if closing {
+            v.flags |= CT4_F_CLOSING;
+        }
+        ct.insert(k, v, 0).unwrap();
+    }
+
+    assert_eq!(dp.conntrack_gc().unwrap(), 4, "both entries of the two expired flows");
+    let left: BTreeSet<(String, u16)> = ct
+        .iter()
+        .map(Result::unwrap)
+        .map(|(k, _)| (if k.kind == CT4_KIND_SERVICE { "service" } else { "reply" }.to_owned(), client_port(&k)))
+        .collect();
+    assert_eq!(
+        left,
+        BTreeSet::from([("service".to_owned(), 58102), ("reply".to_owned(), 58102)]),
+        "the open flow keeps both its entries"
+    );
+    assert_eq!(dp.conntrack_gc().unwrap(), 0, "a second sweep finds nothing more");
+}

@@ -27,6 +27,26 @@ pub const CT4_F_EXTERNAL: u16 = 1 << 3;
 pub const CT4_LIFETIME_TCP_S: u64 = 21600;
 pub const CT4_LIFETIME_NONTCP_S: u64 = 60;
 pub const CT4_LIFETIME_CLOSING_S: u64 = 10;
+/// The idle lifetime, in seconds, of an entry with `flags` for a flow of `proto`: the one rule
+/// the datapath's lookups and the agent's sweep and listing share.
+#[inline(always)]
+pub const fn ct4_lifetime_s(flags: u16, proto: u8) -> u64 {
+    if flags & CT4_F_CLOSING != 0 {
+        CT4_LIFETIME_CLOSING_S
+    } else if proto == crate::lb::IPPROTO_TCP {
+        CT4_LIFETIME_TCP_S
+    } else {
+        CT4_LIFETIME_NONTCP_S
+    }
+}
+
+/// Whether an entry with `flags` for `proto`, last refreshed at `last_seen_ns`, has outlived
+/// its lifetime at `now_ns` (both CLOCK_MONOTONIC, what `bpf_ktime_get_ns` returns).
+#[inline(always)]
+pub const fn ct4_expired(last_seen_ns: u64, flags: u16, proto: u8, now_ns: u64) -> bool {
+    now_ns.wrapping_sub(last_seen_ns) > ct4_lifetime_s(flags, proto) * 1_000_000_000
+}
+
 /// `last_seen_ns` is rewritten at most this often per entry (saves a write per packet).
 pub const CT4_REFRESH_NS: u64 = 1_000_000_000;
 
@@ -94,5 +114,27 @@ mod tests {
         assert_eq!(offset_of!(Ct4Value, snat_port_be), 22);
         assert_eq!(offset_of!(Ct4Value, rev_nat_id), 24);
         assert_eq!(offset_of!(Ct4Value, flags), 26);
+    }
+
+    #[test]
+    fn entries_expire_one_nanosecond_after_their_lifetime() {
+        const S: u64 = 1_000_000_000;
+        let seen = 5 * S;
+        for (flags, proto, lifetime_s) in [
+            (0, crate::lb::IPPROTO_TCP, CT4_LIFETIME_TCP_S),
+            (0, crate::lb::IPPROTO_UDP, CT4_LIFETIME_NONTCP_S),
+            (CT4_F_CLOSING, crate::lb::IPPROTO_TCP, CT4_LIFETIME_CLOSING_S),
+            (CT4_F_CLOSING | CT4_F_SNAT, crate::lb::IPPROTO_UDP, CT4_LIFETIME_CLOSING_S),
+        ] {
+            assert_eq!(ct4_lifetime_s(flags, proto), lifetime_s);
+            let end = seen + lifetime_s * S;
+            assert!(!ct4_expired(seen, flags, proto, end), "flags {flags} proto {proto}");
+            assert!(ct4_expired(seen, flags, proto, end + 1), "flags {flags} proto {proto}");
+        }
+        // Arithmetic on a stamp moved back past zero (as a test ages an entry) still measures
+        // the idle time.
+        let aged = 3u64.wrapping_sub(61 * S);
+        assert!(ct4_expired(aged, 0, crate::lb::IPPROTO_UDP, 3));
+        assert!(!ct4_expired(aged, 0, crate::lb::IPPROTO_TCP, 3));
     }
 }

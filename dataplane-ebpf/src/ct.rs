@@ -3,11 +3,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use dataplane_common::{
-    ct::{
-        CT4_F_CLOSING, CT4_KIND_REPLY, CT4_KIND_SERVICE, CT4_LIFETIME_CLOSING_S,
-        CT4_LIFETIME_NONTCP_S, CT4_LIFETIME_TCP_S, CT4_REFRESH_NS,
-    },
-    lb::IPPROTO_TCP,
+    ct::{ct4_expired, CT4_F_CLOSING, CT4_KIND_REPLY, CT4_KIND_SERVICE, CT4_REFRESH_NS},
     Ct4Key, Ct4Value, DropReason,
 };
 
@@ -16,8 +12,6 @@ use crate::{
     maps::CT4,
     parse::{Ipv4Pkt, TCP_FIN, TCP_RST},
 };
-
-const NS: u64 = 1_000_000_000;
 
 /// Monotonic time in nanoseconds (what `last_seen_ns` is measured in).
 #[inline(always)]
@@ -55,14 +49,7 @@ pub fn reply_key(pkt: &Ipv4Pkt) -> Ct4Key {
 /// Whether an entry last refreshed at `e.last_seen_ns` has outlived its lifetime at `now`.
 #[inline(always)]
 pub fn expired(e: &Ct4Value, proto: u8, now: u64) -> bool {
-    let lifetime_s = if e.flags & CT4_F_CLOSING != 0 {
-        CT4_LIFETIME_CLOSING_S
-    } else if proto == IPPROTO_TCP {
-        CT4_LIFETIME_TCP_S
-    } else {
-        CT4_LIFETIME_NONTCP_S
-    };
-    now.wrapping_sub(e.last_seen_ns) > lifetime_s * NS
+    ct4_expired(e.last_seen_ns, e.flags, proto, now)
 }
 
 /// A live entry for `key`: its value (copied) and a pointer for [`refresh`].

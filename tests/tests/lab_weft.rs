@@ -60,7 +60,8 @@ fn weft_daemonset_gives_a_three_node_cluster_pod_networking_that_survives_failur
         Duration::from_secs(30),
     );
     for want in ["weft_node_routes 2", "weft_nodes 3", "weft_datapath_drops_total{reason=\"eth_truncated\"}",
-                 "weft_map_entries{map=\"NODE_ROUTES4\"} 2", "weft_reconcile_runs_total{reconciler=\"routing\"}"] {
+                 "weft_map_entries{map=\"NODE_ROUTES4\"} 2", "weft_reconcile_runs_total{reconciler=\"routing\"}",
+                 "weft_conntrack_gc_removed_total"] {
         assert!(metrics.contains(want), "/metrics lacks `{want}`:\n{metrics}");
     }
 

@@ -5,6 +5,7 @@
 //! ([`server`]), so no two requests interleave their steps.
 
 pub mod config;
+pub mod ct_gc;
 pub mod install;
 pub mod options;
 pub mod run;
@@ -200,6 +201,11 @@ impl Agent {
     /// Attach the socket-level load balancing to the node's cgroup v2 root.
     pub fn attach_sock_lb(&mut self, cgroup: &std::path::Path) -> Result<(), ApiError> {
         Ok(self.datapath.attach_sock_lb(cgroup)?)
+    }
+
+    /// Remove expired conntrack entries; how many went.
+    pub fn conntrack_gc(&mut self) -> Result<usize, ApiError> {
+        Ok(self.datapath.conntrack_gc()?)
     }
 
     /// Share the cluster view `status` reports (the routing task writes it).

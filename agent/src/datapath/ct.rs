@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 
 use aya::maps::MapError;
 use dataplane_common::ct::{
-    CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT, CT4_KIND_REPLY, CT4_KIND_SERVICE,
-    CT4_LIFETIME_CLOSING_S, CT4_LIFETIME_NONTCP_S, CT4_LIFETIME_TCP_S,
+    ct4_expired, ct4_lifetime_s, Ct4Key, CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT,
+    CT4_KIND_REPLY, CT4_KIND_SERVICE,
 };
 use dataplane_common::maps::CT4;
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ pub struct CtEntry {
     pub flags: Vec<String>,
     /// Seconds since a packet last refreshed it.
     pub idle_s: u64,
-    /// Seconds until it expires unless refreshed (0: expired, waiting for reuse or eviction).
+    /// Seconds until it expires unless refreshed (0: expired, until the sweep or a reuse).
     pub expires_in_s: u64,
 }
 
@@ -74,13 +74,7 @@ impl Datapath {
                     flags.push(name.to_owned());
                 }
             }
-            let lifetime = if v.flags & CT4_F_CLOSING != 0 {
-                CT4_LIFETIME_CLOSING_S
-            } else if k.proto == 6 {
-                CT4_LIFETIME_TCP_S
-            } else {
-                CT4_LIFETIME_NONTCP_S
-            };
+            let lifetime = ct4_lifetime_s(v.flags, k.proto);
             let idle_s = now.saturating_sub(v.last_seen_ns) / 1_000_000_000;
             let service = k.kind == CT4_KIND_SERVICE;
             out.push(CtEntry {
@@ -118,8 +112,43 @@ impl Datapath {
     /// many went. For operators (`cilium-dbg bpf ct flush` does the same) and tests.
     pub fn conntrack_flush(&mut self) -> Result<usize, DatapathError> {
         let keys: Vec<_> = self.ct.keys().collect::<Result<_, _>>().map_err(err)?;
+        self.conntrack_remove(&keys)
+    }
+
+    /// Remove the `CT4` entries that have outlived their lifetime (the datapath already
+    /// ignores them; until now they only waited for LRU eviction, and showed in
+    /// `weft ct list` and the occupancy metric as if live). Returns how many went. The agent
+    /// runs this periodically, as Cilium's conntrack GC does.
+    ///
+    /// Each candidate is read again just before its deletion: a flow that came back to life
+    /// (or a new flow that took the same key) since the walk keeps its entry. What remains is
+    /// the few microseconds between that read and the delete, as in Cilium's GC.
+    pub fn conntrack_gc(&mut self) -> Result<usize, DatapathError> {
+        let walked = monotonic_ns();
+        let mut candidates = Vec::new();
+        for item in self.ct.iter() {
+            let (k, v) = item.map_err(err)?;
+            if ct4_expired(v.last_seen_ns, v.flags, k.proto, walked) {
+                candidates.push(k);
+            }
+        }
+        let mut expired = Vec::with_capacity(candidates.len());
+        for k in candidates {
+            match self.ct.get(&k, 0) {
+                Ok(v) if ct4_expired(v.last_seen_ns, v.flags, k.proto, monotonic_ns()) => {
+                    expired.push(k)
+                }
+                Ok(_) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        self.conntrack_remove(&expired)
+    }
+
+    /// Delete `keys` from `CT4`; those already gone (evicted meanwhile) are not counted.
+    fn conntrack_remove(&mut self, keys: &[Ct4Key]) -> Result<usize, DatapathError> {
         let mut n = 0;
-        for k in &keys {
+        for k in keys {
             match self.ct.remove(k) {
                 Ok(()) => n += 1,
                 // Evicted or expired meanwhile.

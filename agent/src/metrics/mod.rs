@@ -40,6 +40,8 @@ pub struct Metrics {
     pub nodes: Gauge,
     pub node_routes: Gauge,
     pub ipam_released_gone_pods: Counter,
+    /// Expired conntrack entries the periodic sweep removed.
+    pub conntrack_gc_removed: Counter,
     /// From a Service or EndpointSlice change seen by the watch to the LB maps updated.
     pub service_programming: Histogram,
 }
@@ -66,6 +68,7 @@ impl Metrics {
             nodes: Gauge::default(),
             node_routes: Gauge::default(),
             ipam_released_gone_pods: Counter::default(),
+            conntrack_gc_removed: Counter::default(),
             // 1 ms .. ~4 s.
             service_programming: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
         }
@@ -109,6 +112,11 @@ impl Metrics {
             "service_programming_seconds",
             "From a Service or EndpointSlice change seen by the watch to the LB maps updated",
             self.service_programming.clone(),
+        );
+        r.register(
+            "conntrack_gc_removed",
+            "Expired conntrack (CT4) entries removed by the agent's periodic sweep",
+            self.conntrack_gc_removed.clone(),
         );
         r.register(
             "ipam_released_gone_pods",
