@@ -535,14 +535,15 @@ fn a_reply_the_stack_delivers_is_reverse_natted_on_its_way_into_the_pod() {
 fn the_conntrack_sweep_removes_expired_entries_and_keeps_live_ones() {
     use aya::maps::{HashMap, Map, MapData};
     use dataplane_common::ct::{Ct4Key, Ct4Value, CT4_F_CLOSING, CT4_KIND_SERVICE};
+    use weft::datapath::conntrack_sweep_pinned;
 
-    let (pins, mut dp) = two_backends("ctgc");
+    let (pins, dp) = two_backends("ctgc");
     // Three flows, two entries each.
     for sport in [58100, 58101, 58102] {
         dp.test_run_from_pod(&syn(sport)).unwrap();
     }
     assert_eq!(dp.conntrack_len().unwrap(), 6);
-    assert_eq!(dp.conntrack_gc().unwrap(), 0, "nothing has expired yet");
+    assert_eq!(conntrack_sweep_pinned(pins.path()).unwrap(), 0, "nothing has expired yet");
 
     // Age the entries as silence would: 58100 idle for 6 h and a second; 58101 closed and
     // idle for 11 s; 58102 open and idle for 11 s (well within its 6 h).
@@ -564,7 +565,7 @@ fn the_conntrack_sweep_removes_expired_entries_and_keeps_live_ones() {
         ct.insert(k, v, 0).unwrap();
     }
 
-    assert_eq!(dp.conntrack_gc().unwrap(), 4, "both entries of the two expired flows");
+    assert_eq!(conntrack_sweep_pinned(pins.path()).unwrap(), 4, "both entries of the two expired flows");
     let left: BTreeSet<(String, u16)> = ct
         .iter()
         .map(Result::unwrap)
@@ -575,5 +576,5 @@ fn the_conntrack_sweep_removes_expired_entries_and_keeps_live_ones() {
         BTreeSet::from([("service".to_owned(), 58102), ("reply".to_owned(), 58102)]),
         "the open flow keeps both its entries"
     );
-    assert_eq!(dp.conntrack_gc().unwrap(), 0, "a second sweep finds nothing more");
+    assert_eq!(conntrack_sweep_pinned(pins.path()).unwrap(), 0, "a second sweep finds nothing more");
 }

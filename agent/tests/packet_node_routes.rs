@@ -106,7 +106,8 @@ fn every_ttl_keeps_a_valid_checksum() {
 
 /// The TTL hop updates the header checksum incrementally, in place: every checksum value the
 /// header can carry (stepped through with the identification field, which moves the checksum
-/// one by one) must come out right, including the end-around carry near 0xffff.
+/// one by one) must come out right, including those near 0xffff where the end-around carry
+/// applies.
 #[test]
 fn every_checksum_value_survives_the_ttl_hop() {
     require_root_and_bpffs();

@@ -46,12 +46,6 @@ pub fn reply_key(pkt: &Ipv4Pkt) -> Ct4Key {
     key(pkt, CT4_KIND_REPLY)
 }
 
-/// Whether an entry last refreshed at `e.last_seen_ns` has outlived its lifetime at `now`.
-#[inline(always)]
-pub fn expired(e: &Ct4Value, proto: u8, now: u64) -> bool {
-    ct4_expired(e.last_seen_ns, e.flags, proto, now)
-}
-
 /// A live entry for `key`: its value (copied) and a pointer for [`refresh`].
 #[inline(always)]
 pub fn lookup(key: &Ct4Key, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
@@ -63,7 +57,7 @@ pub fn lookup(key: &Ct4Key, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
 fn live(ptr: *mut Ct4Value, proto: u8, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
     // SAFETY: a value of this map, valid under the RCU read lock the program runs in.
     let value = unsafe { *ptr };
-    if expired(&value, proto, now) {
+    if ct4_expired(value.last_seen_ns, value.flags, proto, now) {
         return None;
     }
     Some((value, ptr))

@@ -203,11 +203,6 @@ impl Agent {
         Ok(self.datapath.attach_sock_lb(cgroup)?)
     }
 
-    /// Remove expired conntrack entries; how many went.
-    pub fn conntrack_gc(&mut self) -> Result<usize, ApiError> {
-        Ok(self.datapath.conntrack_gc()?)
-    }
-
     /// Share the cluster view `status` reports (the routing task writes it).
     pub fn set_view(&mut self, view: Arc<RwLock<ClusterView>>) {
         self.view = view;

@@ -181,7 +181,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         };
         tokio::spawn(task.run());
-        tokio::spawn(super::ct_gc::run(handle.clone(), metrics.clone()));
+        tokio::spawn(super::ct_gc::run(opts.pin_dir.clone(), metrics.clone()));
         info!("kube-proxy replacement on: Services are translated in eBPF");
     }
 

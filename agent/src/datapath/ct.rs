@@ -1,10 +1,11 @@
 //! `CT4` from user space: the flows the datapath translated, for `weft ct list` and metrics.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
-use aya::maps::MapError;
+use aya::maps::{HashMap, Map, MapData, MapError};
 use dataplane_common::ct::{
-    ct4_expired, ct4_lifetime_s, Ct4Key, CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT,
+    ct4_expired, ct4_lifetime_s, Ct4Key, Ct4Value, CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT,
     CT4_KIND_REPLY, CT4_KIND_SERVICE,
 };
 use dataplane_common::maps::CT4;
@@ -37,6 +38,9 @@ pub struct CtEntry {
     /// Seconds until it expires unless refreshed (0: expired, until the sweep or a reuse).
     pub expires_in_s: u64,
 }
+
+/// A handle on `CT4`.
+type Ct4Map = HashMap<MapData, Ct4Key, Ct4Value>;
 
 fn err(source: MapError) -> DatapathError {
     DatapathError::Map { name: CT4, source }
@@ -112,49 +116,9 @@ impl Datapath {
     /// many went. For operators (`cilium-dbg bpf ct flush` does the same) and tests.
     pub fn conntrack_flush(&mut self) -> Result<usize, DatapathError> {
         let keys: Vec<_> = self.ct.keys().collect::<Result<_, _>>().map_err(err)?;
-        self.conntrack_remove(&keys)
-    }
-
-    /// Remove the `CT4` entries that have outlived their lifetime (the datapath already
-    /// ignores them; until now they only waited for LRU eviction, and showed in
-    /// `weft ct list` and the occupancy metric as if live). Returns how many went. The agent
-    /// runs this periodically, as Cilium's conntrack GC does.
-    ///
-    /// Each candidate is read again just before its deletion: a flow that came back to life
-    /// (or a new flow that took the same key) since the walk keeps its entry. What remains is
-    /// the few microseconds between that read and the delete, as in Cilium's GC.
-    pub fn conntrack_gc(&mut self) -> Result<usize, DatapathError> {
-        let walked = monotonic_ns();
-        let mut candidates = Vec::new();
-        for item in self.ct.iter() {
-            let (k, v) = item.map_err(err)?;
-            if ct4_expired(v.last_seen_ns, v.flags, k.proto, walked) {
-                candidates.push(k);
-            }
-        }
-        let mut expired = Vec::with_capacity(candidates.len());
-        for k in candidates {
-            match self.ct.get(&k, 0) {
-                Ok(v) if ct4_expired(v.last_seen_ns, v.flags, k.proto, monotonic_ns()) => {
-                    expired.push(k)
-                }
-                Ok(_) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(err(e)),
-            }
-        }
-        self.conntrack_remove(&expired)
-    }
-
-    /// Delete `keys` from `CT4`; those already gone (evicted meanwhile) are not counted.
-    fn conntrack_remove(&mut self, keys: &[Ct4Key]) -> Result<usize, DatapathError> {
         let mut n = 0;
-        for k in keys {
-            match self.ct.remove(k) {
-                Ok(()) => n += 1,
-                // Evicted or expired meanwhile.
-                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(err(e)),
-            }
+        for k in &keys {
+            n += usize::from(remove(&mut self.ct, k)?);
         }
         Ok(n)
     }
@@ -168,4 +132,53 @@ impl Datapath {
         }
         Ok(n)
     }
+}
+
+/// Delete `k`; `false` if it was already gone (evicted or removed meanwhile).
+fn remove(ct: &mut Ct4Map, k: &Ct4Key) -> Result<bool, DatapathError> {
+    match ct.remove(k) {
+        Ok(()) => Ok(true),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Remove the `CT4` entries that have outlived their lifetime (the datapath already treats
+/// them as absent; otherwise they wait for LRU eviction and show in `weft ct list` and the
+/// occupancy metric as if live). Returns how many went. The agent runs this periodically, as
+/// Cilium's conntrack GC does.
+///
+/// Each candidate of the walk is read again and deleted at once if still expired: a flow that
+/// came back (or a new flow that took the same key) since the walk keeps its entry. What remains
+/// is the few microseconds between that read and the delete, as in Cilium's GC.
+fn sweep(ct: &mut Ct4Map) -> Result<usize, DatapathError> {
+    let walked = monotonic_ns();
+    let mut candidates = Vec::new();
+    for item in ct.iter() {
+        let (k, v) = item.map_err(err)?;
+        if ct4_expired(v.last_seen_ns, v.flags, k.proto, walked) {
+            candidates.push(k);
+        }
+    }
+    let mut removed = 0;
+    for k in candidates {
+        match ct.get(&k, 0) {
+            Ok(v) if ct4_expired(v.last_seen_ns, v.flags, k.proto, monotonic_ns()) => {
+                removed += usize::from(remove(ct, &k)?);
+            }
+            Ok(_) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// [`sweep`] of the `CT4` pinned under `pin_dir`, through a handle of its own. `CT4` is the
+/// datapath's map and the sweep deletes only what the datapath already ignores, so it needs no
+/// turn on the agent's owner thread, whose queue serves CNI requests: a walk of a full `CT4`
+/// (one syscall per entry) must not delay a pod's ADD.
+pub fn sweep_pinned(pin_dir: &Path) -> Result<usize, DatapathError> {
+    let data = MapData::from_pin(pin_dir.join(CT4)).map_err(|source| DatapathError::Map { name: CT4, source })?;
+    let mut ct = Ct4Map::try_from(Map::LruHashMap(data)).map_err(err)?;
+    sweep(&mut ct)
 }
