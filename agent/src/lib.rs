@@ -7,9 +7,12 @@ pub mod cli;
 pub mod cni;
 pub mod datapath;
 pub mod egress;
+#[cfg(test)]
+mod golden;
 pub mod ipam;
 pub mod k8s;
 pub mod lb;
 pub mod metrics;
 pub mod netlink;
+pub mod policy;
 pub mod routing;

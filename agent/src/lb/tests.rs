@@ -10,53 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 
 use super::*;
-
-/// One txtar archive: a leading comment and named sections.
-struct Txtar {
-    comment: String,
-    sections: Vec<(String, String)>,
-}
-
-impl Txtar {
-    fn parse(text: &str) -> Self {
-        let mut comment = String::new();
-        let mut sections: Vec<(String, String)> = Vec::new();
-        for line in text.lines() {
-            let marker = line
-                .strip_prefix("-- ")
-                .and_then(|l| l.strip_suffix(" --"))
-                .map(str::trim);
-            match (marker, sections.last_mut()) {
-                (Some(name), _) => sections.push((name.to_owned(), String::new())),
-                (None, Some((_, body))) => {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-                (None, None) => {
-                    comment.push_str(line);
-                    comment.push('\n');
-                }
-            }
-        }
-        Self { comment, sections }
-    }
-
-    fn section(&self, name: &str) -> &str {
-        self.sections
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, b)| b.as_str())
-            .unwrap_or_else(|| panic!("no `-- {name} --` section"))
-    }
-
-    fn print(&self) -> String {
-        let mut out = self.comment.clone();
-        for (name, body) in &self.sections {
-            out.push_str(&format!("-- {name} --\n{body}"));
-        }
-        out
-    }
-}
+use crate::golden::Txtar;
 
 #[derive(Deserialize)]
 struct NodeYaml {
@@ -106,49 +60,5 @@ fn testdata() -> PathBuf {
 
 #[test]
 fn golden_scenarios() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(testdata())
-        .expect("testdata dir")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txtar"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 8, "scenarios missing: {files:?}");
-    let mut failures = Vec::new();
-    for path in &files {
-        let text = std::fs::read_to_string(path).unwrap();
-        let mut archive = Txtar::parse(&text);
-        let got = run(&archive);
-        let want = archive.section("want").to_owned();
-        if got != want {
-            if update {
-                for (name, body) in &mut archive.sections {
-                    if name == "want" {
-                        *body = got.clone();
-                    }
-                }
-                std::fs::write(path, archive.print()).unwrap();
-            } else {
-                failures.push(format!(
-                    "{}:\n--- want\n{want}--- got\n{got}",
-                    path.display()
-                ));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} scenario(s) differ (UPDATE_GOLDEN=1 rewrites them):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
-#[test]
-fn txtar_round_trips() {
-    let text = "comment\n-- a --\none\n-- b --\ntwo\nthree\n";
-    let t = Txtar::parse(text);
-    assert_eq!(t.comment, "comment\n");
-    assert_eq!(t.section("b"), "two\nthree\n");
-    assert_eq!(t.print(), text);
+    crate::golden::check_scenarios(&testdata(), 8, run);
 }
