@@ -275,6 +275,8 @@ fn drop_counters_accumulate_and_name_every_reason() {
             "revnat_missing",
             "no_tunnel_route",
             "tunnel_key_failed",
+            "policy_denied_ingress",
+            "policy_denied_egress",
         ]
     );
 }

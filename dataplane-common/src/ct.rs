@@ -4,7 +4,8 @@
 //! packet as the client sent it (client -> frontend), holding the chosen backend and any source
 //! translation; and a `CT4_KIND_REPLY` entry keyed by the reply as it leaves the backend
 //! (backend -> client, or -> the translated source), holding what reverse NAT must restore.
-//! Packets of other flows never create entries.
+//! Policy entries (`CT4_KIND_POLICY_*`, see `policy`) record flows of pods that NetworkPolicy
+//! tracks; their other fields are 0. Packets of other flows never create entries.
 
 use core::mem::size_of;
 
@@ -12,6 +13,14 @@ use core::mem::size_of;
 pub const CT4_KIND_SERVICE: u8 = 1;
 /// `Ct4Key::kind`: backend -> client, as sent by the backend.
 pub const CT4_KIND_REPLY: u8 = 2;
+/// `Ct4Key::kind`: a flow a local pod sent that its egress policy let out (or that was
+/// tracked while egress was not isolated), as the pod sent it after Service translation.
+/// Its packets and the replies (the reversed tuple) pass without a policy lookup.
+pub const CT4_KIND_POLICY_EGRESS: u8 = 3;
+/// `Ct4Key::kind`: a flow a local pod's ingress policy let in, as it arrived (before reverse
+/// NAT). Only the check of the same direction reads it, so a flow between two local pods is
+/// judged by the sender's egress and the receiver's ingress separately.
+pub const CT4_KIND_POLICY_INGRESS: u8 = 4;
 
 /// `Ct4Value::flags`: the flow's source was translated (hairpin or uplink SNAT); the reply's
 /// destination is restored to `addr_be:port_be`.

@@ -51,6 +51,12 @@ impl DropReason {
     pub const NO_TUNNEL_ROUTE: Self = Self(16);
     /// `bpf_skb_set_tunnel_key` failed.
     pub const TUNNEL_KEY_FAILED: Self = Self(17);
+    /// A new flow into a local pod that its NetworkPolicies isolate for ingress and that no
+    /// rule allows.
+    pub const POLICY_DENIED_INGRESS: Self = Self(18);
+    /// A new flow out of a local pod that its NetworkPolicies isolate for egress and that no
+    /// rule allows.
+    pub const POLICY_DENIED_EGRESS: Self = Self(19);
 
     /// Every defined reason, in number order.
     pub const ALL: &'static [Self] = &[
@@ -71,6 +77,8 @@ impl DropReason {
         Self::REVNAT_MISSING,
         Self::NO_TUNNEL_ROUTE,
         Self::TUNNEL_KEY_FAILED,
+        Self::POLICY_DENIED_INGRESS,
+        Self::POLICY_DENIED_EGRESS,
     ];
 
     /// The stable name used in metrics labels and CLI output (`snake_case`).
@@ -93,6 +101,8 @@ impl DropReason {
             Self::REVNAT_MISSING => "revnat_missing",
             Self::NO_TUNNEL_ROUTE => "no_tunnel_route",
             Self::TUNNEL_KEY_FAILED => "tunnel_key_failed",
+            Self::POLICY_DENIED_INGRESS => "policy_denied_ingress",
+            Self::POLICY_DENIED_EGRESS => "policy_denied_egress",
             _ => "unknown",
         }
     }
@@ -149,6 +159,8 @@ mod tests {
         assert_eq!(DropReason::LB_BACKEND_MISSING.0, 9);
         assert_eq!(DropReason::SERVICE_NO_BACKEND.0, 10);
         assert_eq!(DropReason::L4_TRUNCATED.0, 11);
+        assert_eq!(DropReason::POLICY_DENIED_INGRESS.0, 18);
+        assert_eq!(DropReason::POLICY_DENIED_EGRESS.0, 19);
         assert_eq!(DropReason::REWRITE_FAILED.0, 12);
         assert_eq!(DropReason::SNAT_NO_PORT.0, 13);
         assert_eq!(DropReason::FRAG_TO_SERVICE.0, 14);

@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod lb;
 pub mod maps;
 pub mod node;
+pub mod policy;
 pub mod stats;
 
 pub use config::DpConfig;
@@ -26,3 +27,4 @@ pub use lb::{
     Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
 };
 pub use node::NodeRoute4Value;
+pub use policy::{IpCache4Value, Policy4Data, Policy4Value, PolicyEp4Value};

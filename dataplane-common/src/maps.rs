@@ -60,6 +60,21 @@ pub const NODE_ROUTES4: &str = "NODE_ROUTES4";
 /// Capacity of [`NODE_ROUTES4`]: nodes in the cluster (Kubernetes supports 5,000).
 pub const NODE_ROUTES4_MAX_ENTRIES: u32 = 16384;
 
+/// Addresses -> identities for NetworkPolicy (LPM trie, key `{prefix_len, [u8; 4]}`, value
+/// [`crate::IpCache4Value`]): every pod, this node's addresses, every policy prefix.
+pub const IPCACHE4: &str = "IPCACHE4";
+/// Pods of the cluster plus policy prefixes (the Kubernetes limit is 150,000 pods).
+pub const IPCACHE4_MAX_ENTRIES: u32 = 262144;
+/// Allowed {policy id, direction, peer, protocol, port block} (LPM trie, key
+/// `{prefix_len, `[`crate::Policy4Data`]`}`, value [`crate::Policy4Value`]).
+pub const POLICY4: &str = "POLICY4";
+/// Entries of every local endpoint, twice during a make-before-break switch.
+pub const POLICY4_MAX_ENTRIES: u32 = 1 << 20;
+/// Local pods NetworkPolicy tracks ([`crate::Endpoint4Key`] -> [`crate::PolicyEp4Value`]).
+/// Hash, no preallocation. A pod without an entry is judged by nothing (one lookup).
+pub const POLICY_EP4: &str = "POLICY_EP4";
+pub const POLICY_EP4_MAX_ENTRIES: u32 = ENDPOINTS4_MAX_ENTRIES;
+
 /// Array with one [`crate::DpConfig`] at index 0: node-wide datapath settings.
 pub const DP_CONFIG: &str = "DP_CONFIG";
 
@@ -99,6 +114,9 @@ pub const ALL_MAPS: &[&str] = &[
     LB4_STATS,
     NODE_ROUTES4,
     DP_CONFIG,
+    IPCACHE4,
+    POLICY4,
+    POLICY_EP4,
 ];
 
 const fn fits_obj_name(name: &str) -> bool {

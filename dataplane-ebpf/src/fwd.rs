@@ -17,7 +17,7 @@ use crate::{
     maps::{ENDPOINTS4, NODE_ROUTES4},
     nat,
     parse::{ptr_at, EthHdr, Ipv4Pkt},
-    tunnel,
+    policy, tunnel,
 };
 
 const AF_INET: u32 = 2;
@@ -42,7 +42,7 @@ pub fn remote_node(daddr: [u8; 4]) -> Option<NodeRoute4Value> {
 
 /// Reverse NAT (unless `translated`: the packet was just translated forward, or reverse NAT
 /// already ran), then, with eBPF host routing on and a local pod as destination, deliver it
-/// there.
+/// there if the pod's ingress policy lets it in.
 ///
 /// `Ok(Some(verdict))`: delivered, or handed to the stack (a routed packet about to expire).
 /// `Ok(None)`: not delivered here; the packet (possibly reverse-NATed, so `pkt.daddr` is where
@@ -55,6 +55,8 @@ pub fn deliver(
     hop: Hop,
     cfg: &DpConfig,
 ) -> Result<Option<i32>, i32> {
+    // Policy keys the flow as it arrived: a reply matches its flow before reverse NAT.
+    let arrived = policy::Flow::of(pkt);
     if !translated {
         nat::rev_nat(ctx, pkt)?;
     }
@@ -74,6 +76,7 @@ pub fn deliver(
         }
         decrement_ttl(ctx, pkt)?;
     }
+    policy::ingress(&arrived, pkt.daddr)?;
     if cfg.log() {
         debug!(ctx, "to local pod {:i}, ifindex {}", pkt.daddr, ep.ifindex);
     }

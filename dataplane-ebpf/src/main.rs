@@ -16,6 +16,7 @@ mod maps;
 mod nat;
 mod netdev_lb;
 mod parse;
+mod policy;
 mod refuse;
 mod sock;
 mod to_overlay;

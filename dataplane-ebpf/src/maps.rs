@@ -10,11 +10,12 @@ use dataplane_common::{
         BPF_F_NO_PREALLOC, CT4_MAX_ENTRIES, DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES,
         LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT_MAX_ENTRIES,
         LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_FWD_MAX_ENTRIES, LB4_SOCK_REVNAT_MAX_ENTRIES,
-        LB4_STATS_MAX_ENTRIES, NODE_ROUTES4_MAX_ENTRIES,
+        LB4_STATS_MAX_ENTRIES, NODE_ROUTES4_MAX_ENTRIES, IPCACHE4_MAX_ENTRIES, POLICY4_MAX_ENTRIES,
+        POLICY_EP4_MAX_ENTRIES,
     },
     Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey,
     Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
-    NodeRoute4Value,
+    NodeRoute4Value, IpCache4Value, Policy4Data, Policy4Value, PolicyEp4Value,
 };
 
 /// Local pods by IPv4 address; written only by the agent.
@@ -78,3 +79,21 @@ pub static CT4: LruHashMap<Ct4Key, Ct4Value> = LruHashMap::pinned(CT4_MAX_ENTRIE
 /// Service path counters, per CPU, indexed by `LbCounter` number.
 #[map]
 pub static LB4_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LB4_STATS_MAX_ENTRIES, 0);
+
+/// NetworkPolicy: addresses -> identities (LPM on the peer address); written only by the
+/// agent's policy reconciler.
+#[map]
+pub static IPCACHE4: LpmTrie<[u8; 4], IpCache4Value> =
+    LpmTrie::pinned(IPCACHE4_MAX_ENTRIES, 0);
+
+/// NetworkPolicy: allowed {policy id, direction, peer, protocol, port block}; written only by
+/// the agent's policy reconciler.
+#[map]
+pub static POLICY4: LpmTrie<Policy4Data, Policy4Value> =
+    LpmTrie::pinned(POLICY4_MAX_ENTRIES, 0);
+
+/// NetworkPolicy: local pods it tracks -> their policy id and isolation; written only by the
+/// agent's policy reconciler.
+#[map]
+pub static POLICY_EP4: HashMap<Endpoint4Key, PolicyEp4Value> =
+    HashMap::pinned(POLICY_EP4_MAX_ENTRIES, BPF_F_NO_PREALLOC);

@@ -6,7 +6,7 @@ use std::path::Path;
 use aya::maps::{HashMap, Map, MapData, MapError};
 use dataplane_common::ct::{
     ct4_expired, ct4_lifetime_s, Ct4Key, Ct4Value, CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT,
-    CT4_KIND_REPLY, CT4_KIND_SERVICE,
+    CT4_KIND_POLICY_EGRESS, CT4_KIND_POLICY_INGRESS, CT4_KIND_REPLY, CT4_KIND_SERVICE,
 };
 use dataplane_common::maps::CT4;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,8 @@ use crate::lb::Protocol;
 /// One conntrack entry in words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtEntry {
-    /// `service` (client -> frontend, as sent) or `reply` (backend -> client, as sent).
+    /// `service` (client -> frontend, as sent), `reply` (backend -> client, as sent), or
+    /// `policy-egress` / `policy-ingress` (a flow NetworkPolicy let out of or into a local pod).
     pub kind: String,
     pub protocol: String,
     pub src: Ipv4Addr,
@@ -85,6 +86,8 @@ impl Datapath {
                 kind: match k.kind {
                     CT4_KIND_SERVICE => "service",
                     CT4_KIND_REPLY => "reply",
+                    CT4_KIND_POLICY_EGRESS => "policy-egress",
+                    CT4_KIND_POLICY_INGRESS => "policy-ingress",
                     _ => "unknown",
                 }
                 .into(),

@@ -9,6 +9,7 @@
 //! <pin_dir>/DP_CONFIG               array[1], node-wide settings
 //! <pin_dir>/LB4_SERVICES, LB4_SLOTS, LB4_BACKENDS, LB4_REVNAT    Service maps (agent-written)
 //! <pin_dir>/LB4_AFFINITY, LB4_SOCK_REVNAT, CT4                   datapath-written LRU maps
+//! <pin_dir>/IPCACHE4, POLICY4, POLICY_EP4                         NetworkPolicy (policy reconciler)
 //! <pin_dir>/<program>               each tc program (from_pod, from_netdev, from_overlay,
 //!                                   to_overlay), replaced on open
 //! <pin_dir>/links/<program>_<ifname> TCX link of an interface ('.' written as ':')
@@ -30,6 +31,7 @@ pub mod lb;
 mod node_routes;
 mod object;
 mod pinned_maps;
+mod policy;
 mod programs;
 mod sock;
 mod stats;
@@ -41,7 +43,8 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
 use dataplane_common::maps::{
-    CT4, DP_CONFIG, DROP_STATS, ENDPOINTS4, LB4_STATS, NODE_ROUTES4, PROG_NETDEV_LB,
+    CT4, DP_CONFIG, DROP_STATS, ENDPOINTS4, IPCACHE4, LB4_STATS, NODE_ROUTES4, POLICY4, POLICY_EP4,
+    PROG_NETDEV_LB,
 };
 use dataplane_common::{Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value};
 use tracing::{debug, info};
@@ -52,6 +55,7 @@ pub use ct::{sweep_pinned as conntrack_sweep_pinned, CtEntry};
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
 pub use node_routes::{NodeHop, NodeRoutes};
+pub use policy::{PolicyEndpoint, PolicyMaps};
 pub use programs::Prog;
 pub use sock::{SockLbState, SOCK_PROGRAMS};
 pub use stats::{read_stats, Figures};
@@ -128,8 +132,11 @@ impl Datapath {
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
         let mut config = take_map(&mut ebpf, DP_CONFIG)?;
         config::write(&mut config, settings)?;
-        // NODE_ROUTES4 stays pinned for its own writer (`NodeRoutes::open`).
-        drop(ebpf.take_map(NODE_ROUTES4));
+        // NODE_ROUTES4 and the policy maps stay pinned for their own writers
+        // (`NodeRoutes::open`, `PolicyMaps::open`).
+        for name in [NODE_ROUTES4, IPCACHE4, POLICY4, POLICY_EP4] {
+            drop(ebpf.take_map(name));
+        }
         let ct = take_map(&mut ebpf, CT4)?;
         let lb_stats = take_map(&mut ebpf, LB4_STATS)?;
         let mut lb_maps = lb::LbMaps::take(&mut ebpf)?;

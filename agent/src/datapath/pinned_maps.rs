@@ -14,12 +14,13 @@ use dataplane_common::maps::{
     LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT, LB4_REVNAT_MAX_ENTRIES, LB4_SERVICES,
     LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_FWD, LB4_SOCK_FWD_MAX_ENTRIES, LB4_SOCK_REVNAT,
     LB4_SOCK_REVNAT_MAX_ENTRIES, LB4_STATS, LB4_STATS_MAX_ENTRIES, NODE_ROUTES4,
-    NODE_ROUTES4_MAX_ENTRIES,
+    NODE_ROUTES4_MAX_ENTRIES, IPCACHE4, IPCACHE4_MAX_ENTRIES, POLICY4, POLICY4_MAX_ENTRIES, POLICY_EP4,
+    POLICY_EP4_MAX_ENTRIES,
 };
 use dataplane_common::{
     Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value, Lb4Affinity, Lb4AffinityKey,
     Lb4Backend, Lb4Key, Lb4RevNat, Lb4Service, Lb4Slot, Lb4SlotKey, Lb4SockFwd, Lb4SockKey, Lb4SockRevNat,
-    NodeRoute4Value,
+    NodeRoute4Value, IpCache4Value, Policy4Data, Policy4Value, PolicyEp4Value,
 };
 
 use super::DatapathError;
@@ -68,6 +69,10 @@ const SPECS: &[Spec] = &[
     Spec::new::<Lb4SockKey, Lb4SockFwd>(LB4_SOCK_FWD, MapType::LruHash, LB4_SOCK_FWD_MAX_ENTRIES),
     Spec::new::<Ct4Key, Ct4Value>(CT4, MapType::LruHash, CT4_MAX_ENTRIES),
     Spec::new::<u32, u64>(LB4_STATS, MapType::PerCpuArray, LB4_STATS_MAX_ENTRIES),
+    Spec::new::<[u8; 8], IpCache4Value>(IPCACHE4, MapType::LpmTrie, IPCACHE4_MAX_ENTRIES),
+    // LPM key: u32 prefix length + the 12 data bytes.
+    Spec::new::<[u8; 4 + size_of::<Policy4Data>()], Policy4Value>(POLICY4, MapType::LpmTrie, POLICY4_MAX_ENTRIES),
+    Spec::new::<Endpoint4Key, PolicyEp4Value>(POLICY_EP4, MapType::Hash, POLICY_EP4_MAX_ENTRIES),
 ];
 
 /// Check every map already pinned under `pin_dir` against this build's definition.

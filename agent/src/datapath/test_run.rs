@@ -2,7 +2,7 @@
 //! the packet tests, the benchmarks and self-checks.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use dataplane_common::maps::{PROG_FROM_POD, PROG_NETDEV_LB};
+use dataplane_common::maps::{PROG_FROM_POD, PROG_NETDEV_LB, PROG_TO_POD};
 
 use super::{as_classifier, Datapath, DatapathError};
 
@@ -24,12 +24,17 @@ impl Datapath {
         self.test_run(PROG_FROM_POD, frame, 1)
     }
 
+    /// Run `to_pod` (what the node's stack delivers into a pod) once.
+    pub fn test_run_to_pod(&self, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
+        self.test_run(PROG_TO_POD, frame, 1)
+    }
+
     /// Run `netdev_lb` (the uplink's Service path: `lb::netdev` + local delivery) once.
     pub fn test_run_netdev(&self, frame: &[u8]) -> Result<TestRunOutput, DatapathError> {
         self.test_run(PROG_NETDEV_LB, frame, 1)
     }
 
-    /// Run tc program `program` (`from_pod` or `netdev_lb`) `repeat` times on `frame`; the
+    /// Run tc program `program` (`from_pod`, `to_pod` or `netdev_lb`) `repeat` times on `frame`; the
     /// output is the last run's, the duration the mean.
     pub fn test_run(
         &self,

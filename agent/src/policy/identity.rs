@@ -10,11 +10,11 @@ use ipnetwork::Ipv4Network;
 use super::select::Labels;
 
 /// In a rule key: any peer.
-pub const ANY: u32 = 0;
+pub const ANY: u32 = dataplane_common::policy::POLICY_PEER_ANY;
 /// An address no pod and no local node holds.
-pub const WORLD: u32 = 1;
+pub const WORLD: u32 = dataplane_common::policy::IDENTITY_WORLD;
 /// This node's own addresses (kubelet probes, the node's processes).
-pub const HOST: u32 = 2;
+pub const HOST: u32 = dataplane_common::policy::IDENTITY_HOST;
 /// The first id of a label set.
 pub const FIRST_LABEL: u32 = 256;
 /// The first id of a prefix; label ids stay below it.

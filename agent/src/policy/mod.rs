@@ -23,7 +23,7 @@ pub use model::{
     RuleRef,
 };
 pub use objects::{namespace_labels, ObjectName, PodInfo, Policy, Proto};
-pub use ports::PortBlock;
+pub use ports::{blocks as port_blocks, PortBlock};
 pub use render::{endpoint as render_endpoint, render};
 pub use select::{Labels, Selector, SelectorError};
 pub use trace::{trace, Trace, Verdict};

@@ -167,7 +167,8 @@ pub fn seen(frame: &[u8]) -> Seen {
     let word = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
     let dword = |i: usize| u32::from_be_bytes([l4[i], l4[i + 1], l4[i + 2], l4[i + 3]]);
     let proto = ip[9];
-    let has_ports = (proto == IPPROTO_TCP && l4.len() >= 20) || (proto == IPPROTO_UDP && l4.len() >= 8);
+    let has_ports =
+        (proto == IPPROTO_TCP && l4.len() >= 20) || (proto == IPPROTO_UDP && l4.len() >= 8);
     Seen {
         dst_mac: frame[0..6].try_into().unwrap(),
         src_mac: frame[6..12].try_into().unwrap(),
@@ -177,9 +178,21 @@ pub fn seen(frame: &[u8]) -> Seen {
         ttl: ip[8],
         sport: if has_ports { word(0) } else { 0 },
         dport: if has_ports { word(2) } else { 0 },
-        tcp_flags: if proto == IPPROTO_TCP && l4.len() >= 20 { l4[13] } else { 0 },
-        seq: if proto == IPPROTO_TCP && l4.len() >= 20 { dword(4) } else { 0 },
-        ack: if proto == IPPROTO_TCP && l4.len() >= 20 { dword(8) } else { 0 },
+        tcp_flags: if proto == IPPROTO_TCP && l4.len() >= 20 {
+            l4[13]
+        } else {
+            0
+        },
+        seq: if proto == IPPROTO_TCP && l4.len() >= 20 {
+            dword(4)
+        } else {
+            0
+        },
+        ack: if proto == IPPROTO_TCP && l4.len() >= 20 {
+            dword(8)
+        } else {
+            0
+        },
         l4_csum: match proto {
             IPPROTO_TCP if l4.len() >= 20 => word(16),
             IPPROTO_UDP if l4.len() >= 8 => word(6),

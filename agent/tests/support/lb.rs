@@ -95,10 +95,22 @@ pub fn service(name: &str, frontends: Vec<FrontendSpec>) -> Service {
 }
 
 /// A ClusterIP Service with one port.
-pub fn clusterip(name: &str, vip: [u8; 4], port: u16, protocol: Protocol, backends: &[Backend]) -> Service {
+pub fn clusterip(
+    name: &str,
+    vip: [u8; 4],
+    port: u16,
+    protocol: Protocol,
+    backends: &[Backend],
+) -> Service {
     service(
         name,
-        vec![frontend(FrontendKind::ClusterIp, vip, port, protocol, backends)],
+        vec![frontend(
+            FrontendKind::ClusterIp,
+            vip,
+            port,
+            protocol,
+            backends,
+        )],
     )
 }
 
@@ -129,7 +141,12 @@ pub fn tcp_packet(
 
 /// A UDP datagram with a real checksum as an IPv4 packet.
 pub fn udp_packet(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, data: &[u8]) -> Vec<u8> {
-    ipv4_proto(src, dst, IPPROTO_UDP, &udp_checked(src, dst, sport, dport, data))
+    ipv4_proto(
+        src,
+        dst,
+        IPPROTO_UDP,
+        &udp_checked(src, dst, sport, dport, data),
+    )
 }
 
 /// A UDP datagram without checksum (0) as an IPv4 packet.
