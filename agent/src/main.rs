@@ -49,6 +49,38 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ListCmd,
     },
+    /// NetworkPolicy: each local pod's isolation and allowed peers, or a trace.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Each local pod: the policies isolating it and the peers, ports and rules they allow.
+    List {
+        #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
+        socket: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Would a new connection be allowed, and by which rule? Exit status 3 when denied.
+    Trace {
+        /// The sender: `namespace/pod`, `pod` (namespace default) or an IPv4 address.
+        #[arg(long)]
+        from: String,
+        /// The receiver, likewise.
+        #[arg(long)]
+        to: String,
+        /// `PORT/PROTOCOL` (TCP, UDP, SCTP; ICMP with port 0).
+        #[arg(long)]
+        port: String,
+        #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
+        socket: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +129,12 @@ fn main() {
         Cmd::Ct {
             cmd: ListCmd::List { socket, output },
         } => cli::ct::run(&socket, output),
+        Cmd::Policy {
+            cmd: PolicyCmd::List { socket, output },
+        } => cli::policy::list(&socket, output),
+        Cmd::Policy {
+            cmd: PolicyCmd::Trace { from, to, port, socket, output },
+        } => cli::policy::trace(&socket, &from, &to, &port, output),
     };
     if let Err(e) = result {
         eprintln!("weft: {e:#}");

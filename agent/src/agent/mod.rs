@@ -8,6 +8,7 @@ pub mod config;
 pub mod ct_gc;
 pub mod install;
 pub mod options;
+pub mod policy;
 pub mod run;
 pub mod server;
 pub mod services;
@@ -35,6 +36,8 @@ use crate::netlink::{Blocking, Netlink, NetlinkError};
 pub struct ClusterView {
     pub node: Option<String>,
     pub routes: Vec<crate::api::RouteInfo>,
+    /// The policy task's last translation (`weft policy list|trace`).
+    pub policy: Option<Arc<policy::PolicyView>>,
 }
 
 /// The agent's state: the store, the datapath, the node's pod CIDR, a netlink connection in
@@ -203,6 +206,16 @@ impl Agent {
         Ok(self.datapath.attach_sock_lb(cgroup)?)
     }
 
+    /// The policy task's last translation.
+    fn policy_view(&self) -> Result<Arc<policy::PolicyView>, ApiError> {
+        self.view.read().ok().and_then(|v| v.policy.clone()).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                "NetworkPolicy is not running on this agent (not a Kubernetes node agent, or its first pass is not done)",
+            )
+        })
+    }
+
     /// Share the cluster view `status` reports (the routing task writes it).
     pub fn set_view(&mut self, view: Arc<RwLock<ClusterView>>) {
         self.view = view;
@@ -240,6 +253,12 @@ impl Agent {
                 .conntrack()
                 .map(|entries| Response::Conntrack { entries })
                 .map_err(ApiError::from),
+            Request::PolicyList => self.policy_view().map(|v| Response::Policies { endpoints: v.rows() }),
+            Request::PolicyTrace { from, to, protocol, port } => self.policy_view().and_then(|v| {
+                v.trace(&from, &to, &protocol, port)
+                    .map(Response::PolicyTrace)
+                    .map_err(|e| ApiError::new(ErrorKind::BadRequest, e))
+            }),
         };
         if let Err(e) = &out {
             warn!(error = %e, "request failed");

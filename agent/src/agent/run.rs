@@ -24,7 +24,8 @@ use crate::datapath::{Datapath, DatapathSettings, NodeRoutes, Prog};
 use crate::egress::{self, EgressSpec};
 use crate::ipam::Store;
 use crate::k8s::node::{node_info, NodeInfo};
-use crate::k8s::{pod::live_pods, Reflectors};
+use crate::k8s::pod::{live_pods, on_node};
+use crate::k8s::Reflectors;
 use crate::metrics::{self, DatapathStats, Metrics, Readiness, Stage, StatsSource};
 use crate::netlink::Netlink;
 use crate::routing::kernel::NetlinkTable;
@@ -120,6 +121,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let view = Arc::new(RwLock::new(ClusterView {
         node: opts.node_name.clone(),
         routes: vec![],
+        policy: None,
     }));
     let handle = start_owner(&opts, pod_cidr, settings, view.clone())?;
     if let Some(up) = &uplink {
@@ -149,9 +151,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     if let Some(c) = &cluster {
         c.reflectors.synced().await;
         readiness.done(Stage::Synced);
-        let live: Vec<_> = live_pods(c.reflectors.pods.snapshot().iter().map(|p| p.as_ref()))
-            .into_iter()
-            .collect();
+        let pods = c.reflectors.pods.snapshot();
+        let here = pods.iter().map(|p| p.as_ref()).filter(|p| on_node(p, &c.node));
+        let live: Vec<_> = live_pods(here).into_iter().collect();
         let released = handle.run(move |a| a.release_gone_pods(&live)).await??;
         metrics.ipam_released_gone_pods.inc_by(released.len() as u64);
         info!(released = released.len(), "IPAM reconciled with this node's pods");
@@ -183,6 +185,23 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         tokio::spawn(task.run());
         tokio::spawn(super::ct_gc::run(opts.pin_dir.clone(), metrics.clone()));
         info!("kube-proxy replacement on: Services are translated in eBPF");
+    }
+
+    // NetworkPolicy follows Pods, Namespaces and NetworkPolicies of the whole cluster.
+    if let Some(c) = &cluster {
+        let r = &c.reflectors;
+        let task = super::policy::PolicyTask {
+            node: c.node.clone(),
+            node_addresses: uplink.iter().map(|u| u.ip).collect(),
+            pods: r.pods.store.clone(),
+            namespaces: r.namespaces.store.clone(),
+            policies: r.policies.store.clone(),
+            changes: [r.pods.changes.clone(), r.namespaces.changes.clone(), r.policies.changes.clone()],
+            pin_dir: opts.pin_dir.clone(),
+            metrics: metrics.clone(),
+            view: view.clone(),
+        };
+        tokio::spawn(task.run());
     }
 
     // Routes (and egress) follow the Nodes.
@@ -336,7 +355,7 @@ impl Cluster {
         info!(node, "watching the API server");
         Ok(Self {
             node: node.to_owned(),
-            reflectors: Reflectors::start(client, node, metrics),
+            reflectors: Reflectors::start(client, metrics),
         })
     }
 

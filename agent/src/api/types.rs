@@ -77,6 +77,18 @@ pub enum Request {
     ServiceList,
     /// The conntrack entries of translated flows (`weft ct list`).
     CtList,
+    /// This node's pods with their NetworkPolicy isolation and allowed keys
+    /// (`weft policy list`).
+    PolicyList,
+    /// Would a new connection from `from` to `to` on `protocol`/`port` be allowed, and by
+    /// which rule (`weft policy trace`)? `from`/`to`: `ns/pod`, `pod` (in `default`) or an
+    /// IPv4 address.
+    PolicyTrace {
+        from: String,
+        to: String,
+        protocol: String,
+        port: u16,
+    },
 }
 
 /// What the plugin tells the agent about a freshly made veth.
@@ -127,6 +139,49 @@ pub enum Response {
     Conntrack {
         entries: Vec<crate::datapath::CtEntry>,
     },
+    Policies {
+        endpoints: Vec<PolicyEndpointRow>,
+    },
+    PolicyTrace(TraceReport),
+}
+
+/// One local pod as NetworkPolicy sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEndpointRow {
+    /// `namespace/name`.
+    pub pod: String,
+    pub ip: Ipv4Addr,
+    pub ingress: PolicyDirectionRow,
+    pub egress: PolicyDirectionRow,
+}
+
+/// One direction of a pod: the policies isolating it (none: not isolated) and what they allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDirectionRow {
+    pub isolated_by: Vec<String>,
+    pub allow: Vec<PolicyRuleRow>,
+}
+
+/// One allowed key: the peer (`any`, an identity with its labels, or a prefix), the protocol
+/// and ports, and the rules (`ns/policy ingress[i]`) that allow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRuleRow {
+    pub peer: String,
+    pub ports: String,
+    pub rules: Vec<String>,
+}
+
+/// The answer of `weft policy trace`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceReport {
+    pub from: String,
+    pub to: String,
+    pub protocol: String,
+    pub port: u16,
+    /// The sender's egress verdict in words, and the receiver's ingress verdict.
+    pub egress: String,
+    pub ingress: String,
+    pub allowed: bool,
 }
 
 /// Readiness and inventory of the node.
@@ -213,6 +268,9 @@ pub enum ErrorKind {
     Store,
     /// The kernel side (maps, tc attachment, links) failed.
     Datapath,
+    /// The agent cannot answer this yet (NetworkPolicy not running: no Kubernetes, or no pass
+    /// done yet).
+    Unavailable,
 }
 
 impl ApiError {

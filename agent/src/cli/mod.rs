@@ -1,6 +1,7 @@
 //! The inspection CLI: `weft status`, `weft service list`, `weft ct list`.
 
 pub mod ct;
+pub mod policy;
 pub mod service;
 pub mod status;
 

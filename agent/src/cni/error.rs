@@ -81,6 +81,9 @@ impl From<crate::api::ClientError> for CniError {
                 ErrorKind::Exhausted => {
                     CniError::new(code::GENERIC, "no free address in the node's pod CIDR")
                 }
+                ErrorKind::Unavailable => {
+                    CniError::new(code::TRY_AGAIN_LATER, "the weft agent is not ready")
+                }
                 ErrorKind::BadRequest | ErrorKind::Store | ErrorKind::Datapath => {
                     CniError::new(code::GENERIC, "the weft agent failed")
                 }

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
@@ -126,8 +127,12 @@ pub struct Reflectors {
     pub nodes: Watched<Node>,
     pub services: Watched<Service>,
     pub slices: Watched<EndpointSlice>,
-    /// Pods with `spec.nodeName` = this node.
+    /// Every pod of the cluster, trimmed ([`super::pod::trim`]): NetworkPolicy selects peers
+    /// anywhere; IPAM reads this node's.
     pub pods: Watched<Pod>,
+    /// Namespaces (their labels), for namespaceSelectors.
+    pub namespaces: Watched<Namespace>,
+    pub policies: Watched<NetworkPolicy>,
     /// Services whose Service object or EndpointSlices changed.
     pub dirty_services: Arc<Dirty>,
     tasks: Vec<JoinHandle<()>>,
@@ -135,7 +140,7 @@ pub struct Reflectors {
 
 impl Reflectors {
     /// Start watching; returns at once (see [`Self::synced`]).
-    pub fn start(client: kube::Client, node_name: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn start(client: kube::Client, metrics: Arc<Metrics>) -> Self {
         let mut tasks = Vec::new();
         let dirty = Arc::new(Dirty::default());
         let nodes = spawn(
@@ -144,6 +149,7 @@ impl Reflectors {
             "nodes",
             &metrics,
             None,
+            no_trim,
             &mut tasks,
         );
         let services = spawn(
@@ -152,6 +158,7 @@ impl Reflectors {
             "services",
             &metrics,
             Some((dirty.clone(), service_of_service as ServiceKey<Service>)),
+            no_trim,
             &mut tasks,
         );
         let slices = spawn(
@@ -160,14 +167,39 @@ impl Reflectors {
             "endpointslices",
             &metrics,
             Some((dirty.clone(), service_of_slice as ServiceKey<EndpointSlice>)),
+            no_trim,
             &mut tasks,
         );
         let pods = spawn(
-            Api::all(client),
-            watcher::Config::default().fields(&format!("spec.nodeName={node_name}")),
+            Api::all(client.clone()),
+            watcher::Config::default(),
             "pods",
             &metrics,
             None,
+            super::pod::trim,
+            &mut tasks,
+        );
+        let namespaces = spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "namespaces",
+            &metrics,
+            None,
+            |ns: &mut Namespace| {
+                ns.metadata.annotations = None;
+                ns.spec = None;
+                ns.status = None;
+            },
+            &mut tasks,
+        );
+        let policies = spawn(
+            Api::all(client),
+            watcher::Config::default(),
+            "networkpolicies",
+            &metrics,
+            None,
+            // kubectl's last-applied copy of the whole object is the bulk of most policies.
+            |np: &mut NetworkPolicy| np.metadata.annotations = None,
             &mut tasks,
         );
         Self {
@@ -175,6 +207,8 @@ impl Reflectors {
             services,
             slices,
             pods,
+            namespaces,
+            policies,
             dirty_services: dirty,
             tasks,
         }
@@ -189,6 +223,8 @@ impl Reflectors {
             self.services.store.wait_until_ready(),
             self.slices.store.wait_until_ready(),
             self.pods.store.wait_until_ready(),
+            self.namespaces.store.wait_until_ready(),
+            self.policies.store.wait_until_ready(),
         );
     }
 }
@@ -201,12 +237,15 @@ impl Drop for Reflectors {
     }
 }
 
+fn no_trim<K>(_: &mut K) {}
+
 fn spawn<K>(
     api: Api<K>,
     config: watcher::Config,
     resource: &'static str,
     metrics: &Arc<Metrics>,
     dirty: Option<(Arc<Dirty>, ServiceKey<K>)>,
+    trim: fn(&mut K),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Watched<K>
 where
@@ -219,7 +258,10 @@ where
     let metrics = metrics.clone();
     let stream = watcher(api, config)
         .backoff(WatchBackoff::default())
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            trim(o);
+        })
         .reflect(writer);
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

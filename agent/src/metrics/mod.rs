@@ -44,6 +44,11 @@ pub struct Metrics {
     pub conntrack_gc_removed: Counter,
     /// From a Service or EndpointSlice change seen by the watch to the LB maps updated.
     pub service_programming: Histogram,
+    /// From a pass of the policy task starting (woken by a Pod, Namespace or NetworkPolicy
+    /// change) to the policy maps written, for passes that wrote something.
+    pub policy_programming: Histogram,
+    /// Local pods NetworkPolicy isolates in at least one direction.
+    pub policy_endpoints: Gauge,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -71,6 +76,8 @@ impl Metrics {
             conntrack_gc_removed: Counter::default(),
             // 1 ms .. ~4 s.
             service_programming: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+            policy_programming: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+            policy_endpoints: Gauge::default(),
         }
     }
 
@@ -112,6 +119,16 @@ impl Metrics {
             "service_programming_seconds",
             "From a Service or EndpointSlice change seen by the watch to the LB maps updated",
             self.service_programming.clone(),
+        );
+        r.register(
+            "policy_programming_seconds",
+            "From a Pod, Namespace or NetworkPolicy change to the policy maps written (passes that wrote)",
+            self.policy_programming.clone(),
+        );
+        r.register(
+            "policy_endpoints",
+            "Local pods NetworkPolicy isolates in at least one direction",
+            self.policy_endpoints.clone(),
         );
         r.register(
             "conntrack_gc_removed",

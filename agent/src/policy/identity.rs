@@ -89,6 +89,20 @@ impl<K: Ord + Clone> Allocator<K> {
         }
     }
 
+    /// Take over ids an earlier agent handed out (read back from the maps), so a restart
+    /// renumbers nothing; new keys continue after the highest.
+    pub fn adopt(&mut self, pairs: impl IntoIterator<Item = (K, u32)>) {
+        for (k, id) in pairs {
+            let in_range = (self.first..self.end).contains(&id);
+            if in_range && !self.ids.contains_key(&k) && !self.ids.values().any(|v| *v == id) {
+                self.ids.insert(k, id);
+                if id >= self.next {
+                    self.next = if id + 1 >= self.end { self.first } else { id + 1 };
+                }
+            }
+        }
+    }
+
     pub fn get(&self, k: &K) -> Option<u32> {
         self.ids.get(k).copied()
     }
@@ -140,6 +154,17 @@ mod tests {
             Some(12),
             "10 was a's and is not handed out again yet"
         );
+    }
+
+    #[test]
+    fn adopted_ids_are_kept_and_new_ones_follow_them() {
+        let mut a: Allocator<&str> = Allocator::new(10, 20);
+        a.adopt([("x", 14), ("y", 12), ("z", 14), ("w", 99)]);
+        assert_eq!((a.get(&"x"), a.get(&"y")), (Some(14), Some(12)));
+        assert_eq!(a.get(&"z"), None, "an id taken twice is adopted once");
+        assert_eq!(a.get(&"w"), None, "an id out of range is not adopted");
+        a.assign(["x", "y", "new"]);
+        assert_eq!((a.get(&"x"), a.get(&"y"), a.get(&"new")), (Some(14), Some(12), Some(15)));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The NetworkPolicy maps from user space: `IPCACHE4`, `POLICY4` and `POLICY_EP4`. Their one
 //! writer is the policy reconciler, which opens the pins on its own (created by
-//! [`super::Datapath::open`]), as the routing reconciler does with `NODE_ROUTES4`.
+//! [`crate::datapath::Datapath::open`]), as the routing reconciler does with `NODE_ROUTES4`.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -15,8 +15,8 @@ use dataplane_common::policy::{
 use dataplane_common::{Endpoint4Key, IpCache4Value, Policy4Data, Policy4Value, PolicyEp4Value};
 use ipnetwork::Ipv4Network;
 
-use super::DatapathError;
-use crate::policy::{Direction, IpIdentity, PortMatch, RuleKey};
+use crate::datapath::DatapathError;
+use crate::policy::{Direction, IpIdentity, PortBlock, PortMatch, Proto, RuleKey};
 
 /// What `POLICY_EP4` says of one local pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,33 @@ pub fn rule_key(policy_id: u32, dir: Direction, key: &RuleKey) -> Key<Policy4Dat
             Policy4Data::new(policy_id, dir, key.peer, p.number(), block.port),
         ),
     }
+}
+
+/// The (policy id, direction, key) a raw `POLICY4` entry holds; `None` for one this build
+/// would not write.
+pub fn decode_rule(prefix_len: u32, data: &Policy4Data) -> Option<(u32, Direction, RuleKey)> {
+    let dir = match data.dir {
+        POLICY_DIR_INGRESS => Direction::Ingress,
+        POLICY_DIR_EGRESS => Direction::Egress,
+        _ => return None,
+    };
+    let peer = u32::from_be_bytes(data.peer_be);
+    let ports = match prefix_len {
+        POLICY4_BITS_ANY_PROTO => PortMatch::AnyProto,
+        len if (POLICY4_BITS_PROTO..=POLICY4_BITS_PROTO + 16).contains(&len) => PortMatch::Proto(
+            Proto::from_number(data.proto)?,
+            PortBlock {
+                port: u16::from_be_bytes(data.port_be),
+                bits: (len - POLICY4_BITS_PROTO) as u8,
+            },
+        ),
+        _ => return None,
+    };
+    Some((
+        u32::from_be_bytes(data.policy_id_be),
+        dir,
+        RuleKey { peer, ports },
+    ))
 }
 
 fn net_key(net: Ipv4Network) -> Key<[u8; 4]> {
