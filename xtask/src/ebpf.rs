@@ -146,14 +146,21 @@ fn scrub_outer_cargo_env(cmd: &mut Command) {
     }
 }
 
-/// Copy the linked object to its stable place (write to a temp file, then rename, so a reader
-/// never sees half an object).
-fn install(built: &Path, dest: &Path) -> Result<()> {
+/// Copy the linked object to its stable place unless the copy there is at least as new
+/// (write to a temp file, then rename, so a reader never sees half an object). Copying an
+/// unchanged object would give it a new mtime, and `weft` (whose build script watches it)
+/// would rebuild on every call. Returns whether it copied.
+fn install(built: &Path, dest: &Path) -> Result<bool> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let built_at = mtime(built).with_context(|| format!("reading {}", built.display()))?;
+    if mtime(dest).is_ok_and(|t| t >= built_at) {
+        return Ok(false);
+    }
     let dir = dest.parent().context("object path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dest.with_extension("o.tmp");
     std::fs::copy(built, &tmp)
         .with_context(|| format!("copying {} to {}", built.display(), tmp.display()))?;
     std::fs::rename(&tmp, dest).with_context(|| format!("renaming to {}", dest.display()))?;
-    Ok(())
+    Ok(true)
 }
