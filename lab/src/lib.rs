@@ -16,6 +16,7 @@ pub mod podcmd;
 pub mod preflight;
 pub mod procs;
 pub mod sh;
+pub mod shellenv;
 pub mod spec;
 pub mod state;
 pub mod status;

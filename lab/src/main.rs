@@ -2,7 +2,7 @@
 //! and runs the per-node kubelet stand-in.
 
 
-use weft_lab::{conformance, down, kubectl, kubelet, nodeops, podcmd, preflight, spec, status, up, upstream};
+use weft_lab::{conformance, down, kubectl, kubelet, nodeops, podcmd, preflight, shellenv, spec, status, up, upstream};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +51,9 @@ enum Cmd {
         #[arg(short = 'o', long = "output", default_value = "table")]
         output: OutputFormat,
     },
+    /// Shell lines for plain `kubectl` against the lab: `eval "$(weft-lab env)"` sets
+    /// KUBECONFIG to the admin kubeconfig and puts the lab's kubectl first on PATH.
+    Env,
     /// kubectl with the lab's admin kubeconfig (runs inside the lab's network).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -160,6 +163,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let rec = state.load_record()?;
             status::print(&state, &rec, matches!(output, OutputFormat::Json))?;
         }
+        Cmd::Env => shellenv::print(&state)?,
         Cmd::Kubectl { args } => {
             preflight::require_root()?;
             let rec = state.load_record()?;

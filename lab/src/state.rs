@@ -78,6 +78,10 @@ impl StateDir {
     pub fn manifests(&self) -> PathBuf {
         self.root.join("manifests")
     }
+    /// What `env` puts first on PATH: the lab's `kubectl` (see `shellenv`).
+    pub fn client_bin(&self) -> PathBuf {
+        self.root.join("client")
+    }
 
     pub fn save_record(&self, rec: &LabRecord) -> anyhow::Result<()> {
         let path = self.record_file();

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::spec::{Cni, LabSpec, Proxy, CP_IP, OUTSIDE_IP};
 use crate::state::{LabRecord, StateDir};
-use crate::{addons, controlplane, down, nodes, pki, preflight, status, topology, upstream, weft};
+use crate::{addons, controlplane, down, nodes, pki, preflight, shellenv, status, topology, upstream, weft};
 
 pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Result<()> {
     preflight::require_root()?;
@@ -43,6 +43,7 @@ pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Re
 
 fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
     state.save_record(rec)?;
+    shellenv::write_kubectl(state, rec)?;
     let plans = rec.spec.node_plans();
 
     eprintln!("==> topology: switch, control plane {CP_IP}, {} nodes, outside host {OUTSIDE_IP}", plans.len());

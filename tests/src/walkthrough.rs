@@ -3,13 +3,15 @@
 //! kubernetes`): nginx ×2 on different nodes behind a Service, curl from a pod to both
 //! endpoints and the ClusterIP, DNS through kube-dns, node-to-pod and pod-to-pod pings across
 //! nodes (seed 002), busybox pods pinned to labelled nodes pinging the outside host and
-//! tracing the route to each other (seed 003), `lab status` and `lab logs`; then `lab down`
-//! must leave nothing behind.
+//! tracing the route to each other (seed 003), `lab status` and `lab logs`, and a shell's plain
+//! `kubectl` after `eval "$(weft-lab env)"`; then `lab down` must leave nothing behind.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use crate::lab::{eventually, Lab};
+use crate::lab::{eventually, run_with_timeout, weft_lab_bin, Lab};
 
 const WELCOME: &str = "Welcome to nginx!";
 
@@ -119,6 +121,9 @@ pub fn run(state: &str, up_args: &[&str]) {
     };
     assert_eq!(svc_ip("kubernetes").as_deref(), Some("10.32.0.1"));
     assert_eq!(svc_ip("kube-dns").as_deref(), Some("10.32.0.10"));
+    let mut names: Vec<String> = nodes.iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    plain_kubectl_after_env(&lab, &names);
 
     // kubectl apply / expose / run, as the seeds type them.
     lab.kubectl_stdin(&["apply", "-f", "-"], NGINX);
@@ -261,6 +266,27 @@ pub fn run(state: &str, up_args: &[&str]) {
 }
 
 /// A field of a node row of `lab status -o json`.
+/// A person's shell: `eval "$(weft-lab env)"`, then plain `kubectl` answers with the lab's
+/// nodes, and it is the lab's kubectl (the control plane's version), ahead of any other on
+/// PATH.
+fn plain_kubectl_after_env(lab: &Lab, nodes: &[String]) {
+    let script = r#"eval "$("$0" env)" && command -v kubectl && kubectl version && kubectl get nodes -o name"#;
+    let out = run_with_timeout(
+        Command::new("sh").args(["-c", script]).arg(weft_lab_bin()).env("WEFT_LAB_STATE", lab.state_dir()),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script}: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(Path::new(lines[0]), lab.state_dir().join("client/kubectl"), "kubectl on PATH:\n{stdout}");
+    let version = |what: &str| lines.iter().find_map(|l| l.strip_prefix(what)).map(str::trim);
+    let client = version("Client Version:");
+    assert!(client.is_some() && client == version("Server Version:"), "client and server versions:\n{stdout}");
+    let mut got: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("node/")).collect();
+    got.sort();
+    assert_eq!(got, nodes, "kubectl get nodes:\n{stdout}");
+}
+
 fn node_field(status: &Value, node: &str, field: &str) -> String {
     status["status"]["nodes"]
         .as_array()

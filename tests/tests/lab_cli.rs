@@ -38,6 +38,11 @@ fn commands_that_need_a_lab_say_none_is_up_and_down_always_works() {
     let out = run_with_timeout(&mut weft_lab(&["status"]), Duration::from_secs(30));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lab is up"));
+    // `eval "$(weft-lab env)"` with no lab: an error on stderr, nothing to eval.
+    let out = run_with_timeout(&mut weft_lab(&["env"]), Duration::from_secs(30));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lab is up"));
 
     let out = run_with_timeout(&mut weft_lab(&["up", "--nodes", "0"]), Duration::from_secs(30));
     assert!(!out.status.success());

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use crate::{buildlog, util};
 
 /// Where the object lands, relative to the workspace root. `agent/build.rs` reads the same path.
 pub const OBJECT_REL_PATH: &str = "target/bpf/weft-dataplane.o";
@@ -25,6 +25,12 @@ const BIN_NAME: &str = "weft-dataplane";
 pub struct Args {}
 
 pub fn run(_args: Args) -> Result<()> {
+    build(true)
+}
+
+/// Builds the object and installs it where `agent/build.rs` reads it. Unless `verbose`, says
+/// nothing when the object is already up to date (see [`buildlog`]).
+pub fn build(verbose: bool) -> Result<()> {
     let root = util::root();
     let crate_dir = root.join("dataplane-ebpf");
     let cargo_bin = cargo_home().join("bin");
@@ -49,20 +55,18 @@ pub fn run(_args: Args) -> Result<()> {
         .env("RUSTC_BOOTSTRAP", "1")
         .env("PATH", &path);
 
-    eprintln!("building the eBPF object in {}", crate_dir.display());
-    eprintln!(
-        "+ cd {} && PATH={}:$PATH RUSTC={DEBIAN_RUSTC} RUSTC_BOOTSTRAP=1 {}",
-        crate_dir.display(),
-        cargo_bin.display(),
-        util::show(&cmd)
-    );
+    let header = [
+        format!("building the eBPF object in {}", crate_dir.display()),
+        format!(
+            "+ cd {} && PATH={}:$PATH RUSTC={DEBIAN_RUSTC} RUSTC_BOOTSTRAP=1 {}",
+            crate_dir.display(),
+            cargo_bin.display(),
+            util::show(&cmd)
+        ),
+    ];
     let started = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {}", util::show(&cmd)))?;
-    if !status.success() {
-        bail!("building dataplane-ebpf failed: {status}");
-    }
+    let shown =
+        buildlog::run(&mut cmd, &header, verbose).context("building dataplane-ebpf failed")?;
 
     let built = crate_dir
         .join("target")
@@ -70,7 +74,10 @@ pub fn run(_args: Args) -> Result<()> {
         .join("release")
         .join(BIN_NAME);
     let dest = root.join(OBJECT_REL_PATH);
-    install(&built, &dest)?;
+    let installed = install(&built, &dest)?;
+    if !(verbose || shown || installed) {
+        return Ok(());
+    }
     let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "eBPF object: {} ({size} bytes, {:.1}s)",
@@ -146,14 +153,21 @@ fn scrub_outer_cargo_env(cmd: &mut Command) {
     }
 }
 
-/// Copy the linked object to its stable place (write to a temp file, then rename, so a reader
-/// never sees half an object).
-fn install(built: &Path, dest: &Path) -> Result<()> {
+/// Copy the linked object to its stable place unless the copy there is at least as new
+/// (write to a temp file, then rename, so a reader never sees half an object). Copying an
+/// unchanged object would give it a new mtime, and `weft` (whose build script watches it)
+/// would rebuild on every call. Returns whether it copied.
+fn install(built: &Path, dest: &Path) -> Result<bool> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let built_at = mtime(built).with_context(|| format!("reading {}", built.display()))?;
+    if mtime(dest).is_ok_and(|t| t >= built_at) {
+        return Ok(false);
+    }
     let dir = dest.parent().context("object path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dest.with_extension("o.tmp");
     std::fs::copy(built, &tmp)
         .with_context(|| format!("copying {} to {}", built.display(), tmp.display()))?;
     std::fs::rename(&tmp, dest).with_context(|| format!("renaming to {}", dest.display()))?;
-    Ok(())
+    Ok(true)
 }

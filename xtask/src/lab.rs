@@ -1,15 +1,19 @@
 //! `cargo xtask lab …`: builds the `weft-lab` binary and runs it with the same arguments
-//! (`up [--nodes N] [--cni bridge|weft] [--proxy iptables|nftables|none]`, `status`,
-//! `kubectl …`, `exec NS/POD -- CMD`, `logs NS/POD`, `down`, `build`).
+//! (`up [--nodes N] [--cni bridge|weft] [--proxy iptables|nftables|none]`, `status`, `env`,
+//! `kubectl …`, `exec NS/POD -- CMD`, `logs NS/POD`, `down`, `build`). The build steps are
+//! shown only when something is built, or with `-v`.
 
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::util;
+use crate::{buildlog, ebpf, util};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Show the build steps even when everything is up to date (`cargo xtask lab -v up`).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Arguments for `weft-lab` (see `cargo xtask lab help`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -18,8 +22,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     // weft too: `up --cni weft` (the default) deploys the agent binary built beside weft-lab,
     // and that binary embeds the eBPF object.
-    util::run(Command::new(std::env::current_exe()?).arg("build-ebpf").current_dir(util::root()))?;
-    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
+    ebpf::build(args.verbose)?;
+    let mut cargo = util::cargo(&["build", "-p", "weft-lab", "-p", "weft"]);
+    let header = [format!("+ {}", util::show(&cargo))];
+    buildlog::run(&mut cargo, &header, args.verbose)?;
     let bin = util::target_dir().join("debug/weft-lab");
     let status = Command::new(&bin)
         .args(&args.args)

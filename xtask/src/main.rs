@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own commands (setup, eBPF build, tests, benchmarks, the lab).
 
 mod bench;
+mod buildlog;
 mod demo;
 mod demo_cluster;
 mod ebpf;
