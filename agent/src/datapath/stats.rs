@@ -8,11 +8,12 @@ use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use dataplane_common::maps::{
     CT4, CT4_MAX_ENTRIES, DROP_STATS, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES, LB4_BACKENDS,
     LB4_BACKENDS_MAX_ENTRIES, LB4_SERVICES, LB4_SERVICES_MAX_ENTRIES, NODE_ROUTES4,
-    NODE_ROUTES4_MAX_ENTRIES,
+    NODE_ROUTES4_MAX_ENTRIES, IPCACHE4, IPCACHE4_MAX_ENTRIES, POLICY4, POLICY4_MAX_ENTRIES, POLICY_EP4,
+    POLICY_EP4_MAX_ENTRIES,
 };
 use dataplane_common::{
     Ct4Key, Ct4Value, DropReason, Endpoint4Key, Endpoint4Value, Lb4Backend, Lb4Key, Lb4Service,
-    NodeRoute4Value,
+    NodeRoute4Value, IpCache4Value, Policy4Data, Policy4Value, PolicyEp4Value,
 };
 
 use super::DatapathError;
@@ -53,6 +54,12 @@ pub fn read_stats(pin_dir: &Path) -> Result<Figures, DatapathError> {
         HashMap::try_from(Map::HashMap(open(pin_dir, LB4_BACKENDS)?)).map_err(err(LB4_BACKENDS))?;
     let ct: HashMap<MapData, Ct4Key, Ct4Value> =
         HashMap::try_from(Map::LruHashMap(open(pin_dir, CT4)?)).map_err(err(CT4))?;
+    let ipcache: LpmTrie<MapData, [u8; 4], IpCache4Value> =
+        LpmTrie::try_from(Map::LpmTrie(open(pin_dir, IPCACHE4)?)).map_err(err(IPCACHE4))?;
+    let rules: LpmTrie<MapData, Policy4Data, Policy4Value> =
+        LpmTrie::try_from(Map::LpmTrie(open(pin_dir, POLICY4)?)).map_err(err(POLICY4))?;
+    let policy_eps: HashMap<MapData, Endpoint4Key, PolicyEp4Value> =
+        HashMap::try_from(Map::HashMap(open(pin_dir, POLICY_EP4)?)).map_err(err(POLICY_EP4))?;
     Ok(Figures {
         drops,
         maps: vec![
@@ -61,6 +68,9 @@ pub fn read_stats(pin_dir: &Path) -> Result<Figures, DatapathError> {
             (LB4_SERVICES, services.keys().count() as u64, LB4_SERVICES_MAX_ENTRIES as u64),
             (LB4_BACKENDS, backends.keys().count() as u64, LB4_BACKENDS_MAX_ENTRIES as u64),
             (CT4, ct.keys().count() as u64, CT4_MAX_ENTRIES as u64),
+            (IPCACHE4, ipcache.keys().count() as u64, IPCACHE4_MAX_ENTRIES as u64),
+            (POLICY4, rules.keys().count() as u64, POLICY4_MAX_ENTRIES as u64),
+            (POLICY_EP4, policy_eps.keys().count() as u64, POLICY_EP4_MAX_ENTRIES as u64),
         ],
     })
 }
