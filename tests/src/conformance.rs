@@ -16,6 +16,11 @@ pub const NETWORK_CONFORMANCE_TESTS: u64 = 47;
 /// with `--nocapture`) with its reports in `report_dir`, and returns its summary after `lab
 /// down` left nothing behind.
 pub fn run(state: &str, up_args: &[&str], report_dir: &std::path::Path) -> Value {
+    run_with(state, up_args, report_dir, &[])
+}
+
+/// [`run`] with more `weft-lab conformance` arguments (`--suite netpol`).
+pub fn run_with(state: &str, up_args: &[&str], report_dir: &std::path::Path, conformance_args: &[&str]) -> Value {
     let mut lab = Lab::new(state);
     let t_up = Instant::now();
     lab.up(up_args, Duration::from_secs(120 * 60));
@@ -23,8 +28,11 @@ pub fn run(state: &str, up_args: &[&str], report_dir: &std::path::Path) -> Value
 
     let _ = std::fs::remove_dir_all(report_dir);
     let t_run = Instant::now();
+    let report = report_dir.display().to_string();
+    let mut args = vec!["conformance", "-o", "json", "--report-dir", &report];
+    args.extend_from_slice(conformance_args);
     let out = lab
-        .cmd(&["conformance", "-o", "json", "--report-dir", &report_dir.display().to_string()])
+        .cmd(&args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -22,11 +22,15 @@ use select::{LabFacts, Selected};
 /// `weft-lab conformance` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Ginkgo label filter that selects the tests.
-    #[arg(long, default_value = select::DEFAULT_LABEL_FILTER)]
-    pub label_filter: String,
-    /// Only tests whose full name matches this regular expression (ginkgo `--focus`); a
-    /// test the lab skips by default runs when focused on.
+    /// Which upstream suite: the 47 network conformance tests, or the NetworkPolicy suite
+    /// (`Netpol` and `Netpol API`, the specs Cilium's and Calico's policy lanes run).
+    #[arg(long, value_enum, default_value_t = select::Suite::Conformance)]
+    pub suite: select::Suite,
+    /// Ginkgo label filter that selects the tests (default: the suite's).
+    #[arg(long)]
+    pub label_filter: Option<String>,
+    /// Only tests whose full name matches this regular expression (ginkgo `--focus`, instead
+    /// of the suite's); a test the lab skips by default runs when focused on.
     #[arg(long)]
     pub focus: Option<String>,
     /// Leave out tests whose full name matches this regular expression (ginkgo `--skip`).
@@ -47,6 +51,18 @@ pub struct Args {
     pub output: Output,
 }
 
+impl Args {
+    /// The label filter in force: the user's, else the suite's.
+    pub fn label_filter(&self) -> &str {
+        self.label_filter.as_deref().unwrap_or(self.suite.label_filter())
+    }
+
+    /// The focus in force: the user's, else the suite's.
+    pub fn focus(&self) -> Option<&str> {
+        self.focus.as_deref().or(self.suite.focus())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
@@ -65,7 +81,11 @@ fn lab_facts(state: &StateDir, rec: &LabRecord) -> LabFacts {
                 .is_some_and(|ps| ps.iter().any(|p| p["type"] == "portmap"))
         })
     };
-    LabFacts { portmap_chained: rec.spec.node_plans().iter().all(|n| chains_portmap(&n.name)) }
+    LabFacts {
+        portmap_chained: rec.spec.node_plans().iter().all(|n| chains_portmap(&n.name)),
+        // The kernel lists SCTP associations here when it has SCTP (built in or loaded).
+        sctp: Path::new("/proc/net/sctp").exists(),
+    }
 }
 
 /// The flags of the e2e binary itself (after ginkgo's `--`).
@@ -87,9 +107,9 @@ fn dry_run(bins: &ConformanceBins, args: &Args, e2e: &[String], report_dir: &Pat
     let json = report_dir.join("dry-run.json");
     let mut cmd = crate::sh::in_netns(CP_NS, &bins.e2e_test);
     cmd.arg("--ginkgo.dry-run")
-        .arg(format!("--ginkgo.label-filter={}", args.label_filter))
+        .arg(format!("--ginkgo.label-filter={}", args.label_filter()))
         .arg(format!("--ginkgo.json-report={}", json.display()))
-        .args(args.focus.iter().map(|f| format!("--ginkgo.focus={f}")))
+        .args(args.focus().map(|f| format!("--ginkgo.focus={f}")))
         .args(args.skip.iter().map(|s| format!("--ginkgo.skip={s}")))
         .args(e2e);
     crate::sh::run(&mut cmd).context("listing the selected tests (e2e.test --ginkgo.dry-run)")?;
@@ -129,8 +149,8 @@ pub fn run(state: &StateDir, args: &Args) -> anyhow::Result<bool> {
     eprintln!(
         "==> {} tests selected ({}{}{}), {} skipped by default",
         selected.len(),
-        args.label_filter,
-        args.focus.as_ref().map(|f| format!(", focus {f:?}")).unwrap_or_default(),
+        args.label_filter(),
+        args.focus().map(|f| format!(", focus {f:?}")).unwrap_or_default(),
         args.skip.as_ref().map(|s| format!(", skip {s:?}")).unwrap_or_default(),
         skipped.len()
     );
@@ -156,8 +176,8 @@ pub fn run(state: &StateDir, args: &Args) -> anyhow::Result<bool> {
     let log = std::fs::File::create(&log_path)?;
     let mut cmd = crate::sh::in_netns(CP_NS, &bins.ginkgo);
     cmd.arg(format!("--procs={}", args.procs.max(1)))
-        .arg(format!("--label-filter={}", args.label_filter))
-        .args(args.focus.iter().map(|f| format!("--focus={f}")))
+        .arg(format!("--label-filter={}", args.label_filter()))
+        .args(args.focus().map(|f| format!("--focus={f}")))
         .args(args.skip.iter().map(|s| format!("--skip={s}")))
         .args(select::skip_regex(&skip_names).map(|s| format!("--skip={s}")))
         .arg(format!("--output-dir={}", report_dir.display()))
@@ -196,8 +216,8 @@ pub fn run(state: &StateDir, args: &Args) -> anyhow::Result<bool> {
             rec.spec.nodes, rec.spec.cni, rec.spec.proxy
         )
         .to_lowercase(),
-        label_filter: args.label_filter.clone(),
-        focus: args.focus.clone(),
+        label_filter: args.label_filter().to_string(),
+        focus: args.focus().map(str::to_string),
         skip: args.skip.clone(),
         procs: args.procs.max(1),
         seconds: started.elapsed().as_secs_f64(),

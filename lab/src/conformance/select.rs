@@ -7,11 +7,39 @@ use regex::Regex;
 /// The default selection: the 47 network conformance tests of v1.36.
 pub const DEFAULT_LABEL_FILTER: &str = "Conformance && sig-network";
 
+/// The upstream suites `weft-lab conformance` knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// `Conformance && sig-network`: the 47 network conformance tests.
+    Conformance,
+    /// The NetworkPolicy suite of `test/e2e/network/netpol`: the `Netpol` specs (TCP, UDP,
+    /// SCTP, `Feature:NetworkPolicy`) and the two `Netpol API` specs; 50 in v1.36.
+    Netpol,
+}
+
+impl Suite {
+    pub fn label_filter(self) -> &'static str {
+        match self {
+            Self::Conformance => DEFAULT_LABEL_FILTER,
+            Self::Netpol => "sig-network",
+        }
+    }
+
+    pub fn focus(self) -> Option<&'static str> {
+        match self {
+            Self::Conformance => None,
+            Self::Netpol => Some(r"\[sig-network\] Netpol"),
+        }
+    }
+}
+
 /// What the lab offers that some tests depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LabFacts {
     /// Every node's CNI configuration chains the `portmap` plugin (hostPort).
     pub portmap_chained: bool,
+    /// The kernel speaks SCTP.
+    pub sctp: bool,
 }
 
 /// A test the lab skips unless asked for by `--focus`, and why.
@@ -28,7 +56,14 @@ pub fn default_skips(facts: LabFacts) -> Vec<DefaultSkip> {
     if !facts.portmap_chained {
         v.push(DefaultSkip {
             pattern: r"\[sig-network\] HostPort ",
-            reason: "hostPort needs the CNI portmap plugin, which the nodes' CNI config does not chain",
+            reason:
+                "hostPort needs the CNI portmap plugin, which the nodes' CNI config does not chain",
+        });
+    }
+    if !facts.sctp {
+        v.push(DefaultSkip {
+            pattern: r"\[Feature:SCTPConnectivity\]",
+            reason: "SCTP connectivity needs SCTP in the kernel (CONFIG_IP_SCTP is not set on this machine)",
         });
     }
     v
@@ -54,7 +89,10 @@ pub fn apply(names: &[String], skips: &[DefaultSkip], user_focus: Option<&str>) 
                 .iter()
                 .find(|s| !focused && Regex::new(s.pattern).is_ok_and(|r| r.is_match(name)))
                 .map(|s| s.reason.to_string());
-            Selected { name: name.clone(), skip_reason }
+            Selected {
+                name: name.clone(),
+                skip_reason,
+            }
         })
         .collect()
 }
@@ -65,7 +103,10 @@ pub fn skip_regex(names: &[&str]) -> Option<String> {
     if names.is_empty() {
         return None;
     }
-    let alts: Vec<String> = names.iter().map(|n| format!("(?:^| ){}$", regex::escape(n))).collect();
+    let alts: Vec<String> = names
+        .iter()
+        .map(|n| format!("(?:^| ){}$", regex::escape(n)))
+        .collect();
     Some(alts.join("|"))
 }
 
@@ -74,18 +115,44 @@ mod tests {
     use super::*;
 
     const HOSTPORT: &str = "[sig-network] HostPort validates that there is no conflict between pods with same hostPort but different hostIP and protocol [LinuxOnly] [Conformance]";
-    const BASIC: &str = "[sig-network] Services should serve a basic endpoint from pods  [Conformance]";
+    const BASIC: &str =
+        "[sig-network] Services should serve a basic endpoint from pods  [Conformance]";
 
     #[test]
     fn hostport_is_skipped_only_without_portmap() {
         let names = vec![HOSTPORT.to_string(), BASIC.to_string()];
-        let with = apply(&names, &default_skips(LabFacts { portmap_chained: true }), None);
+        let with = apply(
+            &names,
+            &default_skips(LabFacts {
+                portmap_chained: true,
+                sctp: true,
+            }),
+            None,
+        );
         assert!(with.iter().all(|s| s.skip_reason.is_none()));
-        let without = apply(&names, &default_skips(LabFacts { portmap_chained: false }), None);
-        assert!(without[0].skip_reason.as_deref().unwrap().contains("portmap"));
+        let without = apply(
+            &names,
+            &default_skips(LabFacts {
+                portmap_chained: false,
+                sctp: true,
+            }),
+            None,
+        );
+        assert!(without[0]
+            .skip_reason
+            .as_deref()
+            .unwrap()
+            .contains("portmap"));
         assert_eq!(without[1].skip_reason, None);
         // Asked for by name, it runs anyway.
-        let focused = apply(&names, &default_skips(LabFacts { portmap_chained: false }), Some("HostPort"));
+        let focused = apply(
+            &names,
+            &default_skips(LabFacts {
+                portmap_chained: false,
+                sctp: true,
+            }),
+            Some("HostPort"),
+        );
         assert_eq!(focused[0].skip_reason, None);
     }
 
@@ -100,5 +167,50 @@ mod tests {
         assert!(!m("xa.b (c)"));
         assert!(!m(BASIC));
         assert_eq!(skip_regex(&[]), None);
+    }
+
+    #[test]
+    fn sctp_connectivity_is_skipped_only_without_sctp() {
+        let sctp = "[sig-network] Netpol [Feature:SCTPConnectivity] [LinuxOnly] NetworkPolicy between server and client using SCTP should support a 'default-deny-ingress' policy [Feature:NetworkPolicy]";
+        let tcp_sctp_rule = "[sig-network] Netpol NetworkPolicy between server and client should not mistakenly treat 'protocol: SCTP' as 'protocol: TCP', even if the plugin doesn't support SCTP [Feature:NetworkPolicy]";
+        let names = vec![sctp.to_string(), tcp_sctp_rule.to_string()];
+        let without = apply(
+            &names,
+            &default_skips(LabFacts {
+                portmap_chained: true,
+                sctp: false,
+            }),
+            None,
+        );
+        assert!(without[0]
+            .skip_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("CONFIG_IP_SCTP")));
+        assert_eq!(
+            without[1].skip_reason, None,
+            "TCP probes of an SCTP rule run without SCTP"
+        );
+        let with = apply(
+            &names,
+            &default_skips(LabFacts {
+                portmap_chained: true,
+                sctp: true,
+            }),
+            None,
+        );
+        assert!(with.iter().all(|s| s.skip_reason.is_none()));
+    }
+
+    #[test]
+    fn the_netpol_suite_focuses_on_the_netpol_specs() {
+        let focus = regex::Regex::new(Suite::Netpol.focus().unwrap()).unwrap();
+        assert!(focus.is_match(
+            "[sig-network] Netpol API should support creating NetworkPolicy API operations"
+        ));
+        assert!(focus.is_match("[sig-network] Netpol [LinuxOnly] NetworkPolicy between server and client using UDP should enforce policy based on Ports [Feature:NetworkPolicy]"));
+        assert!(!focus.is_match(
+            "[sig-network] Services should serve a basic endpoint from pods  [Conformance]"
+        ));
+        assert_eq!(Suite::Conformance.label_filter(), DEFAULT_LABEL_FILTER);
     }
 }
