@@ -15,6 +15,7 @@ const PACKAGES: &[(&str, &[&str])] = &[
         &["rustc-web", "rust-web-src", "llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"],
     ),
     ("networking tools the tests and the lab drive (weft itself uses netlink)", &["iproute2", "nftables", "iptables", "conntrack", "ethtool", "tcpdump"]),
+    ("kube-router's firewall controller, the lab's reference NetworkPolicy engine", &["ipset"]),
     (
         "workloads the tests and the lab run in pods",
         &["nginx-light", "curl", "busybox", "iputils-ping", "bind9-dnsutils", "socat", "netcat-openbsd", "iperf3", "sockperf"],

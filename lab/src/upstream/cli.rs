@@ -9,18 +9,19 @@ use super::versions::Versions;
 use super::{cache_dir, Bins};
 
 /// Build the upstream parts (Kubernetes, etcd, CoreDNS, CNI plugins, cnitool, agnhost; with
-/// `--only e2e,ginkgo` the conformance test binaries) from the Go module proxy, or reuse them
-/// from the cache.
+/// `--only e2e,ginkgo` the conformance test binaries, `--only kube-router` the reference
+/// NetworkPolicy engine) from the Go module proxy, or reuse them from the cache.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
     /// Rebuild even what the cache says is done (the Go build cache keeps it short).
     #[arg(long)]
     pub force: bool,
     /// Only these components (comma-separated); default: what a lab needs (all but e2e and
-    /// ginkgo, which `weft-lab conformance` builds).
+    /// ginkgo, which `weft-lab conformance` builds, and kube-router, which `up --netpol
+    /// kube-router` builds).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Component>,
-    /// Every component, the conformance test binaries included.
+    /// Every component, the conformance test binaries and kube-router included.
     #[arg(long, conflicts_with = "only")]
     pub all: bool,
     /// Show what the cache holds without building anything.

@@ -16,6 +16,7 @@ pub enum Component {
     Agnhost,
     Ginkgo,
     E2e,
+    KubeRouter,
 }
 
 impl Component {
@@ -34,12 +35,24 @@ impl Component {
     /// the ginkgo CLI that runs it in parallel.
     pub const CONFORMANCE: [Component; 2] = [Component::Ginkgo, Component::E2e];
 
-    /// Every component, in build order: [`Component::LAB`], then [`Component::CONFORMANCE`].
-    pub const ALL: [Component; 8] = {
-        let mut all = [Component::Etcd; 8];
+    /// The reference NetworkPolicy engine (`up --netpol kube-router`): a test peer for the
+    /// policy suite, built only when a lab asks for it (and by `build --all`).
+    pub const REFERENCE: [Component; 1] = [Component::KubeRouter];
+
+    /// Every component, in build order: [`Component::LAB`], [`Component::CONFORMANCE`], then
+    /// [`Component::REFERENCE`].
+    pub const ALL: [Component; 9] = {
+        let mut all = [Component::Etcd; 9];
+        let (lab, conf) = (Self::LAB.len(), Self::CONFORMANCE.len());
         let mut i = 0;
         while i < all.len() {
-            all[i] = if i < Self::LAB.len() { Self::LAB[i] } else { Self::CONFORMANCE[i - Self::LAB.len()] };
+            all[i] = if i < lab {
+                Self::LAB[i]
+            } else if i < lab + conf {
+                Self::CONFORMANCE[i - lab]
+            } else {
+                Self::REFERENCE[i - lab - conf]
+            };
             i += 1;
         }
         all
@@ -55,6 +68,7 @@ impl Component {
             Component::Agnhost => "agnhost",
             Component::Ginkgo => "ginkgo",
             Component::E2e => "e2e",
+            Component::KubeRouter => "kube-router",
         }
     }
 
@@ -68,6 +82,7 @@ impl Component {
             Component::Agnhost => v.agnhost,
             Component::Ginkgo => v.ginkgo,
             Component::E2e => v.kubernetes,
+            Component::KubeRouter => v.kube_router,
         }
     }
 
@@ -92,6 +107,7 @@ impl Component {
             Component::Agnhost => "~1 min after kubernetes",
             Component::Ginkgo => "~20 s",
             Component::E2e => "~3 min after kubernetes",
+            Component::KubeRouter => "~2.5 min",
         }
     }
 
@@ -105,6 +121,7 @@ impl Component {
             Component::Agnhost => agnhost(v),
             Component::Ginkgo => ginkgo(v),
             Component::E2e => e2e(v),
+            Component::KubeRouter => kube_router(v),
         }
     }
 }
@@ -366,6 +383,20 @@ fn etcd(v: &Versions) -> Recipe {
     }
 }
 
+/// kube-router as its Makefile builds it (version in `pkg/version`); the lab runs only its
+/// firewall (NetworkPolicy) controller. Its go.mod has no `replace`: a plain install.
+fn kube_router(v: &Versions) -> Recipe {
+    let mut recipe = install_one(
+        "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+        v.kube_router,
+        "kube-router",
+        &["--version"],
+        format!("version {}", v.kube_router),
+    );
+    recipe.ldflags.insert(0, format!("-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version={}", v.kube_router));
+    recipe
+}
+
 fn coredns(v: &Versions) -> Recipe {
     let expect = format!("CoreDNS-{}", v.coredns.trim_start_matches('v'));
     install_one("github.com/coredns/coredns", v.coredns, "coredns", &["-version"], expect)
@@ -458,6 +489,7 @@ mod tests {
             Component::CniPlugins.bin_dir(cache, &v),
             Path::new("/c/cni-plugins-v1.9.1/bin")
         );
+        assert_eq!(Component::ALL.last(), Some(&Component::KubeRouter));
         let mut dirs: Vec<_> = Component::ALL.iter().map(|c| c.dir(cache, &v)).collect();
         dirs.dedup();
         assert_eq!(dirs.len(), Component::ALL.len());
@@ -506,6 +538,9 @@ mod tests {
         );
         let cni = Component::CniPlugins.recipe(&v);
         assert_eq!(cni.binaries[1].expect, "CNI host-local plugin v1.9.1");
+        let kr = Component::KubeRouter.recipe(&v);
+        assert_eq!(kr.binaries[0].expect, "version v2.1.0");
+        assert!(kr.ldflags[0].ends_with("pkg/version.Version=v2.1.0"), "{:?}", kr.ldflags);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The lab's upstream parts (Kubernetes control plane and kube-proxy, etcd, CoreDNS, the CNI
 //! reference plugins, cnitool and agnhost; for conformance runs also the e2e test binary and
-//! the ginkgo CLI), built from their Go modules into a versioned cache.
+//! the ginkgo CLI; for `--netpol kube-router` kube-router), built from their Go modules into a
+//! versioned cache.
 //!
 //! Nothing is downloaded except through the Go module proxy. Each component builds in
 //! `cache_dir()/<name>-<version>/` and is stamped done only after its binaries ran; later
@@ -72,6 +73,10 @@ pub struct Bins {
     /// beside it.
     #[serde(default)]
     pub agnhost: PathBuf,
+    /// kube-router, the reference NetworkPolicy engine: built only for `up --netpol
+    /// kube-router` ([`ensure_reference_built`]), so not among [`Bins::all`].
+    #[serde(default)]
+    pub kube_router: PathBuf,
 }
 
 /// The binaries of a conformance run.
@@ -105,6 +110,18 @@ pub fn ensure_conformance_built() -> anyhow::Result<ConformanceBins> {
     Ok(bins)
 }
 
+/// Build (or reuse) the reference NetworkPolicy engine, kube-router, with progress on stderr.
+pub fn ensure_reference_built() -> anyhow::Result<PathBuf> {
+    let cache = cache_dir();
+    let only = Component::REFERENCE.to_vec();
+    build(&cache, &Versions::PINNED, &BuildOptions { only, ..Default::default() })?;
+    let bin = Bins::in_cache(&cache, &Versions::PINNED).kube_router;
+    if !bin.is_file() {
+        anyhow::bail!("{} is missing after the build", bin.display());
+    }
+    Ok(bin)
+}
+
 impl Bins {
     /// Where [`ensure_built`] puts the binaries for `versions` under `cache` (built or not).
     pub fn in_cache(cache: &Path, versions: &Versions) -> Bins {
@@ -120,6 +137,7 @@ impl Bins {
             cni_bin_dir: Component::CniPlugins.bin_dir(cache, versions),
             cnitool: Component::Cnitool.bin_dir(cache, versions).join("cnitool"),
             agnhost: Component::Agnhost.bin_dir(cache, versions).join("agnhost"),
+            kube_router: Component::KubeRouter.bin_dir(cache, versions).join("kube-router"),
         }
     }
 

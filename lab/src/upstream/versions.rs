@@ -21,6 +21,10 @@ pub struct Versions {
     /// `github.com/onsi/ginkgo/v2`: the ginkgo CLI for parallel e2e runs; must be the version
     /// the Kubernetes module requires (checked when e2e.test is built).
     pub ginkgo: &'static str,
+    /// `github.com/cloudnativelabs/kube-router/v2`: its firewall controller is the lab's
+    /// reference NetworkPolicy engine (a test peer only, never shipped: kind's default,
+    /// kube-network-policies, needs nftables' `queue` expression, which this kernel lacks).
+    pub kube_router: &'static str,
     /// Oldest Go that builds all of the above (the highest `go` line among their go.mod files).
     pub go_min: &'static str,
 }
@@ -35,6 +39,7 @@ impl Versions {
         cni: "v1.3.1",
         agnhost: "2.63.0",
         ginkgo: "v2.28.1",
+        kube_router: "v2.1.0",
         go_min: "1.26.0",
     };
 
@@ -83,7 +88,7 @@ mod tests {
     #[test]
     fn pinned_versions_are_tags() {
         let v = Versions::PINNED;
-        for tag in [v.kubernetes, v.etcd, v.coredns, v.cni_plugins, v.cni, v.ginkgo] {
+        for tag in [v.kubernetes, v.etcd, v.coredns, v.cni_plugins, v.cni, v.ginkgo, v.kube_router] {
             assert!(tag.starts_with('v') && major_minor(tag).is_some(), "{tag}");
         }
     }
