@@ -9,6 +9,7 @@ pub mod down;
 pub mod kubectl;
 pub mod kubelet;
 pub mod leftovers;
+pub mod netpol;
 pub mod nodeops;
 pub mod nodes;
 pub mod pki;

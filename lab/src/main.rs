@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use weft_lab::spec::{Cni, LabSpec, Proxy, Routing, Topology};
+use weft_lab::spec::{Cni, LabSpec, Netpol, Proxy, Routing, Topology};
 use weft_lab::state::StateDir;
 
 #[derive(Parser)]
@@ -41,6 +41,10 @@ enum Cmd {
         /// weft's routing mode (default: native on a flat topology, vxlan on a routed one).
         #[arg(long, value_enum)]
         routing: Option<Routing>,
+        /// A NetworkPolicy engine beside --cni bridge: kube-router's firewall controller on
+        /// every node, the reference the policy suite runs against (default: none).
+        #[arg(long, value_enum, default_value_t = Netpol::None)]
+        netpol: Netpol,
         /// On failure leave the half-made lab up for inspection (`down` removes it).
         #[arg(long)]
         keep_on_failure: bool,
@@ -155,8 +159,8 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env();
     match cmd {
-        Cmd::Up { nodes, cni, proxy, topology, routing, keep_on_failure } => {
-            let spec = LabSpec::new(nodes, cni, proxy)?.with_network(topology, routing)?;
+        Cmd::Up { nodes, cni, proxy, topology, routing, netpol, keep_on_failure } => {
+            let spec = LabSpec::new(nodes, cni, proxy)?.with_network(topology, routing)?.with_netpol(netpol)?;
             up::run(&state, spec, keep_on_failure)?
         }
         Cmd::Status { output } => {

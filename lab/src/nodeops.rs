@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::spec::{node_plan_in, Cni, NodePlan, CP_NS, MAX_NODES};
 use crate::state::StateDir;
-use crate::{controlplane, kubectl, nodes, pki, procs, topology, weft};
+use crate::{controlplane, kubectl, netpol, nodes, pki, procs, topology, weft};
 
 /// Adds the next node (`node-N+1`): namespace, identity, kubelet stand-in, kube-proxy if the
 /// lab runs it; waits until it has a pod CIDR and (with weft) a ready agent.
@@ -36,6 +36,7 @@ pub fn add(state: &StateDir) -> anyhow::Result<NodePlan> {
         Cni::Bridge => topology::route_pod_cidrs(&cidrs)?,
     }
     nodes::start_kube_proxy(state, &rec, &plan)?;
+    netpol::start_on(state, &rec, &plan)?;
     eprintln!("==> {} is up", plan.name);
     Ok(plan)
 }
@@ -45,7 +46,7 @@ pub fn remove(state: &StateDir, name: &str) -> anyhow::Result<()> {
     let mut rec = state.load_record()?;
     let plan = node_plan(&rec, name)?;
     eprintln!("==> removing {name}");
-    for process in [nodes::kube_proxy_name(&plan), nodes::kubelet_name(&plan)] {
+    for process in [netpol::kube_router_name(&plan), nodes::kube_proxy_name(&plan), nodes::kubelet_name(&plan)] {
         procs::stop_named(state, &process, Duration::from_secs(30));
     }
     let cidr = kubectl::output(state, &rec, &["get", "node", name, "-o", "jsonpath={.spec.podCIDR}"])

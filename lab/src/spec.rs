@@ -106,6 +106,28 @@ impl Proxy {
     }
 }
 
+/// Which NetworkPolicy engine runs beside a CNI that has none (`--cni bridge`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Netpol {
+    /// None: with `--cni bridge` policies are stored but not enforced (weft enforces its own).
+    #[default]
+    None,
+    /// kube-router's firewall controller (iptables + ipset) on every node: the reference engine
+    /// the policy suite runs against; a test peer, never shipped.
+    KubeRouter,
+}
+
+impl Netpol {
+    /// The `--netpol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Netpol::None => "none",
+            Netpol::KubeRouter => "kube-router",
+        }
+    }
+}
+
 /// What the user asked `up` for; saved in the state dir so later commands know the lab.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabSpec {
@@ -118,6 +140,9 @@ pub struct LabSpec {
     /// weft's routing mode (only with `--cni weft`).
     #[serde(default = "default_routing")]
     pub routing: Routing,
+    /// The NetworkPolicy engine beside the bridge CNI (`--netpol`).
+    #[serde(default)]
+    pub netpol: Netpol,
     /// Node indexes removed at run time (`weft-lab node remove`).
     #[serde(default)]
     pub removed: Vec<usize>,
@@ -134,6 +159,9 @@ pub enum SpecError {
     NodeCount(usize),
     #[error("no lab host {host:?}: hosts are node-1..node-{nodes}, cp, outside, switch")]
     UnknownHost { host: String, nodes: usize },
+    #[error("--netpol kube-router is the reference engine beside --cni bridge; weft enforces \
+             NetworkPolicy itself")]
+    NetpolNeedsBridge,
     #[error("--topology routed puts nodes on different subnets: pod traffic between them needs \
              --cni weft --routing vxlan")]
     RoutedNeedsTunnel,
@@ -169,8 +197,18 @@ impl LabSpec {
             proxy,
             topology: Topology::Flat,
             routing: Routing::Native,
+            netpol: Netpol::None,
             removed: vec![],
         })
+    }
+
+    /// The NetworkPolicy engine; one of its own only beside the bridge CNI.
+    pub fn with_netpol(mut self, netpol: Netpol) -> Result<Self, SpecError> {
+        if netpol != Netpol::None && self.cni != Cni::Bridge {
+            return Err(SpecError::NetpolNeedsBridge);
+        }
+        self.netpol = netpol;
+        Ok(self)
     }
 
     /// Topology and weft routing mode; a routed topology needs weft's tunnel.
@@ -278,6 +316,18 @@ mod tests {
             native.with_network(Topology::Routed, Some(Routing::Native)),
             Err(SpecError::RoutedNeedsTunnel)
         );
+    }
+
+    #[test]
+    fn kube_router_runs_only_beside_the_bridge_cni() {
+        let bridge = LabSpec::new(2, Cni::Bridge, Proxy::Iptables).unwrap();
+        assert_eq!(bridge.with_netpol(Netpol::KubeRouter).unwrap().netpol, Netpol::KubeRouter);
+        let weft = LabSpec::new(2, Cni::Weft, Proxy::None).unwrap();
+        assert_eq!(weft.clone().with_netpol(Netpol::KubeRouter), Err(SpecError::NetpolNeedsBridge));
+        assert_eq!(weft.with_netpol(Netpol::None).unwrap().netpol, Netpol::None);
+        // A lab recorded before --netpol existed has none.
+        let old = r#"{"nodes":1,"cni":"bridge","proxy":"iptables"}"#;
+        assert_eq!(serde_json::from_str::<LabSpec>(old).unwrap().netpol, Netpol::None);
     }
 
     #[test]

@@ -182,8 +182,12 @@ pub fn print(state: &StateDir, rec: &LabRecord, json: bool) -> anyhow::Result<()
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let spec = format!(
-            "lab: {} nodes, cni {:?}, proxy {:?}, state {}",
-            rec.spec.nodes, rec.spec.cni, rec.spec.proxy, state.root().display()
+            "lab: {} nodes, cni {:?}, proxy {:?}, netpol {}, state {}",
+            rec.spec.nodes,
+            rec.spec.cni,
+            rec.spec.proxy,
+            rec.spec.netpol.as_str(),
+            state.root().display()
         )
         .to_lowercase();
         print!("{}", render(&s, &spec));

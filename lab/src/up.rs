@@ -1,13 +1,14 @@
-//! `weft-lab up`: topology, PKI, control plane, nodes, kube-proxy, CoreDNS, in that order.
+//! `weft-lab up`: topology, PKI, control plane, nodes, kube-proxy, kube-router (`--netpol`),
+//! CoreDNS, in that order.
 //! Any failure tears down what was made (the lab is never left half-up).
 
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::spec::{Cni, LabSpec, Proxy, CP_IP, OUTSIDE_IP};
+use crate::spec::{Cni, LabSpec, Netpol, Proxy, CP_IP, OUTSIDE_IP};
 use crate::state::{LabRecord, StateDir};
-use crate::{addons, controlplane, down, nodes, pki, preflight, shellenv, status, topology, upstream, weft};
+use crate::{addons, controlplane, down, netpol, nodes, pki, preflight, shellenv, status, topology, upstream, weft};
 
 pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Result<()> {
     preflight::require_root()?;
@@ -17,6 +18,9 @@ pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Re
 
     eprintln!("==> upstream binaries");
     let bins = upstream::ensure_built().context("building the upstream binaries")?;
+    if spec.netpol == Netpol::KubeRouter {
+        upstream::ensure_reference_built().context("building kube-router")?;
+    }
     let rec = LabRecord {
         spec,
         bins,
@@ -74,6 +78,7 @@ fn bring_up(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
         }
     }
     nodes::start_kube_proxies(state, rec)?;
+    netpol::start(state, rec)?;
 
     eprintln!("==> CoreDNS");
     // Services are routed by kube-proxy, or by weft's own load balancing (--proxy none).

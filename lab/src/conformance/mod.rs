@@ -128,7 +128,11 @@ fn default_report_dir(rec: &LabRecord) -> PathBuf {
     let stamp = crate::upstream::utc_now().replace([':', '-'], "");
     let cni = format!("{:?}", rec.spec.cni).to_lowercase();
     let proxy = format!("{:?}", rec.spec.proxy).to_lowercase();
-    PathBuf::from("conformance-report").join(format!("{stamp}-{cni}-{proxy}"))
+    let netpol = match rec.spec.netpol {
+        crate::spec::Netpol::None => String::new(),
+        other => format!("-{}", other.as_str()),
+    };
+    PathBuf::from("conformance-report").join(format!("{stamp}-{cni}-{proxy}{netpol}"))
 }
 
 /// Runs the command; the exit status says whether every selected test passed.
@@ -212,8 +216,11 @@ pub fn run(state: &StateDir, args: &Args) -> anyhow::Result<bool> {
         date: crate::upstream::utc_now(),
         kubernetes: Versions::PINNED.kubernetes.to_string(),
         lab: format!(
-            "{} nodes, --cni {:?}, --proxy {:?}",
-            rec.spec.nodes, rec.spec.cni, rec.spec.proxy
+            "{} nodes, --cni {:?}, --proxy {:?}, --netpol {}",
+            rec.spec.nodes,
+            rec.spec.cni,
+            rec.spec.proxy,
+            rec.spec.netpol.as_str()
         )
         .to_lowercase(),
         label_filter: args.label_filter().to_string(),
