@@ -7,6 +7,7 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
+use super::rounds::{self, median, series};
 use crate::util;
 
 /// The bound on (cost at the largest size) / (cost at 1 Service).
@@ -48,18 +49,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing lb_cost's JSON")?;
     let sizes = v["sizes"].as_array().context("no sizes")?;
-    let series = |s: &serde_json::Value, key: &str| -> Vec<f64> {
-        s[key].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default()
-    };
-    let median = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    // Ratios are taken round by round (same machine state), then their median.
-    let ratio = |s: &serde_json::Value, key: &str| -> f64 {
-        let (a, b) = (series(s, key), series(&sizes[0], key));
-        median(a.iter().zip(&b).map(|(x, y)| x / y).collect())
-    };
+    let ratio = |s: &serde_json::Value, key: &str| rounds::ratio(s, &sizes[0], key);
     let rows: Vec<serde_json::Value> = sizes
         .iter()
         .map(|s| {

@@ -4,6 +4,7 @@
 //! `cargo xtask bench cni-add`: CNI ADD/DEL latency of weft against the reference plugins.
 //! `cargo xtask bench cross-node`: pod to pod across two lab nodes against node to node.
 //! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
+//! `cargo xtask bench policy`: NetworkPolicy per-packet cost and sync at 0 to 10k policies.
 //! `cargo xtask bench services`: Services in the lab at 1 and 10k, weft against kube-proxy.
 
 mod cni_add;
@@ -11,7 +12,9 @@ mod crr;
 mod cross_node;
 mod lab;
 mod lb_scale;
+mod policy;
 mod prom;
+mod rounds;
 mod rr;
 mod svc;
 mod svc_objects;
@@ -74,6 +77,9 @@ enum Section {
     /// Per-packet cost of the Service path (BPF_PROG_TEST_RUN) with 1, 1k, 10k and 50k
     /// Services, as ratios to 1 Service measured in the same rounds.
     LbScale(lb_scale::Args),
+    /// NetworkPolicy at scale (BPF_PROG_TEST_RUN): new-flow, established and unselected
+    /// per-packet cost with 0 to 10k policies in a 10k-pod cluster, full sync and memory.
+    Policy(policy::Args),
     /// Services in the lab at 1 and 10k Services: new-connection latency and request/response
     /// rate through a ClusterIP against the pod IP, programming latency, a joining node's
     /// first sync and memory; weft (no kube-proxy) against kube-proxy iptables and nftables.
@@ -94,6 +100,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(Section::CniAdd(a)) => return cni_add::run(a),
         Some(Section::CrossNode(a)) => return cross_node::run(a),
         Some(Section::LbScale(a)) => return lb_scale::run(a),
+        Some(Section::Policy(a)) => return policy::run(a),
         Some(Section::Services(a)) => return svc::run(a),
         None => {}
     }
