@@ -93,7 +93,7 @@ fn np(json: serde_json::Value) -> NetworkPolicy {
 /// another app, with an egress ipBlock rule on every third.
 fn unrelated(j: usize) -> NetworkPolicy {
     let mut egress = serde_json::json!([]);
-    if j % 3 == 0 {
+    if j.is_multiple_of(3) {
         egress = serde_json::json!([{"to": [{"ipBlock": {"cidr": format!("10.100.{}.0/24", j % 256), "except": [format!("10.100.{}.128/25", j % 256)]}}]}]);
     }
     np(serde_json::json!({
