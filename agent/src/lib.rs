@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cni;
 pub mod datapath;
 pub mod egress;
+pub mod ids;
 #[cfg(test)]
 mod golden;
 pub mod ipam;

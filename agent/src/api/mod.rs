@@ -5,9 +5,11 @@
 //! [`ErrorKind::UnsupportedVersion`] instead of guessing.
 
 pub mod client;
+pub mod rows;
 pub mod types;
 
 pub use client::{Client, ClientError};
+pub use rows::*;
 pub use types::*;
 
 /// Protocol version spoken by this build. Bump on any incompatible change of [`Request`] or

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{ask, table, Output};
 use crate::api::{Request, Response};
-use crate::datapath::CtEntry;
+use crate::api::CtEntry;
 
 pub fn run(socket: &Path, output: Output) -> anyhow::Result<()> {
     let entries = match ask(socket, Request::CtList, "its conntrack entries")? {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{ask, table, Output};
 use crate::api::{Request, Response};
-use crate::datapath::lb::ServiceRow;
+use crate::api::ServiceRow;
 
 pub fn run(socket: &Path, output: Output) -> anyhow::Result<()> {
     let services = match ask(socket, Request::ServiceList, "its Services")? {
@@ -75,7 +75,7 @@ pub fn render(services: &[ServiceRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::lb::BackendRow;
+    use crate::api::BackendRow;
 
     #[test]
     fn frontends_list_their_backends_on_following_lines() {

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::error::{code, CniError};
 use super::version::CniVersion;
-use crate::api::{AttachmentKey, DEFAULT_SOCKET};
+use crate::api::DEFAULT_SOCKET;
+use crate::ids::AttachmentKey;
 
 /// Default MTU of the pod veth.
 pub const DEFAULT_MTU: u32 = 1500;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::error::{code, CniError};
-use crate::api::AttachmentKey;
+use crate::ids::AttachmentKey;
 
 /// The verbs of CNI 1.1.0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

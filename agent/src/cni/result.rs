@@ -6,7 +6,7 @@ use ipnetwork::Ipv4Network;
 use serde_json::{json, Value};
 
 use super::version::CniVersion;
-use crate::api::Mac;
+use crate::ids::Mac;
 
 /// The link-local gateway every pod routes through; the host side answers it by a permanent
 /// neighbour entry in the pod, so it never needs an address.

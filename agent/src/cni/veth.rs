@@ -7,7 +7,7 @@ use ipnetwork::Ipv4Network;
 
 use super::error::{code, CniError};
 use super::result::GATEWAY;
-use crate::api::Mac;
+use crate::ids::Mac;
 use crate::netlink::{Blocking, Link, Netlink, NetlinkError, Netns, Route, Veth, MAIN_TABLE};
 
 /// Both ends of a pod's veth as created.

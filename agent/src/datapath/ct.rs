@@ -9,36 +9,10 @@ use dataplane_common::ct::{
     CT4_KIND_POLICY_EGRESS, CT4_KIND_POLICY_INGRESS, CT4_KIND_REPLY, CT4_KIND_SERVICE,
 };
 use dataplane_common::maps::CT4;
-use serde::{Deserialize, Serialize};
 
 use super::{Datapath, DatapathError};
+use crate::api::CtEntry;
 use crate::lb::Protocol;
-
-/// One conntrack entry in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CtEntry {
-    /// `service` (client -> frontend, as sent), `reply` (backend -> client, as sent), or
-    /// `policy-egress` / `policy-ingress` (a flow NetworkPolicy let out of or into a local pod).
-    pub kind: String,
-    pub protocol: String,
-    pub src: Ipv4Addr,
-    pub sport: u16,
-    pub dst: Ipv4Addr,
-    pub dport: u16,
-    /// Service entries: the backend; reply entries: the original client.
-    pub nat_addr: Ipv4Addr,
-    pub nat_port: u16,
-    /// Service entries with a translated source: that source.
-    pub snat: Option<(Ipv4Addr, u16)>,
-    pub backend_id: u32,
-    pub rev_nat_id: u16,
-    /// `snat`, `closing`, `hairpin`, `external`.
-    pub flags: Vec<String>,
-    /// Seconds since a packet last refreshed it.
-    pub idle_s: u64,
-    /// Seconds until it expires unless refreshed (0: expired, until the sweep or a reuse).
-    pub expires_in_s: u64,
-}
 
 /// A handle on `CT4`.
 type Ct4Map = HashMap<MapData, Ct4Key, Ct4Value>;

@@ -51,7 +51,7 @@ use tracing::{debug, info};
 
 pub use attach::{FromPodLink, LINKS_DIR};
 pub use config::DatapathSettings;
-pub use ct::{sweep_pinned as conntrack_sweep_pinned, CtEntry};
+pub use ct::sweep_pinned as conntrack_sweep_pinned;
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;
 pub use node_routes::{NodeHop, NodeRoutes};

@@ -7,7 +7,7 @@ use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 use super::{IpamError, MAX_PREFIX_LEN};
-use crate::api::{AttachmentKey, PodRef};
+use crate::ids::{AttachmentKey, PodRef};
 
 /// All allocations of one node. Serialized as the store's file content.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

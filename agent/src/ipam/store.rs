@@ -15,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::{IpamError, Pool};
-use crate::api::{AttachmentKey, PodRef};
+use crate::ids::{AttachmentKey, PodRef};
 
 const FORMAT_VERSION: u32 = 1;
 const DATA_FILE: &str = "allocations.json";

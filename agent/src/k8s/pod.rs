@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec, PodStatus};
 
-use crate::api::PodRef;
+use crate::ids::PodRef;
 
 /// Keep only what the agent reads of a pod: name, namespace, UID and labels; the node, the
 /// host-network flag and the containers' (and sidecars') named ports; phase and addresses.

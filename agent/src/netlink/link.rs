@@ -12,7 +12,7 @@ use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
 use super::conn::collect;
 use super::error::deleted;
 use super::{Netlink, NetlinkError, Netns};
-use crate::api::Mac;
+use crate::ids::Mac;
 
 /// One interface as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

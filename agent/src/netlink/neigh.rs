@@ -12,7 +12,7 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::conn::collect;
 use super::error::deleted;
 use super::{Netlink, NetlinkError};
-use crate::api::Mac;
+use crate::ids::Mac;
 
 /// An IPv4 neighbour (ARP) entry: `ip` on link `index` is at `mac`.
 #[derive(Debug, Clone, PartialEq, Eq)]

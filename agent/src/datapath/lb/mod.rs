@@ -12,7 +12,7 @@ mod tests;
 pub use maps::LbMaps;
 pub use reconcile::{frontend_of, key_of, BackendAddr, ProgrammedFrontend, ReconcileStats, Reconciler};
 pub use store::LbStore;
-pub use table::{BackendRow, LbMetrics, ServiceRow};
+pub use table::LbMetrics;
 
 /// An `LB4_BACKENDS` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,44 +12,10 @@ use dataplane_common::maps::CT4_MAX_ENTRIES;
 use serde::{Deserialize, Serialize};
 
 use super::store::LbStore;
+use crate::api::{BackendRow, ServiceRow};
 use super::{frontend_of, BackendId};
 use crate::datapath::{Datapath, DatapathError};
 use crate::lb::Scope;
-
-/// One `LB4_SERVICES` entry with its backends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceRow {
-    /// rev_nat_id.
-    pub id: u16,
-    pub address: Ipv4Addr,
-    pub port: u16,
-    pub protocol: String,
-    /// `external`, or `in-node` for the second entry of an externalTrafficPolicy Local frontend.
-    pub scope: String,
-    /// ClusterIP, NodePort, ExternalIP, LoadBalancer.
-    pub kind: String,
-    /// `namespace/name` of the owning Service, when this agent programmed it.
-    pub service: Option<String>,
-    pub port_name: Option<String>,
-    /// `affinity=<s>`, `two-scopes`, `snat-remote=<addr>`.
-    pub flags: Vec<String>,
-    /// Slot generation in use.
-    pub generation: u8,
-    /// The backends of the slots, in slot order.
-    pub backends: Vec<BackendRow>,
-}
-
-/// One backend of a frontend's slots.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackendRow {
-    pub id: u32,
-    pub slot: u16,
-    /// `None` when the slot names a backend `LB4_BACKENDS` does not hold (inconsistent maps).
-    pub address: Option<Ipv4Addr>,
-    pub port: u16,
-    /// `local`, `terminating`, `not-serving`.
-    pub flags: Vec<String>,
-}
 
 /// Sizes for the metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
