@@ -9,6 +9,8 @@ pub mod ct_gc;
 pub mod install;
 pub mod options;
 pub mod policy;
+pub mod retry;
+pub mod routing;
 pub mod run;
 pub mod server;
 pub mod services;

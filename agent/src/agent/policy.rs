@@ -20,6 +20,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::retry::Backoff;
 use crate::api::{PolicyDirectionRow, PolicyEndpointRow, PolicyRuleRow, TraceReport};
 use crate::datapath::policy::{Desired, PolicyReconciler};
 use crate::datapath::PolicyMaps;
@@ -107,7 +108,7 @@ impl PolicyTask {
             }
             Err(e) => return error!(error = %e, "opening the policy maps panicked"),
         };
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::default();
         loop {
             let seen = Instant::now();
             let snap = self.snapshot();
@@ -157,7 +158,7 @@ impl PolicyTask {
                     if let Ok(mut v) = self.view.write() {
                         v.policy = Some(Arc::new(view));
                     }
-                    backoff = Duration::from_millis(500);
+                    backoff.succeeded();
                 }
                 Err(e) => {
                     warn!(error = %e, "writing the policy maps failed; resyncing from the maps");
@@ -170,8 +171,7 @@ impl PolicyTask {
                     {
                         work.rec = rec;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff.sleep().await;
                     continue;
                 }
             }
