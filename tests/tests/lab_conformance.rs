@@ -2,7 +2,8 @@
 //! v1.36, the set Cilium's and Calico's kube-proxy-replacement lanes run) against the lab:
 //! with the reference parts (the bridge CNI and kube-proxy, in iptables and nftables mode),
 //! with weft and kube-proxy, and with weft alone. Every one must pass in every configuration.
-//! `--nocapture` shows the progress.
+//! Kubernetes' NetworkPolicy suite runs with weft and against the reference engine
+//! (kube-router beside the bridge plugin). `--nocapture` shows the progress.
 
 use weft_tests::conformance::{not_passed, run, run_with, NETWORK_CONFORMANCE_TESTS};
 
@@ -57,4 +58,33 @@ fn network_policy_suite_passes_with_weft_and_no_kube_proxy() {
 #[test]
 fn network_conformance_passes_with_weft_cni_and_kube_proxy_iptables() {
     all_pass("/run/weft-lab-conf-weft", &["--nodes", "3", "--cni", "weft", "--proxy", "iptables"], "conformance-weft-iptables");
+}
+
+/// The same NetworkPolicy suite against the reference: the bridge plugin, kube-proxy
+/// (iptables) and kube-router v2.1.0's firewall controller (`--netpol kube-router`), the
+/// column docs/conformance.md compares weft with. The counts are what kube-router does here,
+/// so a change (a spec that stops passing, a skip that appears) is noticed.
+#[test]
+fn network_policy_suite_runs_against_kube_router() {
+    let report = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("netpol-kube-router");
+    let summary = run_with(
+        "/run/weft-lab-netpol-kr",
+        &["--nodes", "3", "--cni", "bridge", "--proxy", "iptables", "--netpol", "kube-router"],
+        &report,
+        &["--suite", "netpol"],
+    );
+    let counts = &summary["counts"];
+    assert_eq!(counts["selected"], 50, "{summary:#}");
+    assert_eq!(counts["skipped"], 3, "only the SCTP-connectivity specs are skipped: {summary:#}");
+    // Observed: kube-router v2.1.0 passes every spec the lab runs, as weft does (recorded
+    // per spec in docs/conformance.md). A spec that starts failing is a regression of the lab.
+    assert_eq!(counts["passed"], 47, "not passed: {:#?}", not_passed(&summary));
+    let skipped: Vec<&str> = summary["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["outcome"] == "skipped")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(skipped.iter().all(|n| n.contains("[Feature:SCTPConnectivity]")), "{skipped:#?}");
 }
