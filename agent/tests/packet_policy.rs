@@ -2,7 +2,9 @@
 //! (`BPF_PROG_TEST_RUN`) against the real pinned maps, with the policy maps written through
 //! `PolicyMaps` as the agent writes them. Each verdict path: not tracked, allowed and denied
 //! in both directions, replies of allowed flows, ipBlock except as the longest prefix, port
-//! ranges as LPM blocks, the node let in, Service traffic judged on its backend. Root only.
+//! ranges as LPM blocks, the node let in, Service and NodePort traffic judged on the backend,
+//! another node's pods judged at delivery, and a restarted reconciler that adopts the maps.
+//! Root only.
 
 mod support;
 
@@ -529,4 +531,182 @@ fn port_blocks_are_what_the_maps_hold() {
         assert_eq!(u32::from(b.port) & ((1u32 << free) - 1), 0, "{b:?}");
     }
     assert_eq!(port_blocks(80, 80), vec![PortBlock { port: 80, bits: 16 }]);
+}
+
+/// A frame arriving on the uplink from the network's router.
+fn from_uplink(ip_packet: &[u8]) -> Vec<u8> {
+    ethernet(
+        [0x02, 0x50, 0, 0, 0, 0x11],
+        [0x02, 0x50, 0, 0, 0, 0x01],
+        ETH_P_IP,
+        ip_packet,
+    )
+}
+
+#[test]
+fn nodeport_traffic_is_judged_by_the_backends_ingress_after_translation() {
+    let (_pins, mut dp, mut maps) = setup("nodeport");
+    let outside = [203, 0, 113, 10];
+    let mut np = weft::lb::Service {
+        frontends: vec![frontend(
+            weft::lb::FrontendKind::NodePort,
+            NODE_IP,
+            30080,
+            Protocol::Tcp,
+            &[active(server().ip, 8080)],
+        )],
+        ..clusterip("np", [10, 32, 0, 12], 80, Protocol::Tcp, &[])
+    };
+    np.frontends[0].backends[0].local = true;
+    dp.upsert_service(&np).unwrap();
+    isolate(&mut maps, &server(), 10, true, false);
+    let syn = |sport| {
+        from_uplink(&tcp_packet(
+            outside, sport, NODE_IP, 30080, 1, 0, TCP_SYN, b"",
+        ))
+    };
+    assert_eq!(
+        dp.test_run_netdev(&syn(40000)).unwrap().verdict,
+        TC_ACT_SHOT
+    );
+    assert_drops(&dp, "policy_denied_ingress", 1);
+    // An ipBlock holding the outside host, as a prefix identity.
+    let p = 1 << 24;
+    maps.set_identity(
+        "203.0.113.0/24".parse().unwrap(),
+        IpIdentity {
+            label: WORLD,
+            prefix: p,
+        },
+    )
+    .unwrap();
+    allow(&mut maps, 10, Direction::Ingress, p, Proto::Tcp, 8080, 8080);
+    let out = dp.test_run_netdev(&syn(40001)).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    assert_eq!(
+        seen(&out.frame).src,
+        outside,
+        "judged on the client's own address (no SNAT to a local backend)"
+    );
+}
+
+#[test]
+fn traffic_from_another_nodes_pod_is_judged_at_delivery() {
+    let (pins, dp, mut maps) = setup("cross-node");
+    let remote = [10, 200, 1, 9];
+    let mut routes = weft::datapath::NodeRoutes::open(pins.path()).unwrap();
+    let hop = weft::datapath::NodeHop::Native {
+        node_ip: Ipv4Addr::new(192, 168, 50, 12),
+        uplink_ifindex: 2,
+    };
+    routes
+        .upsert("10.200.1.0/24".parse().unwrap(), &hop)
+        .unwrap();
+    maps.set_identity(
+        host(remote),
+        IpIdentity {
+            label: 400,
+            prefix: 0,
+        },
+    )
+    .unwrap();
+    isolate(&mut maps, &server(), 10, true, false);
+    allow(&mut maps, 10, Direction::Ingress, 400, Proto::Tcp, 80, 80);
+    let syn = |dport| {
+        from_uplink(&tcp_packet(
+            remote,
+            40000 + dport,
+            server().ip,
+            dport,
+            1,
+            0,
+            TCP_SYN,
+            b"",
+        ))
+    };
+    assert_eq!(
+        dp.test_run_netdev(&syn(80)).unwrap().verdict,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(dp.test_run_netdev(&syn(81)).unwrap().verdict, TC_ACT_SHOT);
+    assert_drops(&dp, "policy_denied_ingress", 1);
+}
+
+#[test]
+fn a_restarted_reconciler_adopts_the_maps_and_writes_nothing() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use weft::datapath::policy::{ApplyStats, Desired};
+    use weft::datapath::PolicyReconciler;
+
+    let (pins, dp, maps) = setup("resume");
+    let ipcache: BTreeMap<Ipv4Network, IpIdentity> = [
+        (
+            host(client().ip),
+            IpIdentity {
+                label: CLIENT_ID,
+                prefix: 0,
+            },
+        ),
+        (
+            host(NODE_IP),
+            IpIdentity {
+                label: HOST,
+                prefix: 0,
+            },
+        ),
+    ]
+    .into();
+    let rules: BTreeSet<(Direction, RuleKey)> = port_blocks(1000, 1100)
+        .into_iter()
+        .map(|b| {
+            (
+                Direction::Ingress,
+                RuleKey {
+                    peer: CLIENT_ID,
+                    ports: PortMatch::Proto(Proto::Tcp, b),
+                },
+            )
+        })
+        .collect();
+    let eps = BTreeMap::from([(
+        Ipv4Addr::from(server().ip),
+        Desired {
+            ingress: true,
+            egress: false,
+            rules,
+        },
+    )]);
+    drop(maps);
+    let mut first = PolicyReconciler::resume(PolicyMaps::open(pins.path()).unwrap()).unwrap();
+    let wrote = first.apply(&ipcache, &eps).unwrap();
+    assert!(wrote.written > 0);
+    // A key no endpoint points at, as an interrupted switch leaves it.
+    let mut raw = PolicyMaps::open(pins.path()).unwrap();
+    let orphan = RuleKey {
+        peer: OTHER_ID,
+        ports: PortMatch::AnyProto,
+    };
+    raw.insert_rule(999, Direction::Ingress, &orphan).unwrap();
+    drop(first);
+
+    let mut again = PolicyReconciler::resume(PolicyMaps::open(pins.path()).unwrap()).unwrap();
+    assert_eq!(
+        again.apply(&ipcache, &eps).unwrap(),
+        ApplyStats::default(),
+        "the same state writes nothing"
+    );
+    let left: Vec<_> = raw.raw_rules().unwrap();
+    assert!(
+        left.iter()
+            .all(|(_, d)| u32::from_be_bytes(d.policy_id_be) != 999),
+        "the orphan key is removed"
+    );
+    assert_eq!(
+        verdict(&dp, &syn(&client(), 41000, server().ip, 1050)),
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        verdict(&dp, &syn(&client(), 41001, server().ip, 1101)),
+        TC_ACT_SHOT
+    );
 }
