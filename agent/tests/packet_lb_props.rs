@@ -253,3 +253,36 @@ fn random_packets_through_from_pod_are_never_dropped_silently_or_mistranslated()
 fn random_packets_through_the_uplink_path_are_never_dropped_silently_or_mistranslated() {
     run("netdev_lb", "props-netdev");
 }
+
+/// With every local pod isolated in both directions and no rule allowing anything, no random
+/// packet reaches a local pod (nothing is redirected but a refusal back to its sender), and every one still keeps the
+/// properties above (a drop is counted, nothing is touched that is no Service's).
+#[test]
+fn random_packets_never_reach_a_pod_that_network_policy_isolates() {
+    use weft::datapath::{PolicyEndpoint, PolicyMaps};
+    for program in ["from_pod", "netdev_lb"] {
+        let (pins, dp) = setup(&format!("props-policy-{program}"));
+        let mut maps = PolicyMaps::open(pins.path()).unwrap();
+        for (i, p) in pods().iter().enumerate() {
+            let ep = PolicyEndpoint { policy_id: 10 + i as u32, ingress_isolated: true, egress_isolated: true };
+            maps.set_endpoint(p.ip.into(), &ep).unwrap();
+        }
+        let mut runner = TestRunner::new(Config { cases: 2000, failure_persistence: None, ..Config::default() });
+        runner
+            .run(&case(), |c| {
+                check(&dp, program, &c)?;
+                let refused = |d: &[(&str, u64)]| d.iter().find(|(n, _)| *n == "service_no_backend").map_or(0, |x| x.1);
+                let before = refused(&drops(&dp));
+                let out = dp.test_run(program, &c.frame, 1).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                // The one redirect allowed: a refusal bounced back to the sender.
+                let bounced = refused(&drops(&dp)) > before;
+                prop_assert!(
+                    out.verdict != TC_ACT_REDIRECT || bounced,
+                    "delivered into an isolated pod: {:?}",
+                    seen(&out.frame)
+                );
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+    }
+}
