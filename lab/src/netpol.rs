@@ -41,6 +41,7 @@ pub fn start(state: &StateDir, rec: &LabRecord) -> anyhow::Result<()> {
     if rec.spec.netpol != Netpol::KubeRouter {
         return Ok(());
     }
+    require_ipset()?;
     let n = run(state, rec, rec.spec.node_plans())?;
     eprintln!("  started kube-router's firewall controller on {n} nodes");
     Ok(())
@@ -52,6 +53,15 @@ pub fn start_on(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> anyhow::R
         Netpol::KubeRouter => run(state, rec, vec![node.clone()]).map(|_| ()),
         Netpol::None => Ok(()),
     }
+}
+
+/// kube-router calls the `ipset` tool; without it every node's controller exits at start.
+pub fn require_ipset() -> anyhow::Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join("ipset").is_file()) {
+        return Ok(());
+    }
+    anyhow::bail!("--netpol kube-router needs the ipset tool: run `cargo xtask setup` (or apt-get install ipset)")
 }
 
 fn run(state: &StateDir, rec: &LabRecord, nodes: Vec<NodePlan>) -> anyhow::Result<usize> {

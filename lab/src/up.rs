@@ -19,6 +19,7 @@ pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Re
     eprintln!("==> upstream binaries");
     let bins = upstream::ensure_built().context("building the upstream binaries")?;
     if spec.netpol == Netpol::KubeRouter {
+        netpol::require_ipset()?;
         upstream::ensure_reference_built().context("building kube-router")?;
     }
     let rec = LabRecord {
