@@ -710,3 +710,72 @@ fn a_restarted_reconciler_adopts_the_maps_and_writes_nothing() {
         TC_ACT_SHOT
     );
 }
+
+/// An ICMP error from `router` to `to`, quoting the first 28 bytes of `quoted` (an IPv4
+/// packet), as the node's stack delivers it (through `to_pod`).
+fn icmp_error(router: [u8; 4], to: &Pod, icmp_type: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0x05, 0xdc];
+    icmp.extend_from_slice(&quoted[..28]);
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ethernet(
+        to.ep.pod_mac,
+        to.ep.host_mac,
+        ETH_P_IP,
+        &ipv4_proto(router, to.ip, IPPROTO_ICMP, &icmp),
+    )
+}
+
+#[test]
+fn icmp_errors_about_an_allowed_flow_reach_an_isolated_pod_and_others_do_not() {
+    let (_pins, dp, mut maps) = setup("icmp-errors");
+    isolate(&mut maps, &client(), 20, true, true);
+    allow(
+        &mut maps,
+        20,
+        Direction::Egress,
+        SERVER_ID,
+        Proto::Tcp,
+        80,
+        80,
+    );
+    assert_eq!(
+        verdict(&dp, &syn(&client(), 40000, server().ip, 80)),
+        TC_ACT_REDIRECT
+    );
+    let router = [10, 9, 9, 9];
+    let sent = tcp_packet(client().ip, 40000, server().ip, 80, 1, 0, TCP_SYN, b"");
+    // Fragmentation needed (3/4) and time exceeded (11/0) about the flow: path MTU discovery
+    // and traceroute keep working.
+    for (t, code) in [(3, 4), (11, 0)] {
+        let out = dp
+            .test_run_to_pod(&icmp_error(router, &client(), t, code, &sent))
+            .unwrap();
+        assert_eq!(
+            out.verdict, TC_ACT_OK,
+            "ICMP {t}/{code} about an allowed flow"
+        );
+    }
+    assert_no_drops(&dp);
+    // About a flow the pod never had, or not an error at all: judged as ICMP, and denied.
+    let never = tcp_packet(client().ip, 40001, server().ip, 80, 1, 0, TCP_SYN, b"");
+    assert_eq!(
+        dp.test_run_to_pod(&icmp_error(router, &client(), 3, 4, &never))
+            .unwrap()
+            .verdict,
+        TC_ACT_SHOT
+    );
+    let echo = ethernet(
+        client().ep.pod_mac,
+        client().ep.host_mac,
+        ETH_P_IP,
+        &ipv4_proto(
+            router,
+            client().ip,
+            IPPROTO_ICMP,
+            &[8, 0, 0xf7, 0xff, 0, 0, 0, 0],
+        ),
+    );
+    assert_eq!(dp.test_run_to_pod(&echo).unwrap().verdict, TC_ACT_SHOT);
+    assert_drops(&dp, "policy_denied_ingress", 2);
+}

@@ -40,7 +40,7 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
         Lb::Done(verdict) => return Ok(verdict),
     };
     // Egress policy judges the real destination, whichever step chose the backend.
-    policy::egress(&policy::Flow::of(&pkt), pod)?;
+    policy::egress(ctx, &policy::Flow::of(&pkt), pod)?;
     let source = pkt.saddr;
     let cfg = config();
     if let Some(verdict) = fwd::deliver(ctx, &mut pkt, translated, Hop::Local, &cfg)? {

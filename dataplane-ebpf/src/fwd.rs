@@ -76,7 +76,7 @@ pub fn deliver(
         }
         decrement_ttl(ctx, pkt)?;
     }
-    policy::ingress(&arrived, pkt.daddr)?;
+    policy::ingress(ctx, &arrived, pkt.daddr)?;
     if cfg.log() {
         debug!(ctx, "to local pod {:i}, ifindex {}", pkt.daddr, ep.ifindex);
     }

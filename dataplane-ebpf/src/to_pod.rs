@@ -24,6 +24,6 @@ fn try_to_pod(ctx: &TcContext) -> Result<i32, i32> {
     };
     let arrived = policy::Flow::of(&pkt);
     nat::rev_nat(ctx, &mut pkt)?;
-    policy::ingress(&arrived, pkt.daddr)?;
+    policy::ingress(ctx, &arrived, pkt.daddr)?;
     Ok(TC_ACT_OK as i32)
 }
