@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use k8s_openapi::api::core::v1::Pod;
+use weft::k8s::pod::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 #[path = "../tests/support/frames.rs"]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
@@ -24,6 +24,7 @@ use super::retry::Backoff;
 use crate::api::{PolicyDirectionRow, PolicyEndpointRow, PolicyRuleRow, TraceReport};
 use crate::datapath::policy::{Desired, PolicyReconciler};
 use crate::datapath::PolicyMaps;
+use crate::k8s::pod::Pod;
 use crate::metrics::Metrics;
 use crate::policy::{
     self, namespace_labels, trace, Identities, Inputs, LabelSet, Labels, PodInfo, PolicyState,

@@ -1,59 +1,106 @@
-//! Pods as the agent keeps them (trimmed to what IPAM and NetworkPolicy read) and which of
-//! them live on this node, as IPAM's reconcile needs them.
+//! Pods as the agent keeps them (a slim type holding only what IPAM and NetworkPolicy read)
+//! and which of them live on this node, as IPAM's reconcile needs them.
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerPort, PodIP};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::PodRef;
 
-/// Keep only what the agent reads of a pod: name, namespace, UID and labels; the node, the
-/// host-network flag and the containers' (and sidecars') named ports; phase and addresses.
-/// Everything else (annotations, env, volumes, images, conditions) goes, so the cluster's pods
-/// cost a few hundred bytes each in the agent rather than several kilobytes.
+/// A pod as the agent keeps it: the API server's JSON deserialized straight into the fields
+/// IPAM and NetworkPolicy read, so nothing else (images, env, volumes, conditions) is ever
+/// allocated. Field names and shapes are `k8s_openapi::api::core::v1::Pod`'s.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<PodSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PodStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_containers: Option<Vec<Container>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    #[serde(default)]
+    pub name: String,
+    /// `Always` on an init container: a sidecar, which serves ports as containers do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<ContainerPort>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs", skip_serializing_if = "Option::is_none")]
+    pub pod_ips: Option<Vec<PodIP>>,
+}
+
+impl k8s_openapi::Resource for Pod {
+    const API_VERSION: &'static str = "v1";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "Pod";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "pods";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::ListableResource for Pod {
+    const LIST_KIND: &'static str = "PodList";
+}
+
+impl k8s_openapi::Metadata for Pod {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Drop what the agent does not read but the slim type still holds: annotations (often large:
+/// kubectl's last-applied copy), owner references, finalizers, managed fields, unnamed
+/// container ports and init containers that are not sidecars.
 pub fn trim(pod: &mut Pod) {
     let m = &mut pod.metadata;
     m.managed_fields = None;
     m.annotations = None;
     m.owner_references = None;
     m.finalizers = None;
-    let ports = |cs: &[Container], sidecars_only: bool| -> Vec<Container> {
-        cs.iter()
-            .filter(|c| !sidecars_only || c.restart_policy.as_deref() == Some("Always"))
-            .map(|c| Container {
-                name: c.name.clone(),
-                restart_policy: c.restart_policy.clone(),
-                ports: c.ports.as_ref().map(|ps| {
-                    ps.iter()
-                        .filter(|p| p.name.is_some())
-                        .map(|p| ContainerPort {
-                            name: p.name.clone(),
-                            container_port: p.container_port,
-                            protocol: p.protocol.clone(),
-                            ..ContainerPort::default()
-                        })
-                        .collect()
-                }),
-                ..Container::default()
-            })
-            .collect()
-    };
-    if let Some(spec) = pod.spec.take() {
-        pod.spec = Some(PodSpec {
-            node_name: spec.node_name,
-            host_network: spec.host_network,
-            containers: ports(&spec.containers, false),
-            init_containers: spec.init_containers.as_deref().map(|cs| ports(cs, true)),
-            ..PodSpec::default()
-        });
-    }
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            pod_ip: status.pod_ip,
-            pod_ips: status.pod_ips,
-            ..PodStatus::default()
-        });
+    if let Some(spec) = &mut pod.spec {
+        let named = |c: &mut Container| {
+            if let Some(ps) = &mut c.ports {
+                ps.retain(|p| p.name.is_some());
+            }
+        };
+        spec.containers.iter_mut().for_each(named);
+        if let Some(init) = &mut spec.init_containers {
+            init.retain(|c| c.restart_policy.as_deref() == Some("Always"));
+            init.iter_mut().for_each(named);
+        }
     }
 }
 
@@ -103,16 +150,44 @@ mod tests {
         .unwrap();
         let before = crate::policy::PodInfo::from_pod(&pod);
         trim(&mut pod);
-        assert_eq!(crate::policy::PodInfo::from_pod(&pod), before, "policy sees the same pod");
+        assert_eq!(
+            crate::policy::PodInfo::from_pod(&pod),
+            before,
+            "policy sees the same pod"
+        );
+        assert!(
+            before.is_some_and(|p| p.named_ports.len() == 2),
+            "http and the sidecar's metrics"
+        );
         assert!(on_node(&pod, "node-1"));
         assert_eq!(pod.metadata.uid.as_deref(), Some("u"));
+        assert_eq!(
+            pod.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app"))
+                .map(String::as_str),
+            Some("web")
+        );
         assert!(pod.metadata.annotations.is_none() && pod.metadata.managed_fields.is_none());
         let spec = pod.spec.as_ref().unwrap();
-        assert!(spec.volumes.is_none());
-        assert_eq!(spec.containers[0].image, None);
-        assert_eq!(spec.containers[0].ports.as_ref().unwrap().len(), 1, "unnamed ports go");
-        assert_eq!(spec.init_containers.as_ref().unwrap().len(), 1, "only sidecars stay");
-        assert!(pod.status.as_ref().unwrap().conditions.is_none());
+        assert_eq!(
+            spec.containers[0].ports.as_ref().unwrap().len(),
+            1,
+            "unnamed ports go"
+        );
+        assert_eq!(
+            spec.init_containers.as_ref().unwrap().len(),
+            1,
+            "only sidecars stay"
+        );
+        // Nothing else was kept: the whole pod serializes back to these fields only.
+        let back = serde_json::to_value(&pod).unwrap();
+        assert!(
+            back["spec"].get("volumes").is_none()
+                && back["spec"]["containers"][0].get("image").is_none()
+        );
+        assert!(back["status"].get("conditions").is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, Store};
@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use super::pod::Pod;
 use crate::metrics::{Metrics, ResourceLabel};
 
 /// Retry delays of a failed watch: 250 ms doubling to at most 4 s, back to the start once it
@@ -127,7 +128,7 @@ pub struct Reflectors {
     pub nodes: Watched<Node>,
     pub services: Watched<Service>,
     pub slices: Watched<EndpointSlice>,
-    /// Every pod of the cluster, trimmed ([`super::pod::trim`]): NetworkPolicy selects peers
+    /// Every pod of the cluster, slim and trimmed ([`super::pod`]): NetworkPolicy selects peers
     /// anywhere; IPAM reads this node's.
     pub pods: Watched<Pod>,
     /// Namespaces (their labels), for namespaceSelectors.

@@ -9,12 +9,13 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::Deserialize;
 
 use super::*;
 use crate::golden::Txtar;
+use crate::k8s::pod::Pod;
 
 #[derive(Deserialize)]
 struct NodeYaml {
