@@ -137,7 +137,9 @@ impl Scene {
         let start = Instant::now();
         loop {
             let v = self.run_client(true);
-            let served = v["tcp"]["answer"].is_string() && v["udp_connected"]["answer"].is_string();
+            // Every server answered: under load a forking UDP server can miss a 3 s window,
+            // which is the server's delay, not the translation under test.
+            let served = ["tcp", "udp_connected", "udp_unconnected"].iter().all(|k| v[*k]["answer"].is_string());
             if served || start.elapsed() > Duration::from_secs(15) {
                 return v;
             }
