@@ -499,7 +499,7 @@ fn service_traffic_is_judged_on_the_backend_the_service_step_chose() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Random port ranges in, random ports probed: the verdict is "allowed" exactly when a
     /// range holds the port, whatever blocks the ranges became.
