@@ -174,11 +174,13 @@ pub fn run(nodes: usize) -> Result<()> {
     println!(
         "\n==> the cluster is yours:\n\
          \x20 cargo xtask lab status                       nodes, pods, Services\n\
-         \x20 cargo xtask lab kubectl get pods -A -o wide  kubectl with the admin kubeconfig\n\
-         \x20 cargo xtask lab kubectl exec curl -- curl -s http://nginx/\n\
-         \x20 cargo xtask lab kubectl -n weft-system exec ds/weft -- weft status        (one node's agent)\n\
-         \x20 cargo xtask lab kubectl -n weft-system exec ds/weft -- weft service list\n\
-         \x20 cargo xtask lab conformance                  Kubernetes' 47 network conformance tests\n\
+         \x20 eval \"$(cargo xtask lab env)\"               then plain kubectl (the lab's, admin kubeconfig):\n\
+         \x20 kubectl get pods -A -o wide\n\
+         \x20 kubectl exec curl -- curl -s http://nginx/\n\
+         \x20 kubectl -n weft-system exec ds/weft -- weft status          (one node's agent)\n\
+         \x20 kubectl -n weft-system exec ds/weft -- weft service list\n\
+         \x20 kubectl -n weft-system exec ds/weft -- weft policy list     (NetworkPolicy per pod)\n\
+         \x20 cargo xtask lab conformance [--suite netpol]  Kubernetes' network / NetworkPolicy tests\n\
          \x20 cargo xtask lab down                         take it all down"
     );
     if !ok {
