@@ -5,6 +5,7 @@
 //! `cargo xtask bench cross-node`: pod to pod across two lab nodes against node to node.
 //! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
 //! `cargo xtask bench policy`: NetworkPolicy per-packet cost and sync at 0 to 10k policies.
+//! `cargo xtask bench policy-change`: NetworkPolicy change -> enforced, probed from a pod.
 //! `cargo xtask bench services`: Services in the lab at 1 and 10k, weft against kube-proxy.
 
 mod cni_add;
@@ -13,6 +14,7 @@ mod cross_node;
 mod lab;
 mod lb_scale;
 mod policy;
+mod policy_lab;
 mod prom;
 mod rounds;
 mod rr;
@@ -64,6 +66,9 @@ pub struct Args {
     /// Internal: run the new-connection client against this address.
     #[arg(long, hide = true)]
     crr_client: Option<SocketAddr>,
+    /// Internal: probe TCP reachability of this address, printing each change (in a pod).
+    #[arg(long, hide = true)]
+    policy_probe: Option<SocketAddr>,
 }
 
 #[derive(clap::Subcommand)]
@@ -80,6 +85,9 @@ enum Section {
     /// NetworkPolicy at scale (BPF_PROG_TEST_RUN): new-flow, established and unselected
     /// per-packet cost with 0 to 10k policies in a 10k-pod cluster, full sync and memory.
     Policy(policy::Args),
+    /// NetworkPolicy change -> enforced, probed from a pod in the lab, with N other policies:
+    /// weft against kube-router.
+    PolicyChange(policy_lab::Args),
     /// Services in the lab at 1 and 10k Services: new-connection latency and request/response
     /// rate through a ClusterIP against the pod IP, programming latency, a joining node's
     /// first sync and memory; weft (no kube-proxy) against kube-proxy iptables and nftables.
@@ -101,6 +109,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(Section::CrossNode(a)) => return cross_node::run(a),
         Some(Section::LbScale(a)) => return lb_scale::run(a),
         Some(Section::Policy(a)) => return policy::run(a),
+        Some(Section::PolicyChange(a)) => return policy_lab::run(a),
         Some(Section::Services(a)) => return svc::run(a),
         None => {}
     }
@@ -115,6 +124,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(addr) = args.crr_client {
         return crr::client(addr, args.seconds);
+    }
+    if let Some(addr) = args.policy_probe {
+        return policy_lab::probe(addr);
     }
     crate::util::require_root("the benchmark")?;
     if args.paths.first().map(String::as_str) != Some("veth") {
