@@ -1,5 +1,7 @@
-//! `cargo xtask bench policy-change`: how long a NetworkPolicy change takes to be enforced,
-//! seen from a pod. A prober in a client pod opens a TCP connection to a server pod on another
+//! `cargo xtask bench policy-change`: what NetworkPolicy costs a pod in the lab. First, new
+//! connections (rate, p50/p99) from a client pod to a server pod that a policy isolates and
+//! admits the client to, with 0, 100 and 1,000 other policies in the cluster. Then how long a
+//! policy change takes to be enforced, seen from a pod. A prober in a client pod opens a TCP connection to a server pod on another
 //! node every few milliseconds and reports each change of outcome with its CLOCK_MONOTONIC
 //! time (the same clock in every namespace); the benchmark creates a default-deny policy over
 //! the server's namespace and deletes it again, many times, with N other policies in the
@@ -25,9 +27,13 @@ pub struct Args {
     /// Engines to measure: weft (no kube-proxy), kube-router (bridge + kube-proxy iptables).
     #[arg(long, value_delimiter = ',', default_value = "weft,kube-router")]
     engines: Vec<String>,
-    /// Other NetworkPolicies in the cluster (selecting other pods).
-    #[arg(long, default_value_t = 1000)]
-    policies: usize,
+    /// Other NetworkPolicies in the cluster for the new-connection runs, in increasing order;
+    /// the policy change runs with the last.
+    #[arg(long, value_delimiter = ',', default_value = "0,100,1000")]
+    policies: Vec<usize>,
+    /// Seconds of new connections per size.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
     /// Deny/allow cycles measured per engine.
     #[arg(long, default_value_t = 20)]
     changes: usize,
@@ -61,9 +67,15 @@ pub fn probe(addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// The new-connection server's port in the server pod.
+const CRR_PORT: u16 = 7781;
+
+/// Isolates the server and admits the client to the new-connection port.
+const ALLOW_CLIENT: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-client, namespace: bench-srv}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: bench-cli}}, podSelector: {matchLabels: {app: client}}}]\n    ports: [{port: 7781}]\n";
+
 const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: bench-srv}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
 
-fn objects(policies: usize) -> (String, String) {
+fn objects(policies: std::ops::Range<usize>) -> (String, String) {
     let mut base = String::from(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench-srv}\n---\n\
          apiVersion: v1\nkind: Namespace\nmetadata: {name: bench-cli}\n---\n\
@@ -78,7 +90,7 @@ fn objects(policies: usize) -> (String, String) {
         ));
     }
     let mut bg = String::new();
-    for j in 0..policies {
+    for j in policies {
         bg.push_str(&format!(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bg-{j}, namespace: bench-bg-{}}}\n\
              spec:\n  podSelector: {{matchLabels: {{app: bg-{}}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: bg-{}}}}}}}]\n    ports: [{{port: {}}}]\n---\n",
@@ -111,6 +123,8 @@ fn wait_for(rx: &mpsc::Receiver<(bool, u64)>, want: bool, after: u64) -> Result<
 
 struct Figures {
     engine: String,
+    /// Per size: (other policies, connections/s, p50 µs, p99 µs, errors).
+    crr: Vec<(usize, f64, f64, f64, f64)>,
     deny_ms: Vec<f64>,
     allow_ms: Vec<f64>,
 }
@@ -132,7 +146,7 @@ fn measure(bin: &std::path::Path, engine: &str, args: &Args) -> Result<Figures> 
     };
     eprintln!("==> {engine}: lab up");
     let lab = Lab::up(bin, up)?;
-    let (base, bg) = objects(args.policies);
+    let (base, _) = objects(0..0);
     lab.apply(&base)?;
     lab.ok(&[
         "kubectl",
@@ -152,10 +166,6 @@ fn measure(bin: &std::path::Path, engine: &str, args: &Args) -> Result<Figures> 
         "pod/client",
         "--timeout=120s",
     ])?;
-    eprintln!("  {} other policies", args.policies);
-    for chunk in bg.split_inclusive("---\n").collect::<Vec<_>>().chunks(500) {
-        lab.apply(&chunk.concat())?;
-    }
     let ip = lab.ok(&[
         "kubectl",
         "get",
@@ -166,10 +176,42 @@ fn measure(bin: &std::path::Path, engine: &str, args: &Args) -> Result<Figures> 
         "-o",
         "jsonpath={.status.podIP}",
     ])?;
-    let addr: SocketAddr = format!("{}:80", ip.trim())
-        .parse()
-        .context("the server's address")?;
+    let server_ip: std::net::Ipv4Addr = ip.trim().parse().context("the server's address")?;
+    let addr = SocketAddr::from((server_ip, 80));
     let me = std::env::current_exe()?;
+    let mut crr = Vec::new();
+    lab.apply(ALLOW_CLIENT)?;
+    let client = lab.enter(&["exec", "bench-cli/client"]);
+    let server = lab.enter(&["exec", "bench-srv/server"]);
+    let pair = topo::pair("policy", client, server, server_ip);
+    let mut have = 0;
+    for &n in &args.policies {
+        let (_, bg) = objects(have..n.max(have));
+        for chunk in bg.split_inclusive("---\n").collect::<Vec<_>>().chunks(500) {
+            lab.apply(&chunk.concat())?;
+        }
+        have = n.max(have);
+        // Let the API server and the engine take the new policies in.
+        std::thread::sleep(Duration::from_secs(5 + n as u64 / 200));
+        let flags = ("--crr-server", "--crr-client", CRR_PORT);
+        let out = super::client_server(&me, &pair, flags, args.seconds, None)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out).context("parsing the CRR client's result")?;
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        eprintln!(
+            "  {n:>6} other policies: {:.0} new connections/s, p50 {:.0} µs, p99 {:.0} µs, {} errors",
+            f("per_s"), f("p50_us"), f("p99_us"), f("errors")
+        );
+        crr.push((n, f("per_s"), f("p50_us"), f("p99_us"), f("errors")));
+    }
+    lab.ok(&[
+        "kubectl",
+        "delete",
+        "-n",
+        "bench-srv",
+        "networkpolicy",
+        "allow-client",
+    ])?;
     let mut prober = topo::in_ns(&lab.enter(&["exec", "bench-cli/client"]), &me, None);
     let mut child = prober
         .args(["bench", "--policy-probe", &addr.to_string()])
@@ -194,6 +236,7 @@ fn measure(bin: &std::path::Path, engine: &str, args: &Args) -> Result<Figures> 
         std::thread::sleep(Duration::from_secs(5));
         let mut f = Figures {
             engine: engine.to_string(),
+            crr: crr.clone(),
             deny_ms: vec![],
             allow_ms: vec![],
         };
@@ -237,7 +280,27 @@ pub fn run(args: Args) -> Result<()> {
     for engine in &args.engines {
         all.push(measure(&bin, engine, &args)?);
     }
-    println!("\nNetworkPolicy change -> enforced, seen from a pod ({} other policies, {} changes; ms from kubectl returning)", args.policies, args.changes);
+    println!(
+        "\nNew connections from a pod to a pod one policy isolates and admits it to ({} s each)",
+        args.seconds
+    );
+    println!(
+        "{:<12} {:>9} {:>12} {:>10} {:>10} {:>8}",
+        "ENGINE", "POLICIES", "CONN/s", "p50 us", "p99 us", "ERRORS"
+    );
+    for f in &all {
+        for (n, rate, p50, p99, errors) in &f.crr {
+            println!(
+                "{:<12} {n:>9} {rate:>12.0} {p50:>10.0} {p99:>10.0} {errors:>8}",
+                f.engine
+            );
+        }
+    }
+    let last = args.policies.last().copied().unwrap_or(0);
+    println!(
+        "\nNetworkPolicy change -> enforced, seen from a pod ({last} other policies, {} changes; ms from kubectl returning)",
+        args.changes
+    );
     println!(
         "{:<12} {:>10} {:>10} {:>12} {:>12}",
         "ENGINE", "DENY p50", "DENY p99", "ALLOW p50", "ALLOW p99"
