@@ -1,5 +1,6 @@
-//! The one retry policy of the agent's reconcile loops (routing, Services, NetworkPolicy):
-//! after a failed pass wait 0.5 s, doubling to at most 30 s; a pass that works starts over.
+//! The retry policy of the routing and NetworkPolicy loops: after a failed pass wait 0.5 s,
+//! doubling to at most 30 s; a pass that works starts over. (The Services loop retries every
+//! second: a failed Service write refuses that Service's clients until the next pass.)
 
 use std::time::Duration;
 

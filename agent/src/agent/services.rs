@@ -12,7 +12,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{info, warn};
 
-use super::retry::Backoff;
 use super::server::AgentHandle;
 use crate::k8s::Dirty;
 use crate::lb::{self, NodeContext, ServiceName};
@@ -72,7 +71,6 @@ impl ServicesTask {
     pub async fn run(mut self) {
         let mut last_full = Instant::now();
         let mut first = true;
-        let mut backoff = Backoff::default();
         loop {
             let (all, keys) = self.dirty.take();
             let t = Instant::now();
@@ -91,11 +89,12 @@ impl ServicesTask {
             }
             if !ok {
                 // Redo everything shortly: a failed write left the maps behind the API.
+                // A fixed, short retry: a Service whose write failed refuses its clients until
+                // the next pass, so it is not worth backing off (the other loops do).
                 first = true;
-                backoff.sleep().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            backoff.succeeded();
             tokio::select! {
                 r = self.changes.changed() => if r.is_err() { return },
                 r = self.slice_changes.changed() => if r.is_err() { return },
