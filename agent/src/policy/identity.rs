@@ -111,14 +111,6 @@ impl<K: Ord + Clone> Allocator<K> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, u32)> {
         self.ids.iter().map(|(k, v)| (k, *v))
     }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
 }
 
 /// The identities a node's agent has handed out, carried from one translation to the next.

@@ -24,7 +24,7 @@ pub use model::{
 };
 pub use objects::{namespace_labels, ObjectName, PodInfo, Policy, Proto};
 pub use ports::{blocks as port_blocks, PortBlock};
-pub use render::{endpoint as render_endpoint, peer as render_peer, render};
+pub use render::{peer as render_peer, render};
 pub use select::{Labels, Selector, SelectorError};
 pub use trace::{trace, Trace, Verdict};
 pub use translate::{translate, Inputs};

@@ -1,6 +1,6 @@
 //! The policy state as text, in the shape of the maps: identities, the address table, then
 //! per endpoint and direction the allowed keys with the rules behind them. The golden scenario
-//! tests compare against it, and `weft policy list` prints the endpoint part.
+//! tests compare against it; `peer` names an identity for `weft policy list`.
 
 use std::fmt::Write;
 
@@ -59,7 +59,7 @@ fn direction(out: &mut String, state: &PolicyState, name: &str, d: &DirectionPol
 }
 
 /// One endpoint's policy.
-pub fn endpoint(state: &PolicyState, ep: &EndpointPolicy) -> String {
+fn endpoint(state: &PolicyState, ep: &EndpointPolicy) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{} {} id={}", ep.pod, ep.ip, ep.identity);
     direction(&mut out, state, "ingress", &ep.ingress);
