@@ -12,8 +12,8 @@ use std::time::Duration;
 use ipnetwork::Ipv4Network;
 use support::bpf::*;
 use support::netns::Netns;
-use support::veth::{node_netns, Pod};
-use weft::datapath::{Datapath, EndpointEntry, PolicyEndpoint, PolicyMaps};
+use support::veth::{node_netns, register_and_attach, Pod};
+use weft::datapath::{Datapath, PolicyEndpoint, PolicyMaps};
 use weft::policy::{port_blocks, Direction, IpIdentity, PortMatch, Proto, RuleKey};
 
 const CLIENT_ID: u32 = 300;
@@ -35,20 +35,7 @@ fn scene(test: &str) -> Scene {
     let client = Pod::new(&node, "pc", "wdpc", "10.200.0.5");
     let server = Pod::new(&node, "ps", "wdps", "10.200.0.7");
     let mut dp = Datapath::open(pins.path()).expect("open datapath");
-    for pod in [&client, &server] {
-        let ep = EndpointEntry {
-            ifindex: pod.host_ifindex,
-            host_mac: pod.host_mac,
-            pod_mac: pod.pod_mac,
-        };
-        dp.upsert_endpoint(pod.ip.parse().unwrap(), &ep)
-            .expect("register");
-    }
-    node.run(|| {
-        for pod in [&client, &server] {
-            dp.attach_from_pod(&pod.host_if).expect("attach from_pod");
-        }
-    });
+    register_and_attach(&mut dp, &node, &[&client, &server]);
     let mut maps = PolicyMaps::open(pins.path()).expect("policy maps");
     for (pod, id) in [(&client, CLIENT_ID), (&server, SERVER_ID)] {
         let net = Ipv4Network::new(pod.ip.parse().unwrap(), 32).unwrap();

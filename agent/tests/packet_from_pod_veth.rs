@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::net::Ipv4Addr;
-
 use aya::programs::{SchedClassifier, TcAttachType};
 use support::bpf::*;
 use support::frames::*;
 use support::netns::Netns;
-use support::veth::{node_netns, Pod};
-use weft::datapath::{Datapath, EndpointEntry};
+use support::veth::{node_netns, register_and_attach, Pod};
+use weft::datapath::Datapath;
 
 /// A node with IP forwarding OFF and two pods, both registered and attached.
 struct Scene {
@@ -31,14 +29,7 @@ impl Scene {
         let a = Pod::new(&node, "a", "wdpa", "10.200.0.5");
         let b = Pod::new(&node, "b", "wdpb", "10.200.0.7");
         let mut dp = Datapath::open(pins.path()).expect("open datapath");
-        for pod in [&a, &b] {
-            register(&mut dp, pod);
-        }
-        node.run(|| {
-            for pod in [&a, &b] {
-                dp.attach_from_pod(&pod.host_if).expect("attach from_pod");
-            }
-        });
+        register_and_attach(&mut dp, &node, &[&a, &b]);
         Self {
             pins,
             node,
@@ -50,13 +41,7 @@ impl Scene {
 }
 
 fn register(dp: &mut Datapath, pod: &Pod) {
-    let ip: Ipv4Addr = pod.ip.parse().unwrap();
-    let ep = EndpointEntry {
-        ifindex: pod.host_ifindex,
-        host_mac: pod.host_mac,
-        pod_mac: pod.pod_mac,
-    };
-    dp.upsert_endpoint(ip, &ep).expect("upsert endpoint");
+    dp.upsert_endpoint(pod.ip.parse().unwrap(), &pod.endpoint()).expect("upsert endpoint");
 }
 
 /// Names of the programs at TCX ingress of `ifname` (call inside the node namespace).

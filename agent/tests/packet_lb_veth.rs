@@ -16,8 +16,8 @@ use support::lb::{active, clusterip};
 use support::netns::Netns;
 use support::require_tools;
 use support::frames::{l4_checksum_or_seed_ok, seen, IPPROTO_TCP, TCP_SYN};
-use support::veth::{capture, node_netns, Pod};
-use weft::datapath::{Datapath, EndpointEntry};
+use support::veth::{capture, node_netns, register_and_attach, Pod};
+use weft::datapath::Datapath;
 use weft::lb::Protocol;
 
 const VIP: &str = "10.32.0.10";
@@ -46,19 +46,7 @@ impl Scene {
         let client = Pod::new(&node, "c", "wlbc", "10.200.0.5");
         let server = Pod::new(&node, "s", "wlbs", "10.200.0.7");
         let mut dp = Datapath::open(pins.path()).expect("open datapath");
-        for pod in [&client, &server] {
-            let ep = EndpointEntry {
-                ifindex: pod.host_ifindex,
-                host_mac: pod.host_mac,
-                pod_mac: pod.pod_mac,
-            };
-            dp.upsert_endpoint(pod.ip.parse().unwrap(), &ep).unwrap();
-        }
-        node.run(|| {
-            for pod in [&client, &server] {
-                dp.attach_from_pod(&pod.host_if).expect("attach from_pod");
-            }
-        });
+        register_and_attach(&mut dp, &node, &[&client, &server]);
         let b = ip(&server.ip);
         dp.upsert_service(&clusterip("web", ip(VIP), 80, Protocol::Tcp, &[active(b, 8080)]))
             .unwrap();

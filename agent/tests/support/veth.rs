@@ -1,6 +1,8 @@
 //! Pods for the veth packet tests, wired the way the CNI plugin wires them, and raw frames
 //! sent from inside a pod (AF_PACKET).
 
+use weft::datapath::{Datapath, EndpointEntry};
+
 use super::netns::{fmt_mac, Netns};
 use super::require_tools;
 
@@ -80,6 +82,11 @@ impl Pod {
             host_mac,
             pod_mac,
         }
+    }
+
+    /// What the CNI plugin registers for this pod.
+    pub fn endpoint(&self) -> EndpointEntry {
+        EndpointEntry { ifindex: self.host_ifindex, host_mac: self.host_mac, pod_mac: self.pod_mac }
     }
 
     /// `ping -c <count>` from this pod; true if every echo got a reply.
@@ -194,4 +201,17 @@ pub fn capture(
     });
     ready_rx.recv().expect("capture thread started");
     handle
+}
+
+/// Register `pods` in the datapath and attach `from_pod` to their host veths (inside `node`),
+/// as the agent does for a CNI ADD.
+pub fn register_and_attach(dp: &mut Datapath, node: &Netns, pods: &[&Pod]) {
+    for pod in pods {
+        dp.upsert_endpoint(pod.ip.parse().unwrap(), &pod.endpoint()).expect("register endpoint");
+    }
+    node.run(|| {
+        for pod in pods {
+            dp.attach_from_pod(&pod.host_if).expect("attach from_pod");
+        }
+    });
 }
