@@ -5,7 +5,8 @@
 //! `cargo xtask bench cross-node`: pod to pod across two lab nodes against node to node.
 //! `cargo xtask bench lb-scale`: per-packet cost of the Service path at 1 to 50k Services.
 //! `cargo xtask bench policy`: NetworkPolicy per-packet cost and sync at 0 to 10k policies.
-//! `cargo xtask bench policy-change`: NetworkPolicy change -> enforced, probed from a pod.
+//! `cargo xtask bench policy-change`: NetworkPolicy in the lab at up to 10k policies and pods,
+//! weft against kube-router: connections, request/response, change -> enforced, memory.
 //! `cargo xtask bench services`: Services in the lab at 1 and 10k, weft against kube-proxy.
 
 mod cni_add;
@@ -14,7 +15,10 @@ mod cross_node;
 mod lab;
 mod lb_scale;
 mod policy;
+mod policy_change;
 mod policy_lab;
+mod policy_lab_report;
+mod policy_objects;
 mod prom;
 mod rounds;
 mod rr;
@@ -85,8 +89,9 @@ enum Section {
     /// NetworkPolicy at scale (BPF_PROG_TEST_RUN): new-flow, established and unselected
     /// per-packet cost with 0 to 10k policies in a 10k-pod cluster, full sync and memory.
     Policy(policy::Args),
-    /// NetworkPolicy change -> enforced, probed from a pod in the lab, with N other policies:
-    /// weft against kube-router.
+    /// NetworkPolicy in the lab with up to 10k other policies and pods, weft against
+    /// kube-router: connections and request/response to a pod selected by 1 and 100 policies,
+    /// change -> enforced probed from a pod, memory, agent restart.
     PolicyChange(policy_lab::Args),
     /// Services in the lab at 1 and 10k Services: new-connection latency and request/response
     /// rate through a ClusterIP against the pod IP, programming latency, a joining node's
@@ -126,7 +131,7 @@ pub fn run(args: Args) -> Result<()> {
         return crr::client(addr, args.seconds);
     }
     if let Some(addr) = args.policy_probe {
-        return policy_lab::probe(addr);
+        return policy_change::probe(addr);
     }
     crate::util::require_root("the benchmark")?;
     if args.paths.first().map(String::as_str) != Some("veth") {

@@ -1,333 +1,276 @@
-//! `cargo xtask bench policy-change`: what NetworkPolicy costs a pod in the lab. First, new
-//! connections (rate, p50/p99) from a client pod to a server pod that a policy isolates and
-//! admits the client to, with 0, 100 and 1,000 other policies in the cluster. Then how long a
-//! policy change takes to be enforced, seen from a pod. A prober in a client pod opens a TCP connection to a server pod on another
-//! node every few milliseconds and reports each change of outcome with its CLOCK_MONOTONIC
-//! time (the same clock in every namespace); the benchmark creates a default-deny policy over
-//! the server's namespace and deletes it again, many times, with N other policies in the
-//! cluster, and takes from `kubectl` returning (the object stored) to the first attempt that
-//! met the new verdict. weft against kube-router (the lab's reference engine) in one run.
+//! `cargo xtask bench policy-change`: what NetworkPolicy costs in the lab, weft against
+//! kube-router (the lab's reference engine), each in its own 2-node lab in one run. The
+//! cluster holds 10,000 other pods (bound to nodes no kubelet runs, with addresses) and
+//! 0, 100, 1,000 and 10,000 other policies, added in turn. At each size: new connections
+//! (rate, p50/p99) and the request/response rate from a client pod on node-1 to a server pod on
+//! node-2 selected by 1 and by 100 policies, one of which admits the client. At 1,000 policies,
+//! policy change -> enforced seen from the client pod (`policy_change`). At the largest size,
+//! each engine's memory on both nodes and, for weft, an agent restart until its policy state is
+//! programmed again.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
-use std::sync::mpsc;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
 use super::lab::{self, Lab};
-use super::topo;
+use super::policy_objects::{self as objects, ALLOW_CLIENT, ALSO_SELECTS_LABEL, CRR_PORT, RR_PORT};
+use super::{policy_change, prom, svc_proxy, topo};
 
 /// The issue's bound on policy change -> enforced, p99.
 const MAX_P99_MS: f64 = 100.0;
+/// Objects per `kubectl create`.
+const CHUNK: usize = 500;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Engines to measure: weft (no kube-proxy), kube-router (bridge + kube-proxy iptables).
     #[arg(long, value_delimiter = ',', default_value = "weft,kube-router")]
     engines: Vec<String>,
-    /// Other NetworkPolicies in the cluster for the new-connection runs, in increasing order;
-    /// the policy change runs with the last.
-    #[arg(long, value_delimiter = ',', default_value = "0,100,1000")]
+    /// Other NetworkPolicies in the cluster, in increasing order (added cumulatively).
+    #[arg(long, value_delimiter = ',', default_value = "0,100,1000,10000")]
     policies: Vec<usize>,
-    /// Seconds of new connections per size.
-    #[arg(long, default_value_t = 5.0)]
+    /// Policies selecting the server at each size (one of them admits the client).
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    selecting: Vec<usize>,
+    /// Other pods in the cluster (on nodes no kubelet runs).
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// The size (other policies) at which policy changes are timed; it must be in --policies.
+    #[arg(long, default_value_t = 1000)]
+    change_at: usize,
+    /// Seconds of new connections, and of request/response, per measurement.
+    #[arg(long, default_value_t = 4.0)]
     seconds: f64,
-    /// Deny/allow cycles measured per engine.
+    /// Measurements per cell (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Let the scheduler place client and server (default: both on the last CPU, so a
+    /// transaction costs the path's CPU work rather than a cross-CPU wakeup).
+    #[arg(long)]
+    no_pin: bool,
+    /// Deny/allow cycles timed per engine.
     #[arg(long, default_value_t = 20)]
     changes: usize,
+    /// Output format: table or json.
+    #[arg(short = 'o', long, default_value = "table")]
+    output: String,
 }
 
-/// CLOCK_MONOTONIC in nanoseconds.
-fn now_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+fn up_args(engine: &str) -> Result<&'static [&'static str]> {
+    Ok(match engine {
+        "weft" => &["--nodes", "2", "--cni", "weft", "--proxy", "none"],
+        "kube-router" => &["--nodes", "2", "--cni", "bridge", "--proxy", "iptables", "--netpol", "kube-router"],
+        other => bail!("unknown engine {other:?} (weft, kube-router)"),
+    })
+}
+
+/// `kubectl create` the documents of `docs` in chunks, with progress.
+fn create_all(lab: &Lab, what: &str, docs: &[String], subresource_status: bool) -> Result<()> {
+    let args: &[&str] = if subresource_status {
+        &["replace", "--subresource=status", "-f", "-"]
+    } else {
+        &["create", "-f", "-"]
     };
-    // SAFETY: plain syscall writing into `t`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// The prober (run inside the client pod): a connection attempt every 2 ms (20 ms timeout);
-/// prints `ok <ns>` or `fail <ns>` (the attempt's start) whenever the outcome changes.
-pub fn probe(addr: SocketAddr) -> Result<()> {
-    let mut last: Option<bool> = None;
-    let until = Instant::now() + Duration::from_secs(3600);
-    while Instant::now() < until {
-        let start = now_ns();
-        let ok = TcpStream::connect_timeout(&addr, Duration::from_millis(20)).is_ok();
-        if last != Some(ok) {
-            println!("{} {start}", if ok { "ok" } else { "fail" });
-            last = Some(ok);
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let t = Instant::now();
+    for (i, chunk) in docs.chunks(CHUNK).enumerate() {
+        lab.kubectl_stdin(args, chunk.concat().as_bytes())?;
+        eprint!("\r    {what}: {}/{}", (i * CHUNK + chunk.len()), docs.len());
+    }
+    if !docs.is_empty() {
+        eprintln!(" ({:.0} s)", t.elapsed().as_secs_f64());
     }
     Ok(())
 }
 
-/// The new-connection server's port in the server pod.
-const CRR_PORT: u16 = 7781;
-
-/// Isolates the server and admits the client to the new-connection port.
-const ALLOW_CLIENT: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-client, namespace: bench-srv}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: bench-cli}}, podSelector: {matchLabels: {app: client}}}]\n    ports: [{port: 7781}]\n";
-
-const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: bench-srv}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
-
-fn objects(policies: std::ops::Range<usize>) -> (String, String) {
-    let mut base = String::from(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench-srv}\n---\n\
-         apiVersion: v1\nkind: Namespace\nmetadata: {name: bench-cli}\n---\n\
-         apiVersion: v1\nkind: Pod\nmetadata: {name: server, namespace: bench-srv, labels: {app: server}}\n\
-         spec:\n  nodeName: node-2\n  containers: [{name: main, image: nginx}]\n---\n\
-         apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: bench-cli, labels: {app: client}}\n\
-         spec:\n  nodeName: node-1\n  containers: [{name: main, image: busybox, args: [sleep, '36000']}]\n---\n",
-    );
-    for i in 0..10 {
-        base.push_str(&format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: bench-bg-{i}}}\n---\n"
-        ));
-    }
-    let mut bg = String::new();
-    for j in policies {
-        bg.push_str(&format!(
-            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bg-{j}, namespace: bench-bg-{}}}\n\
-             spec:\n  podSelector: {{matchLabels: {{app: bg-{}}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: bg-{}}}}}}}]\n    ports: [{{port: {}}}]\n---\n",
-            j % 10,
-            j % 50,
-            (j + 1) % 50,
-            80 + j % 20
-        ));
-    }
-    (base, bg)
+/// Share of all CPUs busy over `window`, from /proc/stat.
+fn busy_share(window: Duration) -> Result<f64> {
+    let read = || -> Result<(u64, u64)> {
+        let s = std::fs::read_to_string("/proc/stat")?;
+        let v: Vec<u64> = s
+            .lines()
+            .next()
+            .context("/proc/stat")?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        Ok((v.iter().sum(), idle))
+    };
+    let (t0, i0) = read()?;
+    std::thread::sleep(window);
+    let (t1, i1) = read()?;
+    let total = (t1 - t0).max(1) as f64;
+    Ok(1.0 - (i1 - i0) as f64 / total)
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Wait for the prober's next line saying `want` for an attempt started after `after`.
-fn wait_for(rx: &mpsc::Receiver<(bool, u64)>, want: bool, after: u64) -> Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok((ok, t)) = rx.recv_timeout(Duration::from_millis(100)) {
-            if ok == want && t >= after {
-                return Ok(t);
-            }
+/// Wait until the machine is quiet (under a quarter of the CPUs busy over 3 s; at most
+/// `max`): the API server and the engine have taken in what was just created.
+fn settle(max: Duration) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let busy = busy_share(Duration::from_secs(3))?;
+        if busy < 0.25 || t.elapsed() > max {
+            eprintln!("    settled: {:.0}% busy after {:.0} s", busy * 100.0, t.elapsed().as_secs_f64());
+            return Ok(());
         }
     }
-    bail!("the prober did not see the change within 20 s")
 }
 
-struct Figures {
-    engine: String,
-    /// Per size: (other policies, connections/s, p50 µs, p99 µs, errors).
-    crr: Vec<(usize, f64, f64, f64, f64)>,
-    deny_ms: Vec<f64>,
-    allow_ms: Vec<f64>,
+/// One cell: `rounds` times new connections, then request/response, client pod -> server pod;
+/// the medians, and every sample.
+fn measure_pair(me: &Path, pair: &topo::Topology, args: &Args) -> Result<Value> {
+    let cpu = super::pinned_cpu(args.no_pin);
+    let (mut conn, mut p50, mut p99, mut errors, mut rr) = (vec![], vec![], vec![], 0.0, vec![]);
+    for _ in 0..args.rounds {
+        let out = super::client_server(me, pair, ("--crr-server", "--crr-client", CRR_PORT), args.seconds, cpu)?;
+        let crr: Value = serde_json::from_slice(&out).context("parsing the CRR client's result")?;
+        let g = |k: &str| crr[k].as_f64().unwrap_or(f64::NAN);
+        conn.push(g("per_s"));
+        p50.push(g("p50_us"));
+        p99.push(g("p99_us"));
+        errors += g("errors");
+        let out = super::client_server(me, pair, ("--rr-server", "--rr-client", RR_PORT), args.seconds, cpu)?;
+        rr.push(String::from_utf8_lossy(&out).trim().parse::<f64>().context("parsing the RR client's rate")?);
+    }
+    let m = super::median;
+    Ok(json!({"conn_per_s": m(&conn), "p50_us": m(&p50), "p99_us": m(&p99), "errors": errors, "rr_per_s": m(&rr),
+              "conn_samples": conn, "rr_samples": rr}))
 }
 
-fn measure(bin: &std::path::Path, engine: &str, args: &Args) -> Result<Figures> {
-    let up: &[&str] = match engine {
-        "weft" => &["--nodes", "2", "--cni", "weft", "--proxy", "none"],
-        "kube-router" => &[
-            "--nodes",
-            "2",
-            "--cni",
-            "bridge",
-            "--proxy",
-            "iptables",
-            "--netpol",
-            "kube-router",
-        ],
-        other => bail!("unknown engine {other:?} (weft, kube-router)"),
+/// The engine's memory on each node (KiB).
+fn rss(engine: &str) -> Result<Value> {
+    let mut v = serde_json::Map::new();
+    for node in ["node-1", "node-2"] {
+        let pid = match engine {
+            "weft" => svc_proxy::weft_agent_pid(node)?,
+            _ => svc_proxy::lab_process_pid(&format!("kube-router-{node}"))?,
+        };
+        v.insert(node.into(), svc_proxy::rss_kib(pid)?.into());
+    }
+    Ok(Value::Object(v))
+}
+
+/// Kill weft's agent on node-2 (`kill -9`; the DaemonSet's pod restarts it) and time its
+/// successor from process start to its first policy pass, and that pass itself.
+fn agent_restart(lab: &Lab) -> Result<Value> {
+    let old = svc_proxy::weft_agent_pid("node-2")?;
+    // SAFETY: plain syscall.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let pid = loop {
+        match svc_proxy::weft_agent_pid("node-2") {
+            Ok(p) if p != old => break p,
+            _ if Instant::now() > deadline => bail!("node-2's agent did not come back in 5 minutes"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
     };
+    let start = svc_proxy::process_start(pid)?;
+    let policy = ["reconciler=\"policy\""];
+    loop {
+        let m = lab
+            .ok(&["node-exec", "node-2", "--", "curl", "-s", "--max-time", "5", "http://127.0.0.1:9965/metrics"])
+            .unwrap_or_default();
+        if let Some(h) = prom::histogram(&m, "weft_reconcile_duration_seconds", &policy).filter(|h| h.count >= 1.0) {
+            let at = svc_proxy::now();
+            let v = json!({"start_to_programmed_s": at - start, "first_pass_s": h.sum / h.count, "passes_seen": h.count});
+            eprintln!(
+                "    agent restart on node-2: start -> policy state programmed {:.2} s (the pass itself {:.3} s)",
+                at - start,
+                h.sum / h.count
+            );
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("node-2's new agent made no policy pass in 5 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn measure(bin: &Path, engine: &str, args: &Args) -> Result<Value> {
     eprintln!("==> {engine}: lab up");
-    let lab = Lab::up(bin, up)?;
-    let (base, _) = objects(0..0);
-    lab.apply(&base)?;
-    lab.ok(&[
-        "kubectl",
-        "wait",
-        "-n",
-        "bench-srv",
-        "--for=condition=Ready",
-        "pod/server",
-        "--timeout=120s",
-    ])?;
-    lab.ok(&[
-        "kubectl",
-        "wait",
-        "-n",
-        "bench-cli",
-        "--for=condition=Ready",
-        "pod/client",
-        "--timeout=120s",
-    ])?;
-    let ip = lab.ok(&[
-        "kubectl",
-        "get",
-        "pod",
-        "-n",
-        "bench-srv",
-        "server",
-        "-o",
-        "jsonpath={.status.podIP}",
-    ])?;
+    let lab = Lab::up(bin, up_args(engine)?)?;
+    lab.apply(&objects::base())?;
+    for pod in ["bench-srv/server", "bench-cli/client"] {
+        let (ns, name) = pod.split_once('/').expect("ns/name");
+        lab.ok(&["kubectl", "wait", "-n", ns, "--for=condition=Ready", &format!("pod/{name}"), "--timeout=120s"])?;
+    }
+    let ip = lab.ok(&["kubectl", "get", "pod", "-n", "bench-srv", "server", "-o", "jsonpath={.status.podIP}"])?;
     let server_ip: std::net::Ipv4Addr = ip.trim().parse().context("the server's address")?;
-    let addr = SocketAddr::from((server_ip, 80));
-    let me = std::env::current_exe()?;
-    let mut crr = Vec::new();
+    if args.pods > 0 {
+        lab.kubectl_stdin(&["create", "-f", "-"], objects::ghost_nodes().as_bytes())?;
+        let pods: Vec<String> = (0..args.pods).map(objects::ghost_pod).collect();
+        create_all(&lab, "other pods", &pods, false)?;
+        let status: Vec<String> = (0..args.pods).map(objects::ghost_status).collect();
+        create_all(&lab, "their addresses", &status, true)?;
+    }
     lab.apply(ALLOW_CLIENT)?;
+    let me = std::env::current_exe()?;
     let client = lab.enter(&["exec", "bench-cli/client"]);
     let server = lab.enter(&["exec", "bench-srv/server"]);
     let pair = topo::pair("policy", client, server, server_ip);
+    let mut cells = Vec::new();
+    let mut changes = None;
     let mut have = 0;
     for &n in &args.policies {
-        let (_, bg) = objects(have..n.max(have));
-        for chunk in bg.split_inclusive("---\n").collect::<Vec<_>>().chunks(500) {
-            lab.apply(&chunk.concat())?;
-        }
+        create_all(&lab, "other policies", &objects::other_policies(have..n.max(have)), false)?;
         have = n.max(have);
-        // Let the API server and the engine take the new policies in.
-        std::thread::sleep(Duration::from_secs(5 + n as u64 / 200));
-        let flags = ("--crr-server", "--crr-client", CRR_PORT);
-        let out = super::client_server(&me, &pair, flags, args.seconds, None)?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&out).context("parsing the CRR client's result")?;
-        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        eprintln!(
-            "  {n:>6} other policies: {:.0} new connections/s, p50 {:.0} µs, p99 {:.0} µs, {} errors",
-            f("per_s"), f("p50_us"), f("p99_us"), f("errors")
-        );
-        crr.push((n, f("per_s"), f("p50_us"), f("p99_us"), f("errors")));
-    }
-    lab.ok(&[
-        "kubectl",
-        "delete",
-        "-n",
-        "bench-srv",
-        "networkpolicy",
-        "allow-client",
-    ])?;
-    let mut prober = topo::in_ns(&lab.enter(&["exec", "bench-cli/client"]), &me, None);
-    let mut child = prober
-        .args(["bench", "--policy-probe", &addr.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the prober")?;
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().expect("piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let mut w = line.split_whitespace();
-            if let (Some(state), Some(t)) = (w.next(), w.next().and_then(|t| t.parse::<u64>().ok()))
-            {
-                let _ = tx.send((state == "ok", t));
+        settle(Duration::from_secs(600))?;
+        for &sel in &args.selecting {
+            if sel > 1 {
+                lab.kubectl_stdin(&["create", "-f", "-"], objects::also_selecting(sel).as_bytes())?;
+                settle(Duration::from_secs(120))?;
+            }
+            let mut cell = measure_pair(&me, &pair, args)?;
+            cell["policies"] = n.into();
+            cell["selecting"] = sel.into();
+            let f = |k: &str| cell[k].as_f64().unwrap_or(f64::NAN);
+            eprintln!(
+                "  {n:>6} other policies, server selected by {sel:>3}: {:.0} new connections/s (p50 {:.0} µs, p99 {:.0} µs, {} errors), {:.0} transactions/s",
+                f("conn_per_s"), f("p50_us"), f("p99_us"), f("errors"), f("rr_per_s")
+            );
+            cells.push(cell);
+            if sel > 1 {
+                lab.ok(&["kubectl", "delete", "-n", "bench-srv", "networkpolicy", "-l", ALSO_SELECTS_LABEL])?;
             }
         }
-    });
-    let result = (|| -> Result<Figures> {
-        wait_for(&rx, true, 0).context("the client never reached the server")?;
-        // Let the control plane and the engine settle after the bulk of policies.
-        std::thread::sleep(Duration::from_secs(5));
-        let mut f = Figures {
-            engine: engine.to_string(),
-            crr: crr.clone(),
-            deny_ms: vec![],
-            allow_ms: vec![],
-        };
-        for k in 1..=args.changes {
-            lab.apply(DENY)?;
-            let t0 = now_ns();
-            let t = wait_for(&rx, false, t0)?;
-            f.deny_ms.push((t.saturating_sub(t0)) as f64 / 1e6);
-            lab.ok(&[
-                "kubectl",
-                "delete",
-                "-n",
-                "bench-srv",
-                "networkpolicy",
-                "deny",
-            ])?;
-            let t1 = now_ns();
-            let t = wait_for(&rx, true, t1)?;
-            f.allow_ms.push((t.saturating_sub(t1)) as f64 / 1e6);
-            eprintln!(
-                "  [{k}/{}] deny enforced after {:.1} ms, lifted after {:.1} ms",
-                args.changes,
-                f.deny_ms[k - 1],
-                f.allow_ms[k - 1]
-            );
-            std::thread::sleep(Duration::from_millis(200));
+        if n == args.change_at {
+            eprintln!("  policy changes with {n} other policies and {} other pods", args.pods);
+            // The prober reaches nginx (port 80), which allow-client does not admit.
+            lab.ok(&["kubectl", "delete", "-n", "bench-srv", "networkpolicy", "allow-client"])?;
+            settle(Duration::from_secs(60))?;
+            let c = policy_change::measure(&lab, &me, SocketAddr::from((server_ip, 80)), args.changes)?;
+            changes = Some(json!({"policies": n, "pods": args.pods, "deny_ms": c.deny_ms, "allow_ms": c.allow_ms}));
+            lab.apply(ALLOW_CLIENT)?;
         }
-        Ok(f)
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
+    }
+    let memory = rss(engine)?;
+    eprintln!("    memory with {have} other policies and {} other pods: {memory} KiB", args.pods);
+    let restart = if engine == "weft" { Some(agent_restart(&lab)?) } else { None };
     drop(lab);
-    result
+    Ok(json!({"engine": engine, "cells": cells, "changes": changes, "rss_kib": memory,
+              "restart": restart, "policies": have, "pods": args.pods}))
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::util::require_root("the policy change benchmark")?;
+    crate::util::require_root("the policy benchmark")?;
+    if !args.policies.contains(&args.change_at) {
+        bail!("--change-at {} is not one of --policies", args.change_at);
+    }
     let xtask = std::env::current_exe()?;
     let bin = lab::prepare(&xtask)?;
     let mut all = Vec::new();
     for engine in &args.engines {
         all.push(measure(&bin, engine, &args)?);
     }
-    println!(
-        "\nNew connections from a pod to a pod one policy isolates and admits it to ({} s each)",
-        args.seconds
-    );
-    println!(
-        "{:<12} {:>9} {:>12} {:>10} {:>10} {:>8}",
-        "ENGINE", "POLICIES", "CONN/s", "p50 us", "p99 us", "ERRORS"
-    );
-    for f in &all {
-        for (n, rate, p50, p99, errors) in &f.crr {
-            println!(
-                "{:<12} {n:>9} {rate:>12.0} {p50:>10.0} {p99:>10.0} {errors:>8}",
-                f.engine
-            );
-        }
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
     }
-    let last = args.policies.last().copied().unwrap_or(0);
-    println!(
-        "\nNetworkPolicy change -> enforced, seen from a pod ({last} other policies, {} changes; ms from kubectl returning)",
-        args.changes
-    );
-    println!(
-        "{:<12} {:>10} {:>10} {:>12} {:>12}",
-        "ENGINE", "DENY p50", "DENY p99", "ALLOW p50", "ALLOW p99"
-    );
-    let mut weft_p99 = None;
-    for f in &mut all {
-        let (d50, d99) = (
-            percentile(&mut f.deny_ms, 0.5),
-            percentile(&mut f.deny_ms, 0.99),
-        );
-        let (a50, a99) = (
-            percentile(&mut f.allow_ms, 0.5),
-            percentile(&mut f.allow_ms, 0.99),
-        );
-        println!(
-            "{:<12} {d50:>10.1} {d99:>10.1} {a50:>12.1} {a99:>12.1}",
-            f.engine
-        );
-        if f.engine == "weft" {
-            weft_p99 = Some(d99.max(a99));
-        }
-    }
-    if let Some(p99) = weft_p99 {
-        println!(
-            "weft p99 (worst of deny and allow): {p99:.1} ms (goal < {MAX_P99_MS} ms) {}",
-            if p99 < MAX_P99_MS { "✓" } else { "✗" }
-        );
-    }
+    super::policy_lab_report::print(&all, args.seconds, args.rounds, args.no_pin, MAX_P99_MS);
     Ok(())
 }

@@ -30,7 +30,11 @@ pub fn kube_proxy_synced(m: &str) -> bool {
 
 /// Resident memory (KiB) of the proxy process on `node`.
 pub fn proxy_rss_kib(kind: &LabKind, node: &str) -> Result<u64> {
-    let pid = proxy_pid(kind, node)?;
+    rss_kib(proxy_pid(kind, node)?)
+}
+
+/// Resident memory (KiB) of process `pid`.
+pub fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -39,13 +43,24 @@ pub fn proxy_rss_kib(kind: &LabKind, node: &str) -> Result<u64> {
         .context("VmRSS")
 }
 
-/// The proxy's pid on `node`: weft's agent (by its command line, in the node's network
-/// namespace) or kube-proxy (the lab's pid file).
+/// The proxy's pid on `node`: weft's agent or kube-proxy.
 fn proxy_pid(kind: &LabKind, node: &str) -> Result<u32> {
-    if kind.name != "weft" {
-        let f = format!("{STATE}/pids/kube-proxy-{node}.pid");
-        return std::fs::read_to_string(&f)?.trim().parse().with_context(|| format!("reading {f}"));
+    if kind.name == "weft" {
+        weft_agent_pid(node)
+    } else {
+        lab_process_pid(&format!("kube-proxy-{node}"))
     }
+}
+
+/// The pid of a process the lab started itself (its pid file: `kube-proxy-node-1`,
+/// `kube-router-node-2`).
+pub fn lab_process_pid(name: &str) -> Result<u32> {
+    let f = format!("{STATE}/pids/{name}.pid");
+    std::fs::read_to_string(&f)?.trim().parse().with_context(|| format!("reading {f}"))
+}
+
+/// The pid of weft's agent on `node` (by its command line, in the node's network namespace).
+pub fn weft_agent_pid(node: &str) -> Result<u32> {
     use std::os::unix::fs::MetadataExt;
     let ns = std::fs::metadata(format!("/run/netns/wl-{node}"))?.ino();
     for e in std::fs::read_dir("/proc")?.flatten() {
@@ -59,7 +74,7 @@ fn proxy_pid(kind: &LabKind, node: &str) -> Result<u32> {
 }
 
 /// Wall-clock start of a process (from its start time in clock ticks after boot).
-fn process_start(pid: u32) -> Result<f64> {
+pub fn process_start(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')').context("stat")? + 2..];
@@ -75,7 +90,7 @@ fn process_start(pid: u32) -> Result<f64> {
     Ok(btime + ticks / hz)
 }
 
-fn now() -> f64 {
+pub fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
 
