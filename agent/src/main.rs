@@ -32,6 +32,17 @@ enum Cmd {
         #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
         socket: PathBuf,
     },
+    /// What each eBPF program costs per run, over a window of live traffic (has the agent
+    /// switch the kernel's run-time statistics on for the window).
+    BpfStats {
+        /// Length of the window.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
+        socket: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Show the node's endpoints, routes and drop counters (asks the agent).
     Status {
         #[arg(long, default_value = weft::api::DEFAULT_SOCKET, env = "WEFT_SOCKET")]
@@ -122,6 +133,7 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Agent(opts) => run_agent(*opts),
         Cmd::Status { socket, output } => cli::status::run(&socket, output),
+        Cmd::BpfStats { seconds, socket, output } => cli::bpf_stats::run(&socket, seconds, output),
         Cmd::BpfLog { state, socket } => cli::bpf_log(&socket, matches!(state, OnOff::On)),
         Cmd::Service {
             cmd: ListCmd::List { socket, output },

@@ -54,6 +54,8 @@ pub struct Agent {
     // Field order is drop order: the connection before the runtime that serves it.
     node: Netlink,
     netlink: Blocking,
+    /// Held while `weft bpf-stats` has the kernel count program run time.
+    run_stats: Option<std::os::fd::OwnedFd>,
 }
 
 impl From<IpamError> for ApiError {
@@ -107,6 +109,7 @@ impl Agent {
             pod_cidr,
             node,
             netlink,
+            run_stats: None,
         })
     }
 
@@ -177,6 +180,25 @@ impl Agent {
         self.datapath.set_settings(&settings)?;
         info!(on, "eBPF debug log lines switched");
         Ok(Response::BpfLog { on })
+    }
+
+    /// The programs' run-time statistics, after switching the kernel's counting on or off.
+    fn prog_stats(&mut self, enable: Option<bool>) -> Result<Response, ApiError> {
+        match enable {
+            Some(true) if self.run_stats.is_none() => {
+                self.run_stats = Some(crate::datapath::run_stats::enable()?);
+                info!("eBPF run-time statistics on");
+            }
+            Some(false) if self.run_stats.is_some() => {
+                self.run_stats = None;
+                info!("eBPF run-time statistics off");
+            }
+            _ => {}
+        }
+        Ok(Response::ProgStats {
+            enabled: self.run_stats.is_some(),
+            programs: self.datapath.run_stats()?,
+        })
     }
 
     /// Make the LB maps hold exactly `services` (a full listing).
@@ -255,6 +277,7 @@ impl Agent {
                 .conntrack()
                 .map(|entries| Response::Conntrack { entries })
                 .map_err(ApiError::from),
+            Request::ProgStats { enable } => self.prog_stats(enable),
             Request::PolicyList => self.policy_view().map(|v| Response::Policies { endpoints: v.rows() }),
             Request::PolicyTrace { from, to, protocol, port } => self.policy_view().and_then(|v| {
                 v.trace(&from, &to, &protocol, port)

@@ -1,5 +1,5 @@
 //! The rows the listing requests answer with (`weft service list`, `weft ct list`, `weft
-//! policy list|trace`): plain data the datapath and the policy task fill in, so the protocol
+//! policy list|trace`, `weft bpf-stats`): plain data the datapath and the policy task fill in, so the protocol
 //! depends on neither.
 
 use std::net::Ipv4Addr;
@@ -104,4 +104,15 @@ pub struct TraceReport {
     pub egress: String,
     pub ingress: String,
     pub allowed: bool,
+}
+
+/// One eBPF program's run-time statistics as the kernel counts them (`weft bpf-stats`):
+/// totals since the program was loaded, counted only while statistics are on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgStatRow {
+    pub program: String,
+    /// The kernel's program id.
+    pub id: u32,
+    pub runs: u64,
+    pub run_ns: u64,
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
-use super::rows::{CtEntry, PolicyEndpointRow, ServiceRow, TraceReport};
+use super::rows::{CtEntry, PolicyEndpointRow, ProgStatRow, ServiceRow, TraceReport};
 /// The shared identifiers the protocol carries.
 pub use crate::ids::{AttachmentKey, Mac, PodRef};
 
@@ -62,6 +62,12 @@ pub enum Request {
         protocol: String,
         port: u16,
     },
+    /// The eBPF programs' run-time statistics; `enable` switches the kernel's counting on or
+    /// off first (`weft bpf-stats`).
+    ProgStats {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enable: Option<bool>,
+    },
 }
 
 /// What the plugin tells the agent about a freshly made veth.
@@ -116,6 +122,11 @@ pub enum Response {
         endpoints: Vec<PolicyEndpointRow>,
     },
     PolicyTrace(TraceReport),
+    ProgStats {
+        /// Whether the kernel counts (this agent holds statistics on).
+        enabled: bool,
+        programs: Vec<ProgStatRow>,
+    },
 }
 
 /// Readiness and inventory of the node.

@@ -1,5 +1,7 @@
-//! The inspection CLI: `weft status`, `weft service list`, `weft ct list`.
+//! The inspection CLI: `weft status`, `weft service list`, `weft ct list`, `weft policy`,
+//! `weft bpf-stats`.
 
+pub mod bpf_stats;
 pub mod ct;
 pub mod policy;
 pub mod service;

@@ -24,6 +24,9 @@ pub enum DatapathError {
         source: std::io::Error,
     },
 
+    #[error("switching the kernel's eBPF run-time statistics on (BPF_ENABLE_STATS): {0}")]
+    Stats(#[source] std::io::Error),
+
     #[error("loading the embedded eBPF object: {0}")]
     Load(#[source] Box<aya::EbpfError>),
 

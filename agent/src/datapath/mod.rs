@@ -33,6 +33,7 @@ mod object;
 mod pinned_maps;
 pub mod policy;
 mod programs;
+pub mod run_stats;
 mod sock;
 mod stats;
 mod test_run;
