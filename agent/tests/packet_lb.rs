@@ -578,3 +578,32 @@ fn the_conntrack_sweep_removes_expired_entries_and_keeps_live_ones() {
     );
     assert_eq!(conntrack_sweep_pinned(pins.path()).unwrap(), 0, "a second sweep finds nothing more");
 }
+
+/// A local pod's address is never a frontend: `from_pod` looks the destination up in
+/// `ENDPOINTS4` first and delivers to the pod without the Service step (docs/design.md, the
+/// invariant plain pod traffic saves a lookup on). A frontend at a pod's address (an externalIP
+/// set to it) is not applied to the node's pods.
+#[test]
+fn traffic_to_a_local_pod_skips_the_service_step() {
+    let (_pins, mut dp) = two_backends("local-pod-not-frontend");
+    // A frontend at b2's own address and port, pointing at b1.
+    dp.upsert_service(&clusterip("odd", b2().ip, 80, Protocol::Tcp, &[active(b1().ip, 8080)]))
+        .unwrap();
+    let frame = from_pod(&client(), &tcp_packet(client().ip, 40001, b2().ip, 80, 1, 0, TCP_SYN, &[]));
+
+    let out = dp.test_run_from_pod(&frame).expect("test run");
+
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.dst, s.dport), (b2().ip, 80), "delivered to the pod as addressed");
+    assert_eq!(s.dst_mac, b2().ep.pod_mac);
+    assert_eq!(out.frame, {
+        let mut f = frame.clone();
+        f[..6].copy_from_slice(&b2().ep.pod_mac);
+        f[6..12].copy_from_slice(&b2().ep.host_mac);
+        f
+    }, "nothing but the Ethernet header rewritten");
+    assert_no_drops(&dp);
+    // The Service step still runs for a frontend that is not a local pod.
+    assert_eq!(seen(&dp.test_run_from_pod(&syn(40002)).unwrap().frame).dport, 8080);
+}

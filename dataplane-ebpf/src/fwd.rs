@@ -40,6 +40,13 @@ pub fn remote_node(daddr: [u8; 4]) -> Option<NodeRoute4Value> {
         .copied()
 }
 
+/// The local pod at `addr`, if any.
+#[inline(always)]
+pub fn local_pod(addr: [u8; 4]) -> Option<Endpoint4Value> {
+    // SAFETY: the value is copied out at once; the agent replaces entries whole.
+    (unsafe { ENDPOINTS4.get(&Endpoint4Key::new(addr)) }).copied()
+}
+
 /// Reverse NAT (unless `translated`: the packet was just translated forward, or reverse NAT
 /// already ran), then, with eBPF host routing on and a local pod as destination, deliver it
 /// there if the pod's ingress policy lets it in.
@@ -55,6 +62,22 @@ pub fn deliver(
     hop: Hop,
     cfg: &DpConfig,
 ) -> Result<Option<i32>, i32> {
+    deliver_to(ctx, pkt, translated, hop, cfg, None)
+}
+
+/// [`deliver`] when the caller already looked up `pkt.daddr` and found the local pod `known`.
+/// Reverse NAT keeps a local pod destination (only a reply to a source-translated flow has
+/// its destination rewritten, and that destination is a translation address, not a pod), so
+/// the entry stays the one to deliver to.
+#[inline(always)]
+pub fn deliver_to(
+    ctx: &TcContext,
+    pkt: &mut Ipv4Pkt,
+    translated: bool,
+    hop: Hop,
+    cfg: &DpConfig,
+    known: Option<Endpoint4Value>,
+) -> Result<Option<i32>, i32> {
     // Policy keys the flow as it arrived: a reply matches its flow before reverse NAT.
     let arrived = policy::Flow::of(pkt);
     if !translated {
@@ -63,8 +86,7 @@ pub fn deliver(
     if !cfg.bpf_host_routing() {
         return Ok(None);
     }
-    // SAFETY: the value is copied out at once; the agent replaces entries whole.
-    let Some(ep) = (unsafe { ENDPOINTS4.get(&Endpoint4Key::new(pkt.daddr)) }).copied() else {
+    let Some(ep) = known.or_else(|| local_pod(pkt.daddr)) else {
         return Ok(None);
     };
     if hop == Hop::Routed {

@@ -19,7 +19,7 @@ use dataplane_common::{
         HAIRPIN_SNAT_ADDR, IPPROTO_UDP, LB4_BACKEND_F_NOT_SERVING, LB4_SCOPE_EXT, LB4_SCOPE_INT,
         LB4_SVC_F_AFFINITY, LB4_SVC_F_SNAT_REMOTE, LB4_SVC_F_TWO_SCOPES,
     },
-    Ct4Key, Ct4Value, DropReason, Endpoint4Key, Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key,
+    Ct4Key, Ct4Value, DropReason, Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key,
     Lb4Service, Lb4SlotKey, LbCounter,
 };
 
@@ -28,7 +28,7 @@ use crate::{
     drop::{count, drop, stat},
     parse::{TCP_ACK, TCP_SYN},
     fwd,
-    maps::{ENDPOINTS4, LB4_AFFINITY, LB4_BACKENDS, LB4_SERVICES, LB4_SLOTS},
+    maps::{LB4_AFFINITY, LB4_BACKENDS, LB4_SERVICES, LB4_SLOTS},
     nat, refuse,
     parse::{EthHdr, Ipv4Pkt},
 };
@@ -152,8 +152,7 @@ pub fn select_backend(svc: &Lb4Service, client: Client, now: u64) -> Result<(u32
 /// Whether `addr` is a pod on this node.
 #[inline(always)]
 pub fn is_local(addr: [u8; 4]) -> bool {
-    // SAFETY: only the presence of the entry is used.
-    unsafe { ENDPOINTS4.get(&Endpoint4Key::new(addr)) }.is_some()
+    fwd::local_pod(addr).is_some()
 }
 
 /// Whether backend `id`, chosen earlier for a flow (or a socket), still takes its traffic: it
