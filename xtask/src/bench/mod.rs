@@ -163,8 +163,41 @@ pub fn run(args: Args) -> Result<()> {
             s.gbps.push(gbps);
         }
     }
+    let cost = match topos.iter().find(|t| t.weft_node().is_some()) {
+        Some(t) => Some(program_cost(&me, t, args.seconds, cpu)?),
+        None => None,
+    };
     drop(topos);
-    report(&samples, &args)
+    report(&samples, cost.as_ref(), &args)
+}
+
+/// What weft's programs cost per run during a request/response run, by the kernel's run-time
+/// statistics (`weft bpf-stats`), in an extra run: counting reads the clock twice per program
+/// run, which the measured rounds must not pay.
+fn program_cost(me: &std::path::Path, t: &topo::Topology, secs: f64, cpu: Option<usize>) -> Result<serde_json::Value> {
+    let node = t.weft_node().context("a weft topology")?;
+    eprint!("[+] weft with run-time statistics ");
+    let window = (secs - 0.5).max(0.5).to_string();
+    let stats = node
+        .weft(&["bpf-stats", "--seconds", &window, "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting weft bpf-stats")?;
+    let rate = measure_rr(me, t, secs, cpu)?;
+    let out = stats.wait_with_output()?;
+    if !out.status.success() {
+        bail!("weft bpf-stats failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing weft bpf-stats")?;
+    let from_pod = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["program"] == "from_pod"))
+        .cloned()
+        .context("no from_pod in weft bpf-stats")?;
+    let ns = from_pod["ns_per_run"].as_f64().unwrap_or(f64::NAN);
+    eprintln!("TCP_RR {rate:>9.0}/s   from_pod {ns:.0} ns per run");
+    Ok(serde_json::json!({"tcp_rr_per_s": rate, "programs": rows, "from_pod_ns_per_run": ns}))
 }
 
 /// The median of `v` (the upper one of an even count).
@@ -189,7 +222,7 @@ pub(crate) fn placement(no_pin: bool) -> &'static str {
     if no_pin { "placed by the scheduler" } else { "client and server on one CPU" }
 }
 
-fn report(samples: &[Sample], args: &Args) -> Result<()> {
+fn report(samples: &[Sample], cost: Option<&serde_json::Value>, args: &Args) -> Result<()> {
     let base = (median(&samples[0].rr), median(&samples[0].gbps));
     let rows: Vec<serde_json::Value> = samples
         .iter()
@@ -200,7 +233,7 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
         })
         .collect();
     if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"paths": rows, "weft_programs": cost}))?);
         return Ok(());
     }
     let placement = placement(args.no_pin);
@@ -217,6 +250,12 @@ fn report(samples: &[Sample], args: &Args) -> Result<()> {
             r["tcp_rr_vs_veth"].as_f64().unwrap_or_default(),
             r["stream_gbit_s"].as_f64().unwrap_or_default(),
             r["stream_vs_veth"].as_f64().unwrap_or_default(),
+        );
+    }
+    if let Some(c) = cost {
+        println!(
+            "weft's from_pod: {:.0} ns per run (kernel run-time statistics over an extra TCP_RR run)",
+            c["from_pod_ns_per_run"].as_f64().unwrap_or(f64::NAN)
         );
     }
     let find = |name: &str| rows.iter().find(|r| r["path"] == name);

@@ -57,6 +57,9 @@ pub struct Args {
     /// Output format: table or json.
     #[arg(short = 'o', long, default_value = "table")]
     output: String,
+    /// Print the tables of an earlier run's `-o json` output instead of measuring.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
 }
 
 fn up_args(engine: &str) -> Result<&'static [&'static str]> {
@@ -257,6 +260,12 @@ fn measure(bin: &Path, engine: &str, args: &Args) -> Result<Value> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(file) = &args.report {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let all: Vec<Value> = serde_json::from_str(&text).context("parsing an earlier run's JSON")?;
+        super::policy_lab_report::print(&all, args.seconds, args.rounds, args.no_pin, MAX_P99_MS);
+        return Ok(());
+    }
     crate::util::require_root("the policy benchmark")?;
     if !args.policies.contains(&args.change_at) {
         bail!("--change-at {} is not one of --policies", args.change_at);

@@ -117,6 +117,13 @@ pub fn weft(weft_bin: &Path) -> Result<Topology> {
     Ok(t)
 }
 
+impl Topology {
+    /// The weft node behind this topology, if weft wired it.
+    pub fn weft_node(&self) -> Option<&WeftNode> {
+        self.weft.as_ref()
+    }
+}
+
 /// Two endpoints set up elsewhere (a lab's pods or nodes), nothing to tear down here.
 pub fn pair(name: &'static str, client: Place, server: Place, server_ip: Ipv4Addr) -> Topology {
     Topology {
