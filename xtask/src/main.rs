@@ -33,7 +33,8 @@ enum Cmd {
     Bench(Box<bench::Args>),
     /// The quickstart: pods in network namespaces wired by weft, with ping, HTTP and cleanup.
     Demo(demo::Args),
-    /// The container image's build context: a static weft and deploy/image/Containerfile.
+    /// weft's container image as one archive (static weft and Debian's nft, OCI and Docker
+    /// formats in one tar), built without a daemon: target/image/weft-VERSION.tar.
     Image(image::Args),
     /// The lab: a real Kubernetes control plane and nodes in network namespaces.
     /// Arguments go to `weft-lab` unchanged (so `--help` shows the lab's own help).

@@ -16,6 +16,7 @@ const PACKAGES: &[(&str, &[&str])] = &[
     ),
     ("networking tools the tests and the lab drive (weft itself uses netlink)", &["iproute2", "nftables", "iptables", "conntrack", "ethtool", "tcpdump"]),
     ("kube-router's firewall controller, the lab's reference NetworkPolicy engine", &["ipset"]),
+    ("the container image without a daemon (`cargo xtask image`): OCI layout and archive checks", &["umoci", "skopeo"]),
     (
         "workloads the tests and the lab run in pods",
         &["nginx-light", "curl", "busybox", "iputils-ping", "bind9-dnsutils", "socat", "netcat-openbsd", "iperf3", "sockperf"],
