@@ -323,139 +323,420 @@ pub async fn supervise(
     c: Container,
     policy: RestartPolicy,
     tx: mpsc::UnboundedSender<Update>,
-    mut stop: watch::Receiver<Option<Duration>>,
+    stop: watch::Receiver<Option<Duration>>,
 ) {
     let image = c.image.clone().unwrap_or_default();
-    let mut view = ContainerView::new(&c.name, &image);
-    let send = |view: &ContainerView, pid: Option<u32>| {
-        let _ = tx.send(Update {
-            idx,
-            view: view.clone(),
-            pid,
-        });
+    let mut s = Supervisor {
+        view: ContainerView::new(&c.name, &image),
+        log_path: p.dir.join(format!("{}.log", c.name)),
+        image,
+        crashes: 0,
+        p,
+        idx,
+        c,
+        policy,
+        tx,
+        stop,
     };
-    let log_path = p.dir.join(format!("{}.log", c.name));
-    let mut crashes: u32 = 0;
     loop {
-        if stop.borrow().is_some() {
+        if s.stop.borrow().is_some() {
             break;
         }
-        let launch = match prepare(&p, &c).await {
+        match s.run_instance().await {
+            Next::Again => continue,
+            Next::Stopped => break,
+            Next::Finished => return,
+        }
+    }
+    s.finish_stopped();
+}
+
+/// What the supervising loop does after one attempt at running the container.
+enum Next {
+    /// Start (or try) again.
+    Again,
+    /// A stop arrived while the container was not running.
+    Stopped,
+    /// The container is done for good and its final status was sent.
+    Finished,
+}
+
+/// One container's supervision: what it runs, what the pod worker last heard, its crashes.
+struct Supervisor {
+    p: Arc<PodEnv>,
+    idx: usize,
+    c: Container,
+    policy: RestartPolicy,
+    tx: mpsc::UnboundedSender<Update>,
+    stop: watch::Receiver<Option<Duration>>,
+    image: String,
+    view: ContainerView,
+    log_path: PathBuf,
+    /// Crashes since the back-off was last reset.
+    crashes: u32,
+}
+
+/// When an instance of the container started.
+struct Started {
+    pid: u32,
+    at: String,
+    instant: Instant,
+}
+
+impl Supervisor {
+    /// Sends the current view to the pod worker.
+    fn send(&self, pid: Option<u32>) {
+        let _ = self.tx.send(Update {
+            idx: self.idx,
+            view: self.view.clone(),
+            pid,
+        });
+    }
+
+    /// `Again` after `d`, or `Stopped` when a stop arrives first.
+    async fn retry_after(&mut self, d: Duration) -> Next {
+        if wait_or_stop(&mut self.stop, d).await {
+            Next::Stopped
+        } else {
+            Next::Again
+        }
+    }
+
+    /// One container instance, from its launch to its exit and the restart decision.
+    async fn run_instance(&mut self) -> Next {
+        let launch = match self.prepare_launch().await {
             Ok(l) => l,
-            Err(PrepareError::Image(e)) => {
-                view.state = State::waiting("ErrImagePull", Some(e.to_string()));
-                send(&view, None);
-                p.events.warning(
-                    &p.pod,
-                    "Failed",
-                    &format!("Failed to pull image {image:?}: {e}"),
-                );
-                p.events.warning(&p.pod, "Failed", "Error: ErrImagePull");
-                if wait_or_stop(&mut stop, BACKOFF_START).await {
-                    break;
-                }
-                view.state = State::waiting(
-                    "ImagePullBackOff",
-                    Some(format!("Back-off pulling image {image:?}: {e}")),
-                );
-                send(&view, None);
-                p.events.normal(
-                    &p.pod,
-                    "BackOff",
-                    &format!("Back-off pulling image {image:?}"),
-                );
-                let _ = stop.wait_for(Option::is_some).await;
-                break;
-            }
-            Err(PrepareError::Config(msg)) => {
-                view.state = State::waiting("CreateContainerConfigError", Some(msg.clone()));
-                send(&view, None);
-                p.events.warning(&p.pod, "Failed", &format!("Error: {msg}"));
-                if wait_or_stop(&mut stop, BACKOFF_START).await {
-                    break;
-                }
-                continue;
-            }
+            Err(next) => return next,
         };
-        if crashes == 0 && view.restart_count == 0 {
-            p.events.normal(
-                &p.pod,
+        self.note_pulled(&launch);
+        let log = match self.open_log().await {
+            Ok(f) => f,
+            Err(next) => return next,
+        };
+        let mut child = match self.spawn(&launch, log).await {
+            Ok(ch) => ch,
+            Err(next) => return next,
+        };
+        let started = self.mark_started(child.id().unwrap_or_default(), &launch);
+        let exit = self.wait_exit(&mut child, started.pid, &launch).await;
+        let (code, stopping) = self.end_instance(exit, &mut child, started.pid).await;
+        self.after_exit(code, stopping, started).await
+    }
+
+    /// Builds the launch; an image or config error is reported and says what comes next.
+    async fn prepare_launch(&mut self) -> Result<Launch, Next> {
+        match prepare(&self.p, &self.c).await {
+            Ok(l) => Ok(l),
+            Err(PrepareError::Image(e)) => Err(self.image_pull_failed(e).await),
+            Err(PrepareError::Config(msg)) => {
+                self.view.state = State::waiting("CreateContainerConfigError", Some(msg.clone()));
+                self.send(None);
+                self.p
+                    .events
+                    .warning(&self.p.pod, "Failed", &format!("Error: {msg}"));
+                Err(self.retry_after(BACKOFF_START).await)
+            }
+        }
+    }
+
+    /// An image the catalogue lacks: ErrImagePull, then ImagePullBackOff until stopped.
+    async fn image_pull_failed(&mut self, e: catalogue::UnknownImage) -> Next {
+        let (p, image) = (&self.p, &self.image);
+        self.view.state = State::waiting("ErrImagePull", Some(e.to_string()));
+        self.send(None);
+        p.events.warning(
+            &p.pod,
+            "Failed",
+            &format!("Failed to pull image {image:?}: {e}"),
+        );
+        p.events.warning(&p.pod, "Failed", "Error: ErrImagePull");
+        if wait_or_stop(&mut self.stop, BACKOFF_START).await {
+            return Next::Stopped;
+        }
+        self.view.state = State::waiting(
+            "ImagePullBackOff",
+            Some(format!("Back-off pulling image {image:?}: {e}")),
+        );
+        self.send(None);
+        p.events.normal(
+            &p.pod,
+            "BackOff",
+            &format!("Back-off pulling image {image:?}"),
+        );
+        let _ = self.stop.wait_for(Option::is_some).await;
+        Next::Stopped
+    }
+
+    /// The Pulled event, for the first instance only.
+    fn note_pulled(&self, launch: &Launch) {
+        if self.crashes == 0 && self.view.restart_count == 0 {
+            self.p.events.normal(
+                &self.p.pod,
                 "Pulled",
                 &format!(
-                    "Container image {image:?} already present on machine (lab catalogue: {:?})",
-                    launch.program
+                    "Container image {:?} already present on machine (lab catalogue: {:?})",
+                    self.image, launch.program
                 ),
             );
         }
-        // Each container instance gets a fresh log; the last one stays for `kubectl logs -p`.
-        if log_path.exists() {
-            let _ = std::fs::rename(&log_path, p.dir.join(format!("{}.previous.log", c.name)));
+    }
+
+    /// Opens this instance's fresh log; the last one stays for `kubectl logs -p`.
+    async fn open_log(&mut self) -> Result<std::fs::File, Next> {
+        if self.log_path.exists() {
+            let previous = self.p.dir.join(format!("{}.previous.log", self.c.name));
+            let _ = std::fs::rename(&self.log_path, previous);
         }
-        let log = match std::fs::OpenOptions::new()
+        let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
-        {
-            Ok(f) => f,
+            .open(&self.log_path);
+        match opened {
+            Ok(f) => Ok(f),
             Err(e) => {
-                view.state = State::waiting(
+                self.view.state = State::waiting(
                     "RunContainerError",
-                    Some(format!("opening {}: {e}", log_path.display())),
+                    Some(format!("opening {}: {e}", self.log_path.display())),
                 );
-                send(&view, None);
-                if wait_or_stop(&mut stop, BACKOFF_START).await {
-                    break;
-                }
-                continue;
+                self.send(None);
+                Err(self.retry_after(BACKOFF_START).await)
             }
-        };
-        let spawned = p.command(&launch).and_then(|(mut cmd, guard)| {
+        }
+    }
+
+    /// Spawns the process in the pod's namespaces, its output to `log`; a failure counts as a
+    /// crash and backs off.
+    async fn spawn(
+        &mut self,
+        launch: &Launch,
+        log: std::fs::File,
+    ) -> Result<tokio::process::Child, Next> {
+        let spawned = self.p.command(launch).and_then(|(mut cmd, guard)| {
             cmd.stdout(log.try_clone()?).stderr(log);
             let child = cmd.spawn();
             drop(guard);
             child
         });
-        let mut child = match spawned {
-            Ok(ch) => ch,
+        match spawned {
+            Ok(ch) => Ok(ch),
             Err(e) => {
                 let msg = format!("failed to start {:?}: {e}", launch.argv);
-                view.state = State::waiting("RunContainerError", Some(msg.clone()));
-                send(&view, None);
-                p.events.warning(&p.pod, "Failed", &format!("Error: {msg}"));
-                crashes += 1;
-                if wait_or_stop(&mut stop, backoff(crashes)).await {
-                    break;
-                }
-                continue;
+                self.view.state = State::waiting("RunContainerError", Some(msg.clone()));
+                self.send(None);
+                self.p
+                    .events
+                    .warning(&self.p.pod, "Failed", &format!("Error: {msg}"));
+                self.crashes += 1;
+                Err(self.retry_after(backoff(self.crashes)).await)
             }
-        };
-        let pid = child.id().unwrap_or_default();
-        // restartCount counts containers created after the first, as kubelet computes it.
-        if view.last_terminated.is_some() {
-            view.restart_count += 1;
         }
-        let started_at = now();
-        let started = Instant::now();
-        view.container_id = Some(super::sandbox::new_id());
-        view.state = State::Running {
-            started_at: started_at.clone(),
+    }
+
+    /// Reports the instance running (Created and Started events).
+    fn mark_started(&mut self, pid: u32, launch: &Launch) -> Started {
+        let (p, c) = (&self.p, &self.c);
+        // restartCount counts containers created after the first, as kubelet computes it.
+        if self.view.last_terminated.is_some() {
+            self.view.restart_count += 1;
+        }
+        let started = Started {
+            pid,
+            at: now(),
+            instant: Instant::now(),
         };
-        view.ready = c.readiness_probe.is_none();
-        send(&view, Some(pid));
+        self.view.container_id = Some(super::sandbox::new_id());
+        self.view.state = State::Running {
+            started_at: started.at.clone(),
+        };
+        self.view.ready = c.readiness_probe.is_none();
+        self.send(Some(pid));
         p.events
             .normal(&p.pod, "Created", &format!("Created container {}", c.name));
         p.events
             .normal(&p.pod, "Started", &format!("Started container {}", c.name));
         tracing::info!(pod = %format!("{}/{}", p.namespace(), p.pod_name()), container = c.name, pid, argv = ?launch.argv, "container started");
+        started
+    }
 
-        // Readiness starts "not ready", liveness "healthy"; each runs on its own schedule.
-        let mut probes: Vec<(
-            ProbeKind,
-            k8s_openapi::api::core::v1::Probe,
-            Readiness,
-            u64,
-            tokio::time::Instant,
-        )> = [
+    /// Waits for the process to exit, a stop, or a failed liveness probe, reporting readiness
+    /// changes meanwhile.
+    async fn wait_exit(
+        &mut self,
+        child: &mut tokio::process::Child,
+        pid: u32,
+        launch: &Launch,
+    ) -> Exit {
+        let mut probes = Probes::new(&self.c);
+        loop {
+            let next = probes.next();
+            let probe_sleep = async {
+                match next {
+                    Some((_, at)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                status = child.wait() => return Exit::Exited(status),
+                _ = self.stop.changed() => {
+                    if let Some(grace) = *self.stop.borrow() {
+                        return Exit::Stop(grace);
+                    }
+                }
+                _ = probe_sleep => {
+                    let i = next.expect("a probe is scheduled").0;
+                    match probes.run_due(i, &self.p, &self.c, launch).await {
+                        ProbeOutcome::Ready(ready) => {
+                            self.view.ready = ready;
+                            self.send(Some(pid));
+                        }
+                        ProbeOutcome::Unhealthy => return Exit::Unhealthy,
+                        ProbeOutcome::Unchanged => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the instance for `exit`: its exit code, and whether the pod is stopping it.
+    async fn end_instance(
+        &self,
+        exit: Exit,
+        child: &mut tokio::process::Child,
+        pid: u32,
+    ) -> (i32, bool) {
+        let (p, c) = (&self.p, &self.c);
+        match exit {
+            Exit::Exited(status) => {
+                // The runtime kills whatever the main process left behind in the container.
+                nsexec::kill_group(pid, libc::SIGKILL);
+                (status.map(exit_code).unwrap_or(-1), false)
+            }
+            Exit::Stop(grace) => {
+                p.events
+                    .normal(&p.pod, "Killing", &format!("Stopping container {}", c.name));
+                (terminate(child, pid, grace).await, true)
+            }
+            Exit::Unhealthy => {
+                p.events.normal(
+                    &p.pod,
+                    "Killing",
+                    &format!(
+                        "Container {} failed liveness probe, will be restarted",
+                        c.name
+                    ),
+                );
+                (terminate(child, pid, pod_grace(&p.pod)).await, false)
+            }
+        }
+    }
+
+    /// After an exit with `code`: the final status when the container is not restarted, else
+    /// the back-off before the next instance.
+    async fn after_exit(&mut self, code: i32, stopping: bool, started: Started) -> Next {
+        let terminated = terminated_state(code, started.at);
+        tracing::info!(pod = %format!("{}/{}", self.p.namespace(), self.p.pod_name()), container = self.c.name, code, "container exited");
+        self.view.ready = false;
+        if stopping || !self.policy.restarts(code) {
+            self.view.state = terminated;
+            self.view.done = true;
+            self.send(None);
+            return Next::Finished;
+        }
+        if started.instant.elapsed() >= BACKOFF_RESET {
+            self.crashes = 0;
+        }
+        let wait = backoff(self.crashes);
+        self.crashes += 1;
+        self.view.last_terminated = Some(terminated);
+        if wait.is_zero() {
+            return Next::Again;
+        }
+        self.crash_loop_back_off(wait).await
+    }
+
+    /// Reports CrashLoopBackOff and waits `wait` before the restart.
+    async fn crash_loop_back_off(&mut self, wait: Duration) -> Next {
+        let (p, c) = (&self.p, &self.c);
+        self.view.state = State::waiting(
+            "CrashLoopBackOff",
+            Some(format!(
+                "back-off {}s restarting failed container={} pod={}_{}({})",
+                wait.as_secs(),
+                c.name,
+                p.pod_name(),
+                p.namespace(),
+                p.pod.metadata.uid.clone().unwrap_or_default()
+            )),
+        );
+        self.send(None);
+        p.events.warning(
+            &p.pod,
+            "BackOff",
+            &format!("Back-off restarting failed container {}", c.name),
+        );
+        self.retry_after(wait).await
+    }
+
+    /// The final status when stopped while not running.
+    fn finish_stopped(&mut self) {
+        if !matches!(self.view.state, State::Terminated { .. }) {
+            self.view.state = State::Terminated {
+                exit_code: 0,
+                reason: "Completed".into(),
+                message: None,
+                started_at: now(),
+                finished_at: now(),
+            };
+        }
+        self.view.done = true;
+        self.view.ready = false;
+        self.send(None);
+    }
+}
+
+/// A terminated state with `code`, finishing now.
+fn terminated_state(code: i32, started_at: String) -> State {
+    State::Terminated {
+        exit_code: code,
+        reason: if code == 0 {
+            "Completed".into()
+        } else {
+            "Error".into()
+        },
+        message: None,
+        started_at,
+        finished_at: now(),
+    }
+}
+
+/// One probe on its own schedule.
+struct ScheduledProbe {
+    kind: ProbeKind,
+    spec: k8s_openapi::api::core::v1::Probe,
+    state: Readiness,
+    /// Probes run so far.
+    index: u64,
+    /// When the next one is due.
+    at: tokio::time::Instant,
+}
+
+/// What a probe run changed.
+enum ProbeOutcome {
+    Unchanged,
+    /// Readiness flipped to this.
+    Ready(bool),
+    /// Liveness flipped to failing.
+    Unhealthy,
+}
+
+/// A container's probes: readiness starts "not ready", liveness "healthy"; each runs on its
+/// own schedule.
+struct Probes(Vec<ScheduledProbe>);
+
+impl Probes {
+    /// The container's probes, each first due after its initial delay.
+    fn new(c: &Container) -> Probes {
+        let probes = [
             (ProbeKind::Readiness, c.readiness_probe.clone()),
             (ProbeKind::Liveness, c.liveness_probe.clone()),
         ]
@@ -467,135 +748,56 @@ pub async fn supervise(
                 ProbeKind::Readiness => Readiness::new(timing),
                 ProbeKind::Liveness => Readiness::healthy(timing),
             };
-            let first = tokio::time::Instant::now() + state.delay_before(0);
-            Some((kind, spec, state, 0, first))
+            let at = tokio::time::Instant::now() + state.delay_before(0);
+            Some(ScheduledProbe {
+                kind,
+                spec,
+                state,
+                index: 0,
+                at,
+            })
         })
         .collect();
-        let exit = loop {
-            let next = probes
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, pr)| pr.4)
-                .map(|(i, pr)| (i, pr.4));
-            let probe_sleep = async {
-                match next {
-                    Some((_, at)) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                status = child.wait() => break Exit::Exited(status),
-                _ = stop.changed() => {
-                    if let Some(grace) = *stop.borrow() {
-                        break Exit::Stop(grace);
-                    }
-                }
-                _ = probe_sleep => {
-                    let i = next.expect("a probe is scheduled").0;
-                    let (kind, spec, state, index, at) = &mut probes[i];
-                    let result = run_probe(&p, &c, spec, &launch, state.timing.timeout).await;
-                    if let Err(why) = &result {
-                        p.events.warning(&p.pod, "Unhealthy", &format!("{kind:?} probe failed: {why}"));
-                    }
-                    let ok = result.is_ok();
-                    let flipped = state.record(ok);
-                    *index += 1;
-                    *at = tokio::time::Instant::now() + state.delay_before(*index);
-                    match kind {
-                        ProbeKind::Readiness if flipped => {
-                            view.ready = state.ready();
-                            send(&view, Some(pid));
-                        }
-                        ProbeKind::Liveness if flipped && !state.ready() => break Exit::Unhealthy,
-                        _ => {}
-                    }
-                }
-            }
-        };
-        let (code, stopping) = match exit {
-            Exit::Exited(status) => {
-                // The runtime kills whatever the main process left behind in the container.
-                nsexec::kill_group(pid, libc::SIGKILL);
-                (status.map(exit_code).unwrap_or(-1), false)
-            }
-            Exit::Stop(grace) => {
-                p.events
-                    .normal(&p.pod, "Killing", &format!("Stopping container {}", c.name));
-                (terminate(&mut child, pid, grace).await, true)
-            }
-            Exit::Unhealthy => {
-                p.events.normal(
-                    &p.pod,
-                    "Killing",
-                    &format!(
-                        "Container {} failed liveness probe, will be restarted",
-                        c.name
-                    ),
-                );
-                (terminate(&mut child, pid, pod_grace(&p.pod)).await, false)
-            }
-        };
-        let terminated = State::Terminated {
-            exit_code: code,
-            reason: if code == 0 {
-                "Completed".into()
-            } else {
-                "Error".into()
-            },
-            message: None,
-            started_at,
-            finished_at: now(),
-        };
-        tracing::info!(pod = %format!("{}/{}", p.namespace(), p.pod_name()), container = c.name, code, "container exited");
-        view.ready = false;
-        if stopping || !policy.restarts(code) {
-            view.state = terminated;
-            view.done = true;
-            send(&view, None);
-            return;
-        }
-        if started.elapsed() >= BACKOFF_RESET {
-            crashes = 0;
-        }
-        let wait = backoff(crashes);
-        crashes += 1;
-        view.last_terminated = Some(terminated);
-        if !wait.is_zero() {
-            view.state = State::waiting(
-                "CrashLoopBackOff",
-                Some(format!(
-                    "back-off {}s restarting failed container={} pod={}_{}({})",
-                    wait.as_secs(),
-                    c.name,
-                    p.pod_name(),
-                    p.namespace(),
-                    p.pod.metadata.uid.clone().unwrap_or_default()
-                )),
-            );
-            send(&view, None);
+        Probes(probes)
+    }
+
+    /// The probe due first, and when.
+    fn next(&self) -> Option<(usize, tokio::time::Instant)> {
+        self.0
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, pr)| pr.at)
+            .map(|(i, pr)| (i, pr.at))
+    }
+
+    /// Runs probe `i` (reporting a failure as Unhealthy), records its result and schedules
+    /// the next run.
+    async fn run_due(
+        &mut self,
+        i: usize,
+        p: &PodEnv,
+        c: &Container,
+        launch: &Launch,
+    ) -> ProbeOutcome {
+        let pr = &mut self.0[i];
+        let result = run_probe(p, c, &pr.spec, launch, pr.state.timing.timeout).await;
+        if let Err(why) = &result {
+            let kind = pr.kind;
             p.events.warning(
                 &p.pod,
-                "BackOff",
-                &format!("Back-off restarting failed container {}", c.name),
+                "Unhealthy",
+                &format!("{kind:?} probe failed: {why}"),
             );
-            if wait_or_stop(&mut stop, wait).await {
-                break;
-            }
+        }
+        let flipped = pr.state.record(result.is_ok());
+        pr.index += 1;
+        pr.at = tokio::time::Instant::now() + pr.state.delay_before(pr.index);
+        match pr.kind {
+            ProbeKind::Readiness if flipped => ProbeOutcome::Ready(pr.state.ready()),
+            ProbeKind::Liveness if flipped && !pr.state.ready() => ProbeOutcome::Unhealthy,
+            _ => ProbeOutcome::Unchanged,
         }
     }
-    // Stopped while not running.
-    if !matches!(view.state, State::Terminated { .. }) {
-        view.state = State::Terminated {
-            exit_code: 0,
-            reason: "Completed".into(),
-            message: None,
-            started_at: now(),
-            finished_at: now(),
-        };
-    }
-    view.done = true;
-    view.ready = false;
-    send(&view, None);
 }
 
 /// Which probe a schedule belongs to.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
@@ -115,12 +115,7 @@ impl Worker {
         if let Some(e) = ending_of(&pod, *ctl.borrow()) {
             return (e, None);
         }
-        let phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
-        if phase == "Succeeded" || phase == "Failed" {
+        if is_finished(&pod) {
             // A finished pod from before a restart: nothing to run, wait for its deletion.
             return (wait_for_end(pod_rx, ctl).await, None);
         }
@@ -128,29 +123,50 @@ impl Worker {
             tracing::error!(pod = self.pod_ref(), error = %e, "cannot create the pod directory");
         }
         let spec = self.sandbox_spec(&pod);
+        let sandbox = match self.create_sandbox(&pod, &spec, pod_rx, ctl).await {
+            Ok(sb) => sb,
+            Err(e) => return (e, None),
+        };
+        self.announce_sandbox(&pod, &sandbox);
+        let mut running = self.start_running(&pod, sandbox, spec).await;
+        let ending = self.run_pod(&pod, &mut running, pod_rx, ctl).await;
+        (ending, Some(running))
+    }
+
+    /// Creates the sandbox (namespaces, CNI), retrying with a short back-off and reporting each
+    /// failure; `Err` when the pod ends first.
+    async fn create_sandbox(
+        &mut self,
+        pod: &Pod,
+        spec: &SandboxSpec,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> Result<Sandbox, Ending> {
         let mut attempt = 0u32;
-        let sandbox = loop {
-            match self.ctx.sandbox.create(&spec, &self.dir).await {
-                Ok(sb) => break sb,
+        loop {
+            match self.ctx.sandbox.create(spec, &self.dir).await {
+                Ok(sb) => return Ok(sb),
                 Err(e) => {
                     attempt += 1;
                     let msg = format!("Failed to create pod sandbox: {e}");
-                    self.ctx
-                        .events
-                        .warning(&pod, "FailedCreatePodSandBox", &msg);
-                    let view = self.view(&pod, None, false, None, Some(msg));
+                    self.ctx.events.warning(pod, "FailedCreatePodSandBox", &msg);
+                    let view = self.view(pod, None, false, None, Some(msg));
                     self.patch(&view).await;
                     // Short retries: the network plugin (weft's DaemonSet) may write its config moments later.
                     let wait = Duration::from_secs((1u64 << attempt.min(4)).min(10));
                     if let Some(e) = wait_or_end(pod_rx, ctl, wait).await {
-                        return (e, None);
+                        return Err(e);
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// Logs the new sandbox and records its SandboxReady event.
+    fn announce_sandbox(&self, pod: &Pod, sandbox: &Sandbox) {
         tracing::info!(pod = self.pod_ref(), netns = sandbox.netns, ip = ?sandbox.ip, sandbox = sandbox.id, "sandbox ready");
         self.ctx.events.normal(
-            &pod,
+            pod,
             "SandboxReady",
             &format!(
                 "Pod sandbox {} ready, IP {}",
@@ -161,23 +177,65 @@ impl Worker {
                     .unwrap_or_else(|| "host network".into())
             ),
         );
-        let mut running = Running {
-            sandbox,
-            spec,
-            tasks: vec![],
-            stop: watch::channel(None).0,
-            views: pending_views(&pod),
-            init_views: pending_init_views(&pod),
-            pids: vec![],
-            rx: None,
-        };
-        running.pids = vec![None; running.views.len()];
-        self.save_record(&pod, &running);
-        // Report the IP early, as kubelet does once the sandbox exists.
-        let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
-        self.patch(&view).await;
+    }
 
-        let volumes = loop {
+    /// The pod's running state around its new sandbox, saved to the record and with the IP
+    /// reported early, as kubelet does once the sandbox exists.
+    async fn start_running(&mut self, pod: &Pod, sandbox: Sandbox, spec: SandboxSpec) -> Running {
+        let running = Running::new(pod, sandbox, spec);
+        self.save_record(pod, &running);
+        let view = self.view(pod, running.sandbox.ip, true, Some(&running), None);
+        self.patch(&view).await;
+        running
+    }
+
+    /// What runs in a ready sandbox: volumes, init containers, then the containers until they
+    /// all end or the pod does.
+    async fn run_pod(
+        &mut self,
+        pod: &Pod,
+        running: &mut Running,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> Ending {
+        let volumes = match self.mount_volumes(pod, pod_rx, ctl).await {
+            Ok(v) => v,
+            Err(end) => return end,
+        };
+        let starter = Starter {
+            env: self.pod_env(pod, running, volumes).await,
+            stop_rx: running.stop.subscribe(),
+        };
+        let policy =
+            RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
+        if let Some(e) = self
+            .run_init_containers(pod, &starter, policy, running, pod_rx, ctl)
+            .await
+        {
+            return e;
+        }
+        let mut rx = starter.start_containers(pod, policy, running);
+        match self
+            .follow_containers(pod, running, &mut rx, pod_rx, ctl)
+            .await
+        {
+            Some(e) => {
+                running.rx = Some(rx);
+                e
+            }
+            None => wait_for_end(pod_rx, ctl).await,
+        }
+    }
+
+    /// Sets up the pod's volumes, retrying every 5 s and reporting each failure; `Err` when the
+    /// pod ends first.
+    async fn mount_volumes(
+        &self,
+        pod: &Pod,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> Result<super::volumes::Volumes, Ending> {
+        loop {
             let registry = self.ctx.mount_point_registry();
             let host = super::volumes::HostVolumes {
                 fs: &self.ctx.host_fs,
@@ -185,28 +243,37 @@ impl Worker {
             };
             match super::volumes::materialise(
                 &self.ctx.client,
-                &pod,
+                pod,
                 &self.dir,
                 &self.ctx.cfg.node_ip.to_string(),
                 &host,
             )
             .await
             {
-                Ok(v) => break v,
+                Ok(v) => return Ok(v),
                 Err(e) => {
                     self.ctx.events.warning(
-                        &pod,
+                        pod,
                         "FailedMount",
                         &format!("MountVolume.SetUp failed: {e}"),
                     );
                     if let Some(end) = wait_or_end(pod_rx, ctl, Duration::from_secs(5)).await {
-                        return (end, Some(running));
+                        return Err(end);
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// What the pod's containers share: sandbox, volumes, service links.
+    async fn pod_env(
+        &self,
+        pod: &Pod,
+        running: &Running,
+        volumes: super::volumes::Volumes,
+    ) -> Arc<PodEnv> {
         let service_env = self.service_env().await;
-        let env = Arc::new(PodEnv {
+        Arc::new(PodEnv {
             client: self.ctx.client.clone(),
             events: self.ctx.events.clone(),
             pod: pod.clone(),
@@ -218,78 +285,45 @@ impl Worker {
             volumes,
             service_env,
             mount_point_registry: self.ctx.mount_point_registry(),
-        });
-        let policy =
-            RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
-        let (tx, mut rx) = mpsc::unbounded_channel::<Update>();
-        let stop_rx = running.stop.subscribe();
-        // Init containers run one at a time to completion; a failure that will not be retried
-        // (restartPolicy Never) fails the pod. Sidecars (restartPolicy Always) are not modelled.
+        })
+    }
+
+    /// Runs the init containers one at a time to completion; `Some` when the pod ends first or
+    /// an init container fails for good (restartPolicy Never), which fails the pod.
+    /// Sidecars (restartPolicy Always) are not modelled.
+    async fn run_init_containers(
+        &mut self,
+        pod: &Pod,
+        starter: &Starter,
+        policy: RestartPolicy,
+        running: &mut Running,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> Option<Ending> {
         let init_policy = if policy == RestartPolicy::Never {
             RestartPolicy::Never
         } else {
             RestartPolicy::OnFailure
         };
-        for (idx, c) in pod
+        let inits = pod
             .spec
             .as_ref()
             .and_then(|s| s.init_containers.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
+            .unwrap_or_default();
+        for (idx, c) in inits.into_iter().enumerate() {
             let (itx, mut irx) = mpsc::unbounded_channel::<Update>();
-            let task = tokio::spawn(container::supervise(
-                env.clone(),
-                idx,
-                c,
-                init_policy,
-                itx,
-                stop_rx.clone(),
-            ));
-            running.tasks.push(task);
-            loop {
-                tokio::select! {
-                    u = irx.recv() => {
-                        let Some(u) = u else { break };
-                        running.init_views[u.idx] = u.view;
-                        let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
-                        self.patch(&view).await;
-                    }
-                    r = pod_rx.changed() => {
-                        let latest = if r.is_err() { None } else { Some(pod_rx.borrow_and_update().clone()) };
-                        match latest {
-                            None => return (Ending::Gone, Some(running)),
-                            Some(p) => if let Some(e) = ending_of(&p, *ctl.borrow()) { return (e, Some(running)); },
-                        }
-                    }
-                    r = ctl.changed() => {
-                        let c = if r.is_err() { Control::Shutdown } else { *ctl.borrow() };
-                        if let Some(e) = ending_of(&pod_rx.borrow(), c) { return (e, Some(running)); }
-                    }
-                }
+            running.tasks.push(starter.spawn(idx, c, init_policy, itx));
+            if let Some(e) = self.follow_init(pod, running, &mut irx, pod_rx, ctl).await {
+                return Some(e);
             }
-            let view = self.view(&pod, running.sandbox.ip, true, Some(&running), None);
+            let view = self.view(pod, running.sandbox.ip, true, Some(running), None);
             if view.init_failed() {
-                self.ctx.events.warning(
-                    &pod,
-                    "Failed",
-                    &format!(
-                        "Init container {} failed; the pod will not start",
-                        running.init_views[idx].name
-                    ),
-                );
-                for v in &mut running.views {
-                    v.done = true;
-                }
-                self.teardown(&mut running).await;
-                let view = self.view(&pod, running.sandbox.ip, false, Some(&running), None);
-                self.patch(&view).await;
-                return (wait_for_end(pod_rx, ctl).await, Some(running));
+                self.fail_init(pod, idx, running).await;
+                return Some(wait_for_end(pod_rx, ctl).await);
             }
             if !running.init_views[idx].done {
                 // Stopped while initialising.
-                return (wait_for_end(pod_rx, ctl).await, Some(running));
+                return Some(wait_for_end(pod_rx, ctl).await);
             }
         }
         if !running.init_views.is_empty() {
@@ -297,60 +331,98 @@ impl Worker {
                 v.state = status::State::waiting("ContainerCreating", None);
             }
         }
-        for (idx, c) in pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            running.tasks.push(tokio::spawn(container::supervise(
-                env.clone(),
-                idx,
-                c,
-                policy,
-                tx.clone(),
-                stop_rx.clone(),
-            )));
+        None
+    }
+
+    /// Reports one init container's updates until its task ends; `Some` when the pod ends first.
+    async fn follow_init(
+        &mut self,
+        pod: &Pod,
+        running: &mut Running,
+        irx: &mut mpsc::UnboundedReceiver<Update>,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> Option<Ending> {
+        loop {
+            tokio::select! {
+                u = irx.recv() => {
+                    let u = u?; // None: every sender is gone.
+                    running.init_views[u.idx] = u.view;
+                    let view = self.view(pod, running.sandbox.ip, true, Some(running), None);
+                    self.patch(&view).await;
+                }
+                e = next_ending(pod_rx, ctl) => if e.is_some() { return e },
+            }
         }
-        drop(tx);
+    }
+
+    /// Init container `idx` failed for good: the app containers will not run, the sandbox goes.
+    async fn fail_init(&mut self, pod: &Pod, idx: usize, running: &mut Running) {
+        self.ctx.events.warning(
+            pod,
+            "Failed",
+            &format!(
+                "Init container {} failed; the pod will not start",
+                running.init_views[idx].name
+            ),
+        );
+        for v in &mut running.views {
+            v.done = true;
+        }
+        self.teardown(running).await;
+        let view = self.view(pod, running.sandbox.ip, false, Some(running), None);
+        self.patch(&view).await;
+    }
+
+    /// Follows the containers' updates until all their tasks end (`None`) or the pod ends:
+    /// records and status patches (retried every 2 s while the last one failed), and the sandbox
+    /// teardown once every container is done.
+    async fn follow_containers(
+        &mut self,
+        pod: &Pod,
+        running: &mut Running,
+        rx: &mut mpsc::UnboundedReceiver<Update>,
+        pod_rx: &mut watch::Receiver<Pod>,
+        ctl: &mut watch::Receiver<Control>,
+    ) -> Option<Ending> {
         let mut retry = tokio::time::interval(Duration::from_secs(2));
         let mut torn_down = false;
         loop {
             tokio::select! {
                 u = rx.recv() => {
-                    let Some(u) = u else { break };
-                    running.views[u.idx] = u.view;
-                    running.pids[u.idx] = u.pid;
-                    self.save_record(&pod, &running);
-                    let all_done = running.views.iter().all(|v| v.done);
-                    if all_done && !torn_down {
-                        // A finished pod gives its network back, as kubelet kills the sandbox.
-                        self.teardown(&mut running).await;
-                        torn_down = true;
-                    }
-                    let view = self.view(&pod, running.sandbox.ip, !torn_down, Some(&running), None);
-                    self.patch(&view).await;
+                    let u = u?; // None: every sender is gone.
+                    self.apply_update(pod, running, u, &mut torn_down).await;
                 }
-                r = pod_rx.changed() => {
-                    if r.is_err() { return (Ending::Gone, Some(running.with_rx(rx))); }
-                    let latest = pod_rx.borrow_and_update().clone();
-                    if let Some(e) = ending_of(&latest, *ctl.borrow()) { return (e, Some(running.with_rx(rx))); }
-                }
-                r = ctl.changed() => {
-                    let c = if r.is_err() { Control::Shutdown } else { *ctl.borrow() };
-                    if let Some(e) = ending_of(&pod_rx.borrow(), c) { return (e, Some(running.with_rx(rx))); }
-                }
+                e = next_ending(pod_rx, ctl) => if e.is_some() { return e },
                 _ = retry.tick() => {
                     if self.last_sent.is_none() {
-                        let view = self.view(&pod, running.sandbox.ip, !torn_down, Some(&running), None);
+                        let view = self.view(pod, running.sandbox.ip, !torn_down, Some(running), None);
                         self.patch(&view).await;
                     }
                 }
             }
         }
-        (wait_for_end(pod_rx, ctl).await, Some(running))
+    }
+
+    /// Takes in one container's update: record, teardown when all are done, status patch.
+    async fn apply_update(
+        &mut self,
+        pod: &Pod,
+        running: &mut Running,
+        u: Update,
+        torn_down: &mut bool,
+    ) {
+        running.views[u.idx] = u.view;
+        running.pids[u.idx] = u.pid;
+        self.save_record(pod, running);
+        let all_done = running.views.iter().all(|v| v.done);
+        if all_done && !*torn_down {
+            // A finished pod gives its network back, as kubelet kills the sandbox.
+            self.teardown(running).await;
+            *torn_down = true;
+        }
+        let view = self.view(pod, running.sandbox.ip, !*torn_down, Some(running), None);
+        self.patch(&view).await;
     }
 
     /// Stops what runs, cleans up, and for a deletion removes the API object.
@@ -642,10 +714,76 @@ struct Running {
 }
 
 impl Running {
-    fn with_rx(mut self, rx: mpsc::UnboundedReceiver<Update>) -> Running {
-        self.rx = Some(rx);
-        self
+    /// A new sandbox's state: no tasks yet, every container pending.
+    fn new(pod: &Pod, sandbox: Sandbox, spec: SandboxSpec) -> Running {
+        let views = pending_views(pod);
+        Running {
+            sandbox,
+            spec,
+            tasks: vec![],
+            stop: watch::channel(None).0,
+            pids: vec![None; views.len()],
+            views,
+            init_views: pending_init_views(pod),
+            rx: None,
+        }
     }
+}
+
+/// What starting a pod's containers needs: their shared environment and the stop signal.
+struct Starter {
+    env: Arc<PodEnv>,
+    stop_rx: watch::Receiver<Option<Duration>>,
+}
+
+impl Starter {
+    /// Spawns the supervising task of container `idx`, reporting on `tx`.
+    fn spawn(
+        &self,
+        idx: usize,
+        c: Container,
+        policy: RestartPolicy,
+        tx: mpsc::UnboundedSender<Update>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(container::supervise(
+            self.env.clone(),
+            idx,
+            c,
+            policy,
+            tx,
+            self.stop_rx.clone(),
+        ))
+    }
+
+    /// Spawns the supervising task of every app container; their updates come on the returned
+    /// channel, which closes once all the tasks have ended.
+    fn start_containers(
+        &self,
+        pod: &Pod,
+        policy: RestartPolicy,
+        running: &mut Running,
+    ) -> mpsc::UnboundedReceiver<Update> {
+        let (tx, rx) = mpsc::unbounded_channel::<Update>();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        for (idx, c) in containers.into_iter().enumerate() {
+            running.tasks.push(self.spawn(idx, c, policy, tx.clone()));
+        }
+        rx
+    }
+}
+
+/// Whether the pod already reached Succeeded or Failed.
+fn is_finished(pod: &Pod) -> bool {
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    phase == "Succeeded" || phase == "Failed"
 }
 
 fn pending_views(pod: &Pod) -> Vec<ContainerView> {
@@ -720,6 +858,26 @@ async fn wait_for_end(
         tokio::select! {
             r = pod_rx.changed() => if r.is_err() { return Ending::Gone },
             r = ctl.changed() => if r.is_err() { return Ending::Shutdown },
+        }
+    }
+}
+
+/// Waits for the next change of the pod or of the control; the ending it brings, if any.
+async fn next_ending(
+    pod_rx: &mut watch::Receiver<Pod>,
+    ctl: &mut watch::Receiver<Control>,
+) -> Option<Ending> {
+    tokio::select! {
+        r = pod_rx.changed() => {
+            if r.is_err() {
+                return Some(Ending::Gone);
+            }
+            let latest = pod_rx.borrow_and_update().clone();
+            ending_of(&latest, *ctl.borrow())
+        }
+        r = ctl.changed() => {
+            let c = if r.is_err() { Control::Shutdown } else { *ctl.borrow() };
+            ending_of(&pod_rx.borrow(), c)
         }
     }
 }
