@@ -6,6 +6,7 @@ pub mod cni;
 pub mod conformance;
 pub mod controlplane;
 pub mod down;
+pub mod images;
 pub mod kubectl;
 pub mod kubelet;
 pub mod leftovers;

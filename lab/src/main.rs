@@ -45,6 +45,11 @@ enum Cmd {
         /// every node, the reference the policy suite runs against (default: none).
         #[arg(long, value_enum, default_value_t = Netpol::None)]
         netpol: Netpol,
+        /// An image archive (OCI, as `cargo xtask image` writes) to load onto every node, as
+        /// `kind load image-archive` does; repeatable. With --cni weft, weft's own image comes
+        /// from target/image/ unless one of these holds it.
+        #[arg(long = "image", value_name = "ARCHIVE")]
+        images: Vec<std::path::PathBuf>,
         /// On failure leave the half-made lab up for inspection (`down` removes it).
         #[arg(long)]
         keep_on_failure: bool,
@@ -159,9 +164,9 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     let state = StateDir::from_env();
     match cmd {
-        Cmd::Up { nodes, cni, proxy, topology, routing, netpol, keep_on_failure } => {
+        Cmd::Up { nodes, cni, proxy, topology, routing, netpol, images, keep_on_failure } => {
             let spec = LabSpec::new(nodes, cni, proxy)?.with_network(topology, routing)?.with_netpol(netpol)?;
-            up::run(&state, spec, keep_on_failure)?
+            up::run(&state, spec, &images, keep_on_failure)?
         }
         Cmd::Status { output } => {
             let rec = state.load_record()?;

@@ -41,6 +41,7 @@ pub fn kubelet_config(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> kub
         cluster_dns: CLUSTER_DNS,
         cluster_domain: CLUSTER_DOMAIN.to_string(),
         bin_paths: Some(image_bin_dir(state)),
+        images: rec.images.clone(),
         host_root: Some(host_root(state, &node.name)),
         cgroup: Some(node_cgroup(state, &node.name)),
         // Only the lab's certificates (the API server's kubelet client) may use the kubelet API.
@@ -93,20 +94,19 @@ fn install_reference_plugins(state: &StateDir, rec: &LabRecord, node: &str) -> a
     Ok(())
 }
 
-/// Directory of the extra programs the kubelet's image catalogue runs: `coredns`, `weft` and
-/// `agnhost`.
+/// Directory of the extra programs the kubelet's image catalogue runs: `coredns` and `agnhost`
+/// (weft runs from its image, see `images`).
 pub fn image_bin_dir(state: &StateDir) -> PathBuf {
     state.root().join("bin")
 }
 
 /// Fills [`image_bin_dir`] with the programs the lab runs from it for its whole life: a
 /// snapshot of this `weft-lab` (the kubelet stand-ins; a `cargo build` while the lab is up
-/// must not pull the binary from under them), the built `coredns`, and the `weft` binary built
-/// beside `weft-lab` when it exists. Returns the `weft-lab` to start kubelets from.
+/// must not pull the binary from under them) and the built `coredns` and `agnhost`. Returns the
+/// `weft-lab` to start kubelets from.
 pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> {
     let dir = image_bin_dir(state);
     std::fs::create_dir_all(&dir)?;
-    let exe = std::env::current_exe().context("locating the weft-lab binary")?;
     let lab_bin = dir.join("weft-lab");
     // /proc/self/exe still reads when the file was replaced since this process started.
     snapshot(std::path::Path::new("/proc/self/exe"), &lab_bin)?;
@@ -118,13 +118,6 @@ pub fn stage_bins(state: &StateDir, rec: &LabRecord) -> anyhow::Result<PathBuf> 
             std::os::unix::fs::symlink(agnhost_dir.join(name), dir.join(name))
                 .with_context(|| format!("linking {name} into {}", dir.display()))?;
         }
-    }
-    if let Some(weft) = exe.parent().map(|d| d.join("weft")).filter(|p| p.is_file()) {
-        // The image catalogue runs it for weft's DaemonSet pods, which install it as the
-        // nodes' CNI plugin.
-        snapshot(&weft, &dir.join("weft"))?;
-    } else if rec.spec.cni == Cni::Weft {
-        anyhow::bail!("--cni weft needs the weft binary beside weft-lab: run `cargo build -p weft` first");
     }
     Ok(lab_bin)
 }

@@ -18,6 +18,9 @@ pub struct LabRecord {
     pub spec: LabSpec,
     /// The upstream binaries, recorded at `up` so later commands need no build step.
     pub bins: crate::upstream::Bins,
+    /// Images loaded onto every node (`--image`, weft's own with `--cni weft`).
+    #[serde(default)]
+    pub images: Vec<crate::kubelet::image::LoadedImage>,
 }
 
 /// Layout of the state directory.

@@ -2,15 +2,16 @@
 //! CoreDNS, in that order.
 //! Any failure tears down what was made (the lab is never left half-up).
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::spec::{Cni, LabSpec, Netpol, Proxy, CP_IP, OUTSIDE_IP};
 use crate::state::{LabRecord, StateDir};
-use crate::{addons, controlplane, down, netpol, nodes, pki, preflight, shellenv, status, topology, upstream, weft};
+use crate::{addons, controlplane, down, images, netpol, nodes, pki, preflight, shellenv, status, topology, upstream, weft};
 
-pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Result<()> {
+pub fn run(state: &StateDir, spec: LabSpec, images: &[PathBuf], keep_on_failure: bool) -> anyhow::Result<()> {
     preflight::require_root()?;
     preflight::require_no_lab(state)?;
     preflight::require_netns()?;
@@ -22,15 +23,14 @@ pub fn run(state: &StateDir, spec: LabSpec, keep_on_failure: bool) -> anyhow::Re
         netpol::require_ipset()?;
         upstream::ensure_reference_built().context("building kube-router")?;
     }
-    let rec = LabRecord {
-        spec,
-        bins,
-    };
-
     std::fs::create_dir_all(state.root())
         .with_context(|| format!("creating {}", state.root().display()))?;
-    let result = bring_up(state, &rec);
-    if let Err(e) = result {
+    eprintln!("==> images");
+    let images = images::load(state, images, spec.cni == Cni::Weft).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(state.root().join("images"));
+    })?;
+    let rec = LabRecord { spec, bins, images };
+    if let Err(e) = bring_up(state, &rec) {
         if keep_on_failure {
             eprintln!("lab up failed: {e:#}\n==> left as it is (--keep-on-failure); `weft-lab down` removes it");
             return Err(e);

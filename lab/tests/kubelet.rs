@@ -354,6 +354,7 @@ fn pods_get_real_cni_networking_run_catalogue_images_and_clean_up() {
         let roots = Roots {
             images_dir: dir.join("images"),
             bin_paths: None,
+            loaded: vec![],
         };
         kubelet::catalogue::prepare_images(&roots).unwrap();
         let client =
@@ -760,4 +761,103 @@ fn namespace_members_die_but_the_spared_one() {
     assert!(child.try_wait().unwrap().is_none(), "the spared process lives");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A tiny image root: Debian's busybox (and the libraries `ldd` lists) as `/bin/*`, no nginx.
+fn tiny_image(root: &Path) -> kubelet::image::LoadedImage {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let ldd = Command::new("ldd").arg("/usr/bin/busybox").output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+        let at = root.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &at).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ls", "cat", "sleep", "echo", "test"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    kubelet::image::LoadedImage {
+        reference: "lab.test/tiny:1".into(),
+        rootfs: root.to_path_buf(),
+        entrypoint: vec!["/bin/sh".into(), "-c".into()],
+        cmd: vec!["echo no command".into()],
+        env: vec![("PATH".into(), "/bin".into())],
+        workdir: None,
+    }
+}
+
+#[test]
+fn a_loaded_image_runs_from_its_own_file_system() {
+    preconditions();
+    let node = NodeGuard::new("d");
+    let dir = node.dir.clone();
+    let prefix = node.pod_prefix.clone();
+    in_node(&node, move || async move {
+        let env = sandbox_env(&dir, prefix, conflist(4, &dir));
+        let image = tiny_image(&dir.join("tiny-image"));
+        let roots = Roots { images_dir: dir.join("images"), bin_paths: None, loaded: vec![image] };
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let s = spec("tiny");
+        let pod_dir = dir.join("pods/default_tiny");
+        let mut sb = env.create(&s, &pod_dir).await.unwrap();
+        let penv = pod_env(client, &pod_dir, &sb, &roots, "tiny");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut rx = Updates { rx, seen: vec![] };
+        let (stop_tx, stop_rx) = watch::channel(None);
+        // The image's ENTRYPOINT (`/bin/sh -c`) with the pod's args; what it lists is the
+        // image's root, with the pod's resolv.conf and a writable layer of its own.
+        let ls = Container {
+            name: "ls".into(),
+            image: Some("lab.test/tiny:1".into()),
+            args: Some(vec!["ls /; ls /bin; cat /etc/resolv.conf; echo written > /written; cat /written; test -e /usr/sbin/nginx || echo no-nginx".into()]),
+            ..Default::default()
+        };
+        // The machine has nginx; the image does not, so this container cannot start.
+        let nginx = Container {
+            name: "nginx".into(),
+            image: Some("lab.test/tiny:1".into()),
+            command: Some(vec!["/usr/sbin/nginx".into()]),
+            ..Default::default()
+        };
+        // An exec probe runs inside the running container's own file system: /ready exists
+        // only in that container's writable layer.
+        let probed = Container {
+            name: "probed".into(),
+            image: Some("lab.test/tiny:1".into()),
+            args: Some(vec!["echo ok > /ready; sleep 3600".into()]),
+            readiness_probe: Some(Probe {
+                exec: Some(k8s_openapi::api::core::v1::ExecAction { command: Some(vec!["cat".into(), "/ready".into()]) }),
+                period_seconds: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t1 = tokio::spawn(container::supervise(penv.clone(), 0, ls, RestartPolicy::Never, tx.clone(), stop_rx.clone()));
+        let t2 = tokio::spawn(container::supervise(penv.clone(), 1, nginx, RestartPolicy::Always, tx.clone(), stop_rx.clone()));
+        let t3 = tokio::spawn(container::supervise(penv, 2, probed, RestartPolicy::Always, tx, stop_rx));
+        let done = rx.wait("ls exited", |u| u.idx == 0 && matches!(u.view.state, State::Terminated { .. })).await;
+        assert!(matches!(done.view.state, State::Terminated { exit_code: 0, .. }), "{:?}", done.view.state);
+        let log = std::fs::read_to_string(pod_dir.join("ls.log")).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        for top in ["bin", "dev", "etc", "proc", "sys"] {
+            assert!(lines.contains(&top), "/ of the container lists {top}: {log}");
+        }
+        assert!(!lines.contains(&"home") && !lines.contains(&"root") && !lines.contains(&"usr"), "the machine's / shows through: {log}");
+        assert!(lines.contains(&"busybox") && !lines.contains(&"bash"), "/bin is the image's: {log}");
+        assert!(log.contains("search default.svc.cluster.local"), "the pod's resolv.conf: {log}");
+        assert!(log.contains("written\n") && log.contains("no-nginx"), "{log}");
+        assert!(!dir.join("tiny-image/written").exists(), "the image's layer stays read-only");
+        let failed = rx
+            .wait("nginx cannot start", |u| u.idx == 1 && matches!(&u.view.state, State::Waiting { reason, .. } if reason == "CreateContainerConfigError"))
+            .await;
+        let State::Waiting { message, .. } = &failed.view.state else { unreachable!() };
+        assert!(message.as_deref().unwrap_or_default().contains("/usr/sbin/nginx"), "{message:?}");
+        rx.wait("the exec probe passes", |u| u.idx == 2 && u.view.ready).await;
+        stop_tx.send(Some(Duration::from_secs(2))).unwrap();
+        t1.await.unwrap();
+        t2.await.unwrap();
+        t3.await.unwrap();
+        env.teardown(&s, &mut sb).await.unwrap();
+    });
 }

@@ -30,15 +30,32 @@ fn locate_or_build() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = workspace_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        // weft too: `--cni weft` runs the agent binary built beside weft-lab.
-        .args(["build", "-p", "weft-lab", "--bin", "weft-lab", "-p", "weft", "--bin", "weft"])
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "-p", "weft-lab", "--bin", "weft-lab"])
         .current_dir(&root)
         .status()
         .expect("running cargo build -p weft-lab");
-    assert!(status.success(), "cargo build -p weft-lab -p weft failed");
+    assert!(status.success(), "cargo build -p weft-lab failed");
+    // `--cni weft` runs the agent from its image, which `weft-lab up` loads from target/image/.
+    let status = Command::new(&cargo).args(["xtask", "image"]).current_dir(&root).status().expect("running cargo xtask image");
+    assert!(status.success(), "cargo xtask image failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     target.join("debug/weft-lab")
+}
+
+/// weft's image archive, as `cargo xtask image` writes it (built with [`weft_lab_bin`]): the
+/// one tar named for the DaemonSet's image tag in `target/image/`.
+pub fn weft_image_archive() -> PathBuf {
+    weft_lab_bin();
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let ds = std::fs::read_to_string(root.join("deploy/base/daemonset.yaml")).expect("deploy/base/daemonset.yaml");
+    let image = ds.lines().find_map(|l| l.trim().strip_prefix("image:")).expect("the DaemonSet names an image").trim();
+    let tag = image.rsplit_once(':').expect("the image has a tag").1;
+    let archive = target.join("image").join(format!("weft-{tag}.tar"));
+    assert!(archive.is_file(), "{} was not built", archive.display());
+    archive
 }
 
 /// Output of a command run to completion within `timeout` (killed after it).

@@ -209,9 +209,10 @@ pub fn egress_is_masqueraded(lab: &Lab, pods: &[NodePods]) {
     }
 }
 
-/// `weft status -o json` on a node (the agent's own view).
+/// `weft status -o json` on a node (the agent's own view), with the binary the agent installed
+/// on that node (its `/opt/cni/bin/weft`, from the image).
 pub fn weft_status(lab: &Lab, node: &str) -> Value {
-    let weft = lab.state_dir().join("bin/weft");
+    let weft = lab.state_dir().join(format!("nodes/{node}/root/opt/cni/bin/weft"));
     let weft = weft.to_str().expect("utf-8 path");
     json(&lab.ok(
         &["node-exec", node, "--", weft, "status", "-o", "json", "--socket", "/run/weft/weft.sock"],

@@ -22,6 +22,13 @@ fn weft_daemonset_gives_a_three_node_cluster_pod_networking_that_survives_failur
     let ds = json(&lab.kubectl(&["get", "daemonset", "-n", "weft-system", "weft", "-o", "json"]));
     assert_eq!(ds["status"]["numberReady"], 3, "{:#}", ds["status"]);
 
+    // The agent runs from its image's file system (`cargo xtask image`, loaded onto the nodes):
+    // the image's nft reads the node's rule set, and the machine's shell is not there.
+    let nft = lab.cmd(&["kubectl", "-n", "weft-system", "exec", "ds/weft", "--", "nft", "list", "table", "ip", "weft"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&nft.stdout).contains("table ip weft"), "nft in the image: {nft:?}");
+    let sh = lab.cmd(&["kubectl", "-n", "weft-system", "exec", "ds/weft", "--", "sh", "-c", "true"]).output().unwrap();
+    assert!(!sh.status.success(), "the image has no shell, yet `sh` ran in the agent's container: {sh:?}");
+
     // Least privilege: the agent's ServiceAccount reads what it needs and no Secret.
     let sa = "system:serviceaccount:weft-system:weft";
     for (verb, what, want) in [

@@ -96,7 +96,9 @@ fn within(secs: u64, mut f: impl FnMut() -> (bool, String)) -> (bool, String) {
 pub fn run(nodes: usize) -> Result<()> {
     let xtask = std::env::current_exe()?;
     util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
-    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
+    util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
+    // The agent runs from its image, which `weft-lab up` loads from target/image/.
+    crate::image::build(false)?;
     let lab = Lab { bin: util::target_dir().join("debug/weft-lab") };
 
     println!("\n==> a {nodes}-node cluster with weft as CNI and Service load balancer, no kube-proxy");

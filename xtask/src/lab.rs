@@ -20,12 +20,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // weft too: `up --cni weft` (the default) deploys the agent binary built beside weft-lab,
-    // and that binary embeds the eBPF object.
-    ebpf::build(args.verbose)?;
-    let mut cargo = util::cargo(&["build", "-p", "weft-lab", "-p", "weft"]);
+    let mut cargo = util::cargo(&["build", "-p", "weft-lab"]);
     let header = [format!("+ {}", util::show(&cargo))];
     buildlog::run(&mut cargo, &header, args.verbose)?;
+    if args.args.first().is_some_and(|a| a == "up") {
+        // `up --cni weft` (the default) runs the agent from its image (static weft with the
+        // eBPF object embedded), loaded from target/image/ onto every node.
+        ebpf::build(args.verbose)?;
+        crate::image::build(false)?;
+    }
     let bin = util::target_dir().join("debug/weft-lab");
     let status = Command::new(&bin)
         .args(&args.args)

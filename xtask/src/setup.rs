@@ -14,9 +14,9 @@ const PACKAGES: &[(&str, &[&str])] = &[
         "eBPF toolchain (rustc 1.96 + std source, LLVM 22 for bpf-linker)",
         &["rustc-web", "rust-web-src", "llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"],
     ),
-    ("networking tools the tests and the lab drive (weft itself uses netlink)", &["iproute2", "nftables", "iptables", "conntrack", "ethtool", "tcpdump"]),
+    ("networking tools the tests and the lab drive (weft itself uses netlink)", &["iproute2", "nftables", "iptables", "conntrack", "ethtool", "tcpdump", "bpftool"]),
     ("kube-router's firewall controller, the lab's reference NetworkPolicy engine", &["ipset"]),
-    ("the container image without a daemon (`cargo xtask image`): OCI layout and archive checks", &["umoci", "skopeo"]),
+    ("the container image without a daemon (`cargo xtask image`): OCI layout, archive checks, strip; containerd (with runc) to import and run it in a test", &["umoci", "skopeo", "binutils", "containerd"]),
     (
         "workloads the tests and the lab run in pods",
         &["nginx-light", "curl", "busybox", "iputils-ping", "bind9-dnsutils", "socat", "netcat-openbsd", "iperf3", "sockperf"],

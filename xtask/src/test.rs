@@ -32,6 +32,8 @@ pub fn run(args: Args) -> Result<()> {
         ("unit + packet + netns tests", util::cargo(&["test", "--workspace", "--exclude", "weft-tests"])),
     ];
     if !args.skip_lab {
+        // weft's image (static weft, nft): the lab's nodes run the agent from its file system.
+        stages.push(("image", cmd(&xtask, &["image"])));
         stages.push(("lab tests", util::cargo(&["test", "-p", "weft-tests", "--", "--test-threads=1"])));
     }
 

@@ -63,8 +63,6 @@ pub enum Program {
     Curl,
     /// The `coredns` binary from `bin_paths`.
     Coredns,
-    /// The project's own binary `weft` from `bin_paths`.
-    Weft,
     /// iperf3 server/client (`networkstatic/iperf3`).
     Iperf3,
     /// A process that only sleeps (`registry.k8s.io/pause`).
@@ -78,6 +76,9 @@ pub enum Program {
     /// The network troubleshooting toolbox `nicolaka/netshoot`: the machine's tools (socat,
     /// nc, dig, curl, python3, iperf3, sockperf) standing in for the image's.
     Netshoot,
+    /// Not the catalogue's: an image loaded from an archive (`Roots::loaded`), run from its
+    /// own file system with its own ENTRYPOINT and CMD (see `image`).
+    Loaded,
 }
 
 /// The registry of Kubernetes' e2e test images.
@@ -91,8 +92,9 @@ pub const AGNHOST_TAG: &str = crate::upstream::Versions::PINNED.agnhost;
 #[error(
     "image {image:?} is not in the lab's image catalogue (known: nginx, busybox, \
      radial/busyboxplus, alpine, curlimages/curl, coredns, networkstatic/iperf3, \
-     nicolaka/netshoot, pause, weft, \
-     registry.k8s.io/e2e-test-images/{{agnhost:{AGNHOST_TAG},nginx,busybox,glibc-dns-testing}})")]
+     nicolaka/netshoot, pause, \
+     registry.k8s.io/e2e-test-images/{{agnhost:{AGNHOST_TAG},nginx,busybox,glibc-dns-testing}}; \
+     or an image loaded onto the node from an archive, such as weft's from `cargo xtask image`)")]
 pub struct UnknownImage {
     pub image: String,
 }
@@ -127,7 +129,6 @@ pub fn lookup(image: &str) -> Result<Program, UnknownImage> {
             }
         },
         _ if r.base_name() == "coredns" => Program::Coredns,
-        _ if r.base_name().starts_with("weft") => Program::Weft,
         _ => {
             return Err(UnknownImage {
                 image: image.to_string(),
@@ -142,8 +143,35 @@ pub fn lookup(image: &str) -> Result<Program, UnknownImage> {
 pub struct Roots {
     /// Per-image bin directories are created under here (`<images>/busybox/bin`).
     pub images_dir: PathBuf,
-    /// Extra binaries (coredns, weft).
+    /// Extra binaries (coredns, agnhost).
     pub bin_paths: Option<PathBuf>,
+    /// Images loaded from archives: these run from their own file system, not the catalogue.
+    pub loaded: Vec<super::image::LoadedImage>,
+}
+
+impl Roots {
+    /// The loaded image a pod's `image:` names, if any.
+    pub fn loaded_image(&self, image: &str) -> Option<&super::image::LoadedImage> {
+        self.loaded.iter().find(|i| i.matches(image))
+    }
+
+    /// PATH inside a container of `image`: a loaded image's own, else the catalogue's (empty
+    /// for an image neither knows).
+    pub fn path_env_for(&self, image: &str) -> String {
+        match self.loaded_image(image) {
+            Some(l) => l.path_env(),
+            None => lookup(image).map(|p| p.path_env(self)).unwrap_or_default(),
+        }
+    }
+
+    /// The catalogue's programs that shadow the machine's for `image` (none for a loaded image:
+    /// its programs are inside its own root).
+    pub fn shadow_dir_for(&self, image: &str) -> Option<PathBuf> {
+        match self.loaded_image(image) {
+            Some(_) => None,
+            None => lookup(image).ok().and_then(|p| p.shadow_dir(self)),
+        }
+    }
 }
 
 /// The Debian busybox binary.
@@ -158,13 +186,13 @@ impl Program {
             Program::Busybox | Program::BusyboxCurl => (&[], &["sh"]),
             Program::Curl => (&["curl"], &[]),
             Program::Coredns => (&["/coredns"], &[]),
-            Program::Weft => (&["weft"], &["agent"]),
             Program::Iperf3 => (&["iperf3"], &[]),
             Program::Pause => (&["/pause"], &[]),
             Program::Agnhost => (&["/agnhost"], &["pause"]),
             Program::Debian => (&[], &["bash"]),
             // The image's CMD is zsh; sh is what the machine surely has.
             Program::Netshoot => (&[], &["sh"]),
+            Program::Loaded => (&[], &[]),
         }
     }
 
@@ -202,7 +230,7 @@ impl Program {
     pub fn path_env(self, roots: &Roots) -> String {
         match (self.bin_dir(roots), self) {
             (Some(dir), _) => dir.display().to_string(),
-            (None, Program::Coredns | Program::Weft) => match &roots.bin_paths {
+            (None, Program::Coredns) => match &roots.bin_paths {
                 Some(p) => format!("{}:{HOST_PATH}", p.display()),
                 None => HOST_PATH.to_string(),
             },
@@ -219,23 +247,8 @@ impl Program {
         roots: &Roots,
     ) -> Result<Vec<String>, CommandError> {
         let (entrypoint, cmd) = self.entrypoint_and_cmd();
-        let mut argv: Vec<String> = if !command.is_empty() {
-            command.iter().chain(args).cloned().collect()
-        } else {
-            let tail: Vec<String> = if args.is_empty() {
-                cmd.iter().map(|s| s.to_string()).collect()
-            } else {
-                args.to_vec()
-            };
-            entrypoint
-                .iter()
-                .map(|s| s.to_string())
-                .chain(tail)
-                .collect()
-        };
-        if argv.is_empty() {
-            return Err(CommandError::Empty);
-        }
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut argv = compose_argv(&own(entrypoint), &own(cmd), command, args)?;
         argv[0] = self.resolve(&argv[0], roots)?;
         Ok(argv)
     }
@@ -247,8 +260,7 @@ impl Program {
             .file_name()
             .and_then(|b| b.to_str())
             .unwrap_or(arg0);
-        let from_bin_paths = matches!(self, Program::Coredns | Program::Weft)
-            && (base == "coredns" || base.starts_with("weft"));
+        let from_bin_paths = self == Program::Coredns && base == "coredns";
         if from_bin_paths {
             let dir = roots.bin_paths.as_ref().ok_or(CommandError::NoBinPaths {
                 program: base.to_string(),
@@ -300,6 +312,26 @@ impl Program {
             argv.push("infinity".into());
         }
     }
+}
+
+/// Docker's rule for a container's argv: `command` replaces the image's ENTRYPOINT (and drops
+/// its CMD), `args` replace its CMD.
+pub fn compose_argv(
+    entrypoint: &[String],
+    cmd: &[String],
+    command: &[String],
+    args: &[String],
+) -> Result<Vec<String>, CommandError> {
+    let argv: Vec<String> = if !command.is_empty() {
+        command.iter().chain(args).cloned().collect()
+    } else {
+        let tail = if args.is_empty() { cmd } else { args };
+        entrypoint.iter().chain(tail).cloned().collect()
+    };
+    if argv.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    Ok(argv)
 }
 
 fn host_which(name: &str) -> Option<String> {
@@ -433,8 +465,8 @@ mod tests {
             Ok(Program::Coredns)
         );
         assert_eq!(lookup("coredns/coredns:1.12.1"), Ok(Program::Coredns));
-        assert_eq!(lookup("ghcr.io/example/weft:dev"), Ok(Program::Weft));
-        assert_eq!(lookup("weft:latest"), Ok(Program::Weft));
+        // weft runs only from its loaded image (`Roots::loaded`), never from the catalogue.
+        assert!(lookup("ghcr.io/weft-net/weft:0.1.0").is_err());
     }
 
     #[test]
@@ -501,6 +533,7 @@ mod tests {
         Roots {
             images_dir: tmp.join("images"),
             bin_paths: Some(tmp.join("bin")),
+            loaded: vec![],
         }
     }
 
@@ -568,13 +601,14 @@ mod tests {
         let argv = Program::Nginx.argv(&[], &[], &r).unwrap();
         assert_eq!(argv[0], "/usr/sbin/nginx");
         assert_eq!(&argv[1..], &s(&["-g", "daemon off;"])[..]);
-        // weft without bin_paths is a clear error.
+        // coredns without bin_paths is a clear error.
         let no_bins = Roots {
             images_dir: r.images_dir.clone(),
             bin_paths: None,
+            loaded: vec![],
         };
         assert!(matches!(
-            Program::Weft.argv(&[], &[], &no_bins),
+            Program::Coredns.argv(&[], &[], &no_bins),
             Err(CommandError::NoBinPaths { .. })
         ));
         std::fs::remove_dir_all(&tmp).unwrap();

@@ -11,6 +11,8 @@ use kube::api::Api;
 use tokio::sync::{mpsc, watch};
 
 use super::catalogue::{self, Program, Roots};
+use super::image::LoadedImage;
+use super::rootfs::ContainerRoot;
 use super::events::Events;
 use super::nsexec::{self, ChildSetup};
 use super::probe::{self, Action, Readiness};
@@ -52,10 +54,13 @@ impl PodEnv {
         self.pod.metadata.name.clone().unwrap_or_default()
     }
 
-    /// A command that runs in the pod's namespaces (those of its sandbox process).
+    /// A command that runs in the pod's namespaces (those of its sandbox process). With
+    /// `running`, the pid of the container's process, a container with its own file system is
+    /// entered rather than given a new one (exec probes).
     fn command(
         &self,
         launch: &Launch,
+        running: Option<u32>,
     ) -> std::io::Result<(tokio::process::Command, Arc<ChildSetup>)> {
         for d in &launch.plan.mkdirs {
             volumes::create_mount_point(d, &self.mount_point_registry)?;
@@ -64,13 +69,21 @@ impl PodEnv {
         let mut setup = ChildSetup::default()
             .enter(&ns("mnt"), libc::CLONE_NEWNS)?
             .enter(&ns("net"), libc::CLONE_NEWNET)?
-            .enter(&ns("uts"), libc::CLONE_NEWUTS)?
-            .new_mount_ns()
-            .die_with_parent();
-        for (src, dst) in &launch.plan.binds {
-            setup = setup.bind(src, dst)?;
-        }
-        setup = setup.workdir(launch.workdir.as_deref().unwrap_or(Path::new("/")))?;
+            .enter(&ns("uts"), libc::CLONE_NEWUTS)?;
+        setup = match (&launch.root, running) {
+            (Some(root), Some(pid)) => root.join(setup, pid)?,
+            (Some(root), None) => root.setup(setup.new_mount_ns(), &launch.plan.binds)?,
+            (None, _) => {
+                setup = setup.new_mount_ns();
+                for (src, dst) in &launch.plan.binds {
+                    setup = setup.bind(src, dst)?;
+                }
+                setup
+            }
+        };
+        setup = setup
+            .die_with_parent()
+            .workdir(launch.workdir.as_deref().unwrap_or(Path::new("/")))?;
         let mut cmd = tokio::process::Command::new(&launch.argv[0]);
         cmd.args(&launch.argv[1..])
             .env_clear()
@@ -89,6 +102,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     pub plan: MountPlan,
     pub workdir: Option<PathBuf>,
+    /// The container's own file system, for an image loaded from an archive.
+    pub root: Option<ContainerRoot>,
 }
 
 /// Why a container cannot start.
@@ -103,9 +118,13 @@ pub enum PrepareError {
 /// Builds the launch of a container (kubelet's generateContainerConfig).
 pub async fn prepare(p: &PodEnv, c: &Container) -> Result<Launch, PrepareError> {
     let image = c.image.clone().unwrap_or_default();
+    if let Some(loaded) = p.roots.loaded_image(&image) {
+        return prepare_loaded(p, c, loaded).await;
+    }
     let program = catalogue::lookup(&image)?;
     let cfg = |e: String| PrepareError::Config(e);
-    let envs = container_env(p, c, program).await.map_err(cfg)?;
+    let base = vec![("PATH".to_string(), program.path_env(&p.roots))];
+    let envs = container_env(p, c, base).await.map_err(cfg)?;
     let expand = |v: &Option<Vec<String>>| -> Vec<String> {
         v.iter().flatten().map(|s| env::expand(s, &envs)).collect()
     };
@@ -152,17 +171,47 @@ pub async fn prepare(p: &PodEnv, c: &Container) -> Result<Launch, PrepareError> 
         env: envs,
         plan,
         workdir,
+        root: None,
     })
 }
 
+/// The launch of a container whose image was loaded from an archive: the image's ENTRYPOINT,
+/// CMD, Env and WorkingDir, its programs found in its own file system, every volume mounted
+/// at its mountPath inside that file system.
+async fn prepare_loaded(p: &PodEnv, c: &Container, image: &LoadedImage) -> Result<Launch, PrepareError> {
+    let cfg = |e: String| PrepareError::Config(e);
+    let mut base = image.env.clone();
+    if !base.iter().any(|(k, _)| k == "PATH") {
+        base.push(("PATH".into(), image.path_env()));
+    }
+    let envs = container_env(p, c, base).await.map_err(cfg)?;
+    let expand = |v: &Option<Vec<String>>| -> Vec<String> {
+        v.iter().flatten().map(|s| env::expand(s, &envs)).collect()
+    };
+    let argv = image.argv(&expand(&c.command), &expand(&c.args)).map_err(|e| cfg(e.to_string()))?;
+    // Mount points are made inside the container's own file system: every mount is a bind.
+    let plan = volumes::plan_mounts(c.volume_mounts.as_deref().unwrap_or_default(), &p.volumes, |_| true)
+        .map_err(|e| cfg(e.to_string()))?;
+    let workdir = c.working_dir.clone().or_else(|| image.workdir.clone()).map(PathBuf::from);
+    Ok(Launch {
+        program: Program::Loaded,
+        argv,
+        env: envs,
+        plan,
+        workdir,
+        root: Some(ContainerRoot { image: image.rootfs.clone(), dir: p.dir.join(format!("{}-root", c.name)) }),
+    })
+}
+
+/// The container's environment over `base` (its image's: PATH at least).
 async fn container_env(
     p: &PodEnv,
     c: &Container,
-    program: Program,
+    base: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = p.namespace();
-    let mut out: Vec<(String, String)> = vec![
-        ("PATH".into(), program.path_env(&p.roots)),
+    let mut out: Vec<(String, String)> = base;
+    out.extend([
         (
             "HOSTNAME".into(),
             p.pod
@@ -172,7 +221,7 @@ async fn container_env(
                 .unwrap_or_else(|| p.pod_name()),
         ),
         ("HOME".into(), "/root".into()),
-    ];
+    ]);
     let links = p
         .pod
         .spec
@@ -511,7 +560,7 @@ impl Supervisor {
         launch: &Launch,
         log: std::fs::File,
     ) -> Result<tokio::process::Child, Next> {
-        let spawned = self.p.command(launch).and_then(|(mut cmd, guard)| {
+        let spawned = self.p.command(launch, None).and_then(|(mut cmd, guard)| {
             cmd.stdout(log.try_clone()?).stderr(log);
             let child = cmd.spawn();
             drop(guard);
@@ -584,7 +633,7 @@ impl Supervisor {
                 }
                 _ = probe_sleep => {
                     let i = next.expect("a probe is scheduled").0;
-                    match probes.run_due(i, &self.p, &self.c, launch).await {
+                    match probes.run_due(i, &self.p, &self.c, launch, pid).await {
                         ProbeOutcome::Ready(ready) => {
                             self.view.ready = ready;
                             self.send(Some(pid));
@@ -778,9 +827,10 @@ impl Probes {
         p: &PodEnv,
         c: &Container,
         launch: &Launch,
+        pid: u32,
     ) -> ProbeOutcome {
         let pr = &mut self.0[i];
-        let result = run_probe(p, c, &pr.spec, launch, pr.state.timing.timeout).await;
+        let result = run_probe(p, c, &pr.spec, launch, pid, pr.state.timing.timeout).await;
         if let Err(why) = &result {
             let kind = pr.kind;
             p.events.warning(
@@ -852,6 +902,7 @@ async fn run_probe(
     c: &Container,
     spec: &k8s_openapi::api::core::v1::Probe,
     launch: &Launch,
+    pid: u32,
     timeout: Duration,
 ) -> Result<(), String> {
     let target: IpAddr = IpAddr::V4(p.pod_ip.unwrap_or(p.host_ip));
@@ -870,12 +921,14 @@ async fn run_probe(
             };
             let mut l = launch.clone();
             l.argv = command.clone();
-            l.argv[0] = launch
-                .program
-                .argv(std::slice::from_ref(first), &[], &p.roots)
-                .map(|a| a[0].clone())
-                .unwrap_or_else(|_| first.clone());
-            let (mut cmd, guard) = p.command(&l).map_err(|e| e.to_string())?;
+            let first = std::slice::from_ref(first);
+            let found = match p.roots.loaded_image(c.image.as_deref().unwrap_or_default()) {
+                Some(image) => image.argv(first, &[]),
+                None => launch.program.argv(first, &[], &p.roots),
+            };
+            l.argv[0] = found.map(|a| a[0].clone()).unwrap_or_else(|_| first[0].clone());
+            // A container with its own file system is entered (its process `pid`), not remade.
+            let (mut cmd, guard) = p.command(&l, Some(pid)).map_err(|e| e.to_string())?;
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);

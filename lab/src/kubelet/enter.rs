@@ -40,6 +40,9 @@ pub struct Entry {
     pub workdir: Option<PathBuf>,
     /// Programs of the image that shadow the machine's (busybox applets).
     pub image_bin_dir: Option<PathBuf>,
+    /// The container's own root (`/proc/PID/root`), when it runs from a loaded image's file
+    /// system: the command runs there too, and finds its programs there.
+    pub root: Option<PathBuf>,
 }
 
 fn pod_ref(rec: &PodRecord) -> String {
@@ -104,8 +107,15 @@ pub fn resolve(state_dir: &Path, rec: &PodRecord, container: Option<&str>) -> Re
         }
         env
     });
-    let workdir = running.and_then(|p| std::fs::read_link(format!("/proc/{p}/cwd")).ok());
-    Ok(Entry { sandbox_pid: pid, mount_pid: running.unwrap_or(pid), env, workdir, image_bin_dir })
+    let root = running
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/root")).is_ok_and(|r| r != Path::new("/")))
+        .map(|p| PathBuf::from(format!("/proc/{p}/root")));
+    // A chrooted process's cwd reads as a path outside its root: the command starts at the
+    // container's `/` instead.
+    let workdir = running
+        .filter(|_| root.is_none())
+        .and_then(|p| std::fs::read_link(format!("/proc/{p}/cwd")).ok());
+    Ok(Entry { sandbox_pid: pid, mount_pid: running.unwrap_or(pid), env, workdir, image_bin_dir, root })
 }
 
 impl Entry {
@@ -126,11 +136,15 @@ impl Entry {
         if arg0.contains('/') {
             return arg0.to_string();
         }
+        let is_file = |p: &Path| match &self.root {
+            Some(root) => root.join(p.strip_prefix("/").unwrap_or(p)).is_file(),
+            None => p.is_file(),
+        };
         self.path()
             .into_iter()
             .flat_map(|p| p.split(':'))
             .map(|d| Path::new(d).join(arg0))
-            .find(|p| p.is_file())
+            .find(|p| is_file(p))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| arg0.to_string())
     }
@@ -144,6 +158,10 @@ impl Entry {
         cmd.arg(format!("--net=/proc/{}/ns/net", self.sandbox_pid))
             .arg(format!("--uts=/proc/{}/ns/uts", self.sandbox_pid))
             .arg(format!("--mount=/proc/{}/ns/mnt", self.mount_pid));
+        if let Some(root) = &self.root {
+            // Opened before nsenter enters the namespaces: the container's root, then chroot.
+            cmd.arg(format!("--root={}", root.display()));
+        }
         if let Some(wd) = &self.workdir {
             cmd.arg(format!("--wdns={}", wd.display()));
         }
@@ -196,6 +214,7 @@ mod tests {
             env: vec![("PATH".into(), path.into())],
             workdir: Some(PathBuf::from("/work")),
             image_bin_dir: bin_dir,
+            root: None,
         }
     }
 
@@ -225,6 +244,9 @@ mod tests {
         );
         let env: Vec<_> = cmd.get_envs().collect();
         assert_eq!(env.len(), 1);
+        let in_image = Entry { root: Some("/proc/11/root".into()), ..entry(None, "/usr/sbin") };
+        let args: Vec<String> = in_image.command(&["nft".into()]).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.contains(&"--root=/proc/11/root".to_string()), "{args:?}");
         assert_eq!(entry(None, "/bin").command(&[]).unwrap_err(), EnterError::EmptyCommand);
     }
 }

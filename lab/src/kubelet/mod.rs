@@ -9,6 +9,7 @@ pub mod env;
 pub mod events;
 pub mod exec;
 pub mod hostfs;
+pub mod image;
 pub mod nginx;
 pub mod node;
 pub mod nsexec;
@@ -16,6 +17,7 @@ pub mod pod;
 pub mod probe;
 pub mod record;
 pub mod resolv;
+pub mod rootfs;
 pub mod sandbox;
 pub mod server;
 pub mod status;
@@ -88,8 +90,12 @@ pub struct Config {
     pub netns_prefix: String,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
-    /// Directory with extra binaries for the catalogue (coredns, weft, agnhost).
+    /// Directory with extra binaries for the catalogue (coredns, agnhost).
     pub bin_paths: Option<PathBuf>,
+    /// Images loaded onto the node from archives (see `image`): pods naming them run from
+    /// their file systems.
+    #[serde(default)]
+    pub images: Vec<image::LoadedImage>,
     /// The node's own filesystem for hostPath volumes (see `hostfs`); none: the machine's.
     #[serde(default)]
     pub host_root: Option<PathBuf>,
@@ -157,6 +163,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let roots = catalogue::Roots {
         images_dir: cfg.state_dir.join("images"),
         bin_paths: cfg.bin_paths.clone(),
+        loaded: cfg.images.clone(),
     };
     catalogue::prepare_images(&roots).context("preparing the image catalogue")?;
     let ctx = Arc::new(NodeCtx {

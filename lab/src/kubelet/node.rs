@@ -258,6 +258,7 @@ mod tests {
             cluster_dns: "10.32.0.10".parse().unwrap(),
             cluster_domain: "cluster.local".into(),
             bin_paths: None,
+            images: vec![],
             client_ca_file: None,
         }
     }

@@ -20,8 +20,13 @@ pub struct ChildSetup {
     new_mount_ns: bool,
     /// Mount a sysfs for the current network namespace on /sys (as `ip netns exec` does).
     remount_sys: bool,
+    /// An overlay (mount options, mount point) made after the new mount namespace: the
+    /// container's own root file system over its image's.
+    overlay: Option<(CString, CString)>,
     /// Bind mounts (source, target), applied after the above.
     binds: Vec<(CString, CString)>,
+    /// Change root to this directory after the binds (the container's file system).
+    chroot: Option<CString>,
     /// Working directory.
     workdir: Option<CString>,
     /// Die with the stand-in: SIGKILL when the spawning thread's process goes away.
@@ -56,6 +61,19 @@ impl ChildSetup {
     pub fn remount_sys(mut self) -> Self {
         self.remount_sys = true;
         self
+    }
+
+    /// Mounts an overlay of `lower` (read-only) under `upper`/`work` at `merged`.
+    pub fn overlay(mut self, lower: &Path, upper: &Path, work: &Path, merged: &Path) -> io::Result<Self> {
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+        let opts = CString::new(opts).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        self.overlay = Some((opts, cpath(merged)?));
+        Ok(self)
+    }
+
+    pub fn chroot(mut self, root: &Path) -> io::Result<Self> {
+        self.chroot = Some(cpath(root)?);
+        Ok(self)
     }
 
     pub fn bind(mut self, source: &Path, target: &Path) -> io::Result<Self> {
@@ -128,6 +146,15 @@ impl ChildSetup {
                     std::ptr::null(),
                 ))?;
             }
+            if let Some((opts, merged)) = &self.overlay {
+                check(libc::mount(
+                    c"overlay".as_ptr(),
+                    merged.as_ptr(),
+                    c"overlay".as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                ))?;
+            }
             for (src, dst) in &self.binds {
                 check(libc::mount(
                     src.as_ptr(),
@@ -136,6 +163,10 @@ impl ChildSetup {
                     libc::MS_BIND | libc::MS_REC,
                     std::ptr::null(),
                 ))?;
+            }
+            if let Some(root) = &self.chroot {
+                check(libc::chroot(root.as_ptr()))?;
+                check(libc::chdir(c"/".as_ptr()))?;
             }
             // Own session and process group: the whole container is signalled as one.
             check(libc::setsid())?;

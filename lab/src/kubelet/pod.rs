@@ -653,12 +653,11 @@ impl Worker {
             .enumerate()
             .map(|(i, c)| {
                 let image = c.image.clone().unwrap_or_default();
-                let program = super::catalogue::lookup(&image).ok();
                 ContainerRecord {
                     name: c.name.clone(),
                     pid: running.pids.get(i).copied().flatten(),
-                    path_env: program.map(|p| p.path_env(&self.ctx.roots)).unwrap_or_default(),
-                    image_bin_dir: program.and_then(|p| p.shadow_dir(&self.ctx.roots)),
+                    path_env: self.ctx.roots.path_env_for(&image),
+                    image_bin_dir: self.ctx.roots.shadow_dir_for(&image),
                     image,
                 }
             })

@@ -13,16 +13,18 @@ use crate::util;
 /// The benchmark labs' state dir.
 pub const STATE: &str = "/run/weft-lab-bench";
 
-/// Builds what a benchmark lab runs (eBPF object, `weft-lab`, `weft`) and refuses when a
-/// benchmark lab is already up; returns the `weft-lab` binary.
+/// Builds what a benchmark lab runs (eBPF object, `weft-lab`, weft's image) and refuses when
+/// a benchmark lab is already up; returns the `weft-lab` binary.
 pub fn prepare(xtask: &Path) -> Result<PathBuf> {
     if Path::new(STATE).exists() {
         bail!("{STATE} exists: a benchmark lab is already up (remove it with WEFT_LAB_STATE={STATE} weft-lab down)");
     }
     util::run(Command::new(xtask).arg("build-ebpf").current_dir(util::root()))?;
     // Release builds, as users run them: the agent's programming latency and memory are
-    // figures of the optimised binary (the datapath is eBPF either way).
-    util::run(&mut util::cargo(&["build", "--release", "--quiet", "-p", "weft-lab", "-p", "weft"]))?;
+    // figures of the optimised binary (the datapath is eBPF either way). The agent runs from
+    // its image (a static release build), which `weft-lab up` loads from target/image/.
+    util::run(&mut util::cargo(&["build", "--release", "--quiet", "-p", "weft-lab"]))?;
+    crate::image::build(false)?;
     Ok(util::target_dir().join("release/weft-lab"))
 }
 

@@ -2,7 +2,7 @@
 //! egress masquerade table through `nft -j`), taken from Debian's own packages of the versions
 //! this machine runs: `nft`'s shared libraries are found with `ldd`, their packages with
 //! `dpkg -S`, the packages fetched with `apt-get download` (cached) and unpacked with
-//! `dpkg-deb -x`. Documentation is left out.
+//! `dpkg-deb -x`. Documentation and weft's debug sections are left out.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -106,7 +106,11 @@ pub fn build(root: &Path, weft: &Path, cache: &Path) -> Result<Vec<String>> {
     for dir in ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/locale"] {
         let _ = std::fs::remove_dir_all(root.join(dir));
     }
-    std::fs::copy(weft, root.join("usr/local/bin/weft")).context("copying weft into the image")?;
+    let inside = root.join("usr/local/bin/weft");
+    std::fs::copy(weft, &inside).context("copying weft into the image")?;
+    // The release profile keeps line tables (debug = 1) for local backtraces: the image
+    // carries the symbols but not the 100 MB of debug sections.
+    util::run(Command::new("strip").arg("--strip-debug").arg(&inside))?;
     Ok(unpacked)
 }
 
