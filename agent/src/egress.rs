@@ -104,6 +104,12 @@ pub fn apply(spec: &EgressSpec) -> Result<(), EgressError> {
     Ok(())
 }
 
+/// Whether `table ip weft` exists (blocking: runs `nft`).
+pub fn exists() -> Result<bool, std::io::Error> {
+    let out = std::process::Command::new("nft").args(["list", "table", "ip", TABLE]).output()?;
+    Ok(out.status.success())
+}
+
 /// Remove weft's table (uninstall); absent is fine.
 pub fn remove() -> Result<(), EgressError> {
     let batch: Nftables = serde_json::from_value(json!({"nftables": [

@@ -65,6 +65,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Remove from this node what the agent put there (CNI config and plugin, pins, nftables
+    /// table, routes, devices, IPAM store), after `kubectl delete -k deploy/`.
+    Uninstall {
+        #[command(flatten)]
+        opts: weft::cli::uninstall::UninstallOptions,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +155,7 @@ fn main() {
         Cmd::Policy {
             cmd: PolicyCmd::Trace { from, to, port, socket, output },
         } => cli::policy::trace(&socket, &from, &to, &port, output),
+        Cmd::Uninstall { opts, output } => cli::uninstall::run(&opts, output),
     };
     if let Err(e) = result {
         eprintln!("weft: {e:#}");

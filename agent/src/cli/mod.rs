@@ -1,11 +1,12 @@
 //! The inspection CLI: `weft status`, `weft service list`, `weft ct list`, `weft policy`,
-//! `weft bpf-stats`.
+//! `weft bpf-stats`, and `weft uninstall`.
 
 pub mod bpf_stats;
 pub mod ct;
 pub mod policy;
 pub mod service;
 pub mod status;
+pub mod uninstall;
 
 use std::fmt::Write;
 use std::path::Path;

@@ -21,7 +21,7 @@
 //! [`Datapath::attach`], swaps them into the existing links atomically.
 
 mod attach;
-mod bpffs;
+pub(crate) mod bpffs;
 mod config;
 mod ct;
 mod drop;

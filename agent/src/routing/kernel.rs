@@ -13,12 +13,17 @@ use super::table::{KernelRoute, RouteTable, RTPROT_WEFT};
 /// administratively prohibited, a hard error, so a connected UDP socket to a removed backend
 /// gets `EHOSTUNREACH` and reconnects to a live one through the socket-level LB) instead of
 /// sending into the default route. [`NetlinkTable::list`] sees only routes with a device, so
-/// the reconciler never takes this one away.
+/// the reconciler never takes this one away. Its metric ([`REFUSE_METRIC`]) puts it behind a
+/// route another owner has for the same prefix (metric 0 unless set: a bridge CNI's
+/// `dev cni0` route on a node moving to weft), which it would otherwise replace.
 pub async fn refuse_unused_pod_addresses(nl: &Netlink, cidr: Ipv4Network) -> Result<Route, NetlinkError> {
-    let route = Route::prohibit(cidr).protocol(RTPROT_WEFT);
+    let route = Route::prohibit(cidr).protocol(RTPROT_WEFT).metric(REFUSE_METRIC);
     nl.replace_route(&route).await?;
     Ok(route)
 }
+
+/// Metric of the `prohibit` route over this node's pod CIDR.
+pub const REFUSE_METRIC: u32 = 4096;
 
 /// The node's main routing table through one netlink connection.
 pub struct NetlinkTable {

@@ -60,7 +60,9 @@ impl HostFs {
         let Some(target) = run_path(Path::new(path)) else {
             return Ok(());
         };
-        if self.root.is_none() || target == source {
+        // `/run` itself stays the machine's (the stand-in's netns mounts live there); the
+        // node's directories under it are exposed one by one.
+        if self.root.is_none() || target == source || target == Path::new("/run") {
             return Ok(());
         }
         let mut exposed = self.exposed.lock().expect("not poisoned");
