@@ -140,12 +140,17 @@ pub fn uninstall(o: &UninstallOptions) -> anyhow::Result<Vec<Removed>> {
         Ok(())
     };
     file("ipam store", o.state_dir.clone())?;
-    file(
-        "socket",
-        o.socket
-            .parent()
-            .map_or_else(|| o.socket.clone(), Path::to_path_buf),
-    )?;
+    file("socket", o.socket.clone())?;
+    // Its directory too (`/run/weft`), but only when nothing else is in it: the socket may
+    // have been put in a shared one.
+    if let Some(dir) = o.socket.parent() {
+        if std::fs::remove_dir(dir).is_ok() {
+            out.push(Removed {
+                what: "socket directory",
+                item: dir.display().to_string(),
+            });
+        }
+    }
     Ok(out)
 }
 
