@@ -38,7 +38,13 @@ fn locate_or_build() -> PathBuf {
         .expect("running cargo build -p weft-lab");
     assert!(status.success(), "cargo build -p weft-lab failed");
     // `--cni weft` runs the agent from its image, which `weft-lab up` loads from target/image/.
-    let status = Command::new(&cargo).args(["xtask", "image"]).current_dir(&root).status().expect("running cargo xtask image");
+    // Its progress goes to stderr; stdout (the archive's path and how to load it) is for people.
+    let status = Command::new(&cargo)
+        .args(["xtask", "image"])
+        .current_dir(&root)
+        .stdout(Stdio::null())
+        .status()
+        .expect("running cargo xtask image");
     assert!(status.success(), "cargo xtask image failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     target.join("debug/weft-lab")
