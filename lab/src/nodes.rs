@@ -78,7 +78,9 @@ pub fn cni_bin_dir(state: &StateDir, node: &str) -> PathBuf {
     host_root(state, node).join("opt/cni/bin")
 }
 
-/// Fills the node's `/opt/cni/bin` with the reference plugins.
+/// Fills the node's `/opt/cni/bin` with the reference plugins: copies, as a node's packages
+/// install them (a link into this machine's cache would dangle inside a container's own root,
+/// where weft's agent looks for `portmap`).
 fn install_reference_plugins(state: &StateDir, rec: &LabRecord, node: &str) -> anyhow::Result<()> {
     let bin = cni_bin_dir(state, node);
     std::fs::create_dir_all(&bin)?;
@@ -86,9 +88,9 @@ fn install_reference_plugins(state: &StateDir, rec: &LabRecord, node: &str) -> a
         .with_context(|| format!("listing {}", rec.bins.cni_bin_dir.display()))?
     {
         let entry = entry?;
-        let link = bin.join(entry.file_name());
-        if !link.exists() {
-            std::os::unix::fs::symlink(entry.path(), link)?;
+        let to = bin.join(entry.file_name());
+        if !to.exists() {
+            std::fs::copy(entry.path(), &to).with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
     Ok(())
