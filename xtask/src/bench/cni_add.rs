@@ -1,10 +1,13 @@
 //! `cargo xtask bench cni-add`: how long a pod's network takes to set up and tear down. CNI ADD
 //! and DEL of the weft plugin (against a running `weft agent`) and of the reference `bridge` +
-//! `host-local` plugins, both driven by libcni's `cnitool` exactly as a runtime drives them,
-//! interleaved call by call, reported as p50/p99 and the weft/bridge ratio.
+//! `host-local` plugins, each exec'd as a container runtime execs it (libcni's way: the CNI
+//! environment, the network's config on stdin, `prevResult` from the ADD on DEL, from the
+//! node's network namespace), interleaved call by call, reported as p50/p99 and the
+//! weft/bridge ratio. Only the plugins' own work and exec are timed: a harness such as
+//! `cnitool` adds its own start-up to both sides and pulls the ratio toward 1.
 
-use std::ffi::CString;
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -34,21 +37,20 @@ pub struct Args {
     output: String,
 }
 
-/// One plugin set up on its own node: the network name cnitool loads and the pod it attaches.
+/// One plugin set up on its own node: its network config and the pod it attaches.
 struct Plugin {
     name: &'static str,
-    network: &'static str,
+    /// The network config a runtime writes to the plugin's stdin (name and cniVersion in).
+    config: serde_json::Value,
     node_ns: File,
     pod: String,
     add: Vec<Duration>,
     del: Vec<Duration>,
 }
 
-/// libcni's files for the run: plugin directory (`CNI_PATH`), conflists (`NETCONFPATH`) and the
-/// directory bind-mounted over /var/lib in cnitool's private mount namespace, so its result
-/// cache and host-local's leases never touch the machine.
+/// The run's files: the plugin directory (`CNI_PATH`) and host-local's lease directory, so
+/// nothing touches the machine's /var/lib.
 struct Runtime {
-    cnitool: PathBuf,
     dir: PathBuf,
 }
 
@@ -64,8 +66,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--adds must be at least 1");
     }
     let weft_bin = weftnode::build_weft(!args.debug)?;
-    let (cnitool, plugin_dir) = lab_cni_bins()?;
-    let rt = Runtime::new(cnitool)?;
+    let plugin_dir = lab_cni_bins()?;
+    let rt = Runtime::new()?;
     for p in ["bridge", "host-local"] {
         std::os::unix::fs::symlink(plugin_dir.join(p), rt.dir.join("bin").join(p))?;
     }
@@ -73,12 +75,12 @@ pub fn run(args: Args) -> Result<()> {
 
     let mut namespaces = Namespaces::default();
     let node = WeftNode::start(&weft_bin, "wb-cni-weft", "10.251.3.0/24")?;
-    rt.conflist(
+    let weft_conf = network(
         "weft-bench",
         json!({"type": "weft", "agentSocket": node.socket(), "mtu": 1500, "logLevel": "warn"}),
-    )?;
+    );
     namespaces.add("wb-cni-br")?;
-    rt.conflist(
+    let bridge_conf = network(
         "bridge-bench",
         json!({
             "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
@@ -86,15 +88,16 @@ pub fn run(args: Args) -> Result<()> {
             "ipam": {
                 "type": "host-local", "ranges": [[{"subnet": "10.251.4.0/24"}]],
                 "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": rt.dir.join("leases"),
             },
         }),
-    )?;
+    );
     for ns in ["wb-cni-weft-pod", "wb-cni-br-pod"] {
         namespaces.add(ns)?;
     }
     let mut plugins = [
-        Plugin::new("weft", "weft-bench", "wb-cni-weft", "wb-cni-weft-pod")?,
-        Plugin::new("bridge", "bridge-bench", "wb-cni-br", "wb-cni-br-pod")?,
+        Plugin::new("weft", weft_conf, "wb-cni-weft", "wb-cni-weft-pod")?,
+        Plugin::new("bridge", bridge_conf, "wb-cni-br", "wb-cni-br-pod")?,
     ];
 
     let total = args.warmup + args.adds;
@@ -107,8 +110,9 @@ pub fn run(args: Args) -> Result<()> {
         let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
         for k in order {
             let p = &mut plugins[k];
-            let add = rt.call("ADD", p)?;
-            let del = rt.call("DEL", p)?;
+            let id = format!("bench{i:08}");
+            let (add, result) = rt.call("ADD", p, &id, None)?;
+            let (del, _) = rt.call("DEL", p, &id, Some(result))?;
             if i >= args.warmup {
                 p.add.push(add);
                 p.del.push(del);
@@ -129,11 +133,11 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 impl Plugin {
-    fn new(name: &'static str, network: &'static str, node_ns: &str, pod: &str) -> Result<Self> {
+    fn new(name: &'static str, config: serde_json::Value, node_ns: &str, pod: &str) -> Result<Self> {
         let path = format!("/run/netns/{node_ns}");
         Ok(Self {
             name,
-            network,
+            config,
             node_ns: File::open(&path).with_context(|| format!("opening {path}"))?,
             pod: format!("/run/netns/{pod}"),
             add: Vec::new(),
@@ -142,112 +146,100 @@ impl Plugin {
     }
 }
 
+/// A network's config as a runtime hands it to its one plugin: the plugin's fields with the
+/// network's name and version.
+fn network(name: &str, plugin: serde_json::Value) -> serde_json::Value {
+    let mut conf = plugin;
+    conf["cniVersion"] = json!("1.1.0");
+    conf["name"] = json!(name);
+    conf
+}
+
 impl Runtime {
-    fn new(cnitool: PathBuf) -> Result<Self> {
+    fn new() -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("weft-bench-cni-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let rt = Self { cnitool, dir };
-        for sub in ["bin", "net.d", "varlib"] {
+        let rt = Self { dir };
+        for sub in ["bin", "leases"] {
             std::fs::create_dir_all(rt.dir.join(sub))?;
         }
         Ok(rt)
     }
 
-    fn conflist(&self, name: &str, plugin: serde_json::Value) -> Result<()> {
-        let doc = json!({"cniVersion": "1.1.0", "name": name, "plugins": [plugin]});
-        std::fs::write(
-            self.dir.join(format!("net.d/{name}.conflist")),
-            doc.to_string(),
-        )?;
-        Ok(())
-    }
-
-    /// `cnitool add|del NETWORK POD_NETNS` in the plugin's node netns; its wall time.
-    fn call(&self, verb: &str, p: &Plugin) -> Result<Duration> {
-        let mut cmd = Command::new(&self.cnitool);
-        cmd.args([&verb.to_ascii_lowercase(), p.network, &p.pod])
-            .env("NETCONFPATH", self.dir.join("net.d"))
+    /// Exec the plugin for `verb` in the plugin's node netns, as libcni does (DEL gets the
+    /// ADD's result as `prevResult`); its wall time from spawn to exit, and its stdout.
+    fn call(
+        &self,
+        verb: &str,
+        p: &Plugin,
+        container_id: &str,
+        prev: Option<serde_json::Value>,
+    ) -> Result<(Duration, serde_json::Value)> {
+        let plugin = p.config["type"].as_str().context("a config without a type")?;
+        let mut conf = p.config.clone();
+        if let Some(prev) = prev {
+            conf["prevResult"] = prev;
+        }
+        let stdin = serde_json::to_vec(&conf)?;
+        let mut cmd = Command::new(self.dir.join("bin").join(plugin));
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", container_id)
+            .env("CNI_NETNS", &p.pod)
+            .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", self.dir.join("bin"))
-            .stdin(Stdio::null())
+            .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let varlib = CString::new(self.dir.join("varlib").as_os_str().as_encoded_bytes())?;
         let netns = p.node_ns.as_raw_fd();
-        // SAFETY: runs in the forked child before exec; only raw syscalls on memory prepared
-        // before the fork (unshare, mount, setns are async-signal-safe).
+        // SAFETY: runs in the forked child before exec; setns is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || enter(netns, &varlib));
+            cmd.pre_exec(move || {
+                if libc::setns(netns, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
         }
         let start = Instant::now();
-        let out = cmd.output().context("running cnitool")?;
+        let mut child = cmd.spawn().with_context(|| format!("running the {plugin} plugin"))?;
+        child.stdin.take().context("stdin")?.write_all(&stdin)?;
+        let out = child.wait_with_output()?;
         let took = start.elapsed();
         if !out.status.success() {
             bail!(
-                "cnitool {verb} {} failed: {}{}",
-                p.network,
+                "{plugin} {verb} failed: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(took)
+        let result = if out.stdout.is_empty() { json!(null) } else { serde_json::from_slice(&out.stdout)? };
+        Ok((took, result))
     }
 }
 
-/// In the child: a private mount namespace with `varlib` over /var/lib, then the node's netns.
-fn enter(netns: i32, varlib: &CString) -> std::io::Result<()> {
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: plain syscalls on NUL-terminated strings that outlive the call.
-    unsafe {
-        check(libc::unshare(libc::CLONE_NEWNS))?;
-        check(libc::mount(
-            c"none".as_ptr(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
-        check(libc::mount(
-            varlib.as_ptr(),
-            c"/var/lib".as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        ))?;
-        check(libc::setns(netns, libc::CLONE_NEWNET))
-    }
-}
-
-/// cnitool and the reference plugins from the lab's cache, built there if missing. The files
+/// The reference plugins' directory from the lab's cache, built there if missing. The files
 /// are looked for first: a build takes the cache's lock, which a long build of other parts may
 /// hold, and a cache stamped by another checkout's `weft-lab` would be rebuilt for nothing.
-fn lab_cni_bins() -> Result<(PathBuf, PathBuf)> {
+fn lab_cni_bins() -> Result<PathBuf> {
     util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
-    let bins = |v: &serde_json::Value| -> Option<(PathBuf, PathBuf)> {
-        let path = |k: &str| v["bins"][k].as_str().map(PathBuf::from);
-        let (cnitool, plugins) = (path("cnitool")?, path("cni_bin_dir")?);
-        [
-            cnitool.clone(),
-            plugins.join("bridge"),
-            plugins.join("host-local"),
-        ]
-        .iter()
-        .all(|f| f.is_file())
-        .then_some((cnitool, plugins))
+    let bins = |v: &serde_json::Value| -> Option<PathBuf> {
+        let plugins = PathBuf::from(v["bins"]["cni_bin_dir"].as_str()?);
+        [plugins.join("bridge"), plugins.join("host-local")]
+            .iter()
+            .all(|f| f.is_file())
+            .then_some(plugins)
     };
     // `--status` exits 1 when any part is missing, but prints where each belongs.
     let status = weft_lab_build(&["--status"])?;
     if let Some(found) = bins(&status) {
         return Ok(found);
     }
-    let built = weft_lab_build(&["--only", "cni-plugins,cnitool"])?;
-    bins(&built)
-        .context("cnitool or the bridge/host-local plugins are missing after weft-lab build")
+    let built = weft_lab_build(&["--only", "cni-plugins"])?;
+    bins(&built).context("the bridge/host-local plugins are missing after weft-lab build")
 }
 
 /// `weft-lab build ARGS -o json`: its JSON on stdout, whatever its exit status.
@@ -308,7 +300,7 @@ fn report(plugins: &[Plugin], args: &Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "\n{} ADDs and DELs per plugin through cnitool (libcni), interleaved; wall time per call in ms",
+        "\n{} ADDs and DELs per plugin, each plugin exec'd as a runtime does, interleaved; wall time per call in ms",
         args.adds
     );
     println!(
