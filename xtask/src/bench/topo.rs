@@ -124,6 +124,24 @@ impl Topology {
     }
 }
 
+/// Two bare hosts plugged into a lab's switch (`bridge` in namespace `switch`) with addresses
+/// `client_ip` and `server_ip` of its underlay `prefix_len`: the lab's own network with nothing
+/// of weft or Kubernetes on the path (no tc or cgroup program, no netfilter table), the limit
+/// a pod path is measured against. Removed on drop (their veths go with their namespaces).
+pub fn switch_hosts(switch: &str, bridge: &str, client_ip: Ipv4Addr, server_ip: Ipv4Addr, prefix_len: u8) -> Result<Topology> {
+    let mut t = new_topology("bare", &["wb-bare-c", "wb-bare-s"])?;
+    for (ns, port, addr) in [("wb-bare-c", "p-wb-bare-c", client_ip), ("wb-bare-s", "p-wb-bare-s", server_ip)] {
+        ip(&["-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", switch])?;
+        ip(&["-n", switch, "link", "set", port, "master", bridge, "up"])?;
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/{prefix_len}"), "dev", "eth0"])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+    }
+    t.client = Place::Netns("wb-bare-c".into());
+    t.server = Place::Netns("wb-bare-s".into());
+    t.server_ip = server_ip;
+    Ok(t)
+}
+
 /// Two endpoints set up elsewhere (a lab's pods or nodes), nothing to tear down here.
 pub fn pair(name: &'static str, client: Place, server: Place, server_ip: Ipv4Addr) -> Topology {
     Topology {
