@@ -55,6 +55,17 @@ fn remove_path(path: &Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Removes `path` (a file or a tree), noting it in `out` if it was there.
+fn remove_file_into(out: &mut Vec<Removed>, what: &'static str, path: PathBuf) -> anyhow::Result<()> {
+    if remove_path(&path)? {
+        out.push(Removed {
+            what,
+            item: path.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Whether an agent answers on `socket` (a live agent would put everything back).
 fn agent_answers(socket: &Path) -> bool {
     socket.exists()
@@ -102,17 +113,8 @@ pub fn uninstall(o: &UninstallOptions) -> anyhow::Result<Vec<Removed>> {
         );
     }
     let mut out = Vec::new();
-    let mut file = |what: &'static str, path: PathBuf| -> anyhow::Result<()> {
-        if remove_path(&path)? {
-            out.push(Removed {
-                what,
-                item: path.display().to_string(),
-            });
-        }
-        Ok(())
-    };
-    file("cni config", o.cni_conf_dir.join(&o.cni_conf_name))?;
-    file("cni plugin", o.cni_bin_dir.join("weft"))?;
+    remove_file_into(&mut out, "cni config", o.cni_conf_dir.join(&o.cni_conf_name))?;
+    remove_file_into(&mut out, "cni plugin", o.cni_bin_dir.join("weft"))?;
     if o.pin_dir.exists() {
         bpffs::remove_tree(&o.pin_dir)
             .context("removing the pins (tc and cgroup programs, maps)")?;
@@ -130,17 +132,8 @@ pub fn uninstall(o: &UninstallOptions) -> anyhow::Result<Vec<Removed>> {
         });
     }
     remove_links_and_routes(&mut out)?;
-    let mut file = |what: &'static str, path: PathBuf| -> anyhow::Result<()> {
-        if remove_path(&path)? {
-            out.push(Removed {
-                what,
-                item: path.display().to_string(),
-            });
-        }
-        Ok(())
-    };
-    file("ipam store", o.state_dir.clone())?;
-    file("socket", o.socket.clone())?;
+    remove_file_into(&mut out, "ipam store", o.state_dir.clone())?;
+    remove_file_into(&mut out, "socket", o.socket.clone())?;
     // Its directory too (`/run/weft`), but only when nothing else is in it: the socket may
     // have been put in a shared one.
     if let Some(dir) = o.socket.parent() {
