@@ -36,53 +36,41 @@ pub fn default_archive(reference: &str) -> PathBuf {
     target.join("image").join(format!("weft-{tag}.tar"))
 }
 
-/// Unpacks `archives` (plus weft's default archive when `weft` and none of them holds the
-/// DaemonSet's image) under `<state>/images/`, checking that weft's image is there.
-pub fn load(
-    state: &StateDir,
-    archives: &[PathBuf],
-    weft: bool,
-) -> anyhow::Result<Vec<LoadedImage>> {
-    let mut archives = archives.to_vec();
-    let wanted = if weft { Some(daemonset_image()?) } else { None };
+/// Unpacks `archives` under `<state>/images/`; with `weft`, also weft's default archive when
+/// none of them holds the DaemonSet's image, and refuses when the image is still missing.
+pub fn load(state: &StateDir, archives: &[PathBuf], weft: bool) -> anyhow::Result<Vec<LoadedImage>> {
     let mut loaded = Vec::new();
-    let mut i = 0;
-    while i < archives.len() || (i == archives.len() && needs_default(&loaded, wanted.as_deref())) {
-        if i == archives.len() {
-            let reference = wanted
-                .as_deref()
-                .expect("needs_default needs a wanted image");
-            let path = default_archive(reference);
-            if !path.is_file() {
-                bail!(
-                    "weft's DaemonSet runs {reference}, and no --image archive holds it: build it with \
-                     `cargo xtask image` (writes {}) or pass --image ARCHIVE",
-                    path.display()
-                );
-            }
-            archives.push(path);
-        }
-        let archive = &archives[i];
-        let dest = state.root().join("images").join(i.to_string());
-        let image = image::unpack(archive, &dest)
-            .with_context(|| format!("loading {}", archive.display()))?;
-        eprintln!("  loaded {} from {}", image.reference, archive.display());
-        loaded.push(image);
-        i += 1;
+    for archive in archives {
+        loaded.push(unpack(state, archive, loaded.len())?);
     }
-    if let Some(reference) = wanted {
-        if needs_default(&loaded, Some(&reference)) {
-            let names: Vec<&str> = loaded.iter().map(|l| l.reference.as_str()).collect();
+    if !weft {
+        return Ok(loaded);
+    }
+    let reference = daemonset_image()?;
+    if !loaded.iter().any(|l| l.matches(&reference)) {
+        let path = default_archive(&reference);
+        if !path.is_file() {
             bail!(
-                "weft's DaemonSet runs {reference}, but the loaded archives hold {names:?}: rebuild with `cargo xtask image`"
+                "weft's DaemonSet runs {reference}, and no --image archive holds it: build it with \
+                 `cargo xtask image` (writes {}) or pass --image ARCHIVE",
+                path.display()
             );
         }
+        let image = unpack(state, &path, loaded.len())?;
+        if !image.matches(&reference) {
+            bail!("weft's DaemonSet runs {reference}, but {} holds {}: rebuild with `cargo xtask image`", path.display(), image.reference);
+        }
+        loaded.push(image);
     }
     Ok(loaded)
 }
 
-fn needs_default(loaded: &[LoadedImage], wanted: Option<&str>) -> bool {
-    wanted.is_some_and(|w| !loaded.iter().any(|l| l.matches(w)))
+/// Unpacks one archive as the node store's image number `n`.
+fn unpack(state: &StateDir, archive: &Path, n: usize) -> anyhow::Result<LoadedImage> {
+    let dest = state.root().join("images").join(n.to_string());
+    let image = image::unpack(archive, &dest).with_context(|| format!("loading {}", archive.display()))?;
+    eprintln!("  loaded {} from {}", image.reference, archive.display());
+    Ok(image)
 }
 
 #[cfg(test)]

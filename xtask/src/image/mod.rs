@@ -77,11 +77,12 @@ pub fn build(force: bool) -> Result<PathBuf> {
         }
     }
     let bin = static_weft()?;
-    let reference = format!("{REPOSITORY}:{}", version(&bin)?);
+    let version = version(&bin)?;
+    let reference = format!("{REPOSITORY}:{version}");
     let out_dir = util::target_dir().join("image");
     let root = out_dir.join("rootfs");
     let cache = dirs_cache().join("debs");
-    let archive = out_dir.join(format!("weft-{}.tar", version(&bin)?));
+    let archive = out_dir.join(format!("weft-{version}.tar"));
     if !force && up_to_date(&archive, &[bin.clone(), std::env::current_exe()?]) {
         eprintln!("==> {} is up to date", archive.display());
         return Ok(archive);
