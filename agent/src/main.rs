@@ -69,7 +69,7 @@ enum Cmd {
     /// table, routes, devices, IPAM store), after `kubectl delete -k deploy/`.
     Uninstall {
         #[command(flatten)]
-        opts: weft::cli::uninstall::UninstallOptions,
+        opts: weft::agent::options::NodePaths,
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },

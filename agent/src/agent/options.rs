@@ -33,6 +33,30 @@ pub enum HostRouting {
     Kernel,
 }
 
+/// Where the agent puts things on its node: the agent's flags, and `weft uninstall`'s, which
+/// removes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodePaths {
+    /// bpffs directory for this node's pinned maps, programs and links.
+    #[arg(long, env = "WEFT_PIN_DIR", default_value = "/sys/fs/bpf/weft")]
+    pub pin_dir: PathBuf,
+    /// Unix socket the CNI plugin and the CLI talk to.
+    #[arg(long, env = "WEFT_SOCKET", default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Persistent state (IPAM store under `ipam/`, optional `pod-cidr` file).
+    #[arg(long, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
+    pub state_dir: PathBuf,
+    /// Where the CNI plugin binary goes.
+    #[arg(long, env = "WEFT_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+    /// Where the CNI configuration goes.
+    #[arg(long, env = "WEFT_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// File name of the CNI configuration (lowest name wins at the runtime).
+    #[arg(long, env = "WEFT_CNI_CONF_NAME", default_value = "05-weft.conflist")]
+    pub cni_conf_name: String,
+}
+
 /// Settings of `weft agent`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentOptions {
@@ -50,15 +74,9 @@ pub struct AgentOptions {
     /// weft itself will provide), e.g. https://172.30.0.2:6443.
     #[arg(long, env = "WEFT_API_SERVER")]
     pub api_server: Option<String>,
-    /// bpffs directory for this node's pinned maps, programs and links.
-    #[arg(long, env = "WEFT_PIN_DIR", default_value = "/sys/fs/bpf/weft")]
-    pub pin_dir: PathBuf,
-    /// Unix socket the CNI plugin and the CLI talk to.
-    #[arg(long, env = "WEFT_SOCKET", default_value = crate::api::DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-    /// Persistent state (IPAM store under `ipam/`, optional `pod-cidr` file).
-    #[arg(long, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
-    pub state_dir: PathBuf,
+    /// Where the agent keeps things on the node (pins, socket, state, CNI files).
+    #[command(flatten)]
+    pub paths: NodePaths,
     /// The node's pod CIDR, overriding `Node.spec.podCIDR` (default: the Node's, else the
     /// content of `<state-dir>/pod-cidr`).
     #[arg(long, env = "WEFT_POD_CIDR")]
@@ -98,15 +116,6 @@ pub struct AgentOptions {
     /// (default: on when running as a Kubernetes controller).
     #[arg(long, env = "WEFT_INSTALL_CNI", action = clap::ArgAction::Set)]
     pub install_cni: Option<bool>,
-    /// Where the CNI plugin binary goes.
-    #[arg(long, env = "WEFT_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
-    pub cni_bin_dir: PathBuf,
-    /// Where the CNI configuration goes.
-    #[arg(long, env = "WEFT_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
-    pub cni_conf_dir: PathBuf,
-    /// File name of the CNI configuration (lowest name wins at the runtime).
-    #[arg(long, env = "WEFT_CNI_CONF_NAME", default_value = "05-weft.conflist")]
-    pub cni_conf_name: String,
     /// Emit the eBPF programs' debug log lines (aya-log) into this log; `weft bpf-log on|off`
     /// switches it at runtime.
     #[arg(long, env = "WEFT_BPF_LOG", default_value_t = false, action = clap::ArgAction::Set)]
@@ -272,8 +281,8 @@ mod tests {
         assert_eq!(o.routing_mode, RoutingMode::Native);
         assert_eq!(o.host_routing, HostRouting::Bpf);
         assert!(o.masquerade);
-        assert_eq!(o.pin_dir, PathBuf::from("/sys/fs/bpf/weft"));
-        assert_eq!(o.cni_conf_name, "05-weft.conflist");
+        assert_eq!(o.paths.pin_dir, PathBuf::from("/sys/fs/bpf/weft"));
+        assert_eq!(o.paths.cni_conf_name, "05-weft.conflist");
     }
 
     #[test]

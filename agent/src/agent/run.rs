@@ -43,10 +43,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         required.push(Stage::Cni);
     }
     let readiness = Arc::new(Readiness::new(&required));
-    ensure_private_dir(&opts.state_dir)?;
+    ensure_private_dir(&opts.paths.state_dir)?;
 
     // The HTTP endpoint first: /healthz answers while the agent waits for its Node.
-    let stats = stats_source(&opts.pin_dir);
+    let stats = stats_source(&opts.paths.pin_dir);
     let http = metrics::serve(opts.metrics_addr, metrics.clone(), Some(stats), readiness.clone())
         .await
         .with_context(|| format!("binding the metrics address {}", opts.metrics_addr))?;
@@ -63,7 +63,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         Some(node) => Some(Cluster::start(&opts, node, metrics.clone()).await?),
         None => None,
     };
-    let override_cidr = super::config::resolve_pod_cidr(opts.pod_cidr, &opts.state_dir)?;
+    let override_cidr = super::config::resolve_pod_cidr(opts.pod_cidr, &opts.paths.state_dir)?;
     let me = match &cluster {
         Some(c) => Some(c.own_node(override_cidr.is_none()).await),
         None => None,
@@ -155,7 +155,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
 
     // The socket: CNI ADD/DEL are served from here on.
-    let listener = server::bind(&opts.socket).await?;
+    let listener = server::bind(&opts.paths.socket).await?;
     readiness.done(Stage::Socket);
     let serve = tokio::spawn(server::serve(listener, handle.clone()));
 
@@ -178,7 +178,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         };
         tokio::spawn(task.run());
-        tokio::spawn(super::ct_gc::run(opts.pin_dir.clone(), metrics.clone()));
+        tokio::spawn(super::ct_gc::run(opts.paths.pin_dir.clone(), metrics.clone()));
         info!("kube-proxy replacement on: Services are translated in eBPF");
     }
 
@@ -192,7 +192,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             namespaces: r.namespaces.store.clone(),
             policies: r.policies.store.clone(),
             changes: [r.pods.changes.clone(), r.namespaces.changes.clone(), r.policies.changes.clone()],
-            pin_dir: opts.pin_dir.clone(),
+            pin_dir: opts.paths.pin_dir.clone(),
             metrics: metrics.clone(),
             view: view.clone(),
         };
@@ -206,7 +206,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             mode: opts.routing_mode,
             uplink: up,
             vxlan,
-            pin_dir: opts.pin_dir.clone(),
+            pin_dir: opts.paths.pin_dir.clone(),
             pod_cidr: cidr,
             cluster_cidr: opts.cluster_cidr,
             masquerade: opts.masquerade,
@@ -222,13 +222,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     if opts.install_cni() {
         let (bin, conf) = install::install(
-            &opts.cni_bin_dir,
-            &opts.cni_conf_dir,
-            &opts.cni_conf_name,
-            &opts.socket,
+            &opts.paths.cni_bin_dir,
+            &opts.paths.cni_conf_dir,
+            &opts.paths.cni_conf_name,
+            &opts.paths.socket,
             pod_mtu,
         )?;
-        info!(bin_dir = %opts.cni_bin_dir.display(), conf_dir = %opts.cni_conf_dir.display(),
+        info!(bin_dir = %opts.paths.cni_bin_dir.display(), conf_dir = %opts.paths.cni_conf_dir.display(),
             binary_replaced = bin, config_replaced = conf, "CNI plugin installed");
         readiness.done(Stage::Cni);
     }
@@ -245,7 +245,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         },
     };
     info!("shutting down; datapath, routes and CNI configuration stay");
-    let _ = std::fs::remove_file(&opts.socket);
+    let _ = std::fs::remove_file(&opts.paths.socket);
     drop(cluster);
     outcome
 }
@@ -311,8 +311,8 @@ fn start_owner(
     settings: DatapathSettings,
     view: Arc<RwLock<ClusterView>>,
 ) -> anyhow::Result<AgentHandle> {
-    let store = Store::open(opts.state_dir.join("ipam")).context("opening the IPAM store")?;
-    let pin_dir = opts.pin_dir.clone();
+    let store = Store::open(opts.paths.state_dir.join("ipam")).context("opening the IPAM store")?;
+    let pin_dir = opts.paths.pin_dir.clone();
     AgentHandle::spawn(move || {
         let datapath = Datapath::open_with(&pin_dir, &settings)
             .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;

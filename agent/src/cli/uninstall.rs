@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use crate::agent::options::NodePaths;
 use crate::api::{Client, Request};
 use crate::cni::naming::HOST_IF_PREFIX;
 use crate::datapath::bpffs;
@@ -18,23 +19,6 @@ use crate::netlink::{Blocking, MAIN_TABLE};
 use crate::routing::table::RTPROT_WEFT;
 
 use super::Output;
-
-/// Where the agent put things on this node (the agent's own flags, same defaults).
-#[derive(Debug, Clone, clap::Args)]
-pub struct UninstallOptions {
-    #[arg(long, env = "WEFT_PIN_DIR", default_value = "/sys/fs/bpf/weft")]
-    pub pin_dir: PathBuf,
-    #[arg(long, env = "WEFT_SOCKET", default_value = crate::api::DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-    #[arg(long, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
-    pub state_dir: PathBuf,
-    #[arg(long, env = "WEFT_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
-    pub cni_bin_dir: PathBuf,
-    #[arg(long, env = "WEFT_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
-    pub cni_conf_dir: PathBuf,
-    #[arg(long, env = "WEFT_CNI_CONF_NAME", default_value = "05-weft.conflist")]
-    pub cni_conf_name: String,
-}
 
 /// One thing removed (or found absent).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -105,7 +89,7 @@ fn remove_links_and_routes(out: &mut Vec<Removed>) -> anyhow::Result<()> {
 }
 
 /// Removes everything; returns what was there.
-pub fn uninstall(o: &UninstallOptions) -> anyhow::Result<Vec<Removed>> {
+pub fn uninstall(o: &NodePaths) -> anyhow::Result<Vec<Removed>> {
     if agent_answers(&o.socket) {
         bail!(
             "an agent answers on {}: remove the DaemonSet first (`kubectl delete -k deploy/`), or it puts everything back",
@@ -148,7 +132,7 @@ pub fn uninstall(o: &UninstallOptions) -> anyhow::Result<Vec<Removed>> {
 }
 
 /// `weft uninstall [-o json]`.
-pub fn run(o: &UninstallOptions, output: Output) -> anyhow::Result<()> {
+pub fn run(o: &NodePaths, output: Output) -> anyhow::Result<()> {
     let removed = uninstall(o)?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&removed)?),
