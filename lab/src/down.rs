@@ -49,6 +49,14 @@ pub fn run(state: &StateDir) -> anyhow::Result<()> {
         nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH)
             .with_context(|| format!("unmounting {m}"))?;
     }
+    // Mount points the stand-ins made on the machine (`/run/weft` for a hostPath under /run):
+    // a stand-in that stopped while another node still used one kept it in its registry, and
+    // with every stand-in gone none is in use now.
+    for node in std::fs::read_dir(state.root().join("nodes")).into_iter().flatten().flatten() {
+        let name = node.file_name().to_string_lossy().into_owned();
+        let registry = crate::kubelet::mount_point_registry(&crate::nodes::kubelet_state_dir(state, &name));
+        crate::kubelet::volumes::remove_unused_mount_points(&registry);
+    }
     if let Some(dir) = leftovers::lab_cgroup(state).filter(|d| d.exists()) {
         remove_cgroup_tree(&dir).with_context(|| format!("removing the lab's cgroup {}", dir.display()))?;
     }

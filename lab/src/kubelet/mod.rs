@@ -109,6 +109,11 @@ pub struct Config {
     pub client_ca_file: Option<PathBuf>,
 }
 
+/// The list of mount points a stand-in with `state_dir` created on the machine.
+pub fn mount_point_registry(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("host-mount-points")
+}
+
 /// What every pod worker of this node shares.
 pub struct NodeCtx {
     pub cfg: Config,
@@ -126,7 +131,7 @@ pub struct NodeCtx {
 impl NodeCtx {
     /// The list of mount points this node created on the machine.
     pub fn mount_point_registry(&self) -> PathBuf {
-        self.cfg.state_dir.join("host-mount-points")
+        mount_point_registry(&self.cfg.state_dir)
     }
 
     /// Drops what is kept per pod UID once its worker finished.
