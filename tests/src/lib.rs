@@ -2,6 +2,8 @@
 
 pub mod conformance;
 pub mod lab;
+pub mod load;
+pub mod operations;
 pub mod services;
 pub mod walkthrough;
 pub mod weft;

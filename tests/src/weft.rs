@@ -212,12 +212,16 @@ pub fn egress_is_masqueraded(lab: &Lab, pods: &[NodePods]) {
 /// `weft status -o json` on a node (the agent's own view), with the binary the agent installed
 /// on that node (its `/opt/cni/bin/weft`, from the image).
 pub fn weft_status(lab: &Lab, node: &str) -> Value {
+    weft_json(lab, node, &["status"])
+}
+
+/// `weft ARGS… -o json` on a node, against its agent's socket.
+pub fn weft_json(lab: &Lab, node: &str, args: &[&str]) -> Value {
     let weft = lab.state_dir().join(format!("nodes/{node}/root/opt/cni/bin/weft"));
-    let weft = weft.to_str().expect("utf-8 path");
-    json(&lab.ok(
-        &["node-exec", node, "--", weft, "status", "-o", "json", "--socket", "/run/weft/weft.sock"],
-        Duration::from_secs(30),
-    ))
+    let mut full = vec!["node-exec", node, "--", weft.to_str().expect("utf-8 path")];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "json", "--socket", "/run/weft/weft.sock"]);
+    json(&lab.ok(&full, Duration::from_secs(30)))
 }
 
 /// Pids of the weft agent running on `node` (its process in the node's network namespace).

@@ -1,0 +1,7 @@
+//! Operations under load (issue 13, item 3): the workload, the load drivers running in its
+//! pods and on the outside host, and the per-event report of what failed and whose failure it
+//! was.
+
+pub mod report;
+pub mod traffic;
+pub mod workload;
