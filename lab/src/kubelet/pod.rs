@@ -375,8 +375,9 @@ impl Worker {
     }
 
     /// Follows the containers' updates until all their tasks end (`None`) or the pod ends:
-    /// records and status patches (retried every 2 s while the last one failed), and the sandbox
-    /// teardown once every container is done.
+    /// records and status patches (retried every 2 s while the last one failed, or while the API
+    /// server holds conditions another writer changed), and the sandbox teardown once every
+    /// container is done.
     async fn follow_containers(
         &mut self,
         pod: &Pod,
@@ -395,6 +396,11 @@ impl Worker {
                 }
                 e = next_ending(pod_rx, ctl) => if e.is_some() { return e },
                 _ = retry.tick() => {
+                    let api = serde_json::to_value(&*pod_rx.borrow()).unwrap_or_default();
+                    if self.last_sent.as_ref().is_some_and(|sent| status::overwritten(&api, sent)) {
+                        tracing::info!(pod = self.pod_ref(), "pod conditions changed by another writer; sending ours again");
+                        self.last_sent = None;
+                    }
                     if self.last_sent.is_none() {
                         let view = self.view(pod, running.sandbox.ip, !torn_down, Some(running), None);
                         self.patch(&view).await;

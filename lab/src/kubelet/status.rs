@@ -264,9 +264,46 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
     json!({"metadata": {"uid": v.uid}, "status": status})
 }
 
+/// Whether the API server holds other pod conditions than the last status this node sent
+/// (`sent`, a [`status_patch`]): someone else wrote them. The node lifecycle controller marks
+/// every pod of a node not ready when it misses the node's heartbeats (after an API server
+/// outage, for one); kubelet's status manager then puts its own view back (`needsReconcile`),
+/// and so does the stand-in.
+pub fn overwritten(api: &Value, sent: &Value) -> bool {
+    let conditions = |v: &Value| -> BTreeMap<String, String> {
+        v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["type"].as_str()?.to_string(), c["status"].as_str()?.to_string())))
+            .collect()
+    };
+    let (api, sent) = (conditions(api), conditions(sent));
+    sent.iter().any(|(kind, status)| api.get(kind).is_some_and(|s| s != status))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_another_writer_changed_are_noticed() {
+        let sent = status_patch(&view(vec![running("web", true)]), &mut Transitions::default(), "T0");
+        let mut api = sent.clone();
+        assert!(!overwritten(&api, &sent), "the API holds what was sent");
+        // The node lifecycle controller's MarkPodsNotReady.
+        for c in api["status"]["conditions"].as_array_mut().unwrap() {
+            if c["type"] == "Ready" {
+                c["status"] = json!("False");
+                c["reason"] = json!("NodeNotReady");
+            }
+        }
+        assert!(overwritten(&api, &sent));
+        // A condition the stand-in never sends (a readiness gate's) is not its business.
+        let mut other = sent.clone();
+        other["status"]["conditions"].as_array_mut().unwrap().push(json!({"type": "example.com/gate", "status": "False"}));
+        assert!(!overwritten(&other, &sent));
+    }
 
     fn view(containers: Vec<ContainerView>) -> PodView {
         PodView {
