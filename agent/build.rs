@@ -7,6 +7,9 @@ use std::time::SystemTime;
 
 /// Relative to the workspace root; `xtask/src/ebpf.rs` (`OBJECT_REL_PATH`) writes it there.
 const OBJECT_REL_PATH: &str = "target/bpf/weft-dataplane.o";
+/// The `layout-bump` test build's object (`LAYOUT_BUMP_OBJECT_REL_PATH` in xtask), embedded
+/// when the agent is built with that feature.
+const LAYOUT_BUMP_OBJECT_REL_PATH: &str = "target/bpf/weft-dataplane-layout-bump.o";
 
 /// Everything the object is built from (relative to the workspace root).
 const INPUTS: &[&str] = &[
@@ -23,7 +26,8 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("agent/ lives one level below the workspace root");
-    let object = root.join(OBJECT_REL_PATH);
+    let layout_bump = std::env::var_os("CARGO_FEATURE_LAYOUT_BUMP").is_some();
+    let object = root.join(if layout_bump { LAYOUT_BUMP_OBJECT_REL_PATH } else { OBJECT_REL_PATH });
 
     println!("cargo:rerun-if-changed={}", object.display());
     for input in INPUTS {
@@ -56,7 +60,7 @@ fn main() {
 }
 
 fn fail(why: &str) -> ! {
-    eprintln!("error: {why}.\nRun `cargo xtask build-ebpf` first (from the workspace root).");
+    eprintln!("error: {why}.\nRun `cargo xtask build-ebpf` first (from the workspace root; the `layout-bump` build's\nobject comes with `cargo xtask image --layout-bump`).");
     std::process::exit(1);
 }
 

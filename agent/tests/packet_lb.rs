@@ -607,3 +607,49 @@ fn traffic_to_a_local_pod_skips_the_service_step() {
     // The Service step still runs for a frontend that is not a local pod.
     assert_eq!(seen(&dp.test_run_from_pod(&syn(40002)).unwrap().frame).dport, 8080);
 }
+
+/// An upgrade across a `CT4` layout change: a handshake whose SYN the build before translated
+/// (its entries only in that build's map, `CT4_V2`, written after this build's first copy) and
+/// whose SYN-ACK meets this build's program is reverse-NATted all the same: while the migration
+/// runs a `CT4` miss looks in the other map and carries the entry over.
+#[test]
+fn a_reply_only_the_other_layouts_map_knows_is_reverse_natted_while_migrating() {
+    use aya::maps::{HashMap, Map, MapData};
+    use dataplane_common::{Ct4Key, Ct4Value};
+    let (pins, dp) = two_backends("migrating");
+    let b = backend_pod(seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst);
+    let ct_path = pins.path().join("CT4");
+    let ours: HashMap<MapData, Ct4Key, Ct4Value> =
+        HashMap::try_from(Map::LruHashMap(MapData::from_pin(&ct_path).unwrap())).unwrap();
+    let flow: Vec<(Ct4Key, Ct4Value)> = ours.iter().map(Result::unwrap).collect();
+    assert_eq!(flow.len(), 2, "the SYN made a service and a reply entry");
+    drop((ours, dp));
+
+    // The build before had its own map: this build starts with an empty `CT4` beside it.
+    std::fs::remove_file(&ct_path).unwrap();
+    let other_path = pins.path().join("CT4_V2");
+    pin(&create_hash_map(BPF_MAP_TYPE_LRU_HASH, 16, 40, dataplane_common::maps::CT4_MAX_ENTRIES), &other_path);
+    let mut dp = weft::datapath::Datapath::open(pins.path()).expect("reopen during the migration");
+    let mut other: HashMap<MapData, Ct4Key, [u8; 40]> =
+        HashMap::try_from(Map::LruHashMap(MapData::from_pin(&other_path).unwrap())).unwrap();
+    for (k, v) in &flow {
+        let mut bumped = [0u8; 40];
+        // SAFETY: Ct4Value is plain `#[repr(C)]` data of 32 bytes without implicit padding.
+        bumped[..32].copy_from_slice(&unsafe { std::mem::transmute::<Ct4Value, [u8; 32]>(*v) });
+        other.insert(k, bumped, 0).unwrap();
+    }
+    assert!(dp.conntrack().unwrap().is_empty(), "this build's map has none of the flow yet");
+
+    let reply = from_pod(&b, &tcp_packet(b.ip, 8080, client().ip, 43100, 5000, 1001, TCP_SYN | TCP_ACK, &[]));
+    let out = dp.test_run_from_pod(&reply).unwrap();
+    assert_eq!(out.verdict, TC_ACT_REDIRECT);
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport), (VIP, 80), "the SYN-ACK comes from the ClusterIP");
+    assert_eq!((s.dst, s.dport), (client().ip, 43100));
+    assert_checksums(&out.frame);
+    assert_eq!(dp.conntrack().unwrap().len(), 1, "the reply entry was carried into CT4");
+
+    assert_eq!(dp.finish_migrations().unwrap(), vec!["CT4"]);
+    assert!(!other_path.exists());
+    assert_no_drops(&dp);
+}

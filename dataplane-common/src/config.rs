@@ -10,6 +10,11 @@ use core::mem::size_of;
 pub const DP_F_BPF_HOST_ROUTING: u32 = 1;
 /// Bit in [`DpConfig::flags`]: the programs emit aya-log debug lines (off by default).
 pub const DP_F_LOG: u32 = 2;
+/// Bit in [`DpConfig::flags`]: a build with another `CT4` layout ran before this one and its
+/// map is still pinned (`CT4_OTHER_LAYOUT`): a `CT4` miss looks there and carries the entry
+/// over, so a flow whose packets straddle the swap of a link's program keeps its translation.
+/// Set from the agent's start until its migration finished (`agent::datapath::migrate`).
+pub const DP_F_CT4_MIGRATING: u32 = 4;
 
 /// The single value of `DP_CONFIG` (array map, index 0).
 ///
@@ -37,6 +42,9 @@ impl DpConfig {
     }
     pub const fn log(&self) -> bool {
         self.flags & DP_F_LOG != 0
+    }
+    pub const fn ct4_migrating(&self) -> bool {
+        self.flags & DP_F_CT4_MIGRATING != 0
     }
 }
 

@@ -96,8 +96,14 @@ pub struct Ct4Value {
     /// `CT4_F_*`.
     pub flags: u16,
     pub _pad: [u8; 4],
+    /// Only in the `layout-bump` test build: the field its layout change appends.
+    #[cfg(feature = "layout-bump")]
+    pub bump: u64,
 }
+#[cfg(not(feature = "layout-bump"))]
 const _: () = assert!(size_of::<Ct4Value>() == 32);
+#[cfg(feature = "layout-bump")]
+const _: () = assert!(size_of::<Ct4Value>() == 40);
 
 #[cfg(feature = "user")]
 // SAFETY: plain `#[repr(C)]` data without implicit padding (asserted); any bit pattern is valid.

@@ -43,7 +43,18 @@ pub const LB4_SOCK_FWD: &str = "LB4_SOCK_FWD";
 pub const LB4_SOCK_FWD_MAX_ENTRIES: u32 = 65536;
 /// Connection tracking ([`crate::Ct4Key`] -> [`crate::Ct4Value`]). LRU hash, two entries per
 /// translated flow.
+#[cfg(not(feature = "layout-bump"))]
 pub const CT4: &str = "CT4";
+/// The test build's `CT4` (feature `layout-bump`): values 8 bytes longer, so another name.
+#[cfg(feature = "layout-bump")]
+pub const CT4: &str = "CT4_V2";
+/// The other layout of `CT4` whose pinned entries this build carries over (an upgrade from, or
+/// a rollback from, the `layout-bump` test build): its map name and value size. Its values
+/// share their leading bytes with this build's; the rest is zero or dropped.
+#[cfg(not(feature = "layout-bump"))]
+pub const CT4_OTHER_LAYOUT: (&str, usize) = ("CT4_V2", 40);
+#[cfg(feature = "layout-bump")]
+pub const CT4_OTHER_LAYOUT: (&str, usize) = ("CT4", 32);
 pub const CT4_MAX_ENTRIES: u32 = 131072;
 
 /// Per-CPU array indexed by [`crate::LbCounter`] number -> count.

@@ -4,12 +4,13 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use dataplane_common::{
     ct::{ct4_expired, CT4_F_CLOSING, CT4_KIND_REPLY, CT4_KIND_SERVICE, CT4_REFRESH_NS},
+    maps::CT4_OTHER_LAYOUT,
     Ct4Key, Ct4Value, DropReason,
 };
 
 use crate::{
     drop::drop,
-    maps::CT4,
+    maps::{CT4, CT4_PREV},
     parse::{Ipv4Pkt, TCP_FIN, TCP_RST},
 };
 
@@ -49,7 +50,41 @@ pub fn reply_key(pkt: &Ipv4Pkt) -> Ct4Key {
 /// A live entry for `key`: its value (copied) and a pointer for [`refresh`].
 #[inline(always)]
 pub fn lookup(key: &Ct4Key, now: u64) -> Option<(Ct4Value, *mut Ct4Value)> {
-    live(CT4.get_ptr_mut(key)?, key.proto, now)
+    live(find(key)?, key.proto, now)
+}
+
+/// `key`'s entry in `CT4`; while a layout migration runs, one only the other layout's map has
+/// yet (written by the build before this one, its programs still on some link) is carried over
+/// first: the leading bytes both layouts share, the rest zero.
+#[inline(always)]
+fn find(key: &Ct4Key) -> Option<*mut Ct4Value> {
+    if let Some(ptr) = CT4.get_ptr_mut(key) {
+        return Some(ptr);
+    }
+    if !crate::config::config().ct4_migrating() {
+        return None;
+    }
+    carry_over(key)
+}
+
+/// The other layout's entry for `key`, written into `CT4` (unless one appeared meanwhile).
+#[inline(never)]
+fn carry_over(key: &Ct4Key) -> Option<*mut Ct4Value> {
+    const SHARED: usize = if CT4_OTHER_LAYOUT.1 < size_of::<Ct4Value>() {
+        CT4_OTHER_LAYOUT.1
+    } else {
+        size_of::<Ct4Value>()
+    };
+    let other = CT4_PREV.get_ptr(key)?;
+    let mut value = Ct4Value::default();
+    // SAFETY: `other` points at a value of `CT4_OTHER_LAYOUT.1` bytes under the RCU read lock;
+    // `value` is plain data of at least `SHARED` bytes.
+    unsafe {
+        core::ptr::copy_nonoverlapping(other as *const u8, &mut value as *mut Ct4Value as *mut u8, SHARED);
+    }
+    // BPF_NOEXIST: a concurrent creation of the same key wins.
+    let _ = CT4.insert(key, &value, 1);
+    CT4.get_ptr_mut(key)
 }
 
 /// The entry at `ptr` (found in `CT4`) unless it has expired at `now`.
@@ -67,7 +102,7 @@ fn live(ptr: *mut Ct4Value, proto: u8, now: u64) -> Option<(Ct4Value, *mut Ct4Va
 /// the clock is read only when an entry exists. Returns it with the entry.
 #[inline(always)]
 pub fn lookup_timed(key: &Ct4Key) -> Option<(Ct4Value, *mut Ct4Value, u64)> {
-    let ptr = CT4.get_ptr_mut(key)?;
+    let ptr = find(key)?;
     let now = now();
     live(ptr, key.proto, now).map(|(value, ptr)| (value, ptr, now))
 }

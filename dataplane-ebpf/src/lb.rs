@@ -275,7 +275,7 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
         snat_port_be,
         rev_nat_id: svc.rev_nat_id,
         flags: reply_value.flags,
-        _pad: [0; 4],
+        ..Ct4Value::default()
     };
     ct::create(&service_key, &service_value)?;
     stat(LbCounter::NEW_FLOWS);

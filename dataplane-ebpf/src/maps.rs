@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use dataplane_common::{
     maps::{
-        BPF_F_NO_PREALLOC, CT4_MAX_ENTRIES, DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES,
+        BPF_F_NO_PREALLOC, CT4_MAX_ENTRIES, CT4_OTHER_LAYOUT, DROP_STATS_MAX_ENTRIES, ENDPOINTS4_MAX_ENTRIES,
         LB4_AFFINITY_MAX_ENTRIES, LB4_BACKENDS_MAX_ENTRIES, LB4_REVNAT_MAX_ENTRIES,
         LB4_SERVICES_MAX_ENTRIES, LB4_SLOTS_MAX_ENTRIES, LB4_SOCK_FWD_MAX_ENTRIES, LB4_SOCK_REVNAT_MAX_ENTRIES,
         LB4_STATS_MAX_ENTRIES, NODE_ROUTES4_MAX_ENTRIES, IPCACHE4_MAX_ENTRIES, POLICY4_MAX_ENTRIES,
@@ -72,9 +72,18 @@ pub static LB4_SOCK_REVNAT: LruHashMap<Lb4SockKey, Lb4SockRevNat> =
 pub static LB4_SOCK_FWD: LruHashMap<Lb4SockKey, Lb4SockFwd> =
     LruHashMap::pinned(LB4_SOCK_FWD_MAX_ENTRIES, 0);
 
-/// Connection tracking of translated flows; written by the datapath.
-#[map]
+/// Connection tracking of translated flows; written by the datapath. Pinned as `CT4`, or
+/// `CT4_V2` in the `layout-bump` test build (its values are longer).
+#[cfg_attr(not(feature = "layout-bump"), map)]
+#[cfg_attr(feature = "layout-bump", map(name = "CT4_V2"))]
 pub static CT4: LruHashMap<Ct4Key, Ct4Value> = LruHashMap::pinned(CT4_MAX_ENTRIES, 0);
+
+/// The other layout's `CT4` while a migration runs (`DP_F_CT4_MIGRATING`): the map of the build
+/// that ran before, when it is pinned, else a one-entry placeholder the agent unpins at once.
+/// Read on a `CT4` miss only.
+#[cfg_attr(not(feature = "layout-bump"), map(name = "CT4_V2"))]
+#[cfg_attr(feature = "layout-bump", map(name = "CT4"))]
+pub static CT4_PREV: LruHashMap<Ct4Key, [u8; CT4_OTHER_LAYOUT.1]> = LruHashMap::pinned(1, 0);
 
 /// Service path counters, per CPU, indexed by `LbCounter` number.
 #[map]

@@ -98,7 +98,7 @@ pub fn run(nodes: usize) -> Result<()> {
     util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
     util::run(&mut util::cargo(&["build", "--quiet", "-p", "weft-lab"]))?;
     // The agent runs from its image, which `weft-lab up` loads from target/image/.
-    crate::image::build(false)?;
+    crate::image::build(false, false)?;
     let lab = Lab { bin: util::target_dir().join("debug/weft-lab") };
 
     println!("\n==> a {nodes}-node cluster with weft as CNI and Service load balancer, no kube-proxy");

@@ -24,6 +24,10 @@ const BIN_NAME: &str = "weft-dataplane";
 #[derive(clap::Args)]
 pub struct Args {}
 
+/// The `layout-bump` test build's object (`CT4` with another layout; the lab upgrades to it
+/// and rolls back). `agent/build.rs` reads it when the agent is built with that feature.
+pub const LAYOUT_BUMP_OBJECT_REL_PATH: &str = "target/bpf/weft-dataplane-layout-bump.o";
+
 pub fn run(_args: Args) -> Result<()> {
     build(true)
 }
@@ -31,6 +35,15 @@ pub fn run(_args: Args) -> Result<()> {
 /// Builds the object and installs it where `agent/build.rs` reads it. Unless `verbose`, says
 /// nothing when the object is already up to date (see [`buildlog`]).
 pub fn build(verbose: bool) -> Result<()> {
+    build_object(verbose, false)
+}
+
+/// Builds the `layout-bump` test build's object, in its own target directory.
+pub fn build_layout_bump(verbose: bool) -> Result<()> {
+    build_object(verbose, true)
+}
+
+fn build_object(verbose: bool, layout_bump: bool) -> Result<()> {
     let root = util::root();
     let crate_dir = root.join("dataplane-ebpf");
     let cargo_bin = cargo_home().join("bin");
@@ -45,6 +58,12 @@ pub fn build(verbose: bool) -> Result<()> {
         "-Z",
         "build-std=core",
     ]);
+    let target_dir = if layout_bump {
+        cmd.args(["--features", "layout-bump", "--target-dir", "target/layout-bump"]);
+        crate_dir.join("target/layout-bump")
+    } else {
+        crate_dir.join("target")
+    };
     scrub_outer_cargo_env(&mut cmd);
     let path = format!(
         "{}:{}",
@@ -68,12 +87,8 @@ pub fn build(verbose: bool) -> Result<()> {
     let shown =
         buildlog::run(&mut cmd, &header, verbose).context("building dataplane-ebpf failed")?;
 
-    let built = crate_dir
-        .join("target")
-        .join(TARGET)
-        .join("release")
-        .join(BIN_NAME);
-    let dest = root.join(OBJECT_REL_PATH);
+    let built = target_dir.join(TARGET).join("release").join(BIN_NAME);
+    let dest = root.join(if layout_bump { LAYOUT_BUMP_OBJECT_REL_PATH } else { OBJECT_REL_PATH });
     let installed = install(&built, &dest)?;
     if !(verbose || shown || installed) {
         return Ok(());

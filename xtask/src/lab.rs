@@ -27,7 +27,7 @@ pub fn run(args: Args) -> Result<()> {
         // `up --cni weft` (the default) runs the agent from its image (static weft with the
         // eBPF object embedded), loaded from target/image/ onto every node.
         ebpf::build(args.verbose)?;
-        crate::image::build(false)?;
+        crate::image::build(false, false)?;
     }
     let bin = util::target_dir().join("debug/weft-lab");
     let status = Command::new(&bin)

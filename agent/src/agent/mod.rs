@@ -225,6 +225,12 @@ impl Agent {
         Ok(self.datapath.delete_service(name)?)
     }
 
+    /// Once every link runs this agent's programs: finish carrying pinned maps of another
+    /// layout over (an upgrade or rollback across a map layout change).
+    pub fn finish_migrations(&mut self) -> Result<Vec<&'static str>, ApiError> {
+        Ok(self.datapath.finish_migrations()?)
+    }
+
     /// Attach the socket-level load balancing to the node's cgroup v2 root.
     pub fn attach_sock_lb(&mut self, cgroup: &std::path::Path) -> Result<(), ApiError> {
         Ok(self.datapath.attach_sock_lb(cgroup)?)

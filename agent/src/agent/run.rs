@@ -131,6 +131,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             })
             .await??;
     }
+    // Every link now runs this agent's programs (endpoints resumed, devices attached).
+    let migrated = handle.run(|a| a.finish_migrations()).await??;
+    if !migrated.is_empty() {
+        info!(maps = ?migrated, "pinned maps migrated from another layout");
+    }
     if let Some(logger) = handle.run(|a| a.take_bpf_logger()).await? {
         tokio::spawn(poll_bpf_log(logger));
     }

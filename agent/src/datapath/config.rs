@@ -62,11 +62,17 @@ impl From<&DpConfig> for DatapathSettings {
     }
 }
 
+/// Writes `settings`, with `DP_F_CT4_MIGRATING` while a `CT4` layout migration runs.
 pub(super) fn write(
     map: &mut Array<MapData, DpConfig>,
     settings: &DatapathSettings,
+    migrating: bool,
 ) -> Result<(), DatapathError> {
-    map.set(0, DpConfig::from(settings), 0)
+    let mut value = DpConfig::from(settings);
+    if migrating {
+        value.flags |= dataplane_common::config::DP_F_CT4_MIGRATING;
+    }
+    map.set(0, value, 0)
         .map_err(|source| DatapathError::Map {
             name: DP_CONFIG,
             source,
@@ -76,7 +82,7 @@ pub(super) fn write(
 impl Datapath {
     /// Replace the node-wide settings (one atomic map update; packets see the old or the new).
     pub fn set_settings(&mut self, settings: &DatapathSettings) -> Result<(), DatapathError> {
-        write(&mut self.config, settings)
+        write(&mut self.config, settings, !self.migrations.is_empty())
     }
 
     /// The settings the programs currently read.

@@ -30,6 +30,7 @@ mod error;
 pub mod lb;
 mod node_routes;
 mod object;
+mod migrate;
 mod pinned_maps;
 pub mod policy;
 mod programs;
@@ -79,6 +80,8 @@ pub struct Datapath {
     prog_ids: [u32; Prog::ALL.len()],
     /// Reader of the programs' aya-log ring buffer, until the agent takes it to poll.
     logger: Option<BpfLogger>,
+    /// Maps of another layout found pinned at start, until [`Datapath::finish_migrations`].
+    migrations: Vec<migrate::Pending>,
 }
 
 /// Reader of the eBPF programs' log lines (aya-log), forwarding them to the `log` facade.
@@ -96,6 +99,7 @@ impl Datapath {
     pub fn open_with(pin_dir: &Path, settings: &DatapathSettings) -> Result<Self, DatapathError> {
         bpffs::ensure_dir(pin_dir)?;
         pinned_maps::check_compatible(pin_dir)?;
+        let migrations = migrate::pending(pin_dir);
 
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
@@ -132,13 +136,20 @@ impl Datapath {
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
         let drop_stats = take_map(&mut ebpf, DROP_STATS)?;
         let mut config = take_map(&mut ebpf, DP_CONFIG)?;
-        config::write(&mut config, settings)?;
+        config::write(&mut config, settings, !migrations.is_empty())?;
+        if migrations.is_empty() {
+            // The loader pinned an empty placeholder for the other layout's map.
+            migrate::unpin_placeholder(pin_dir)?;
+        }
         // NODE_ROUTES4 and the policy maps stay pinned for their own writers
         // (`NodeRoutes::open`, `PolicyMaps::open`).
         for name in [NODE_ROUTES4, IPCACHE4, POLICY4, POLICY_EP4] {
             drop(ebpf.take_map(name));
         }
         let ct = take_map(&mut ebpf, CT4)?;
+        for m in &migrations {
+            migrate::copy(pin_dir, m)?;
+        }
         let lb_stats = take_map(&mut ebpf, LB4_STATS)?;
         let mut lb_maps = lb::LbMaps::take(&mut ebpf)?;
         let lb = lb::Reconciler::resume(&mut lb_maps)?;
@@ -156,7 +167,29 @@ impl Datapath {
             lb,
             prog_ids,
             logger,
+            migrations,
         })
+    }
+
+    /// After every link runs this build's programs: carries over what the other layout's map
+    /// gained meanwhile and removes its pin (see [`migrate`]). Returns the maps migrated.
+    pub fn finish_migrations(&mut self) -> Result<Vec<&'static str>, DatapathError> {
+        let mut done = vec![];
+        let pending = std::mem::take(&mut self.migrations);
+        for m in &pending {
+            migrate::copy(&self.pin_dir, m)?;
+        }
+        if !pending.is_empty() {
+            // No program of the other build runs any more: misses stop looking at its map.
+            let settings = self.settings()?;
+            config::write(&mut self.config, &settings, false)?;
+        }
+        for m in pending {
+            migrate::retire(&m)?;
+            info!(map = m.map, retired = %m.other.display(), "layout migration finished");
+            done.push(m.map);
+        }
+        Ok(done)
     }
 
     /// The programs' log reader, for a task that polls it (once; `None` afterwards).

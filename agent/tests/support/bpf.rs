@@ -73,3 +73,38 @@ pub fn require_root_and_bpffs() {
         "packet tests need bpffs mounted at {BPFFS} (mount -t bpf bpf {BPFFS})"
     );
 }
+
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+
+/// BPF_MAP_CREATE of a hash map (raw syscall: aya creates maps only from objects).
+pub fn create_hash_map(map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -> std::os::fd::OwnedFd {
+    let mut attr = [0u32; 32];
+    attr[..4].copy_from_slice(&[
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+    ]);
+    // SAFETY: BPF_MAP_CREATE (0) reads a zero-padded bpf_attr of the given size.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), size_of_val(&attr)) };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh fd owned by nobody else.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) }
+}
+
+/// BPF_OBJ_PIN `fd` at `path`.
+pub fn pin(fd: &std::os::fd::OwnedFd, path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut attr = [0u64; 8];
+    attr[0] = cpath.as_ptr() as u64;
+    attr[1] = fd.as_raw_fd() as u64; // bpf_fd (low 32 bits), file_flags 0
+                                     // SAFETY: BPF_OBJ_PIN (6) reads pathname and bpf_fd from a zero-padded bpf_attr.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 6, attr.as_ptr(), size_of_val(&attr)) };
+    assert_eq!(r, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
+}

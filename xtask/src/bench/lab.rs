@@ -24,7 +24,7 @@ pub fn prepare(xtask: &Path) -> Result<PathBuf> {
     // figures of the optimised binary (the datapath is eBPF either way). The agent runs from
     // its image (a static release build), which `weft-lab up` loads from target/image/.
     util::run(&mut util::cargo(&["build", "--release", "--quiet", "-p", "weft-lab"]))?;
-    crate::image::build(false)?;
+    crate::image::build(false, false)?;
     Ok(util::target_dir().join("release/weft-lab"))
 }
 

@@ -25,14 +25,24 @@ pub struct Args {
     /// Rebuild even when the archive is newer than the static weft it holds.
     #[arg(long)]
     pub force: bool,
+    /// The test build whose `CT4` map has another layout (tag `VERSION-layout-bump`): the lab
+    /// upgrades to it and rolls back, exercising the pinned-map migration. Never shipped.
+    #[arg(long)]
+    pub layout_bump: bool,
 }
 
 /// The static `weft`, built into its own target directory (release, `+crt-static`).
-fn static_weft() -> Result<PathBuf> {
+fn static_weft(layout_bump: bool) -> Result<PathBuf> {
     let xtask = std::env::current_exe()?;
     util::run(Command::new(&xtask).arg("build-ebpf").current_dir(util::root()))?;
-    let target_dir = util::target_dir().join("static");
     let mut cargo = util::cargo(&["build", "--release", "-p", "weft", "--target", "x86_64-unknown-linux-gnu"]);
+    let target_dir = if layout_bump {
+        crate::ebpf::build_layout_bump(false)?;
+        cargo.args(["--features", "layout-bump"]);
+        util::target_dir().join("static-layout-bump")
+    } else {
+        util::target_dir().join("static")
+    };
     cargo.arg("--target-dir").arg(&target_dir).env("RUSTFLAGS", "-C target-feature=+crt-static");
     util::run(&mut cargo)?;
     let bin = target_dir.join("x86_64-unknown-linux-gnu/release/weft");
@@ -52,7 +62,7 @@ fn version(bin: &std::path::Path) -> Result<String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let archive = build(args.force)?;
+    let archive = build(args.force, args.layout_bump)?;
     println!(
         "{0}\n  docker load -i {0}\n  kind load image-archive {0}\n  ctr -n k8s.io images import {0}",
         archive.display()
@@ -69,20 +79,20 @@ fn up_to_date(archive: &std::path::Path, inputs: &[PathBuf]) -> bool {
 
 /// Builds the image archive (unless it is newer than the static weft and this xtask, with
 /// `force` false) and returns its path: what the lab loads onto its nodes.
-pub fn build(force: bool) -> Result<PathBuf> {
+pub fn build(force: bool, layout_bump: bool) -> Result<PathBuf> {
     util::require_root("building the image (its file system keeps root ownership; the check runs it with chroot)")?;
     for tool in ["umoci", "skopeo", "dpkg-deb", "apt-get"] {
         if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output()?.stdout.is_empty() {
             bail!("{tool} is missing: run `cargo xtask setup`");
         }
     }
-    let bin = static_weft()?;
-    let version = version(&bin)?;
-    let reference = format!("{REPOSITORY}:{version}");
+    let bin = static_weft(layout_bump)?;
+    let tag = version(&bin)? + if layout_bump { "-layout-bump" } else { "" };
+    let reference = format!("{REPOSITORY}:{tag}");
     let out_dir = util::target_dir().join("image");
-    let root = out_dir.join("rootfs");
+    let root = out_dir.join(if layout_bump { "rootfs-layout-bump" } else { "rootfs" });
     let cache = dirs_cache().join("debs");
-    let archive = out_dir.join(format!("weft-{version}.tar"));
+    let archive = out_dir.join(format!("weft-{tag}.tar"));
     if !force && up_to_date(&archive, &[bin.clone(), std::env::current_exe()?]) {
         eprintln!("==> {} is up to date", archive.display());
         return Ok(archive);
@@ -96,7 +106,8 @@ pub fn build(force: bool) -> Result<PathBuf> {
     let listed = util::run(Command::new("unshare").args(["--net", "chroot"]).arg(&root).args([rootfs::NFT, "list", "ruleset"]));
     listed.context("nft from the image could not list a rule set")?;
     eprintln!("==> OCI image {reference}");
-    archive::build(&root, &out_dir.join("work"), &reference, &archive)?;
+    let work = out_dir.join(if layout_bump { "work-layout-bump" } else { "work" });
+    archive::build(&root, &work, &reference, &archive)?;
     let (oci, docker) = archive::inspect(&archive)?;
     for (what, cfg) in [("oci-archive", &oci), ("docker-archive", &docker)] {
         if cfg["config"]["Entrypoint"] != serde_json::json!(["/usr/local/bin/weft"]) {
