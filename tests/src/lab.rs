@@ -50,6 +50,25 @@ fn locate_or_build() -> PathBuf {
     target.join("debug/weft-lab")
 }
 
+/// The `layout-bump` test build's image archive (`cargo xtask image --layout-bump`: weft with
+/// `CT4` in another layout, tagged `VERSION-layout-bump`), built now if needed.
+pub fn layout_bump_image_archive() -> PathBuf {
+    let archive = weft_image_archive();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["xtask", "image", "--layout-bump"])
+        .current_dir(workspace_root())
+        .stdout(Stdio::null())
+        .status()
+        .expect("running cargo xtask image --layout-bump");
+    assert!(status.success(), "cargo xtask image --layout-bump failed");
+    let bump = archive.with_file_name(format!(
+        "{}-layout-bump.tar",
+        archive.file_stem().and_then(|s| s.to_str()).expect("archive name")
+    ));
+    assert!(bump.is_file(), "{} was not built", bump.display());
+    bump
+}
+
 /// weft's image archive, as `cargo xtask image` writes it (built with [`weft_lab_bin`]): the
 /// one tar named for the DaemonSet's image tag in `target/image/`.
 pub fn weft_image_archive() -> PathBuf {

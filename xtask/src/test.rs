@@ -34,6 +34,9 @@ pub fn run(args: Args) -> Result<()> {
     if !args.skip_lab {
         // weft's image (static weft, nft): the lab's nodes run the agent from its file system.
         stages.push(("image", cmd(&xtask, &["image"])));
+        // The test build with CT4's layout changed, which lab_operations upgrades to and rolls
+        // back from.
+        stages.push(("image (layout-bump test build)", cmd(&xtask, &["image", "--layout-bump"])));
         stages.push(("lab tests", util::cargo(&["test", "-p", "weft-tests", "--", "--test-threads=1"])));
     }
 

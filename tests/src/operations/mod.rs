@@ -2,6 +2,7 @@
 //! pods and on the outside host, and the per-event report of what failed and whose failure it
 //! was.
 
+pub mod endpoints;
 pub mod report;
 pub mod traffic;
 pub mod workload;

@@ -56,22 +56,23 @@ pub struct Attributed {
 }
 
 /// Assigns every failure of every run to the event during which it started ("between events"
-/// otherwise) and to weft or the workload.
-pub fn attribute(events: &[Event], runs: &[Run]) -> Vec<Attributed> {
+/// otherwise) and to weft or, when an excuse (of any event, or one of `anytime`) covers its
+/// start, to the workload or the cluster.
+pub fn attribute(events: &[Event], runs: &[Run], anytime: &[Excuse]) -> Vec<Attributed> {
     let mut out = vec![];
     for run in runs {
         for f in &run.failures {
             let event = events.iter().find(|e| e.contains(f.start_ms));
-            let excused = event.and_then(|e| {
-                e.excuses
-                    .iter()
-                    .find(|x| {
-                        x.drivers.contains(&run.name)
-                            && f.start_ms >= x.from_ms
-                            && f.start_ms < x.to_ms
-                    })
-                    .map(|x| x.why.clone())
-            });
+            let covers = |x: &&Excuse| {
+                x.drivers.contains(&run.name) && f.start_ms >= x.from_ms && f.start_ms < x.to_ms
+            };
+            // Any event's excuse: a request started just before an event can fail in it.
+            let excused = events
+                .iter()
+                .flat_map(|e| e.excuses.iter())
+                .chain(anytime)
+                .find(covers)
+                .map(|x| x.why.clone());
             out.push(Attributed {
                 driver: run.name.clone(),
                 event: event.map_or_else(|| "between events".to_string(), |e| e.name.clone()),
@@ -122,7 +123,7 @@ pub fn render(events: &[Event], runs: &[Run], attributed: &[Attributed]) -> Stri
             "DRIVER",
             "OK",
             "FAILED (WEFT)",
-            "FAILED (WORKLOAD)",
+            "FAILED (NOT WEFT)",
             "LONGEST STALL",
         ],
         &rows,
@@ -199,7 +200,13 @@ mod tests {
             drivers: vec!["http".into()],
             why: "stopped".into(),
         });
-        let got = attribute(&[scale], &[http.clone(), dns.clone()]);
+        let anytime = [Excuse {
+            from_ms: 9000,
+            to_ms: 9500,
+            drivers: vec!["dns".into()],
+            why: "no ready endpoint".into(),
+        }];
+        let got = attribute(&[scale], &[http.clone(), dns.clone()], &anytime);
         let summary: Vec<(&str, &str, bool)> = got
             .iter()
             .map(|a| (a.driver.as_str(), a.event.as_str(), a.excused.is_some()))
