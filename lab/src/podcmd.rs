@@ -52,7 +52,8 @@ pub fn exec(
 ) -> anyhow::Result<ExitStatus> {
     let (r, node_state, node) = find_on_node(state, rec, pod)?;
     join_node_cgroup(state, &node)?;
-    let mut c = kubelet::enter::command(&node_state, &r, container, cmd)?;    c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
+    let mut c = kubelet::enter::command(&node_state, &r, container, cmd)?;
+    c.status().with_context(|| format!("running {:?} in pod {pod}", cmd))
 }
 
 /// `cmd` on a lab host as ssh would run it. On a node whose kubelet stand-in runs, the
