@@ -69,14 +69,20 @@ pub fn layout_bump_image_archive() -> PathBuf {
     bump
 }
 
+/// The image weft's DaemonSet in `deploy/base` runs (`ghcr.io/weft-net/weft:VERSION`).
+pub fn daemonset_image() -> String {
+    let ds = std::fs::read_to_string(workspace_root().join("deploy/base/daemonset.yaml")).expect("deploy/base/daemonset.yaml");
+    let image = ds.lines().find_map(|l| l.trim().strip_prefix("image:")).expect("the DaemonSet names an image");
+    image.trim().to_string()
+}
+
 /// weft's image archive, as `cargo xtask image` writes it (built with [`weft_lab_bin`]): the
 /// one tar named for the DaemonSet's image tag in `target/image/`.
 pub fn weft_image_archive() -> PathBuf {
     weft_lab_bin();
     let root = workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let ds = std::fs::read_to_string(root.join("deploy/base/daemonset.yaml")).expect("deploy/base/daemonset.yaml");
-    let image = ds.lines().find_map(|l| l.trim().strip_prefix("image:")).expect("the DaemonSet names an image").trim();
+    let image = daemonset_image();
     let tag = image.rsplit_once(':').expect("the image has a tag").1;
     let archive = target.join("image").join(format!("weft-{tag}.tar"));
     assert!(archive.is_file(), "{} was not built", archive.display());

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weft_tests::lab::{eventually, layout_bump_image_archive, Lab};
+use weft_tests::lab::{daemonset_image, eventually, layout_bump_image_archive, Lab};
 use weft_tests::operations::endpoints::{no_ready_endpoint, ready_per_service, ReadyWatch};
 use weft_tests::operations::report::{attribute, now_ms, render, Event, Excuse};
 use weft_tests::operations::traffic::{Driver, Run};
@@ -135,7 +135,7 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
         ),
     ];
 
-    let mut events = vec![steady(&lab, "steady load", Duration::from_secs(10))];
+    let mut events = vec![steady("steady load", Duration::from_secs(10))];
     // The outside host's stream is a translated flow with a conntrack entry on the entry node:
     // every operation must keep it.
     let port = eventually(
@@ -175,7 +175,7 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
     // Last: the controller manager's watches take up to a minute to resume after it.
     events.push(apiserver_away(&lab));
     ct_kept("the API server outage");
-    events.push(steady(&lab, "settled", Duration::from_secs(5)));
+    events.push(steady("settled", Duration::from_secs(5)));
 
     let runs: Vec<Run> = drivers.into_iter().map(Driver::stop).collect();
     let elapsed_s = (now_ms() - started) as f64 / 1000.0;
@@ -320,7 +320,7 @@ fn grown(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u64)
 }
 
 /// Nothing happens for `d`: the baseline every event is compared with.
-fn steady(_lab: &Lab, name: &str, d: Duration) -> Event {
+fn steady(name: &str, d: Duration) -> Event {
     let mut e = Event::new(name, now_ms());
     std::thread::sleep(d);
     e.to_ms = now_ms();
@@ -394,20 +394,6 @@ fn change_build(lab: &Lab, nodes: &[(String, String)], to: Build) -> Event {
     ));
     e.to_ms = now_ms();
     e
-}
-
-/// The image weft's DaemonSet runs now.
-fn daemonset_image() -> String {
-    let ds = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/base/daemonset.yaml"
-    ))
-    .expect("daemonset.yaml");
-    ds.lines()
-        .find_map(|l| l.trim().strip_prefix("image:"))
-        .expect("an image")
-        .trim()
-        .to_string()
 }
 
 /// `kill -9` of the agent on each node in turn, each back and ready before the next.

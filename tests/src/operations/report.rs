@@ -4,9 +4,7 @@
 use super::traffic::{Failure, Run};
 
 /// Wall-clock milliseconds, the drivers' clock.
-pub fn now_ms() -> u64 {
-    crate::load::record::now_ms()
-}
+pub use crate::load::record::now_ms;
 
 /// A span in which failures of some drivers are the workload's, not weft's (a backend that
 /// stopped at SIGTERM before the proxy could take it out).
@@ -116,7 +114,7 @@ pub fn render(events: &[Event], runs: &[Run], attributed: &[Attributed]) -> Stri
             ]);
         }
     }
-    let mut text = table(
+    let mut text = weft_lab::table::render(
         &[
             "EVENT",
             "SECONDS",
@@ -145,28 +143,6 @@ pub fn render(events: &[Event], runs: &[Run], attributed: &[Attributed]) -> Stri
         ));
     }
     text
-}
-
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: Vec<&str>| -> String {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(head.to_vec());
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -44,10 +44,8 @@ impl Driver {
     /// Starts `load_bin ARGS…` in `from` (a pod through `weft-lab exec`, which joins the
     /// node's cgroup as kubectl exec does, or a lab host).
     pub fn start(lab: &Lab, name: &str, from: From<'_>, load_bin: &str, args: &[&str]) -> Driver {
-        let mut full: Vec<&str> = match from {
-            From::Pod(p) => vec!["exec", p, "--", load_bin],
-            From::Host(h) => vec!["node-exec", h, "--", load_bin],
-        };
+        let mut full = from.argv();
+        full.push(load_bin);
         full.extend_from_slice(args);
         let mut child = lab
             .cmd(&full)
@@ -85,16 +83,6 @@ impl Driver {
                 Some((w.next()?.to_string(), w.next()?.to_string()))
             })
             .collect()
-    }
-
-    /// Failures so far (while it runs).
-    pub fn failures_so_far(&self) -> usize {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .filter(|l| l.starts_with("fail "))
-            .count()
     }
 
     /// Closes the driver's stdin (its signal to stop), waits for its summary.

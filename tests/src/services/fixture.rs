@@ -206,6 +206,16 @@ pub enum From<'a> {
     Host(&'a str),
 }
 
+impl<'a> From<'a> {
+    /// The `weft-lab` arguments that run a command there (`exec POD --` or `node-exec HOST --`).
+    pub fn argv(self) -> Vec<&'a str> {
+        match self {
+            From::Pod(p) => vec!["exec", p, "--"],
+            From::Host(h) => vec!["node-exec", h, "--"],
+        }
+    }
+}
+
 impl std::fmt::Display for From<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -240,10 +250,7 @@ impl Outcome {
 
 /// Runs `cmd` from `from`; (success, stdout+stderr, time taken).
 pub fn run_from(lab: &Lab, from: From<'_>, cmd: &[&str], timeout: Duration) -> Outcome {
-    let mut full: Vec<&str> = match from {
-        From::Pod(p) => vec!["exec", p, "--"],
-        From::Host(h) => vec!["node-exec", h, "--"],
-    };
+    let mut full = from.argv();
     full.extend_from_slice(cmd);
     let t = Instant::now();
     let out = run_with_timeout(&mut lab.cmd(&full), timeout);
