@@ -77,10 +77,7 @@ pub fn copy(pin_dir: &Path, p: &Pending) -> Result<Copied, DatapathError> {
 /// Empties the other build's map (this build's programs keep a reference to it: nothing must
 /// be found there any more) and removes its pin (its programs are gone from every link).
 pub fn retire(p: &Pending) -> Result<(), DatapathError> {
-    const OTHER: usize = CT4_OTHER_LAYOUT.1;
-    let err = |source: MapError| DatapathError::Map { name: p.map, source };
-    let data = MapData::from_pin(&p.other).map_err(err)?;
-    let mut other: HashMap<MapData, Ct4Key, [u8; OTHER]> = HashMap::try_from(Map::LruHashMap(data)).map_err(err)?;
+    let mut other = open_pinned::<Ct4Key, { CT4_OTHER_LAYOUT.1 }>(&p.other, p.map)?;
     let keys: Vec<Ct4Key> = other.keys().filter_map(Result::ok).collect();
     for k in keys {
         let _ = other.remove(&k);
@@ -92,27 +89,29 @@ pub fn retire(p: &Pending) -> Result<(), DatapathError> {
     })
 }
 
+/// The hash map pinned at `path`, with values of `N` bytes (aya checks the sizes).
+fn open_pinned<K: aya::Pod, const N: usize>(
+    path: &Path,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, [u8; N]>, DatapathError> {
+    let err = |source: MapError| DatapathError::Map { name, source };
+    let data = MapData::from_pin(path).map_err(err)?;
+    HashMap::try_from(Map::LruHashMap(data)).map_err(err)
+}
+
 /// Copies every entry of the hash map pinned at `from` (values `FROM` bytes) into the one at
-/// `to` (values `TO` bytes): the shared leading bytes, zero after them; present keys are kept.
-pub fn copy_resized<K: aya::Pod, const FROM: usize, const TO: usize>(
+/// `to` (values `TO` bytes): the shared leading bytes, zero after them; present keys are kept
+/// (`BPF_NOEXIST`).
+fn copy_resized<K: aya::Pod, const FROM: usize, const TO: usize>(
     from: &Path,
     to: &Path,
     name: &'static str,
 ) -> Result<Copied, DatapathError> {
-    let err = |source: MapError| DatapathError::Map { name, source };
-    let open = |path: &Path| -> Result<Map, DatapathError> {
-        let data = MapData::from_pin(path).map_err(err)?;
-        Ok(Map::LruHashMap(data))
-    };
-    let src: HashMap<MapData, K, [u8; FROM]> = HashMap::try_from(open(from)?).map_err(err)?;
-    let mut dst: HashMap<MapData, K, [u8; TO]> = HashMap::try_from(open(to)?).map_err(err)?;
+    let src = open_pinned::<K, FROM>(from, name)?;
+    let mut dst = open_pinned::<K, TO>(to, name)?;
     let mut done = Copied::default();
     for item in src.iter() {
-        let (k, v) = item.map_err(err)?;
-        if dst.get(&k, 0).is_ok() {
-            done.kept += 1;
-            continue;
-        }
+        let (k, v) = item.map_err(|source| DatapathError::Map { name, source })?;
         let mut value = [0u8; TO];
         let n = FROM.min(TO);
         value[..n].copy_from_slice(&v[..n]);
