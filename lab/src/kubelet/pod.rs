@@ -396,7 +396,7 @@ impl Worker {
                 }
                 e = next_ending(pod_rx, ctl) => if e.is_some() { return e },
                 _ = retry.tick() => {
-                    let api = serde_json::to_value(&*pod_rx.borrow()).unwrap_or_default();
+                    let api = pod_rx.borrow().status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
                     if self.last_sent.as_ref().is_some_and(|sent| status::overwritten(&api, sent)) {
                         tracing::info!(pod = self.pod_ref(), "pod conditions changed by another writer; sending ours again");
                         self.last_sent = None;

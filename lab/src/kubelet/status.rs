@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use k8s_openapi::api::core::v1::PodCondition;
 use serde_json::{json, Value};
 
 /// RFC 3339 UTC time with whole seconds, as metav1.Time serialises.
@@ -269,17 +270,13 @@ pub fn status_patch(v: &PodView, t: &mut Transitions, now: &str) -> Value {
 /// every pod of a node not ready when it misses the node's heartbeats (after an API server
 /// outage, for one); kubelet's status manager then puts its own view back (`needsReconcile`),
 /// and so does the stand-in.
-pub fn overwritten(api: &Value, sent: &Value) -> bool {
-    let conditions = |v: &Value| -> BTreeMap<String, String> {
-        v["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| Some((c["type"].as_str()?.to_string(), c["status"].as_str()?.to_string())))
-            .collect()
-    };
-    let (api, sent) = (conditions(api), conditions(sent));
-    sent.iter().any(|(kind, status)| api.get(kind).is_some_and(|s| s != status))
+pub fn overwritten(api: &[PodCondition], sent: &Value) -> bool {
+    sent["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+        let (Some(kind), Some(status)) = (c["type"].as_str(), c["status"].as_str()) else {
+            return false;
+        };
+        api.iter().any(|a| a.type_ == kind && a.status != status)
+    })
 }
 
 #[cfg(test)]
@@ -288,9 +285,12 @@ mod tests {
 
     #[test]
     fn conditions_another_writer_changed_are_noticed() {
-        let sent = status_patch(&view(vec![running("web", true)]), &mut Transitions::default(), "T0");
+        let sent = status_patch(&view(vec![running("web", true)]), &mut Transitions::default(), "2026-01-01T00:00:00Z");
+        let conditions = |v: &Value| -> Vec<PodCondition> {
+            serde_json::from_value(v["status"]["conditions"].clone()).expect("conditions")
+        };
         let mut api = sent.clone();
-        assert!(!overwritten(&api, &sent), "the API holds what was sent");
+        assert!(!overwritten(&conditions(&api), &sent), "the API holds what was sent");
         // The node lifecycle controller's MarkPodsNotReady.
         for c in api["status"]["conditions"].as_array_mut().unwrap() {
             if c["type"] == "Ready" {
@@ -298,11 +298,11 @@ mod tests {
                 c["reason"] = json!("NodeNotReady");
             }
         }
-        assert!(overwritten(&api, &sent));
+        assert!(overwritten(&conditions(&api), &sent));
         // A condition the stand-in never sends (a readiness gate's) is not its business.
         let mut other = sent.clone();
         other["status"]["conditions"].as_array_mut().unwrap().push(json!({"type": "example.com/gate", "status": "False"}));
-        assert!(!overwritten(&other, &sent));
+        assert!(!overwritten(&conditions(&other), &sent));
     }
 
     fn view(containers: Vec<ContainerView>) -> PodView {
