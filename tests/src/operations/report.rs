@@ -139,7 +139,7 @@ pub fn render(events: &[Event], runs: &[Run], attributed: &[Attributed]) -> Stri
             a.failure.what,
             a.excused
                 .as_ref()
-                .map_or(String::new(), |w| format!(" -- workload's: {w}"))
+                .map_or(String::new(), |w| format!(" -- not weft's: {w}"))
         ));
     }
     text
