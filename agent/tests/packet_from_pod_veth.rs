@@ -9,7 +9,8 @@ use support::bpf::*;
 use support::frames::*;
 use support::netns::Netns;
 use support::veth::{node_netns, register_and_attach, Pod};
-use weft::datapath::Datapath;
+use weft::datapath::{Datapath, FromPodLink, Prog};
+use weft::netlink::SyncNetlink;
 
 /// A node with IP forwarding OFF and two pods, both registered and attached.
 struct Scene {
@@ -44,12 +45,20 @@ fn register(dp: &mut Datapath, pod: &Pod) {
     dp.upsert_endpoint(pod.ip.parse().unwrap(), &pod.endpoint()).expect("upsert endpoint");
 }
 
-/// Names of the programs at TCX ingress of `ifname` (call inside the node namespace).
-fn tcx_ingress_programs(ifname: &str) -> Vec<String> {
-    let (_, progs) = SchedClassifier::query_tcx(ifname, TcAttachType::Ingress).expect("query tcx");
-    progs
+/// The `bpf` filters at `hook` (`ingress`/`egress`) of `ifname` as `tc` lists them: (program
+/// name, program id) each.
+fn tc_filters(node: &Netns, ifname: &str, hook: &str) -> Vec<(String, u64)> {
+    let out = node.exec(&["tc", "-j", "filter", "show", "dev", ifname, hook]);
+    let filters: serde_json::Value = serde_json::from_str(&out).expect("tc -j filter show");
+    filters
+        .as_array()
+        .expect("an array")
         .iter()
-        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+        .filter_map(|f| {
+            let o = f.get("options")?;
+            let name = o["bpf_name"].as_str().unwrap_or("?").to_owned();
+            Some((name, o["prog"]["id"].as_u64().unwrap_or(0)))
+        })
         .collect()
 }
 
@@ -57,6 +66,22 @@ fn tcx_ingress_programs(ifname: &str) -> Vec<String> {
 fn tcx_ingress_program_ids(ifname: &str) -> Vec<u32> {
     let (_, progs) = SchedClassifier::query_tcx(ifname, TcAttachType::Ingress).expect("query tcx");
     progs.iter().map(|p| p.id()).collect()
+}
+
+/// What runs as `from_pod` on `ifname`, as the agent's status reports it.
+fn from_pod_link(node: &Netns, dp: &Datapath, ifname: &str) -> FromPodLink {
+    node.run(|| {
+        let nl = SyncNetlink::connect(None).expect("netlink in the node");
+        dp.from_pod_link(&nl, ifname).expect("from_pod_link")
+    })
+}
+
+/// Attach the pod programs to `ifname` as the agent does.
+fn attach(node: &Netns, dp: &mut Datapath, ifname: &str) -> Result<(), weft::datapath::DatapathError> {
+    node.run(|| {
+        let nl = SyncNetlink::connect(None).expect("netlink in the node");
+        dp.attach_from_pod(&nl, ifname)
+    })
 }
 
 #[test]
@@ -74,25 +99,14 @@ fn pods_on_one_node_reach_each_other_with_ip_forwarding_off() {
 }
 
 #[test]
-fn detached_pod_is_not_reachable_when_the_node_does_not_forward() {
-    let mut s = Scene::new("veth-detach");
+fn a_pod_whose_filters_are_removed_is_not_reachable_when_the_node_does_not_forward() {
+    let s = Scene::new("veth-detach");
     assert!(s.a.ping(&s.b.ip, 1), "attached: reachable");
+    assert_eq!(from_pod_link(&s.node, &s.dp, "wdpa"), FromPodLink::Current);
 
-    s.node
-        .run(|| s.dp.detach_from_pod(&s.a.host_if))
-        .expect("detach");
-    s.node
-        .run(|| s.dp.detach_from_pod(&s.a.host_if))
-        .expect("detaching twice is not an error");
-    assert!(
-        !s.pins.path().join("links/from_pod_wdpa").exists(),
-        "link pin removed"
-    );
-    assert!(
-        s.node.run(|| tcx_ingress_programs("wdpa")).is_empty(),
-        "nothing left on wdpa"
-    );
-    assert!(!s.node.run(|| s.dp.is_from_pod_attached("wdpa")).unwrap());
+    s.node.exec(&["tc", "filter", "del", "dev", "wdpa", "ingress"]);
+    assert!(tc_filters(&s.node, "wdpa", "ingress").is_empty(), "nothing left on wdpa");
+    assert_eq!(from_pod_link(&s.node, &s.dp, "wdpa"), FromPodLink::Missing);
 
     // Without from_pod on a's host side, a's packets meet the node's stack, which does not
     // forward: the proof that the working ping above was the datapath's redirect.
@@ -112,42 +126,69 @@ fn attach_is_idempotent_and_traffic_survives_an_agent_restart() {
         dp,
     } = Scene::new("veth-restart");
     let mut dp = dp;
-    node.run(|| dp.attach_from_pod(&a.host_if))
-        .expect("second attach is a no-op");
-    assert_eq!(
-        node.run(|| tcx_ingress_programs("wdpa")),
-        ["from_pod"],
-        "exactly one program"
+    attach(&node, &mut dp, &a.host_if).expect("second attach is a no-op");
+    let ingress = tc_filters(&node, "wdpa", "ingress");
+    let names = |f: &[(String, u64)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ingress), ["from_pod"], "exactly one program at ingress");
+    assert_eq!(names(&tc_filters(&node, "wdpa", "egress")), ["to_pod"], "and one at egress");
+    assert!(
+        node.run(|| tcx_ingress_program_ids("wdpa")).is_empty(),
+        "no TCX link beside the filters"
     );
-    assert!(node.run(|| dp.is_from_pod_attached("wdpa")).unwrap());
-    let first_program = node.run(|| tcx_ingress_program_ids("wdpa"));
+    assert_eq!(from_pod_link(&node, &dp, "wdpa"), FromPodLink::Current);
 
-    // The agent goes away: links and maps stay pinned, traffic keeps flowing.
+    // The agent goes away: the filters belong to the veths, maps stay pinned, traffic flows.
     drop(dp);
-    assert!(a.ping(&b.ip, 2), "no agent: pinned links keep delivering");
+    assert!(a.ping(&b.ip, 2), "no agent: the filters keep delivering");
 
-    // A new agent re-opens the pinned maps and takes the links over with its own program.
+    // A new agent re-opens the pinned maps and switches the filters to its own programs.
     let mut dp = Datapath::open(pins.path()).expect("reopen");
     assert_eq!(
         dp.endpoints().unwrap().len(),
         2,
         "endpoints survived in the pinned map"
     );
-    node.run(|| {
-        dp.attach_from_pod(&a.host_if).expect("take over link a");
-        dp.attach_from_pod(&b.host_if).expect("take over link b");
-    });
-    assert_eq!(
-        node.run(|| tcx_ingress_programs("wdpa")),
-        ["from_pod"],
-        "still one program"
-    );
-    let second_program = node.run(|| tcx_ingress_program_ids("wdpa"));
-    assert_ne!(
-        first_program, second_program,
-        "the new agent's program runs now"
-    );
+    assert_eq!(from_pod_link(&node, &dp, "wdpa"), FromPodLink::Previous);
+    attach(&node, &mut dp, &a.host_if).expect("take over a");
+    attach(&node, &mut dp, &b.host_if).expect("take over b");
+    let after = tc_filters(&node, "wdpa", "ingress");
+    assert_eq!(names(&after), ["from_pod"], "still one program");
+    assert_ne!(ingress[0].1, after[0].1, "the new agent's program runs now");
+    assert_eq!(from_pod_link(&node, &dp, "wdpa"), FromPodLink::Current);
     assert!(a.ping(&b.ip, 2), "after restart");
+}
+
+#[test]
+fn a_pod_attached_by_an_agent_with_tcx_links_moves_to_filters_without_a_gap() {
+    let s = Scene::new("veth-tcx");
+    let Scene { pins, node, a, b, dp } = s;
+    // What an agent before the filters left: TCX links, pinned, and no filters.
+    node.exec(&["tc", "qdisc", "del", "dev", "wdpa", "clsact"]);
+    let mut dp = dp;
+    node.run(|| {
+        dp.attach(Prog::FromPod, "wdpa").expect("tcx from_pod");
+        dp.attach(Prog::ToPod, "wdpa").expect("tcx to_pod");
+    });
+    assert!(pins.path().join("links/from_pod_wdpa").exists());
+    drop(dp);
+    assert!(a.ping(&b.ip, 2), "the TCX links deliver");
+
+    let mut dp = Datapath::open(pins.path()).expect("reopen");
+    assert_eq!(from_pod_link(&node, &dp, "wdpa"), FromPodLink::Previous);
+    // A ping running through the switch loses nothing.
+    let lost = std::thread::scope(|scope| {
+        let p = scope.spawn(|| a.pings_lost(&b.ip, 50, "0.01"));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        attach(&node, &mut dp, "wdpa").expect("switch to filters");
+        p.join().unwrap()
+    });
+    assert_eq!(lost, 0, "pings lost while the TCX links gave way to the filters");
+    assert!(node.run(|| tcx_ingress_program_ids("wdpa")).is_empty(), "TCX links released");
+    for link in ["from_pod_wdpa", "to_pod_wdpa"] {
+        assert!(!pins.path().join("links").join(link).exists(), "{link} unpinned");
+    }
+    assert_eq!(from_pod_link(&node, &dp, "wdpa"), FromPodLink::Current);
+    assert!(a.ping(&b.ip, 2), "the filters deliver");
 }
 
 #[test]
@@ -156,7 +197,7 @@ fn attach_to_a_missing_interface_is_a_typed_error() {
     let mut dp = s.dp;
     let err = s
         .node
-        .run(|| dp.attach_from_pod("wdp-none"))
+        .run(|| dp.attach_from_pod(&SyncNetlink::connect(None).unwrap(), "wdp-none"))
         .expect_err("no such interface");
     assert!(
         matches!(err, weft::datapath::DatapathError::NoSuchInterface { .. }),
@@ -164,7 +205,7 @@ fn attach_to_a_missing_interface_is_a_typed_error() {
     );
     let err = s
         .node
-        .run(|| dp.attach_from_pod("bad/name"))
+        .run(|| dp.attach_from_pod(&SyncNetlink::connect(None).unwrap(), "bad/name"))
         .expect_err("invalid name");
     assert!(
         matches!(err, weft::datapath::DatapathError::BadInterfaceName { .. }),
@@ -227,28 +268,19 @@ fn tcp_bulk_transfer_between_pods_arrives_intact() {
 }
 
 #[test]
-fn recreated_interface_gets_a_fresh_link() {
+fn a_recreated_interface_gets_fresh_filters() {
     let mut s = Scene::new("veth-recreate");
     // The pod's veth disappears (pod deleted without DEL) and a new pod gets the same host name.
     s.node.exec(&["ip", "link", "del", "wdpa"]);
-    assert!(
-        s.pins.path().join("links/from_pod_wdpa").exists(),
-        "the stale pin is still there"
-    );
     let a2 = Pod::new(&s.node, "a2", "wdpa", "10.200.0.5");
     register(&mut s.dp, &a2);
-    assert!(
-        !s.node.run(|| s.dp.is_from_pod_attached("wdpa")).unwrap(),
-        "stale link is not attached"
-    );
+    assert_eq!(from_pod_link(&s.node, &s.dp, "wdpa"), FromPodLink::Missing, "filters went with the old veth");
 
-    s.node
-        .run(|| s.dp.attach_from_pod("wdpa"))
-        .expect("attach over a stale pin");
+    attach(&s.node, &mut s.dp, "wdpa").expect("attach to the new veth");
 
-    assert!(s.node.run(|| s.dp.is_from_pod_attached("wdpa")).unwrap());
+    assert_eq!(from_pod_link(&s.node, &s.dp, "wdpa"), FromPodLink::Current);
     assert!(
         a2.ping(&s.b.ip, 2),
-        "new pod reaches b through a fresh link"
+        "new pod reaches b through fresh filters"
     );
 }

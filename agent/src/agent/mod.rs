@@ -19,18 +19,20 @@ pub mod sysctl;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use ipnetwork::Ipv4Network;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    ApiError, AttachmentInfo, AttachmentKey, EndpointInfo, EndpointSpec, ErrorKind, LinkProgram,
-    Mac, PodRef, Request, Response, StatusReport,
+    ApiError, AttachmentInfo, AttachmentKey, CniStep, EndpointInfo, EndpointSpec, ErrorKind,
+    LinkProgram, Mac, PodRef, Request, Response, StatusReport, StepTime,
 };
+use crate::metrics::Metrics;
 use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
 use crate::datapath::{Datapath, DatapathError, EndpointEntry, FromPodLink};
 use crate::ipam::{self, IpamError, Store};
-use crate::netlink::{Blocking, Netlink, NetlinkError};
+use crate::netlink::{NetlinkError, SyncNetlink};
 
 /// The cluster-side facts `weft status` shows: this node's name and the routes the routing
 /// reconciler last programmed. Written by the routing task, read by the owner thread.
@@ -51,9 +53,10 @@ pub struct Agent {
     /// What `status` reports about the cluster side (node name, routes); written by the
     /// routing task, read here.
     view: Arc<RwLock<ClusterView>>,
-    // Field order is drop order: the connection before the runtime that serves it.
-    node: Netlink,
-    netlink: Blocking,
+    /// Netlink in the node's namespace (host veths and their tc filters).
+    node: SyncNetlink,
+    /// Where the CNI steps' times go.
+    metrics: Arc<Metrics>,
     /// Held while `weft bpf-stats` has the kernel count program run time.
     run_stats: Option<std::os::fd::OwnedFd>,
 }
@@ -99,23 +102,22 @@ impl Agent {
         store: Store,
         datapath: Datapath,
         pod_cidr: Option<Ipv4Network>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, NetlinkError> {
-        let netlink = Blocking::new()?;
-        let node = netlink.connect(None)?;
         Ok(Self {
+            metrics,
             view: Arc::default(),
             store,
             datapath,
             pod_cidr,
-            node,
-            netlink,
+            node: SyncNetlink::connect(None)?,
             run_stats: None,
         })
     }
 
     /// After a restart or an upgrade: switch every registered endpoint's host veth to this
-    /// agent's `from_pod`. The pinned links kept traffic flowing while no agent ran; each switch
-    /// is atomic (`bpf_link_update`). A veth that is gone is left to GC; a veth that cannot be
+    /// agent's `from_pod` and `to_pod`. The veths' tc filters kept traffic flowing while no agent
+    /// ran; each switch replaces a filter's program atomically. A veth that is gone is left to GC; a veth that cannot be
     /// switched keeps the earlier program and is logged. Returns (switched, failed).
     pub fn resume(&mut self) -> Result<(usize, usize), ApiError> {
         let pool = self.store.snapshot()?;
@@ -136,7 +138,7 @@ impl Agent {
                 warn!(%ip, %host, "host veth is gone; left for GC");
                 continue;
             }
-            match self.datapath.attach_from_pod(&host) {
+            match self.datapath.attach_from_pod(&self.node, &host) {
                 Ok(()) => switched += 1,
                 Err(e) => {
                     warn!(%ip, %host, error = %e, "could not switch to this agent's from_pod");
@@ -267,7 +269,16 @@ impl Agent {
         debug!(?request, "request");
         let out = match request {
             Request::Allocate { key, pod_cidr, pod } => self.allocate(&key, pod_cidr, pod.as_ref()),
-            Request::Register { key, endpoint } => self.register(&key, &endpoint),
+            Request::Register {
+                key,
+                endpoint,
+                steps,
+            } => {
+                for t in steps {
+                    self.metrics.cni_step(t);
+                }
+                self.register(&key, &endpoint)
+            }
             Request::Release { key } => self.release(&key).map(|ip| Response::Released { ip }),
             Request::Lookup { key } => self.lookup(&key),
             Request::Gc { valid } => self.gc(&valid),
@@ -309,7 +320,7 @@ impl Agent {
                 "no podCIDR in the CNI config and none configured on the agent",
             )
         })?;
-        let ip = self.store.allocate_for(key, cidr, pod)?;
+        let ip = self.timed(CniStep::Allocate, |a| a.store.allocate_for(key, cidr, pod))?;
         info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "allocated");
         Ok(Response::Allocated {
             ip,
@@ -346,8 +357,11 @@ impl Agent {
             host_mac: ep.host_mac.0,
             pod_mac: ep.pod_mac.0,
         };
-        self.datapath.upsert_endpoint(ep.ip, &entry)?;
-        if let Err(e) = self.datapath.attach_from_pod(&ep.host_ifname) {
+        self.timed(CniStep::Endpoint, |a| a.datapath.upsert_endpoint(ep.ip, &entry))?;
+        let attached = self.timed(CniStep::Attach, |a| {
+            a.datapath.attach_from_pod(&a.node, &ep.host_ifname)
+        });
+        if let Err(e) = attached {
             let _ = self.datapath.remove_endpoint(ep.ip);
             return Err(e.into());
         }
@@ -360,17 +374,26 @@ impl Agent {
         let ip = self.store.find(key)?;
         let host = host_ifname(&key.container_id, &key.ifname);
         if let Some(ip) = ip {
-            self.remove_endpoint(ip)?;
+            self.timed(CniStep::EndpointRemove, |a| a.remove_endpoint(ip))?;
         }
-        self.datapath.detach_from_pod(&host)?;
-        if self.netlink.run(self.node.delete_link(&host))? {
+        // The veth's tc filters go with it; deleting it is the whole detach.
+        if self.timed(CniStep::VethDelete, |a| a.node.run(|n| n.delete_link(&host)))? {
             debug!(%host, "host veth deleted");
         }
-        let released = self.store.release(key)?;
+        self.datapath.retire_pod_links(&host)?;
+        let released = self.timed(CniStep::Release, |a| a.store.release(key))?;
         if let Some(ip) = released {
             info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "released");
         }
         Ok(released)
+    }
+
+    /// Run `f`, recording its time as CNI step `step`.
+    fn timed<T>(&mut self, step: CniStep, f: impl FnOnce(&mut Self) -> T) -> T {
+        let start = Instant::now();
+        let out = f(self);
+        self.metrics.cni_step(StepTime::new(step, start.elapsed()));
+        out
     }
 
     /// Remove the ENDPOINTS entry of `ip`; an entry that is not there is not an error.
@@ -424,14 +447,12 @@ impl Agent {
             .values()
             .map(|k| host_ifname(&k.container_id, &k.ifname))
             .collect();
-        let links = self
-            .netlink
-            .run(self.node.links_with_prefix(HOST_IF_PREFIX))?;
+        let links = self.node.run(|n| n.links_with_prefix(HOST_IF_PREFIX))?;
         for link in links {
             if !live_links.contains(&link.name) {
                 info!(host = %link.name, "GC: orphan host veth removed");
-                self.datapath.detach_from_pod(&link.name)?;
-                self.netlink.run(self.node.delete_link(&link.name))?;
+                self.node.run(|n| n.delete_link(&link.name))?;
+                self.datapath.retire_pod_links(&link.name)?;
             }
         }
         Ok(Response::GcDone { released })
@@ -472,7 +493,7 @@ impl Agent {
                         host_mac: Mac(e.host_mac),
                         pod_mac: Mac(e.pod_mac),
                         program: match host {
-                            Some(h) => self.datapath.from_pod_link(&h)?.into(),
+                            Some(h) => self.datapath.from_pod_link(&self.node, &h)?.into(),
                             None => LinkProgram::Missing,
                         },
                     })

@@ -118,7 +118,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         routes: vec![],
         policy: None,
     }));
-    let handle = start_owner(&opts, pod_cidr, settings, view.clone())?;
+    let handle = start_owner(&opts, pod_cidr, settings, view.clone(), metrics.clone())?;
     if let Some(up) = &uplink {
         let name = up.name.clone();
         handle.run(move |a| a.attach_device(Prog::FromNetdev, &name)).await??;
@@ -315,13 +315,14 @@ fn start_owner(
     pod_cidr: Option<Ipv4Network>,
     settings: DatapathSettings,
     view: Arc<RwLock<ClusterView>>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<AgentHandle> {
     let store = Store::open(opts.paths.state_dir.join("ipam")).context("opening the IPAM store")?;
     let pin_dir = opts.paths.pin_dir.clone();
     AgentHandle::spawn(move || {
         let datapath = Datapath::open_with(&pin_dir, &settings)
             .with_context(|| format!("opening the datapath in {}", pin_dir.display()))?;
-        let mut agent = Agent::new(store, datapath, pod_cidr).context("connecting to netlink")?;
+        let mut agent = Agent::new(store, datapath, pod_cidr, metrics).context("connecting to netlink")?;
         agent.set_view(view);
         agent.resume().context("resuming registered endpoints")?;
         Ok(agent)

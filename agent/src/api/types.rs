@@ -34,6 +34,9 @@ pub enum Request {
     Register {
         key: AttachmentKey,
         endpoint: EndpointSpec,
+        /// How long the plugin's steps of this ADD took so far (`weft_cni_step_seconds`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<StepTime>,
     },
     /// Undo everything of an attachment: endpoint entry, tc attachment, host veth, address.
     /// Unknown attachments succeed with `ip: None`.
@@ -68,6 +71,93 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         enable: Option<bool>,
     },
+}
+
+/// A step of a CNI call, for the `weft_cni_step_seconds` histogram: the plugin's steps (sent
+/// with `Register`) and the agent's (measured where they run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CniStep {
+    /// Plugin: the `Allocate` request, socket round trip included.
+    AllocateCall,
+    /// Plugin: the veth pair created and both ends read back.
+    Veth,
+    /// Plugin: the pod end's address, link up, gateway neighbour and default route.
+    PodSide,
+    /// Plugin: the host end up and its /32 route.
+    HostSide,
+    /// Agent: the address allocated and the IPAM store written.
+    Allocate,
+    /// Agent: the ENDPOINTS entry written.
+    Endpoint,
+    /// Agent: `from_pod`/`to_pod` attached to the host veth.
+    Attach,
+    /// Agent (DEL): the ENDPOINTS entry removed.
+    EndpointRemove,
+    /// Agent (DEL): the host veth deleted (its filters and the pod end go with it).
+    VethDelete,
+    /// Agent (DEL): the address released and the IPAM store written.
+    Release,
+    /// A step this agent does not know (a newer plugin's); not recorded.
+    #[serde(other)]
+    Unknown,
+}
+
+impl CniStep {
+    /// Every step, in the order a call runs them.
+    pub const ALL: [CniStep; 10] = [
+        Self::AllocateCall,
+        Self::Veth,
+        Self::PodSide,
+        Self::HostSide,
+        Self::Allocate,
+        Self::Endpoint,
+        Self::Attach,
+        Self::EndpointRemove,
+        Self::VethDelete,
+        Self::Release,
+    ];
+
+    /// The metric's `step` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AllocateCall => "allocate_call",
+            Self::Veth => "veth",
+            Self::PodSide => "pod_side",
+            Self::HostSide => "host_side",
+            Self::Allocate => "allocate",
+            Self::Endpoint => "endpoint",
+            Self::Attach => "attach",
+            Self::EndpointRemove => "endpoint_remove",
+            Self::VethDelete => "veth_delete",
+            Self::Release => "release",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The CNI verb the step belongs to (the metric's `verb` label).
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::EndpointRemove | Self::VethDelete | Self::Release => "del",
+            _ => "add",
+        }
+    }
+}
+
+/// How long one step took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTime {
+    pub step: CniStep,
+    pub micros: u64,
+}
+
+impl StepTime {
+    pub fn new(step: CniStep, took: std::time::Duration) -> Self {
+        Self {
+            step,
+            micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// What the plugin tells the agent about a freshly made veth.

@@ -1,8 +1,9 @@
 //! `weft uninstall`: removes from a node what the agent put there, once the DaemonSet is gone
 //! (`kubectl delete -k deploy/`): the CNI configuration first (no new pod is wired by weft),
-//! then the CNI binary, the pins (the tc and cgroup programs are pinned links, so they detach
-//! with their pins), the nftables table, weft's routes (`proto 201`), weft's devices (the
-//! VXLAN device and the host side of pod veths left by pods that still run), the IPAM store
+//! then the CNI binary, the pins (the node devices' tc programs and the cgroup programs are
+//! pinned links, so they detach with their pins), the nftables table, weft's routes (`proto
+//! 201`), weft's devices (the VXLAN device and the host side of pod veths left by pods that
+//! still run, whose tc filters go with them), the IPAM store
 //! and the socket directory. Refuses while an agent answers on the socket.
 
 use std::path::{Path, PathBuf};

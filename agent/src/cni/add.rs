@@ -2,6 +2,7 @@
 //! as a whole on any failure.
 
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -12,7 +13,7 @@ use super::naming::host_ifname;
 use super::result::{self, Attachment};
 use super::veth::{self, Spec};
 use super::{pause_point, VerbCtx};
-use crate::api::{EndpointSpec, Request, Response};
+use crate::api::{CniStep, EndpointSpec, Request, Response, StepTime};
 use crate::netlink::{Blocking, NetlinkError, Netns};
 
 fn netlink_failed(e: NetlinkError) -> CniError {
@@ -26,6 +27,7 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Va
     let netns = Netns::open(netns_path).map_err(|e| {
         CniError::new(code::INVALID_ENV, "CNI_NETNS cannot be opened").with_details(e)
     })?;
+    let asked = Instant::now();
     let ip = match ctx.client.call(Request::Allocate {
         key: key.clone(),
         pod_cidr: conf.pod_cidr,
@@ -34,10 +36,11 @@ pub fn run(ctx: &VerbCtx, conf: &NetConf, env: &CniEnv) -> Result<serde_json::Va
         Response::Allocated { ip, .. } => ip,
         other => return Err(unexpected(other)),
     };
+    let steps = vec![StepTime::new(CniStep::AllocateCall, asked.elapsed())];
     info!(container_id = %key.container_id, ifname = %key.ifname, %ip, "address allocated");
     pause_point("alloc");
     let host = host_ifname(&key.container_id, &key.ifname);
-    match build(ctx, conf, env, &netns, &host, ip) {
+    match build(ctx, conf, env, &netns, &host, ip, steps) {
         Ok(attachment) => Ok(result::render(
             &attachment,
             conf.cni_version,
@@ -59,6 +62,7 @@ fn build(
     netns: &Netns,
     host: &str,
     ip: Ipv4Addr,
+    mut steps: Vec<StepTime>,
 ) -> Result<Attachment, CniError> {
     let pod_if = env.ifname.as_deref().expect("checked by CniEnv");
     let k = Blocking::new().map_err(netlink_failed)?;
@@ -71,7 +75,7 @@ fn build(
         ip,
         mtu: conf.mtu,
     };
-    let made = k.run(veth::create(&node, &pod, &spec))?;
+    let made = k.run(veth::create(&node, &pod, &spec, &mut steps))?;
     pause_point("veth");
     let endpoint = EndpointSpec {
         ip,
@@ -82,6 +86,7 @@ fn build(
     match ctx.client.call(Request::Register {
         key: env.key(),
         endpoint,
+        steps,
     })? {
         Response::Registered { .. } => {}
         other => return Err(unexpected(other)),

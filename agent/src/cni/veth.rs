@@ -2,11 +2,13 @@
 //! addressed and routed on both sides (ADD), inspected (CHECK), through [`crate::netlink`].
 
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
 use ipnetwork::Ipv4Network;
 
 use super::error::{code, CniError};
 use super::result::GATEWAY;
+use crate::api::{CniStep, StepTime};
 use crate::ids::Mac;
 use crate::netlink::{Blocking, Link, Netlink, NetlinkError, Netns, Route, Veth, MAIN_TABLE};
 
@@ -36,8 +38,19 @@ fn mac_of(link: &Link) -> Result<Mac, CniError> {
 }
 
 /// Create and configure the veth pair. `node` and `pod` are connections in the node and the
-/// pod netns. On error the caller deletes the host end (which takes the pod end along).
-pub async fn create(node: &Netlink, pod: &Netlink, s: &Spec<'_>) -> Result<PodVeth, CniError> {
+/// pod netns; each step's time is added to `steps`. On error the caller deletes the host end
+/// (which takes the pod end along).
+pub async fn create(
+    node: &Netlink,
+    pod: &Netlink,
+    s: &Spec<'_>,
+    steps: &mut Vec<StepTime>,
+) -> Result<PodVeth, CniError> {
+    let mut lap = Instant::now();
+    let mut step = |step: CniStep| {
+        steps.push(StepTime::new(step, lap.elapsed()));
+        lap = Instant::now();
+    };
     // A leftover of an earlier, interrupted ADD of the same attachment: start over.
     node.delete_link(s.host)
         .await
@@ -78,6 +91,7 @@ pub async fn create(node: &Netlink, pod: &Netlink, s: &Spec<'_>) -> Result<PodVe
         .map_err(failed("reading the pod veth"))?
         .ok_or_else(|| vanished("pod veth", s.pod_if))?;
     let (host_mac, pod_mac) = (mac_of(&host)?, mac_of(&pod_link)?);
+    step(CniStep::Veth);
     let pod_side = async {
         let i = pod_link.index;
         pod.add_address(i, host_route(s.ip)).await?;
@@ -89,6 +103,7 @@ pub async fn create(node: &Netlink, pod: &Netlink, s: &Spec<'_>) -> Result<PodVe
     pod_side
         .await
         .map_err(failed("configuring the pod interface"))?;
+    step(CniStep::PodSide);
     let host_side = async {
         node.set_link_up(host.index).await?;
         node.replace_route(&Route::device(host_route(s.ip), host.index))
@@ -97,6 +112,7 @@ pub async fn create(node: &Netlink, pod: &Netlink, s: &Spec<'_>) -> Result<PodVe
     host_side
         .await
         .map_err(failed("configuring the host veth"))?;
+    step(CniStep::HostSide);
     Ok(PodVeth {
         host,
         host_mac,

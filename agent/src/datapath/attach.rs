@@ -1,21 +1,24 @@
-//! Attaching the tc programs (TCX) to interfaces with pinned links: `from_pod` on host-side
-//! veths, `from_netdev` on the uplink, `from_overlay`/`to_overlay` on the VXLAN device.
+//! Attaching the tc programs: `from_pod`/`to_pod` as tc `bpf` filters on host-side veths,
+//! `from_netdev` on the uplink and `from_overlay`/`to_overlay` on the VXLAN device as TCX links
+//! pinned under `links/`.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
-use aya::programs::{LinkOrder, ProgramError, SchedClassifier};
+use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType};
 use aya::sys::SyscallError;
 use tracing::{debug, info, warn};
 
 use super::{bpffs, classifier_mut, Datapath, DatapathError, Prog};
+use crate::netlink::{FilterPlace, SyncNetlink, TcHook};
 
 /// Sub-directory of the pin dir that holds the tc links.
 pub const LINKS_DIR: &str = "links";
 
-/// What a host veth's pinned `from_pod` link runs (see [`Datapath::from_pod_link`]).
+/// What a host veth's `from_pod` filter runs (see [`Datapath::from_pod_link`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromPodLink {
     /// The program this agent loaded.
@@ -27,13 +30,82 @@ pub enum FromPodLink {
 }
 
 impl Datapath {
-    /// Attach `from_pod` at tc ingress (TCX) of the host-side veth (idempotent). The link is
-    /// pinned under `pin_dir` so it survives an agent restart; a link pinned by a previous
-    /// agent is switched to this agent's program atomically (no moment without a program).
-    pub fn attach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
-        self.attach(Prog::FromPod, host_ifname)?;
-        // Its egress twin: reverse NAT of what the stack delivers to the pod.
-        self.attach(Prog::ToPod, host_ifname)
+    /// Attach `from_pod` (ingress) and `to_pod` (egress, reverse NAT of what the stack
+    /// delivers to the pod) to the host-side veth `host_ifname` as tc `bpf` filters
+    /// (idempotent). Filters belong to the interface, not to the agent: they keep carrying
+    /// traffic while no agent runs and go with the interface. On a veth that already has them
+    /// (an agent restart or upgrade) each filter's program is replaced atomically.
+    ///
+    /// Not TCX links, as the node's own devices get: every TCX attach and detach waits for an
+    /// RCU grace period while holding the RTNL lock (9-13 ms each here), which would be most of
+    /// a pod's CNI ADD and DEL; adding a clsact qdisc and a filter waits for none.
+    pub fn attach_from_pod(
+        &mut self,
+        nl: &SyncNetlink,
+        host_ifname: &str,
+    ) -> Result<(), DatapathError> {
+        let index = ifindex(host_ifname)?;
+        let tc_err = |source| DatapathError::Tc {
+            ifname: host_ifname.to_owned(),
+            source,
+        };
+        nl.run(|n| n.add_clsact(index)).map_err(tc_err)?;
+        for which in [Prog::FromPod, Prog::ToPod] {
+            let prog = classifier_mut(&mut self.ebpf, which)?;
+            let fd = prog.fd().map_err(|source| DatapathError::Program {
+                name: which.name(),
+                source,
+            })?;
+            let place = pod_filter(index, which);
+            nl.run(|n| n.set_bpf_filter(place, fd.as_fd(), which.name()))
+                .map_err(tc_err)?;
+        }
+        debug!(ifname = host_ifname, "from_pod and to_pod filters set");
+        // Agents before the filters attached TCX links pinned under links/; TCX runs before
+        // tc filters, so those carried the traffic until now. Release them.
+        self.retire_pod_links(host_ifname)
+    }
+
+    /// Forget what an agent before the tc filters pinned for `host_ifname` (its TCX links);
+    /// called once the veth is gone, when releasing them costs nothing.
+    pub fn retire_pod_links(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
+        for which in [Prog::ToPod, Prog::FromPod] {
+            self.detach(which, host_ifname)?;
+        }
+        Ok(())
+    }
+
+    /// Which program the host-side veth's `from_pod` filter runs: this agent's, an earlier
+    /// agent's (still carrying traffic, e.g. right after an upgrade), or none.
+    pub fn from_pod_link(
+        &self,
+        nl: &SyncNetlink,
+        host_ifname: &str,
+    ) -> Result<FromPodLink, DatapathError> {
+        let index = match ifindex(host_ifname) {
+            Err(DatapathError::NoSuchInterface { .. }) => return Ok(FromPodLink::Missing),
+            other => other?,
+        };
+        let place = pod_filter(index, Prog::FromPod);
+        let filters = nl
+            .run(|n| n.bpf_filters(index, place.hook))
+            .map_err(|source| DatapathError::Tc {
+                ifname: host_ifname.to_owned(),
+                source,
+            })?;
+        let ours = self.prog_ids[Prog::FromPod.index()];
+        match filters
+            .iter()
+            .find(|f| f.priority == place.priority && f.handle == place.handle)
+        {
+            Some(f) if f.prog_id == Some(ours) => Ok(FromPodLink::Current),
+            Some(_) => Ok(FromPodLink::Previous),
+            // An agent before the filters: a TCX link.
+            None => Ok(match self.link(Prog::FromPod, host_ifname)? {
+                FromPodLink::Missing => FromPodLink::Missing,
+                _ => FromPodLink::Previous,
+            }),
+        }
     }
 
     /// Attach `which` to `ifname` at its hook (idempotent), pinned as
@@ -104,18 +176,6 @@ impl Datapath {
         Ok(())
     }
 
-    /// Whether `from_pod` (from this or a previous agent) is attached to the host-side veth
-    /// through its pinned link. For CNI CHECK and status.
-    pub fn is_from_pod_attached(&self, host_ifname: &str) -> Result<bool, DatapathError> {
-        Ok(self.link(Prog::FromPod, host_ifname)? != FromPodLink::Missing)
-    }
-
-    /// Which program the host-side veth's pinned `from_pod` link runs: this agent's, an
-    /// earlier agent's (still carrying traffic, e.g. right after an upgrade), or none.
-    pub fn from_pod_link(&self, host_ifname: &str) -> Result<FromPodLink, DatapathError> {
-        self.link(Prog::FromPod, host_ifname)
-    }
-
     /// Which program `ifname`'s pinned link of `which` runs.
     pub fn link(&self, which: Prog, host_ifname: &str) -> Result<FromPodLink, DatapathError> {
         let pin = self.link_pin(which, host_ifname)?;
@@ -126,13 +186,6 @@ impl Datapath {
             LinkState::Live { .. } => FromPodLink::Previous,
             LinkState::Stale | LinkState::Absent => FromPodLink::Missing,
         })
-    }
-
-    /// Detach `from_pod` from the host-side veth and remove its pin. Ok if it was not attached
-    /// or the interface is gone (its link is then already defunct).
-    pub fn detach_from_pod(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
-        self.detach(Prog::ToPod, host_ifname)?;
-        self.detach(Prog::FromPod, host_ifname)
     }
 
     /// Detach `which` from `ifname` and remove its pin (ok if not attached).
@@ -166,20 +219,49 @@ impl Datapath {
     /// `<pin_dir>/links/<program>_<ifname>`. bpffs reserves '.' in names, which interface names
     /// may contain, so '.' is written as ':' (never valid in an interface name).
     fn link_pin(&self, which: Prog, ifname: &str) -> Result<PathBuf, DatapathError> {
-        let valid = !ifname.is_empty()
-            && ifname.len() <= 15
-            && ifname != "."
-            && ifname != ".."
-            && !ifname
-                .bytes()
-                .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
-        if !valid {
-            return Err(DatapathError::BadInterfaceName {
-                ifname: ifname.to_owned(),
-            });
-        }
+        check_ifname(ifname)?;
         let name = format!("{}_{}", which.name(), ifname.replace('.', ":"));
         Ok(self.pin_dir.join(LINKS_DIR).join(name))
+    }
+}
+
+/// Where a pod program's filter sits on the host veth: priority 1, handle 1 of its hook.
+fn pod_filter(index: u32, which: Prog) -> FilterPlace {
+    let hook = match which.attach_type() {
+        TcAttachType::Egress => TcHook::Egress,
+        _ => TcHook::Ingress,
+    };
+    FilterPlace {
+        index,
+        hook,
+        priority: 1,
+        handle: 1,
+    }
+}
+
+/// The index of `ifname` in the caller's namespace.
+fn ifindex(ifname: &str) -> Result<u32, DatapathError> {
+    check_ifname(ifname)?;
+    nix::net::if_::if_nametoindex(ifname).map_err(|_| DatapathError::NoSuchInterface {
+        ifname: ifname.to_owned(),
+    })
+}
+
+/// A valid interface name: 1-15 bytes, not `.` or `..`, no '/', ':', NUL or whitespace.
+fn check_ifname(ifname: &str) -> Result<(), DatapathError> {
+    let valid = !ifname.is_empty()
+        && ifname.len() <= 15
+        && ifname != "."
+        && ifname != ".."
+        && !ifname
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(DatapathError::BadInterfaceName {
+            ifname: ifname.to_owned(),
+        })
     }
 }
 

@@ -78,6 +78,13 @@ pub enum DatapathError {
         source: ProgramError,
     },
 
+    #[error("tc filters of {ifname}: {source}")]
+    Tc {
+        ifname: String,
+        #[source]
+        source: crate::netlink::NetlinkError,
+    },
+
     #[error("tc link of {ifname}: {source}")]
     Link {
         ifname: String,

@@ -28,6 +28,13 @@ pub struct ResourceLabel {
     pub resource: &'static str,
 }
 
+/// Label of the CNI step histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CniStepLabel {
+    pub verb: &'static str,
+    pub step: &'static str,
+}
+
 /// Every metric the agent updates as it works. Datapath counters (drops, map occupancy) are
 /// read from the maps at scrape time by [`StatsSource`].
 #[derive(Debug)]
@@ -49,6 +56,13 @@ pub struct Metrics {
     pub policy_programming: Histogram,
     /// Local pods NetworkPolicy isolates in at least one direction.
     pub policy_endpoints: Gauge,
+    /// Time of each step of the CNI calls, the plugin's and the agent's.
+    pub cni_step_seconds: Family<CniStepLabel, Histogram, fn() -> Histogram>,
+}
+
+fn cni_step_histogram() -> Histogram {
+    // 10 µs .. ~2.6 s.
+    Histogram::new(exponential_buckets(0.00001, 4.0, 10))
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -78,6 +92,7 @@ impl Metrics {
             service_programming: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
             policy_programming: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
             policy_endpoints: Gauge::default(),
+            cni_step_seconds: Family::new_with_constructor(cni_step_histogram),
         }
     }
 
@@ -136,10 +151,29 @@ impl Metrics {
             self.conntrack_gc_removed.clone(),
         );
         r.register(
+            "cni_step_seconds",
+            "Time of each step of the CNI ADD and DEL calls (plugin and agent), by verb and step",
+            self.cni_step_seconds.clone(),
+        );
+        r.register(
             "ipam_released_gone_pods",
             "Addresses released at start because their pod no longer exists",
             self.ipam_released_gone_pods.clone(),
         );
+    }
+
+    /// Record how long a step of a CNI call took (unknown steps are ignored).
+    pub fn cni_step(&self, t: crate::api::StepTime) {
+        if t.step == crate::api::CniStep::Unknown {
+            return;
+        }
+        let l = CniStepLabel {
+            verb: t.step.verb(),
+            step: t.step.name(),
+        };
+        self.cni_step_seconds
+            .get_or_create(&l)
+            .observe(t.micros as f64 / 1e6);
     }
 
     /// Count one reconcile pass of `reconciler` that took `seconds` and succeeded or not.

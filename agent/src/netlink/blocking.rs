@@ -31,3 +31,29 @@ impl Blocking {
         self.rt.block_on(f)
     }
 }
+
+/// One connection together with the runtime that serves it: a synchronous caller's netlink in
+/// one namespace (the agent's owner thread in the node's).
+pub struct SyncNetlink {
+    // Field order is drop order: the connection before the runtime that serves it.
+    conn: Netlink,
+    rt: Blocking,
+}
+
+impl SyncNetlink {
+    /// Connect in `netns`, or in the calling thread's namespace for `None`.
+    pub fn connect(netns: Option<&Netns>) -> Result<Self, NetlinkError> {
+        let rt = Blocking::new()?;
+        let conn = rt.connect(netns)?;
+        Ok(Self { conn, rt })
+    }
+
+    /// Run the requests `f` makes on the connection to completion.
+    pub fn run<'a, F, Fut>(&'a self, f: F) -> Fut::Output
+    where
+        F: FnOnce(&'a Netlink) -> Fut,
+        Fut: Future,
+    {
+        self.rt.run(f(&self.conn))
+    }
+}

@@ -28,15 +28,17 @@ mod link;
 mod neigh;
 pub mod netns;
 mod route;
+mod tc;
 mod vxlan;
 
-pub use blocking::Blocking;
+pub use blocking::{Blocking, SyncNetlink};
 pub use conn::Netlink;
 pub use error::NetlinkError;
 pub use link::{Link, Veth};
 pub use neigh::{FdbEntry, Neighbour};
 pub use netns::Netns;
 pub use route::{Route, Scope, MAIN_TABLE, PROTO_BOOT, PROTO_KERNEL};
+pub use tc::{BpfFilter, FilterPlace, TcHook};
 pub use vxlan::{Vxlan, VxlanMode, DEFAULT_VXLAN_PORT};
 
 #[cfg(test)]

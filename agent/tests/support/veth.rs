@@ -2,6 +2,7 @@
 //! sent from inside a pod (AF_PACKET).
 
 use weft::datapath::{Datapath, EndpointEntry};
+use weft::netlink::SyncNetlink;
 
 use super::netns::{fmt_mac, Netns};
 use super::require_tools;
@@ -95,6 +96,20 @@ impl Pod {
         self.ns
             .try_exec(&["ping", "-q", "-n", "-c", &c, "-i", "0.2", "-W", "1", ip])
             .0
+    }
+
+    /// Ping `ip` `count` times, `interval` seconds apart; how many went unanswered.
+    pub fn pings_lost(&self, ip: &str, count: u32, interval: &str) -> u32 {
+        let c = count.to_string();
+        let (_, out) = self
+            .ns
+            .try_exec(&["ping", "-q", "-n", "-c", &c, "-i", interval, "-W", "1", ip]);
+        let received = out
+            .split(',')
+            .find_map(|part| part.trim().strip_suffix(" received"))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no ping summary in {out:?}"));
+        count - received
     }
 
     /// Send one raw Ethernet frame out of the pod's eth0 (AF_PACKET), bypassing its IP stack.
@@ -210,8 +225,9 @@ pub fn register_and_attach(dp: &mut Datapath, node: &Netns, pods: &[&Pod]) {
         dp.upsert_endpoint(pod.ip.parse().unwrap(), &pod.endpoint()).expect("register endpoint");
     }
     node.run(|| {
+        let nl = SyncNetlink::connect(None).expect("netlink in the node");
         for pod in pods {
-            dp.attach_from_pod(&pod.host_if).expect("attach from_pod");
+            dp.attach_from_pod(&nl, &pod.host_if).expect("attach from_pod");
         }
     });
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use super::prom;
 use crate::util;
 use crate::weftnode::{self, Namespaces, WeftNode};
 
@@ -101,11 +102,15 @@ pub fn run(args: Args) -> Result<()> {
     ];
 
     let total = args.warmup + args.adds;
+    let mut steps_before = String::new();
     eprintln!(
         "{total} ADD/DEL pairs per plugin ({} warm-up), weft and bridge interleaved",
         args.warmup
     );
     for i in 0..total {
+        if i == args.warmup {
+            steps_before = scrape("wb-cni-weft")?;
+        }
         // Alternate which plugin goes first, so neither always follows the other's DEL.
         let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
         for k in order {
@@ -127,9 +132,45 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("[{}/{total}] {}", i + 1, now.join(", "));
         }
     }
+    let steps = step_means(&steps_before, &scrape("wb-cni-weft")?);
     drop(node);
     drop(namespaces);
-    report(&plugins, &args)
+    report(&plugins, &steps, &args)
+}
+
+/// The agent's metrics in node namespace `ns`.
+fn scrape(ns: &str) -> Result<String> {
+    let out = util::in_netns(ns, "curl")
+        .args(["-sf", "--max-time", "5", "http://127.0.0.1:9965/metrics"])
+        .output()
+        .context("running curl for the agent's metrics")?;
+    if !out.status.success() {
+        bail!("the agent in {ns} served no metrics ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The steps of weft's ADD and DEL as the agent records them (`weft_cni_step_seconds`, the
+/// plugin's and its own): (verb, step, mean ms, calls) over the measured calls.
+fn step_means(before: &str, after: &str) -> Vec<(String, String, f64, f64)> {
+    let mut out = Vec::new();
+    for line in after.lines().filter(|l| l.starts_with("weft_cni_step_seconds_count{")) {
+        let label = |k: &str| {
+            line.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).map(str::to_owned)
+        };
+        let (Some(verb), Some(step)) = (label("verb"), label("step")) else { continue };
+        let labels = [format!("verb=\"{verb}\""), format!("step=\"{step}\"")];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let Some(now) = prom::histogram(after, "weft_cni_step_seconds", &labels) else { continue };
+        let d = match prom::histogram(before, "weft_cni_step_seconds", &labels) {
+            Some(b) => now.since(&b),
+            None => now,
+        };
+        if d.count > 0.0 {
+            out.push((verb, step, d.mean() * 1e3, d.count));
+        }
+    }
+    out
 }
 
 impl Plugin {
@@ -272,7 +313,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn report(plugins: &[Plugin], args: &Args) -> Result<()> {
+fn report(plugins: &[Plugin], steps: &[(String, String, f64, f64)], args: &Args) -> Result<()> {
     let stats = |v: &[Duration]| {
         json!({
             "p50_ms": ms(percentile(v, 0.5)), "p99_ms": ms(percentile(v, 0.99)),
@@ -292,10 +333,16 @@ fn report(plugins: &[Plugin], args: &Args) -> Result<()> {
         "add_p50": ratio("add", "p50_ms"), "add_p99": ratio("add", "p99_ms"),
         "del_p50": ratio("del", "p50_ms"), "del_p99": ratio("del", "p99_ms"),
     });
+    let step_rows: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|(verb, step, ms, calls)| json!({"verb": verb, "step": step, "mean_ms": ms, "calls": calls}))
+        .collect();
     if args.output == "json" {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"plugins": rows, "weft_vs_bridge": ratios}))?
+            serde_json::to_string_pretty(
+                &json!({"plugins": rows, "weft_vs_bridge": ratios, "weft_steps": step_rows})
+            )?
         );
         return Ok(());
     }
@@ -324,6 +371,11 @@ fn report(plugins: &[Plugin], args: &Args) -> Result<()> {
         ratios["del_p50"].as_f64().unwrap_or_default(),
         ratios["del_p99"].as_f64().unwrap_or_default(),
     );
+    println!("\nweft's steps (weft_cni_step_seconds; allocate_call is the plugin's request, socket round trip and the agent's allocate included)");
+    println!("{:<5} {:<16} {:>9} {:>7}", "VERB", "STEP", "mean ms", "calls");
+    for (verb, step, ms, calls) in steps {
+        println!("{verb:<5} {step:<16} {ms:>9.3} {calls:>7}");
+    }
     Ok(())
 }
 
