@@ -1,7 +1,7 @@
 //! `weft uninstall` on a node netns: refused while the agent answers; once it is stopped,
-//! everything the agent and the plugin made (pins with the pods' tc links, the pod-CIDR
-//! route, the pods' host veths, the IPAM store, the CNI files) is removed and listed. Root
-//! only; fails (not skips) without root, bpffs or `ip`.
+//! everything the agent and the plugin made (pins, the pod-CIDR route, the pods' host veths
+//! with their tc filters, the IPAM store, the CNI files) is removed and listed. Root only;
+//! fails (not skips) without root, bpffs or `ip`.
 
 mod support;
 

@@ -43,6 +43,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         required.push(Stage::Cni);
     }
     let readiness = Arc::new(Readiness::new(&required));
+    // What the node must have, checked before anything else, so that a missing part is named
+    // at once (not after the wait for the Node) and the agent exits with that reason.
+    crate::datapath::bpffs::ensure_dir(&opts.paths.pin_dir)?;
+    let cgroup = match opts.kubernetes() && opts.kube_proxy_replacement {
+        true => Some(cgroup_root(opts.cgroup_root.as_deref())?),
+        false => None,
+    };
     ensure_private_dir(&opts.paths.state_dir)?;
 
     // The HTTP endpoint first: /healthz answers while the agent waits for its Node.
@@ -166,8 +173,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     // Services follow Services and EndpointSlices; connected sockets of the node's processes
     // and pods are translated once, at connect().
-    if let (Some(c), true) = (&cluster, opts.kube_proxy_replacement) {
-        let cgroup = cgroup_root(opts.cgroup_root.as_deref())?;
+    if let (Some(c), Some(cgroup)) = (&cluster, cgroup) {
         let dir = cgroup.clone();
         handle.run(move |a| a.attach_sock_lb(&dir)).await??;
         info!(cgroup = %cgroup.display(), "socket-level load balancing attached");
