@@ -43,6 +43,9 @@ fn agent_exits(node: &Node, args: &[&str], pin_dir: Option<&std::path::Path>) ->
     child.wait_with_output().expect("output")
 }
 
+/// Kubernetes mode against an API server that is not there: the checks come before it is asked.
+const KUBERNETES: [&str; 4] = ["--node-name", "n1", "--api-server", "https://127.0.0.1:1"];
+
 fn assert_fails_with(out: &Output, message: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the agent succeeded:\n{stderr}");
@@ -65,12 +68,7 @@ fn a_pin_directory_off_bpffs_is_named_and_nothing_is_created() {
 #[test]
 fn no_cgroup_v2_is_named_when_socket_load_balancing_is_on() {
     let node = Node::without_agent();
-    // Kubernetes mode: the check comes before the API server is asked anything (none runs).
-    let out = agent_exits(
-        &node,
-        &["--node-name", "n1", "--api-server", "https://127.0.0.1:1"],
-        None,
-    );
+    let out = agent_exits(&node, &KUBERNETES, None);
     assert_fails_with(
         &out,
         "no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified (set --cgroup-root)",
@@ -84,18 +82,7 @@ fn a_cgroup_root_that_is_not_cgroup_v2_is_named() {
     let dir = node.dir.0.join("plain-dir");
     std::fs::create_dir_all(&dir).unwrap();
     let root = dir.display().to_string();
-    let out = agent_exits(
-        &node,
-        &[
-            "--node-name",
-            "n1",
-            "--api-server",
-            "https://127.0.0.1:1",
-            "--cgroup-root",
-            &root,
-        ],
-        None,
-    );
+    let out = agent_exits(&node, &[&KUBERNETES[..], &["--cgroup-root", &root]].concat(), None);
     assert_fails_with(&out, &format!("--cgroup-root {root} is not a cgroup v2 directory"));
 }
 
@@ -104,18 +91,8 @@ fn without_socket_load_balancing_no_cgroup_v2_is_needed() {
     let node = Node::without_agent();
     // The same node as above, kube-proxy kept: the agent passes the check and goes on to build
     // its Kubernetes client, which has no service account here.
-    let out = agent_exits(
-        &node,
-        &[
-            "--node-name",
-            "n1",
-            "--api-server",
-            "https://127.0.0.1:1",
-            "--kube-proxy-replacement",
-            "false",
-        ],
-        None,
-    );
+    let args = [&KUBERNETES[..], &["--kube-proxy-replacement", "false"]].concat();
+    let out = agent_exits(&node, &args, None);
     assert_fails_with(&out, "building the Kubernetes client");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("cgroup"), "{stderr}");

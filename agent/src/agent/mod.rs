@@ -28,10 +28,10 @@ use crate::api::{
     ApiError, AttachmentInfo, AttachmentKey, CniStep, EndpointInfo, EndpointSpec, ErrorKind,
     LinkProgram, Mac, PodRef, Request, Response, StatusReport, StepTime,
 };
-use crate::metrics::Metrics;
 use crate::cni::naming::{host_ifname, HOST_IF_PREFIX};
 use crate::datapath::{Datapath, DatapathError, EndpointEntry, FromPodLink};
 use crate::ipam::{self, IpamError, Store};
+use crate::metrics::Metrics;
 use crate::netlink::{NetlinkError, SyncNetlink};
 
 /// The cluster-side facts `weft status` shows: this node's name and the routes the routing
@@ -116,9 +116,10 @@ impl Agent {
     }
 
     /// After a restart or an upgrade: switch every registered endpoint's host veth to this
-    /// agent's `from_pod` and `to_pod`. The veths' tc filters kept traffic flowing while no agent
-    /// ran; each switch replaces a filter's program atomically. A veth that is gone is left to GC; a veth that cannot be
-    /// switched keeps the earlier program and is logged. Returns (switched, failed).
+    /// agent's `from_pod` and `to_pod`. The veths' tc filters kept traffic flowing while no
+    /// agent ran; each switch replaces a filter's program atomically. A veth that is gone is
+    /// left to GC; a veth that cannot be switched keeps the earlier program and is logged.
+    /// Returns (switched, failed).
     pub fn resume(&mut self) -> Result<(usize, usize), ApiError> {
         let pool = self.store.snapshot()?;
         let registered: HashSet<Ipv4Addr> = self
