@@ -123,14 +123,13 @@ impl Datapath {
         // a verifier error.
         let netdev: &mut SchedClassifier =
             as_classifier(ebpf.program_mut(PROG_NETDEV_LB), PROG_NETDEV_LB)?;
-        netdev.load().map_err(|source| DatapathError::Program {
+        load_retrying(|| netdev.load()).map_err(|source| DatapathError::Program {
             name: PROG_NETDEV_LB,
             source,
         })?;
         for name in SOCK_PROGRAMS {
-            sock::sock_program(&mut ebpf, name)?
-                .load()
-                .map_err(|source| DatapathError::Program { name, source })?;
+            let prog = sock::sock_program(&mut ebpf, name)?;
+            load_retrying(|| prog.load()).map_err(|source| DatapathError::Program { name, source })?;
         }
 
         let endpoints = take_map(&mut ebpf, ENDPOINTS4)?;
@@ -220,7 +219,7 @@ fn load_and_pin(ebpf: &mut Ebpf, which: Prog, pin_dir: &Path) -> Result<u32, Dat
         name: which.name(),
         source,
     };
-    prog.load().map_err(prog_err)?;
+    load_retrying(|| prog.load()).map_err(prog_err)?;
     let prog_pin = pin_dir.join(which.name());
     bpffs::remove_pin(&prog_pin)?;
     prog.pin(&prog_pin).map_err(|source| DatapathError::Pin {
@@ -228,6 +227,35 @@ fn load_and_pin(ebpf: &mut Ebpf, which: Prog, pin_dir: &Path) -> Result<u32, Dat
         source,
     })?;
     Ok(prog.info().map_err(prog_err)?.id())
+}
+
+/// Run `load` (a program's `BPF_PROG_LOAD`) again, up to five times in all, while the verifier
+/// gives up with `EAGAIN`: it does when a signal reaches the loading thread mid-verification (a
+/// child process exiting is enough). libbpf retries the same way.
+fn load_retrying(load: impl FnMut() -> Result<(), ProgramError>) -> Result<(), ProgramError> {
+    retry_while(5, load, |e| {
+        matches!(e, ProgramError::LoadError { io_error, .. }
+            if io_error.raw_os_error() == Some(libc::EAGAIN))
+    })
+}
+
+/// Call `f` until it succeeds, fails with an error `again` does not accept, or has been called
+/// `tries` times.
+fn retry_while<E>(
+    tries: u32,
+    mut f: impl FnMut() -> Result<(), E>,
+    again: impl Fn(&E) -> bool,
+) -> Result<(), E> {
+    let mut n = 1;
+    loop {
+        match f() {
+            Err(e) if again(&e) && n < tries => {
+                n += 1;
+                debug!(try_ = n, "program load interrupted (EAGAIN), trying again");
+            }
+            other => return other,
+        }
+    }
 }
 
 fn classifier_mut(ebpf: &mut Ebpf, which: Prog) -> Result<&mut SchedClassifier, DatapathError> {
@@ -256,4 +284,54 @@ where
         .take_map(name)
         .ok_or(DatapathError::Missing { kind: "map", name })?;
     M::try_from(map).map_err(|source| DatapathError::Map { name, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_interrupted_by_a_signal_is_tried_again_up_to_five_times() {
+        let eagain = || std::io::Error::from_raw_os_error(libc::EAGAIN);
+        let is_eagain = |e: &std::io::Error| e.raw_os_error() == Some(libc::EAGAIN);
+        let mut calls = 0;
+        let two_interrupts = retry_while(
+            5,
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(eagain())
+                } else {
+                    Ok(())
+                }
+            },
+            is_eagain,
+        );
+        assert!(two_interrupts.is_ok());
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let always = retry_while(
+            5,
+            || {
+                calls += 1;
+                Err(eagain())
+            },
+            is_eagain,
+        );
+        assert!(always.is_err());
+        assert_eq!(calls, 5, "gives up after five");
+
+        let mut calls = 0;
+        let other = retry_while(
+            5,
+            || {
+                calls += 1;
+                Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+            },
+            is_eagain,
+        );
+        assert!(other.is_err());
+        assert_eq!(calls, 1, "other errors are not retried");
+    }
 }
