@@ -9,9 +9,10 @@
 //! on their map). Until every link runs this build's programs, `DP_F_CT4_MIGRATING` makes a
 //! `CT4` miss look in the other map (`CT4_PREV` in the programs) and carry the entry over: a
 //! handshake whose SYN the other build's program translated and whose SYN-ACK meets this
-//! build's keeps its reverse NAT. Then a second copy takes what the other build's programs
-//! added meanwhile (entries already present keep this build's value), the flag goes, and the
-//! other map is emptied and unpinned.
+//! build's keeps its reverse NAT. Then, once the other build's programs have finished the runs
+//! they were in when their links switched ([`wait_for_running_programs`]), a second copy takes
+//! what they added meanwhile (entries already present keep this build's value), the flag goes,
+//! and the other map is emptied and unpinned.
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,25 @@ pub fn unpin_placeholder(pin_dir: &Path) -> Result<(), DatapathError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(DatapathError::Io { op: "removing the placeholder of the other layout's map", path, source }),
+    }
+}
+
+/// Wait until every eBPF program run that began before now has ended. Switching a link's
+/// program (`bpf_link_update`, a tc filter's replace) does not wait for runs of the old program
+/// already under way on other CPUs; those run under RCU, so one grace period covers them, and
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)` is the system call that waits for one. Without it, a SYN
+/// the other build was translating while the links switched could write its entry to the other
+/// map after the second copy had passed, and the handshake's next packet, meeting this build's
+/// program with the flag gone, would be balanced afresh (seen once under load: a reset).
+pub fn wait_for_running_programs() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers; with this command it only waits.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        // Refused on nohz_full kernels: no program run lasts anywhere near this long.
+        tracing::warn!(error = %e, "membarrier unavailable; waiting 100 ms for running programs instead");
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

@@ -175,6 +175,9 @@ impl Datapath {
     pub fn finish_migrations(&mut self) -> Result<Vec<&'static str>, DatapathError> {
         let mut done = vec![];
         let pending = std::mem::take(&mut self.migrations);
+        if !pending.is_empty() {
+            migrate::wait_for_running_programs();
+        }
         for m in &pending {
             migrate::copy(&self.pin_dir, m)?;
         }
