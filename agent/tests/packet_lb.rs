@@ -160,6 +160,53 @@ fn the_backends_reply_is_reverse_natted_and_delivered_to_the_client() {
     assert_no_drops(&dp);
 }
 
+/// A client port used again for a new connection while the old connection's service entry
+/// still lives (closing) and its reply entry has gone: each direction refreshes its own entry,
+/// at most once a second, so the two expire apart and the sweep takes one first. The new SYN
+/// must open a new flow with both entries, or the backend's SYN-ACK finds no reverse NAT (the
+/// lab saw this under load: one client port's handshakes unanswered again and again). A
+/// retransmitted SYN of a live connection keeps its backend.
+#[test]
+fn a_new_connection_on_the_tuple_of_a_closed_one_gets_its_reverse_nat() {
+    use aya::maps::{HashMap, Map, MapData};
+    use dataplane_common::ct::{Ct4Key, Ct4Value, CT4_KIND_REPLY};
+
+    let (pins, dp) = two_backends("reopen");
+    let first = seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst;
+    for _ in 0..8 {
+        let again = seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst;
+        assert_eq!(again, first, "a retransmitted SYN changed backend");
+    }
+    let b = backend_pod(first);
+    let fin = |from: &Pod, pkt: Vec<u8>| dp.test_run_from_pod(&from_pod(from, &pkt)).unwrap();
+    fin(&client(), tcp_packet(client().ip, 43100, VIP, 80, 1001, 5001, TCP_FIN | TCP_ACK, &[]));
+    fin(&b, tcp_packet(b.ip, 8080, client().ip, 43100, 5001, 1002, TCP_FIN | TCP_ACK, &[]));
+
+    // The reply entry expires and is swept first.
+    let data = MapData::from_pin(pins.path().join("CT4")).expect("open the pinned CT4");
+    let mut ct: HashMap<_, Ct4Key, Ct4Value> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
+    let replies: Vec<Ct4Key> = ct
+        .keys()
+        .map(Result::unwrap)
+        .filter(|k| k.kind == CT4_KIND_REPLY)
+        .collect();
+    assert_eq!(replies.len(), 1);
+    ct.remove(&replies[0]).unwrap();
+
+    // A new connection from the same port, and its backend's answer.
+    let b = backend_pod(seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst);
+    let syn_ack = from_pod(
+        &b,
+        &tcp_packet(b.ip, 8080, client().ip, 43100, 9000, 1001, TCP_SYN | TCP_ACK, &[]),
+    );
+    let out = dp.test_run_from_pod(&syn_ack).unwrap();
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport), (VIP, 80), "the SYN-ACK comes from the ClusterIP");
+    assert_eq!((s.dst, s.dport), (client().ip, 43100));
+    assert_checksums(&out.frame);
+    assert_no_drops(&dp);
+}
+
 #[test]
 fn traffic_of_other_flows_is_not_touched() {
     let (_pins, dp) = two_backends("untouched");

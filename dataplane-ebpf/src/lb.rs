@@ -5,7 +5,7 @@
 //! A packet to a frontend is first matched against conntrack: an established flow keeps its
 //! backend as long as that backend still exists with the same address (a removed backend, or
 //! for UDP one that stopped serving, makes the flow choose again, so UDP flows never stick to a
-//! dead endpoint). A new flow gets a backend, a `CT4` reply entry (so reverse NAT can restore
+//! dead endpoint); a TCP SYN on the tuple of a closed connection is a new flow. A new flow gets a backend, a `CT4` reply entry (so reverse NAT can restore
 //! the frontend) and a service entry, then DNAT; a frontend without backends is refused.
 
 use aya_ebpf::{
@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use dataplane_common::{
-    ct::{CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT, CT4_KIND_REPLY},
+    ct::{CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT, CT4_KIND_REPLY},
     lb::{
         HAIRPIN_SNAT_ADDR, IPPROTO_UDP, LB4_BACKEND_F_NOT_SERVING, LB4_SCOPE_EXT, LB4_SCOPE_INT,
         LB4_SVC_F_AFFINITY, LB4_SVC_F_SNAT_REMOTE, LB4_SVC_F_TWO_SCOPES,
@@ -176,6 +176,20 @@ fn still_valid(entry: &Ct4Value, proto: u8) -> bool {
     still_serves(entry.backend_id, entry.addr_be, entry.port_be, proto)
 }
 
+/// Whether `pkt` opens a new connection on the tuple of a closed one: a TCP SYN (no ACK) that
+/// meets a service entry in which a FIN or RST has passed. It is a new flow: its own backend
+/// choice and both entries written again. Reusing the old service entry would also reuse a
+/// reply entry that may be gone: each direction refreshes its own entry (at most once a
+/// second), so the two expire apart, and a SYN that refreshed the service entry alone would
+/// leave the backend's answer without reverse NAT, on every reuse of that client port. A
+/// retransmitted SYN of a live connection (no FIN seen) keeps its entry and its backend.
+#[inline(always)]
+fn reopens(entry: &Ct4Value, pkt: &Ipv4Pkt) -> bool {
+    pkt.proto == dataplane_common::lb::IPPROTO_TCP
+        && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && entry.flags & CT4_F_CLOSING != 0
+}
+
 /// The Service step for a packet that entered at `origin`: DNAT (and source translation for
 /// hairpin and for outside clients of remote backends) of packets to a frontend.
 #[inline(always)]
@@ -193,7 +207,7 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
     let service_key = ct::service_key(pkt);
     let known = ct::lookup(&service_key, now);
     if let Some((entry, ptr)) = known {
-        if still_valid(&entry, pkt.proto) {
+        if !reopens(&entry, pkt) && still_valid(&entry, pkt.proto) {
             ct::refresh(ptr, &entry, pkt.tcp_flags, now);
             refresh_reply(&entry, pkt, now);
             if entry.flags & CT4_F_SNAT != 0 {
