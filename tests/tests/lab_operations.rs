@@ -25,9 +25,6 @@ const RATE: u32 = 500;
 /// Lookups per second.
 const DNS_RATE: u32 = 20;
 const HTTP_DRIVERS: [&str; 2] = ["clusterip http", "nodeport http"];
-/// NodePort handshakes that may go unanswered for a second in one run (see the assertion; 0 to
-/// 10 per run here, of about 170,000).
-const LOST_HANDSHAKE_BUDGET: usize = 25;
 const API_OUTAGE: &str = "API server stopped 60 s";
 
 /// Where the load goes.
@@ -248,26 +245,14 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
             );
         }
     }
-    // Known gap, why issue 13 stays open: under the whole load a few NodePort handshakes from the
-    // outside host in 100,000 go unanswered for a second, in any event and in steady load alike
-    // (the outside host retransmits the SYN; no node counts a datapath drop; the NodePort load
-    // alone, through an API server outage, loses none). Up to a budget of those per run are
-    // tolerated and reported; any other failure of weft's fails the test.
-    let (lost_handshakes, weft_failures): (Vec<_>, Vec<_>) = attributed
-        .iter()
-        .filter(|a| a.excused.is_none())
-        .partition(|a| {
-            a.driver == HTTP_DRIVERS[1] && a.failure.what.ends_with("no answer within 1s")
-        });
+    // Every failure is excused (the workload's, the cluster's) or the test fails. Lost NodePort
+    // handshakes, 0-10 per run until the entry node stopped reusing a closed flow's service
+    // entry for a new SYN (its reply entry could be gone), now count like any other failure.
+    let weft_failures: Vec<_> = attributed.iter().filter(|a| a.excused.is_none()).collect();
     assert!(
         weft_failures.is_empty(),
         "{} failures are weft's: {weft_failures:#?}",
         weft_failures.len()
-    );
-    assert!(
-        lost_handshakes.len() <= LOST_HANDSHAKE_BUDGET,
-        "{} NodePort handshakes went unanswered (budget {LOST_HANDSHAKE_BUDGET}): {lost_handshakes:#?}",
-        lost_handshakes.len()
     );
     for run in runs.iter().filter(|r| r.name.ends_with("stream")) {
         let gap = run.summary["stream"]["longest_gap_ms"]
