@@ -1,6 +1,6 @@
 //! Kernel network state through rtnetlink: links (veth pairs, VXLAN devices), addresses,
-//! routes, neighbour and FDB entries. The only place weft changes interfaces and routes; no
-//! iproute2 process at run time.
+//! routes, neighbour and FDB entries, and tc (`clsact` qdiscs, `bpf` filters). The only place
+//! weft changes interfaces, routes and tc; no iproute2 process at run time.
 //!
 //! A [`Netlink`] is one connection bound to one network namespace for its whole life (see
 //! [`netns`] for how a socket gets into another namespace without moving any working thread).
