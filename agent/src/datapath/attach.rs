@@ -45,11 +45,7 @@ impl Datapath {
         host_ifname: &str,
     ) -> Result<(), DatapathError> {
         let index = ifindex(host_ifname)?;
-        let tc_err = |source| DatapathError::Tc {
-            ifname: host_ifname.to_owned(),
-            source,
-        };
-        nl.run(|n| n.add_clsact(index)).map_err(tc_err)?;
+        nl.run(|n| n.add_clsact(index)).map_err(tc_err(host_ifname))?;
         for which in [Prog::FromPod, Prog::ToPod] {
             let prog = classifier_mut(&mut self.ebpf, which)?;
             let fd = prog.fd().map_err(|source| DatapathError::Program {
@@ -58,7 +54,7 @@ impl Datapath {
             })?;
             let place = pod_filter(index, which);
             nl.run(|n| n.set_bpf_filter(place, fd.as_fd(), which.name()))
-                .map_err(tc_err)?;
+                .map_err(tc_err(host_ifname))?;
         }
         debug!(ifname = host_ifname, "from_pod and to_pod filters set");
         // Agents before the filters attached TCX links pinned under links/; TCX runs before
@@ -89,10 +85,7 @@ impl Datapath {
         let place = pod_filter(index, Prog::FromPod);
         let filters = nl
             .run(|n| n.bpf_filters(index, place.hook))
-            .map_err(|source| DatapathError::Tc {
-                ifname: host_ifname.to_owned(),
-                source,
-            })?;
+            .map_err(tc_err(host_ifname))?;
         let ours = self.prog_ids[Prog::FromPod.index()];
         match filters
             .iter()
@@ -236,6 +229,14 @@ fn pod_filter(index: u32, which: Prog) -> FilterPlace {
         hook,
         priority: 1,
         handle: 1,
+    }
+}
+
+/// A tc netlink failure on `ifname`.
+fn tc_err(ifname: &str) -> impl Fn(crate::netlink::NetlinkError) -> DatapathError + '_ {
+    move |source| DatapathError::Tc {
+        ifname: ifname.to_owned(),
+        source,
     }
 }
 
