@@ -168,9 +168,6 @@ fn the_backends_reply_is_reverse_natted_and_delivered_to_the_client() {
 /// retransmitted SYN of a live connection keeps its backend.
 #[test]
 fn a_new_connection_on_the_tuple_of_a_closed_one_gets_its_reverse_nat() {
-    use aya::maps::{HashMap, Map, MapData};
-    use dataplane_common::ct::{Ct4Key, Ct4Value, CT4_KIND_REPLY};
-
     let (pins, dp) = two_backends("reopen");
     let first = seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst;
     for _ in 0..8 {
@@ -183,15 +180,7 @@ fn a_new_connection_on_the_tuple_of_a_closed_one_gets_its_reverse_nat() {
     fin(&b, tcp_packet(b.ip, 8080, client().ip, 43100, 5001, 1002, TCP_FIN | TCP_ACK, &[]));
 
     // The reply entry expires and is swept first.
-    let data = MapData::from_pin(pins.path().join("CT4")).expect("open the pinned CT4");
-    let mut ct: HashMap<_, Ct4Key, Ct4Value> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
-    let replies: Vec<Ct4Key> = ct
-        .keys()
-        .map(Result::unwrap)
-        .filter(|k| k.kind == CT4_KIND_REPLY)
-        .collect();
-    assert_eq!(replies.len(), 1);
-    ct.remove(&replies[0]).unwrap();
+    remove_the_reply_entry(&pins);
 
     // A new connection from the same port, and its backend's answer.
     let b = backend_pod(seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst);
@@ -204,6 +193,90 @@ fn a_new_connection_on_the_tuple_of_a_closed_one_gets_its_reverse_nat() {
     assert_eq!((s.src, s.sport), (VIP, 80), "the SYN-ACK comes from the ClusterIP");
     assert_eq!((s.dst, s.dport), (client().ip, 43100));
     assert_checksums(&out.frame);
+    assert_no_drops(&dp);
+}
+
+/// Delete the one reply entry in the pinned `CT4` (as expiry, eviction or a sweep would).
+fn remove_the_reply_entry(pins: &PinDir) {
+    use aya::maps::{HashMap, Map, MapData};
+    use dataplane_common::ct::{Ct4Key, Ct4Value, CT4_KIND_REPLY};
+
+    let data = MapData::from_pin(pins.path().join("CT4")).expect("open the pinned CT4");
+    let mut ct: HashMap<_, Ct4Key, Ct4Value> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
+    let replies: Vec<Ct4Key> = ct
+        .keys()
+        .map(Result::unwrap)
+        .filter(|k| k.kind == CT4_KIND_REPLY)
+        .collect();
+    assert_eq!(replies.len(), 1);
+    ct.remove(&replies[0]).unwrap();
+}
+
+/// A live flow whose reply entry is gone while its service entry lives on (evicted, or taken
+/// by a sweep racing a new flow on the same tuple; the lab saw the same state after a backend's
+/// RST, and one client port's handshakes then went unanswered for minutes, since the service
+/// entry of an open connection lives for hours). The next SYN keeps the flow's backend and
+/// writes the reply entry again, so the SYN-ACK gets its reverse NAT.
+#[test]
+fn a_syn_on_a_flow_whose_reply_entry_is_gone_gets_it_back() {
+    let (pins, dp) = two_backends("restore");
+    let first = seen(&dp.test_run_from_pod(&syn(43300)).unwrap().frame).dst;
+    remove_the_reply_entry(&pins);
+
+    let again = seen(&dp.test_run_from_pod(&syn(43300)).unwrap().frame).dst;
+    assert_eq!(again, first, "the flow kept its backend");
+    let b = backend_pod(first);
+    let syn_ack = from_pod(
+        &b,
+        &tcp_packet(b.ip, 8080, client().ip, 43300, 9000, 1001, TCP_SYN | TCP_ACK, &[]),
+    );
+    let out = dp.test_run_from_pod(&syn_ack).unwrap();
+    let s = seen(&out.frame);
+    assert_eq!((s.src, s.sport), (VIP, 80), "the SYN-ACK comes from the ClusterIP");
+    assert_eq!((s.dst, s.dport), (client().ip, 43300));
+    assert_checksums(&out.frame);
+    let restored = dp.lb_counters().unwrap().into_iter().find(|(n, _)| *n == "reply_restored");
+    assert_eq!(restored, Some(("reply_restored", 1)));
+    assert_no_drops(&dp);
+}
+
+/// A flow's first FIN or RST closes both its entries, whichever direction it came from. A
+/// backend that refuses or aborts a connection sends the flow's last packet: had only the reply
+/// entry noted it, the service entry would live on for hours after the reply entry expired, and
+/// the next connection from that client port would go to this backend without reverse NAT.
+#[test]
+fn a_reset_from_either_side_closes_both_entries_of_the_flow() {
+    use weft::api::CtEntry;
+
+    let (_pins, dp) = two_backends("rst-closes");
+    let closing = |port: u16| -> Vec<(String, bool)> {
+        let mut v: Vec<(String, bool)> = dp
+            .conntrack()
+            .unwrap()
+            .into_iter()
+            .filter(|e: &CtEntry| e.sport == port || e.dport == port)
+            .map(|e| (e.kind.clone(), e.flags.iter().any(|f| f == "closing")))
+            .collect();
+        v.sort();
+        v
+    };
+    let both_open = vec![("reply".to_owned(), false), ("service".to_owned(), false)];
+    let both_closing = vec![("reply".to_owned(), true), ("service".to_owned(), true)];
+
+    // The backend refuses.
+    let b = backend_pod(seen(&dp.test_run_from_pod(&syn(43400)).unwrap().frame).dst);
+    assert_eq!(closing(43400), both_open);
+    let rst = tcp_packet(b.ip, 8080, client().ip, 43400, 0, 1001, TCP_RST | TCP_ACK, &[]);
+    let out = dp.test_run_from_pod(&from_pod(&b, &rst)).unwrap();
+    assert_eq!(seen(&out.frame).src, VIP, "the reset is reverse-natted");
+    assert_eq!(closing(43400), both_closing, "after the backend's reset");
+
+    // The client aborts.
+    let b = backend_pod(seen(&dp.test_run_from_pod(&syn(43401)).unwrap().frame).dst);
+    let rst = tcp_packet(client().ip, 43401, VIP, 80, 1001, 0, TCP_RST, &[]);
+    let out = dp.test_run_from_pod(&from_pod(&client(), &rst)).unwrap();
+    assert_eq!(seen(&out.frame).dst, b.ip);
+    assert_eq!(closing(43401), both_closing, "after the client's reset");
     assert_no_drops(&dp);
 }
 

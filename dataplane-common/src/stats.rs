@@ -19,9 +19,19 @@ impl LbCounter {
     pub const CT_MISS_ESTABLISHED: Self = Self(2);
     /// New flows that went to the client's ClientIP-affinity backend.
     pub const AFFINITY_HITS: Self = Self(3);
+    /// Reply entries written again for a flow whose service entry lives on without one (a SYN
+    /// that meets it, or its forward traffic within a second): without it the backend's answers
+    /// would get no reverse NAT. Lost halves come from a conntrack sweep racing a new flow on
+    /// the same tuple, or from eviction of a full `CT4`.
+    pub const REPLY_RESTORED: Self = Self(4);
 
     /// Every defined counter, in number order.
-    pub const ALL: &'static [Self] = &[Self::NEW_FLOWS, Self::CT_MISS_ESTABLISHED, Self::AFFINITY_HITS];
+    pub const ALL: &'static [Self] = &[
+        Self::NEW_FLOWS,
+        Self::CT_MISS_ESTABLISHED,
+        Self::AFFINITY_HITS,
+        Self::REPLY_RESTORED,
+    ];
 
     /// Stable name for metrics and the CLI.
     pub const fn name(self) -> &'static str {
@@ -29,6 +39,7 @@ impl LbCounter {
             Self::NEW_FLOWS => "new_flows",
             Self::CT_MISS_ESTABLISHED => "ct_miss_established",
             Self::AFFINITY_HITS => "affinity_hits",
+            Self::REPLY_RESTORED => "reply_restored",
             _ => "unknown",
         }
     }
@@ -48,6 +59,7 @@ mod tests {
         assert_eq!(LbCounter::NEW_FLOWS.0, 1);
         assert_eq!(LbCounter::CT_MISS_ESTABLISHED.0, 2);
         assert_eq!(LbCounter::AFFINITY_HITS.0, 3);
+        assert_eq!(LbCounter::REPLY_RESTORED.0, 4);
         for w in LbCounter::ALL.windows(2) {
             assert!(w[0].0 < w[1].0);
         }

@@ -107,11 +107,17 @@ pub fn lookup_timed(key: &Ct4Key) -> Option<(Ct4Value, *mut Ct4Value, u64)> {
     live(ptr, key.proto, now).map(|(value, ptr)| (value, ptr, now))
 }
 
+/// Whether a packet with `tcp_flags` closes the flow of `seen`: its first FIN or RST.
+#[inline(always)]
+pub fn closes(seen: &Ct4Value, tcp_flags: u8) -> bool {
+    tcp_flags & (TCP_FIN | TCP_RST) != 0 && seen.flags & CT4_F_CLOSING == 0
+}
+
 /// Note a packet of the flow: stamp `last_seen_ns` (at most every `CT4_REFRESH_NS`), and
 /// shorten the lifetime once a TCP FIN or RST passes.
 #[inline(always)]
 pub fn refresh(ptr: *mut Ct4Value, seen: &Ct4Value, tcp_flags: u8, now: u64) {
-    let closing = tcp_flags & (TCP_FIN | TCP_RST) != 0 && seen.flags & CT4_F_CLOSING == 0;
+    let closing = closes(seen, tcp_flags);
     if !closing && now.wrapping_sub(seen.last_seen_ns) < CT4_REFRESH_NS {
         return;
     }

@@ -5,8 +5,10 @@
 //! A packet to a frontend is first matched against conntrack: an established flow keeps its
 //! backend as long as that backend still exists with the same address (a removed backend, or
 //! for UDP one that stopped serving, makes the flow choose again, so UDP flows never stick to a
-//! dead endpoint); a TCP SYN on the tuple of a closed connection is a new flow. A new flow gets a backend, a `CT4` reply entry (so reverse NAT can restore
-//! the frontend) and a service entry, then DNAT; a frontend without backends is refused.
+//! dead endpoint); a TCP SYN on the tuple of a closed connection is a new flow; an established
+//! flow whose reply entry went missing gets it back. A new flow gets a backend, a `CT4` reply
+//! entry (so reverse NAT can restore the frontend) and a service entry, then DNAT; a frontend
+//! without backends is refused.
 
 use aya_ebpf::{
     bindings::TC_ACT_REDIRECT,
@@ -209,7 +211,7 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
     if let Some((entry, ptr)) = known {
         if !reopens(&entry, pkt) && still_valid(&entry, pkt.proto) {
             ct::refresh(ptr, &entry, pkt.tcp_flags, now);
-            refresh_reply(&entry, pkt, now);
+            keep_reply(&entry, pkt, now)?;
             if entry.flags & CT4_F_SNAT != 0 {
                 nat::set_src(ctx, pkt, entry.snat_addr_be, entry.snat_port_be)?;
             }
@@ -300,33 +302,50 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
     Ok(Lb::Translated)
 }
 
-/// Keep the reply entry of an established flow alive with its forward traffic (a flow whose
-/// replies are rare must not lose its reverse NAT).
+/// Keep the reply entry of an established flow: refresh it with the forward traffic (a flow
+/// whose replies are rare must not lose its reverse NAT), at most once a second, on every TCP
+/// SYN, and when the flow closes (its first FIN or RST closes both entries); write it again when
+/// it is gone. The service entry is the flow's record: a reply entry lost on its own (a
+/// conntrack sweep that raced a new flow on the same tuple, eviction from a full `CT4`) would
+/// otherwise leave every answer of the backend without reverse NAT, and with a service entry
+/// that lives for hours, every reuse of that client port.
 #[inline(always)]
-fn refresh_reply(entry: &Ct4Value, pkt: &Ipv4Pkt, now: u64) {
-    if now.wrapping_sub(entry.last_seen_ns) < dataplane_common::ct::CT4_REFRESH_NS {
-        return;
+fn keep_reply(entry: &Ct4Value, pkt: &Ipv4Pkt, now: u64) -> Result<(), i32> {
+    let syn = pkt.proto == dataplane_common::lb::IPPROTO_TCP
+        && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let closes = ct::closes(entry, pkt.tcp_flags);
+    if !syn && !closes && now.wrapping_sub(entry.last_seen_ns) < dataplane_common::ct::CT4_REFRESH_NS {
+        return Ok(());
     }
+    let snat = entry.flags & CT4_F_SNAT != 0;
     let reply_key = Ct4Key {
         saddr_be: entry.addr_be,
-        daddr_be: if entry.flags & CT4_F_SNAT != 0 {
-            entry.snat_addr_be
-        } else {
-            pkt.saddr
-        },
+        daddr_be: if snat { entry.snat_addr_be } else { pkt.saddr },
         sport_be: entry.port_be,
-        dport_be: if entry.flags & CT4_F_SNAT != 0 {
-            entry.snat_port_be
-        } else {
-            pkt.sport_be
-        },
+        dport_be: if snat { entry.snat_port_be } else { pkt.sport_be },
         proto: pkt.proto,
         kind: CT4_KIND_REPLY,
         _pad: [0; 2],
     };
     if let Some((reply, ptr)) = ct::lookup(&reply_key, now) {
-        ct::refresh(ptr, &reply, 0, now);
+        ct::refresh(ptr, &reply, pkt.tcp_flags, now);
+        return Ok(());
     }
+    if closes {
+        // The flow ends: nothing to restore.
+        return Ok(());
+    }
+    let reply = Ct4Value {
+        last_seen_ns: now,
+        rev_nat_id: entry.rev_nat_id,
+        addr_be: pkt.saddr,
+        port_be: pkt.sport_be,
+        flags: entry.flags & !CT4_F_CLOSING,
+        ..Ct4Value::default()
+    };
+    ct::create(&reply_key, &reply)?;
+    stat(LbCounter::REPLY_RESTORED);
+    Ok(())
 }
 
 /// Answer a new flow to a frontend without backends and send the answer back where the

@@ -3,9 +3,9 @@
 
 use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::TcContext};
 use dataplane_common::{
-    ct::CT4_F_SNAT,
+    ct::{CT4_F_SNAT, CT4_KIND_SERVICE},
     lb::{SNAT_PORT_MAX, SNAT_PORT_MIN},
-    Ct4Key, Ct4Value, DropReason,
+    Ct4Key, Ct4Value, DropReason, Lb4RevNat,
 };
 
 use crate::{
@@ -82,12 +82,38 @@ pub fn rev_nat(ctx: &TcContext, pkt: &mut Ipv4Pkt) -> Result<bool, i32> {
     let Some(frontend) = (unsafe { LB4_REVNAT.get(entry.rev_nat_id) }).copied() else {
         return Err(drop(DropReason::REVNAT_MISSING));
     };
+    let closes = ct::closes(&entry, pkt.tcp_flags);
     ct::refresh(ptr, &entry, pkt.tcp_flags, now);
+    if closes {
+        close_service(&entry, &frontend, pkt.proto, pkt.tcp_flags);
+    }
     set_src(ctx, pkt, frontend.addr_be, frontend.port_be)?;
     if entry.flags & CT4_F_SNAT != 0 {
         set_dst(ctx, pkt, entry.addr_be, entry.port_be)?;
     }
     Ok(true)
+}
+
+/// Close the service entry of the flow whose reply entry `entry` just saw its first FIN or RST.
+/// A backend's RST (a refused or aborted connection) is often the flow's last packet: left open,
+/// the service entry would outlive its reply entry by hours and send the next connection from
+/// that client port to this backend without reverse NAT. A function of its own: inlined, it
+/// changes the caller's register allocation enough for the verifier to refuse it.
+#[inline(never)]
+fn close_service(entry: &Ct4Value, frontend: &Lb4RevNat, proto: u8, tcp_flags: u8) {
+    let service_key = Ct4Key {
+        saddr_be: entry.addr_be,
+        daddr_be: frontend.addr_be,
+        sport_be: entry.port_be,
+        dport_be: frontend.port_be,
+        proto,
+        kind: CT4_KIND_SERVICE,
+        _pad: [0; 2],
+    };
+    let now = ct::now();
+    if let Some((service, ptr)) = ct::lookup(&service_key, now) {
+        ct::refresh(ptr, &service, tcp_flags, now);
+    }
 }
 
 /// Record the reply entry of a flow whose source becomes `snat_addr`, choosing the source
