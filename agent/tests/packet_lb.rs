@@ -699,6 +699,68 @@ fn the_conntrack_sweep_removes_expired_entries_and_keeps_live_ones() {
     assert_eq!(conntrack_sweep_pinned(pins.path()).unwrap(), 0, "a second sweep finds nothing more");
 }
 
+/// The sweep never removes an entry a new flow wrote under an expired one's key while the sweep
+/// ran: a client reuses its ports within seconds, and a sweep that deleted by key could take the
+/// new flow's reply entry (its backend's answers then get no reverse NAT). Here a writer gives
+/// each of 4,000 expired keys one fresh entry while sweeps run; every key must survive.
+#[test]
+fn the_conntrack_sweep_keeps_entries_that_new_flows_wrote_while_it_ran() {
+    use aya::maps::{HashMap, Map, MapData};
+    use dataplane_common::ct::{Ct4Key, Ct4Value, CT4_F_CLOSING, CT4_KIND_REPLY};
+    use weft::datapath::conntrack_sweep_pinned;
+
+    let (pins, _dp) = two_backends("ctgc-race");
+    let open = || -> HashMap<MapData, Ct4Key, Ct4Value> {
+        let data = MapData::from_pin(pins.path().join("CT4")).expect("open the pinned CT4");
+        HashMap::try_from(Map::LruHashMap(data)).unwrap()
+    };
+    let now_ns = || {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: plain syscall writing into `t`.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    };
+    let keys: Vec<Ct4Key> = (0..4000u16)
+        .map(|i| Ct4Key {
+            saddr_be: b1().ip,
+            daddr_be: [172, 30, 0, 11],
+            sport_be: 8080u16.to_be(),
+            dport_be: (20000 + i).to_be(),
+            proto: 6,
+            kind: CT4_KIND_REPLY,
+            _pad: [0; 2],
+        })
+        .collect();
+    for round in 0..5 {
+        let mut ct = open();
+        let closed = Ct4Value {
+            last_seen_ns: now_ns() - 11_000_000_000,
+            flags: CT4_F_CLOSING,
+            ..Ct4Value::default()
+        };
+        for k in &keys {
+            ct.insert(k, closed, 0).unwrap();
+        }
+        let writer = {
+            let (keys, mut ct) = (keys.clone(), open());
+            std::thread::spawn(move || {
+                for k in keys.iter().rev() {
+                    let fresh = Ct4Value { last_seen_ns: now_ns(), ..Ct4Value::default() };
+                    ct.insert(k, fresh, 0).unwrap();
+                    // Spread over many sweeps, as new flows arrive.
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            })
+        };
+        while !writer.is_finished() {
+            conntrack_sweep_pinned(pins.path()).unwrap();
+        }
+        writer.join().unwrap();
+        let lost = keys.iter().filter(|k| ct.get(k, 0).is_err()).count();
+        assert_eq!(lost, 0, "round {round}: the sweep removed {lost} entries new flows had written");
+    }
+}
+
 /// A local pod's address is never a frontend: `from_pod` looks the destination up in
 /// `ENDPOINTS4` first and delivers to the pod without the Service step (docs/design.md, the
 /// invariant plain pod traffic saves a lookup on). A frontend at a pod's address (an externalIP

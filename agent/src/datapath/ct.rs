@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use aya::maps::{HashMap, Map, MapData, MapError};
+use aya::maps::{HashMap, IterableMap, Map, MapData, MapError};
 use dataplane_common::ct::{
     ct4_expired, ct4_lifetime_s, Ct4Key, Ct4Value, CT4_F_CLOSING, CT4_F_EXTERNAL, CT4_F_HAIRPIN, CT4_F_SNAT,
     CT4_KIND_POLICY_EGRESS, CT4_KIND_POLICY_INGRESS, CT4_KIND_REPLY, CT4_KIND_SERVICE,
@@ -125,9 +125,11 @@ fn remove(ct: &mut Ct4Map, k: &Ct4Key) -> Result<bool, DatapathError> {
 /// occupancy metric as if live). Returns how many went. The agent runs this periodically, as
 /// Cilium's conntrack GC does.
 ///
-/// Each candidate of the walk is read again and deleted at once if still expired: a flow that
-/// came back (or a new flow that took the same key) since the walk keeps its entry. What remains
-/// is the few microseconds between that read and the delete, as in Cilium's GC.
+/// A walk's candidate may have been taken by a new flow since (a client port is reused within
+/// seconds), and the datapath writes the new entry under the same key. A delete by key would
+/// remove the new flow's entry: its backend's answers then get no reverse NAT. So each candidate
+/// is re-read, then taken with one atomic lookup-and-delete, and an entry that turns out live is
+/// written back unless the datapath has written the key again meanwhile.
 fn sweep(ct: &mut Ct4Map) -> Result<usize, DatapathError> {
     let walked = monotonic_ns();
     let mut candidates = Vec::new();
@@ -140,14 +142,73 @@ fn sweep(ct: &mut Ct4Map) -> Result<usize, DatapathError> {
     let mut removed = 0;
     for k in candidates {
         match ct.get(&k, 0) {
-            Ok(v) if ct4_expired(v.last_seen_ns, v.flags, k.proto, monotonic_ns()) => {
-                removed += usize::from(remove(ct, &k)?);
-            }
-            Ok(_) | Err(MapError::KeyNotFound) => {}
+            Ok(v) if ct4_expired(v.last_seen_ns, v.flags, k.proto, monotonic_ns()) => {}
+            Ok(_) | Err(MapError::KeyNotFound) => continue,
             Err(e) => return Err(err(e)),
+        }
+        match take(ct, &k)? {
+            Some(v) if ct4_expired(v.last_seen_ns, v.flags, k.proto, monotonic_ns()) => removed += 1,
+            Some(live) => put_back(ct, &k, &live)?,
+            None => {}
         }
     }
     Ok(removed)
+}
+
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (hash maps since Linux 5.14): the value that was deleted,
+/// under the bucket's lock, or `None` when the key was gone. aya keeps its wrapper of this
+/// command to itself (queues and stacks), hence the syscall here.
+fn take(ct: &Ct4Map, k: &Ct4Key) -> Result<Option<Ct4Value>, DatapathError> {
+    use std::os::fd::{AsFd, AsRawFd};
+    const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+    #[repr(C)]
+    struct MapElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut value = Ct4Value::default();
+    let attr = MapElemAttr {
+        map_fd: IterableMap::map(ct).fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: k as *const Ct4Key as u64,
+        value: &mut value as *mut Ct4Value as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a valid `bpf_attr` prefix for this command; `key` and `value` point at
+    // live buffers of the map's key and value sizes for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            &attr as *const MapElemAttr,
+            size_of::<MapElemAttr>() as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(Some(value));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        return Ok(None);
+    }
+    Err(err(MapError::SyscallError(aya::sys::SyscallError {
+        call: "bpf_map_lookup_and_delete_elem",
+        io_error: e,
+    })))
+}
+
+/// Write back a live entry [`take`] removed, unless the datapath wrote the key again meanwhile
+/// (`BPF_NOEXIST`: its entry is newer).
+fn put_back(ct: &mut Ct4Map, k: &Ct4Key, v: &Ct4Value) -> Result<(), DatapathError> {
+    const BPF_NOEXIST: u64 = 1;
+    match ct.insert(k, v, BPF_NOEXIST) {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// [`sweep`] of the `CT4` pinned under `pin_dir`, through a handle of its own. `CT4` is the
