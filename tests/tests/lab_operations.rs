@@ -93,6 +93,7 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
     );
     let (rate, dns_rate) = (RATE.to_string(), DNS_RATE.to_string());
     let drops_before: Vec<_> = nodes.iter().map(|(n, _)| drop_counters(&lab, n)).collect();
+    let counters_before: Vec<_> = nodes.iter().map(|(n, _)| service_counters(&lab, n)).collect();
     let tcp_before = outside_tcp_counters(&lab);
     let endpoints = ReadyWatch::start(&lab);
     let started = now_ms();
@@ -208,10 +209,11 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
         "\noperations under load ({elapsed_s:.0} s):\n{}",
         render(&events, &runs, &attributed)
     );
-    for ((node, _), before) in nodes.iter().zip(&drops_before) {
+    for (((node, _), before), counters_before) in nodes.iter().zip(&drops_before).zip(&counters_before) {
         eprintln!(
-            "{node}'s datapath drops during the run: {:?}",
-            grown(before, &drop_counters(&lab, node))
+            "{node}'s datapath drops during the run: {:?}; Service path counters: {:?}",
+            grown(before, &drop_counters(&lab, node)),
+            grown(counters_before, &service_counters(&lab, node))
         );
     }
     eprintln!(
@@ -248,10 +250,12 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
         }
     }
     // Every failure is excused (the workload's, the cluster's) or the test fails, except for a
-    // few NodePort handshakes left unanswered for a second. There were 0 to 10 per run until the
-    // entry node stopped reusing a closed flow's service entry for a new SYN (its reply entry
-    // could be gone); since then four runs had 0, 0, 0 and 1 (in a rollback), cause not found:
-    // why issue 13 stays open. A budget of them is tolerated and reported.
+    // few NodePort handshakes left unanswered for a second. Two causes are fixed: a closed flow's
+    // service entry reused by a new SYN after its reply entry had expired, and a backend's RST
+    // that closed the reply entry alone (the service entry then lived on for hours, and every
+    // reuse of that client port failed: 18 in one CI run). One handshake in a run before those
+    // fixes had its SYN-ACK reach the outside host and go unanswered, cause not found: the
+    // budget stays for it, and issue 13 stays open.
     let (lost_handshakes, weft_failures): (Vec<_>, Vec<_>) = attributed
         .iter()
         .filter(|a| a.excused.is_none())
@@ -283,6 +287,12 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
 fn drop_counters(lab: &Lab, node: &str) -> Vec<(String, u64)> {
     let st = weft_json(lab, node, &["status"]);
     serde_json::from_value(st["drops"].clone()).expect("drops as [reason, count] pairs")
+}
+
+/// weft's Service path counters on `node` (`reply_restored` among them), by name.
+fn service_counters(lab: &Lab, node: &str) -> Vec<(String, u64)> {
+    let st = weft_json(lab, node, &["status"]);
+    serde_json::from_value(st["service_counters"].clone()).expect("counters as [name, count] pairs")
 }
 
 /// The outside host's TCP counters that show lost handshakes (`nstat`).

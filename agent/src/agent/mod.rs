@@ -506,6 +506,12 @@ impl Agent {
                 .into_iter()
                 .map(|(n, c)| (n.to_owned(), c))
                 .collect(),
+            service_counters: self
+                .datapath
+                .lb_counters()?
+                .into_iter()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect(),
             node: view.node,
             routes: view.routes,
         })

@@ -228,6 +228,10 @@ pub struct StatusReport {
     pub attachments: Vec<AttachmentInfo>,
     pub endpoints: Vec<EndpointInfo>,
     pub drops: Vec<(String, u64)>,
+    /// Service path counters (`new_flows`, `ct_miss_established`, `affinity_hits`,
+    /// `reply_restored`): not drops, signs of how the datapath's conntrack fares.
+    #[serde(default)]
+    pub service_counters: Vec<(String, u64)>,
     /// This node's name, when the agent runs as a Kubernetes controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

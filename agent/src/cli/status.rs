@@ -107,6 +107,13 @@ pub fn render(r: &StatusReport) -> String {
         .map(|(n, c)| vec![n.clone(), c.to_string()])
         .collect();
     out += &table(&["REASON", "PACKETS"], &drops);
+    out += "\nSERVICE PATH COUNTERS\n";
+    let counters: Vec<Vec<String>> = r
+        .service_counters
+        .iter()
+        .map(|(n, c)| vec![n.clone(), c.to_string()])
+        .collect();
+    out += &table(&["COUNTER", "COUNT"], &counters);
     out
 }
 
@@ -143,6 +150,7 @@ mod tests {
                 program: crate::api::LinkProgram::Previous,
             }],
             drops: vec![("no_endpoint".into(), 3)],
+            service_counters: vec![("reply_restored".into(), 1)],
             node: Some("node-1".into()),
             routes: vec![crate::api::RouteInfo {
                 pod_cidr: "10.200.2.0/24".parse().unwrap(),
@@ -182,6 +190,11 @@ mod tests {
             lines
                 .iter()
                 .any(|l| l.starts_with("no_endpoint") && l.ends_with('3')),
+            "{text}"
+        );
+        let counters = text.split("SERVICE PATH COUNTERS\n").nth(1).expect(&text);
+        assert!(
+            counters.lines().any(|l| l.starts_with("reply_restored") && l.ends_with('1')),
             "{text}"
         );
     }
