@@ -580,7 +580,7 @@ fn in_node_clients_of_an_external_traffic_policy_local_nodeport_use_every_endpoi
 
 #[test]
 fn conntrack_and_metrics_show_both_entries_of_a_translated_flow() {
-    let (_pins, dp) = two_backends("ctlist");
+    let (pins, dp) = two_backends("ctlist");
     let out = dp.test_run_from_pod(&syn(58000)).unwrap();
     let b = seen(&out.frame).dst;
     let entries = dp.conntrack().unwrap();
@@ -602,6 +602,10 @@ fn conntrack_and_metrics_show_both_entries_of_a_translated_flow() {
     );
     assert_eq!(m.conntrack_capacity, 131072);
     assert_eq!(m.counters[0], ("new_flows".to_owned(), 1));
+    // What /metrics reads, from the pins alone.
+    let f = weft::datapath::read_stats(pins.path()).unwrap();
+    assert_eq!(f.service_path[0], ("new_flows", 1));
+    assert!(f.maps.contains(&("CT4", 2, 131072)), "{:?}", f.maps);
 }
 
 #[test]

@@ -342,6 +342,7 @@ fn stats_source(pin_dir: &Path) -> StatsSource {
         let f = crate::datapath::read_stats(&pin_dir).map_err(|e| e.to_string())?;
         Ok(DatapathStats {
             drops: f.drops,
+            service_path: f.service_path,
             map_entries: f.maps.iter().map(|(m, n, _)| (*m, *n)).collect(),
             map_capacity: f.maps.iter().map(|(m, _, c)| (*m, *c)).collect(),
         })

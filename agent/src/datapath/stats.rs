@@ -6,22 +6,23 @@ use std::path::Path;
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use dataplane_common::maps::{
-    CT4, CT4_MAX_ENTRIES, DROP_STATS, ENDPOINTS4, ENDPOINTS4_MAX_ENTRIES, LB4_BACKENDS,
+    CT4, CT4_MAX_ENTRIES, DROP_STATS, ENDPOINTS4, LB4_STATS, ENDPOINTS4_MAX_ENTRIES, LB4_BACKENDS,
     LB4_BACKENDS_MAX_ENTRIES, LB4_SERVICES, LB4_SERVICES_MAX_ENTRIES, NODE_ROUTES4,
     NODE_ROUTES4_MAX_ENTRIES, IPCACHE4, IPCACHE4_MAX_ENTRIES, POLICY4, POLICY4_MAX_ENTRIES, POLICY_EP4,
     POLICY_EP4_MAX_ENTRIES,
 };
 use dataplane_common::{
-    Ct4Key, Ct4Value, DropReason, Endpoint4Key, Endpoint4Value, Lb4Backend, Lb4Key, Lb4Service,
+    Ct4Key, Ct4Value, Endpoint4Key, Endpoint4Value, Lb4Backend, Lb4Key, Lb4Service,
     NodeRoute4Value, IpCache4Value, Policy4Data, Policy4Value, PolicyEp4Value,
 };
 
 use super::DatapathError;
 
-/// Drops by reason and (entries, capacity) by map.
+/// Drops by reason, Service path counters and (entries, capacity) by map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Figures {
     pub drops: Vec<(&'static str, u64)>,
+    pub service_path: Vec<(&'static str, u64)>,
     pub maps: Vec<(&'static str, u64, u64)>,
 }
 
@@ -35,15 +36,11 @@ fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
 
 /// Read the figures from the maps pinned under `pin_dir`.
 pub fn read_stats(pin_dir: &Path) -> Result<Figures, DatapathError> {
-    let drops: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(Map::PerCpuArray(open(pin_dir, DROP_STATS)?)).map_err(err(DROP_STATS))?;
-    let drops = DropReason::ALL
-        .iter()
-        .map(|r| {
-            let per_cpu = drops.get(&r.index(), 0).map_err(err(DROP_STATS))?;
-            Ok((r.name(), per_cpu.iter().sum()))
-        })
-        .collect::<Result<Vec<_>, DatapathError>>()?;
+    let per_cpu = |name| -> Result<PerCpuArray<MapData, u64>, DatapathError> {
+        PerCpuArray::try_from(Map::PerCpuArray(open(pin_dir, name)?)).map_err(err(name))
+    };
+    let drops = super::drop::drops_in(&per_cpu(DROP_STATS)?)?;
+    let service_path = super::drop::lb_counters_in(&per_cpu(LB4_STATS)?)?;
     let endpoints: HashMap<MapData, Endpoint4Key, Endpoint4Value> =
         HashMap::try_from(Map::HashMap(open(pin_dir, ENDPOINTS4)?)).map_err(err(ENDPOINTS4))?;
     let routes: LpmTrie<MapData, [u8; 4], NodeRoute4Value> =
@@ -62,6 +59,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<Figures, DatapathError> {
         HashMap::try_from(Map::HashMap(open(pin_dir, POLICY_EP4)?)).map_err(err(POLICY_EP4))?;
     Ok(Figures {
         drops,
+        service_path,
         maps: vec![
             (ENDPOINTS4, endpoints.keys().count() as u64, ENDPOINTS4_MAX_ENTRIES as u64),
             (NODE_ROUTES4, routes.keys().count() as u64, NODE_ROUTES4_MAX_ENTRIES as u64),

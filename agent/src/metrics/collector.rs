@@ -1,4 +1,5 @@
-//! Datapath figures read at scrape time: drops by reason and map occupancy.
+//! Datapath figures read at scrape time: drops by reason, Service path counters and map
+//! occupancy.
 
 use std::sync::Arc;
 
@@ -13,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 pub struct DatapathStats {
     /// Packets dropped, by stable reason name.
     pub drops: Vec<(&'static str, u64)>,
+    /// Service path counters (`new_flows`, `reply_restored`, …), by name.
+    pub service_path: Vec<(&'static str, u64)>,
     /// Entries in each map, by map name.
     pub map_entries: Vec<(&'static str, u64)>,
     /// Capacity of each map, by map name.
@@ -28,6 +31,11 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabel {
+    counter: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MapLabel {
     map: &'static str,
 }
@@ -40,6 +48,25 @@ impl std::fmt::Debug for DatapathCollector {
     }
 }
 
+/// One counter family `name`, a sample per named value, labelled by `label`.
+fn counters<L>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(&'static str, u64)],
+    label: impl Fn(&'static str) -> L,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let fam = Family::<L, Counter>::default();
+    for (n, v) in values {
+        fam.get_or_create(&label(n)).inc_by(*v);
+    }
+    let e = encoder.encode_descriptor(name, help, None, fam.metric_type())?;
+    fam.encode(e)
+}
+
 impl Collector for DatapathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = match (self.0)() {
@@ -49,17 +76,20 @@ impl Collector for DatapathCollector {
                 return Ok(());
             }
         };
-        let drops = Family::<Reason, Counter>::default();
-        for (reason, n) in &stats.drops {
-            drops.get_or_create(&Reason { reason }).inc_by(*n);
-        }
-        let e = encoder.encode_descriptor(
+        counters(
+            &mut encoder,
             "weft_datapath_drops",
             "Packets the eBPF datapath dropped, by reason",
-            None,
-            drops.metric_type(),
+            &stats.drops,
+            |reason| Reason { reason },
         )?;
-        drops.encode(e)?;
+        counters(
+            &mut encoder,
+            "weft_service_path",
+            "Service path events of the eBPF datapath (new flows, established segments without a conntrack entry, affinity hits, restored reply entries)",
+            &stats.service_path,
+            |counter| CounterLabel { counter },
+        )?;
         for (name, help, values) in [
             ("weft_map_entries", "Entries in each BPF map", &stats.map_entries),
             ("weft_map_capacity", "Capacity (max entries) of each BPF map", &stats.map_capacity),
@@ -72,5 +102,36 @@ impl Collector for DatapathCollector {
             fam.encode(e)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    #[test]
+    fn a_scrape_shows_drops_service_path_counters_and_map_occupancy() {
+        let source: StatsSource = Arc::new(|| {
+            Ok(DatapathStats {
+                drops: vec![("ct_full", 3)],
+                service_path: vec![("new_flows", 10), ("reply_restored", 2)],
+                map_entries: vec![("CT4", 7)],
+                map_capacity: vec![("CT4", 131072)],
+            })
+        });
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(DatapathCollector(source)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"weft_datapath_drops_total{reason="ct_full"} 3"#,
+            r#"weft_service_path_total{counter="new_flows"} 10"#,
+            r#"weft_service_path_total{counter="reply_restored"} 2"#,
+            r#"weft_map_entries{map="CT4"} 7"#,
+            r#"weft_map_capacity{map="CT4"} 131072"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
     }
 }
