@@ -184,16 +184,21 @@ fn a_new_connection_on_the_tuple_of_a_closed_one_gets_its_reverse_nat() {
 
     // A new connection from the same port, and its backend's answer.
     let b = backend_pod(seen(&dp.test_run_from_pod(&syn(43100)).unwrap().frame).dst);
+    assert_syn_ack_comes_from_the_vip(&dp, &b, 43100);
+    assert_no_drops(&dp);
+}
+
+/// The SYN-ACK `b` sends to the client's `port` leaves from the ClusterIP, checksums exact.
+fn assert_syn_ack_comes_from_the_vip(dp: &weft::datapath::Datapath, b: &Pod, port: u16) {
     let syn_ack = from_pod(
-        &b,
-        &tcp_packet(b.ip, 8080, client().ip, 43100, 9000, 1001, TCP_SYN | TCP_ACK, &[]),
+        b,
+        &tcp_packet(b.ip, 8080, client().ip, port, 9000, 1001, TCP_SYN | TCP_ACK, &[]),
     );
     let out = dp.test_run_from_pod(&syn_ack).unwrap();
     let s = seen(&out.frame);
     assert_eq!((s.src, s.sport), (VIP, 80), "the SYN-ACK comes from the ClusterIP");
-    assert_eq!((s.dst, s.dport), (client().ip, 43100));
+    assert_eq!((s.dst, s.dport), (client().ip, port));
     assert_checksums(&out.frame);
-    assert_no_drops(&dp);
 }
 
 /// Delete the one reply entry in the pinned `CT4` (as expiry, eviction or a sweep would).
@@ -226,15 +231,7 @@ fn a_syn_on_a_flow_whose_reply_entry_is_gone_gets_it_back() {
     let again = seen(&dp.test_run_from_pod(&syn(43300)).unwrap().frame).dst;
     assert_eq!(again, first, "the flow kept its backend");
     let b = backend_pod(first);
-    let syn_ack = from_pod(
-        &b,
-        &tcp_packet(b.ip, 8080, client().ip, 43300, 9000, 1001, TCP_SYN | TCP_ACK, &[]),
-    );
-    let out = dp.test_run_from_pod(&syn_ack).unwrap();
-    let s = seen(&out.frame);
-    assert_eq!((s.src, s.sport), (VIP, 80), "the SYN-ACK comes from the ClusterIP");
-    assert_eq!((s.dst, s.dport), (client().ip, 43300));
-    assert_checksums(&out.frame);
+    assert_syn_ack_comes_from_the_vip(&dp, &b, 43300);
     let restored = dp.lb_counters().unwrap().into_iter().find(|(n, _)| *n == "reply_restored");
     assert_eq!(restored, Some(("reply_restored", 1)));
     assert_no_drops(&dp);

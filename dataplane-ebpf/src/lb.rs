@@ -187,9 +187,26 @@ fn still_valid(entry: &Ct4Value, proto: u8) -> bool {
 /// retransmitted SYN of a live connection (no FIN seen) keeps its entry and its backend.
 #[inline(always)]
 fn reopens(entry: &Ct4Value, pkt: &Ipv4Pkt) -> bool {
-    pkt.proto == dataplane_common::lb::IPPROTO_TCP
-        && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-        && entry.flags & CT4_F_CLOSING != 0
+    is_syn(pkt) && entry.flags & CT4_F_CLOSING != 0
+}
+
+/// A TCP SYN without ACK: a connection's first segment (or its retransmission).
+#[inline(always)]
+fn is_syn(pkt: &Ipv4Pkt) -> bool {
+    pkt.proto == dataplane_common::lb::IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// The reply entry of `pkt`'s flow (as the client sent it): reverse NAT back to the client.
+#[inline(always)]
+fn reply_entry(pkt: &Ipv4Pkt, rev_nat_id: u16, flags: u16, now: u64) -> Ct4Value {
+    Ct4Value {
+        last_seen_ns: now,
+        rev_nat_id,
+        addr_be: pkt.saddr,
+        port_be: pkt.sport_be,
+        flags,
+        ..Ct4Value::default()
+    }
 }
 
 /// The Service step for a packet that entered at `origin`: DNAT (and source translation for
@@ -257,14 +274,12 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
         flags |= CT4_F_EXTERNAL;
     }
     // The reply entry first: the backend may answer before this function returns.
-    let reply_value = Ct4Value {
-        last_seen_ns: now,
-        rev_nat_id: svc.rev_nat_id,
-        addr_be: pkt.saddr,
-        port_be: pkt.sport_be,
-        flags: flags | if snat_addr.is_some() { CT4_F_SNAT } else { 0 },
-        ..Ct4Value::default()
-    };
+    let reply_value = reply_entry(
+        pkt,
+        svc.rev_nat_id,
+        flags | if snat_addr.is_some() { CT4_F_SNAT } else { 0 },
+        now,
+    );
     let mut reply_key = Ct4Key {
         saddr_be: b.addr_be,
         daddr_be: snat_addr.unwrap_or(pkt.saddr),
@@ -311,8 +326,7 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
 /// that lives for hours, every reuse of that client port.
 #[inline(always)]
 fn keep_reply(entry: &Ct4Value, pkt: &Ipv4Pkt, now: u64) -> Result<(), i32> {
-    let syn = pkt.proto == dataplane_common::lb::IPPROTO_TCP
-        && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let syn = is_syn(pkt);
     let closes = ct::closes(entry, pkt.tcp_flags);
     if !syn && !closes && now.wrapping_sub(entry.last_seen_ns) < dataplane_common::ct::CT4_REFRESH_NS {
         return Ok(());
@@ -335,15 +349,7 @@ fn keep_reply(entry: &Ct4Value, pkt: &Ipv4Pkt, now: u64) -> Result<(), i32> {
         // The flow ends: nothing to restore.
         return Ok(());
     }
-    let reply = Ct4Value {
-        last_seen_ns: now,
-        rev_nat_id: entry.rev_nat_id,
-        addr_be: pkt.saddr,
-        port_be: pkt.sport_be,
-        flags: entry.flags & !CT4_F_CLOSING,
-        ..Ct4Value::default()
-    };
-    ct::create(&reply_key, &reply)?;
+    ct::create(&reply_key, &reply_entry(pkt, entry.rev_nat_id, entry.flags & !CT4_F_CLOSING, now))?;
     stat(LbCounter::REPLY_RESTORED);
     Ok(())
 }

@@ -94,8 +94,8 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
         format!("{entry_ip}:{stream_np}"),
     );
     let (rate, dns_rate) = (RATE.to_string(), DNS_RATE.to_string());
-    let drops_before: Vec<_> = nodes.iter().map(|(n, _)| drop_counters(&lab, n)).collect();
-    let counters_before: Vec<_> = nodes.iter().map(|(n, _)| service_counters(&lab, n)).collect();
+    let drops_before: Vec<_> = nodes.iter().map(|(n, _)| status_counts(&lab, n, "drops")).collect();
+    let counters_before: Vec<_> = nodes.iter().map(|(n, _)| status_counts(&lab, n, "service_counters")).collect();
     let tcp_before = outside_tcp_counters(&lab);
     let endpoints = ReadyWatch::start(&lab);
     let started = now_ms();
@@ -214,8 +214,8 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
     for (((node, _), before), counters_before) in nodes.iter().zip(&drops_before).zip(&counters_before) {
         eprintln!(
             "{node}'s datapath drops during the run: {:?}; Service path counters: {:?}",
-            grown(before, &drop_counters(&lab, node)),
-            grown(counters_before, &service_counters(&lab, node))
+            grown(before, &status_counts(&lab, node, "drops")),
+            grown(counters_before, &status_counts(&lab, node, "service_counters"))
         );
     }
     eprintln!(
@@ -290,16 +290,11 @@ fn restarts_kills_an_api_outage_and_scaling_under_load_fail_no_request() {
     assert!(left.is_empty(), "lab down left things behind: {left:#?}");
 }
 
-/// weft's drop counters on `node`, by reason.
-fn drop_counters(lab: &Lab, node: &str) -> Vec<(String, u64)> {
+/// One of `weft status`'s named counts on `node` (`drops` by reason, `service_counters` such as
+/// `reply_restored`).
+fn status_counts(lab: &Lab, node: &str, field: &str) -> Vec<(String, u64)> {
     let st = weft_json(lab, node, &["status"]);
-    serde_json::from_value(st["drops"].clone()).expect("drops as [reason, count] pairs")
-}
-
-/// weft's Service path counters on `node` (`reply_restored` among them), by name.
-fn service_counters(lab: &Lab, node: &str) -> Vec<(String, u64)> {
-    let st = weft_json(lab, node, &["status"]);
-    serde_json::from_value(st["service_counters"].clone()).expect("counters as [name, count] pairs")
+    serde_json::from_value(st[field].clone()).expect("[name, count] pairs")
 }
 
 /// The outside host's TCP counters that show lost handshakes (`nstat`).

@@ -500,20 +500,15 @@ impl Agent {
                     })
                 })
                 .collect::<Result<_, DatapathError>>()?,
-            drops: self
-                .datapath
-                .drop_counters()?
-                .into_iter()
-                .map(|(n, c)| (n.to_owned(), c))
-                .collect(),
-            service_counters: self
-                .datapath
-                .lb_counters()?
-                .into_iter()
-                .map(|(n, c)| (n.to_owned(), c))
-                .collect(),
+            drops: owned_names(self.datapath.drop_counters()?),
+            service_counters: owned_names(self.datapath.lb_counters()?),
             node: view.node,
             routes: view.routes,
         })
     }
+}
+
+/// Named counts with owned names, as the API carries them.
+fn owned_names(counts: Vec<(&'static str, u64)>) -> Vec<(String, u64)> {
+    counts.into_iter().map(|(n, c)| (n.to_owned(), c)).collect()
 }

@@ -101,20 +101,16 @@ pub fn render(r: &StatusReport) -> String {
         out += &table(&["POD CIDR", "NODE", "NODE IP", "VIA"], &routes);
     }
     out += "\nDROPS\n";
-    let drops: Vec<Vec<String>> = r
-        .drops
-        .iter()
-        .map(|(n, c)| vec![n.clone(), c.to_string()])
-        .collect();
-    out += &table(&["REASON", "PACKETS"], &drops);
+    out += &counts_table(["REASON", "PACKETS"], &r.drops);
     out += "\nSERVICE PATH COUNTERS\n";
-    let counters: Vec<Vec<String>> = r
-        .service_counters
-        .iter()
-        .map(|(n, c)| vec![n.clone(), c.to_string()])
-        .collect();
-    out += &table(&["COUNTER", "COUNT"], &counters);
+    out += &counts_table(["COUNTER", "COUNT"], &r.service_counters);
     out
+}
+
+/// A two-column table of named counts.
+fn counts_table(headers: [&str; 2], counts: &[(String, u64)]) -> String {
+    let rows: Vec<Vec<String>> = counts.iter().map(|(n, c)| vec![n.clone(), c.to_string()]).collect();
+    table(&headers, &rows)
 }
 
 #[cfg(test)]
