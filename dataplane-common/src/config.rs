@@ -15,6 +15,16 @@ pub const DP_F_LOG: u32 = 2;
 /// over, so a flow whose packets straddle the swap of a link's program keeps its translation.
 /// Set from the agent's start until its migration finished (`agent::datapath::migrate`).
 pub const DP_F_CT4_MIGRATING: u32 = 4;
+/// Bit in [`DpConfig::flags`]: the node's kernel conntrack may hold Service connections that
+/// kube-proxy translated (a switch from kube-proxy to weft, or back, is under way). A TCP
+/// segment to a frontend that is not a connection's first (no SYN) and has no `CT4` entry is
+/// left to the stack, whose conntrack keeps kube-proxy's translation; weft's own flows keep
+/// theirs. Needs kernel host routing, so that the stack sees both directions of those flows.
+pub const DP_F_HANDOFF: u32 = 8;
+/// Bit in [`DpConfig::flags`]: new Service connections are the stack's (kube-proxy's), not
+/// weft's: a packet to a frontend without a live `CT4` entry is left to the stack. Set while weft
+/// hands a node back to kube-proxy, so the flows it translated keep their translation to the end.
+pub const DP_F_KERNEL_NEW_FLOWS: u32 = 16;
 
 /// The single value of `DP_CONFIG` (array map, index 0).
 ///
@@ -45,6 +55,12 @@ impl DpConfig {
     }
     pub const fn ct4_migrating(&self) -> bool {
         self.flags & DP_F_CT4_MIGRATING != 0
+    }
+    pub const fn handoff(&self) -> bool {
+        self.flags & DP_F_HANDOFF != 0
+    }
+    pub const fn kernel_new_flows(&self) -> bool {
+        self.flags & DP_F_KERNEL_NEW_FLOWS != 0
     }
 }
 

@@ -24,6 +24,11 @@ impl LbCounter {
     /// would get no reverse NAT. Lost halves come from a conntrack sweep racing a new flow on
     /// the same tuple, or from eviction of a full `CT4`.
     pub const REPLY_RESTORED: Self = Self(4);
+    /// Packets to a frontend left to the node's stack during a switch from or to kube-proxy
+    /// (`DP_F_HANDOFF`, `DP_F_KERNEL_NEW_FLOWS`): segments of connections kube-proxy translated,
+    /// or new connections while kube-proxy takes them. Once it stops rising, no connection of
+    /// kube-proxy's is left on the node.
+    pub const HANDED_TO_KERNEL: Self = Self(5);
 
     /// Every defined counter, in number order.
     pub const ALL: &'static [Self] = &[
@@ -31,6 +36,7 @@ impl LbCounter {
         Self::CT_MISS_ESTABLISHED,
         Self::AFFINITY_HITS,
         Self::REPLY_RESTORED,
+        Self::HANDED_TO_KERNEL,
     ];
 
     /// Stable name for metrics and the CLI.
@@ -40,6 +46,7 @@ impl LbCounter {
             Self::CT_MISS_ESTABLISHED => "ct_miss_established",
             Self::AFFINITY_HITS => "affinity_hits",
             Self::REPLY_RESTORED => "reply_restored",
+            Self::HANDED_TO_KERNEL => "handed_to_kernel",
             _ => "unknown",
         }
     }
@@ -60,6 +67,7 @@ mod tests {
         assert_eq!(LbCounter::CT_MISS_ESTABLISHED.0, 2);
         assert_eq!(LbCounter::AFFINITY_HITS.0, 3);
         assert_eq!(LbCounter::REPLY_RESTORED.0, 4);
+        assert_eq!(LbCounter::HANDED_TO_KERNEL.0, 5);
         for w in LbCounter::ALL.windows(2) {
             assert!(w[0].0 < w[1].0);
         }

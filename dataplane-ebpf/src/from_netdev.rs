@@ -55,7 +55,7 @@ fn try_from_netdev(ctx: &TcContext) -> Result<i32, i32> {
         // the outside client (or a request whose source became this node's address, to a
         // backend outside the pod network).
         if pkt.saddr != source {
-            if let Some(verdict) = fwd::to_uplink(ctx, &mut pkt, &cfg)? {
+            if let Some(verdict) = fwd::leave_translated(ctx, &mut pkt, &cfg)? {
                 return Ok(verdict);
             }
         }

@@ -61,7 +61,7 @@ fn try_from_pod(ctx: &TcContext) -> Result<i32, i32> {
     // A reply reverse-NATed to a frontend (a NodePort: one of this node's addresses) for a
     // client outside the cluster.
     if pkt.saddr != source {
-        if let Some(verdict) = fwd::to_uplink(ctx, &mut pkt, &cfg)? {
+        if let Some(verdict) = fwd::leave_translated(ctx, &mut pkt, &cfg)? {
             return Ok(verdict);
         }
     }

@@ -187,14 +187,27 @@ fn to_remote_node(
 }
 
 /// A packet whose source this node translated (a reply reverse-NATed to a NodePort, or a
-/// request source-translated to a node address) that goes neither to a local pod nor to
-/// another node's pod CIDR: out of the uplink, along the node's routes (`bpf_redirect_neigh`
-/// with no next hop does the route lookup). Handing it to the stack would lose it: the stack
-/// drops a forwarded packet whose source is one of its own addresses as a martian. `None`
-/// without eBPF host routing or a known uplink (the stack then tries).
+/// request source-translated to a node address) and that is not for a local pod: to the node
+/// that owns its destination, else out of the uplink along the node's routes
+/// (`bpf_redirect_neigh` with no next hop does the route lookup). In either routing mode:
+/// handing it to the stack would lose it, since the stack drops a forwarded packet whose source
+/// is one of its own addresses as a martian. `None` for a local pod (the stack delivers it in
+/// kernel routing mode) or without a known uplink (the stack then tries).
 #[inline(always)]
-pub fn to_uplink(ctx: &TcContext, pkt: &mut Ipv4Pkt, cfg: &DpConfig) -> Result<Option<i32>, i32> {
-    if !cfg.bpf_host_routing() || cfg.uplink_ifindex == 0 {
+pub fn leave_translated(ctx: &TcContext, pkt: &mut Ipv4Pkt, cfg: &DpConfig) -> Result<Option<i32>, i32> {
+    if local_pod(pkt.daddr).is_some() {
+        return Ok(None);
+    }
+    if let Some(route) = remote_node(pkt.daddr) {
+        return to_remote_node(ctx, pkt, &route, cfg).map(Some);
+    }
+    to_uplink(ctx, pkt, cfg)
+}
+
+/// Out of the uplink for [`leave_translated`].
+#[inline(always)]
+fn to_uplink(ctx: &TcContext, pkt: &mut Ipv4Pkt, cfg: &DpConfig) -> Result<Option<i32>, i32> {
+    if cfg.uplink_ifindex == 0 {
         return Ok(None);
     }
     if !ttl_allows_forwarding(pkt) {

@@ -21,11 +21,12 @@ use dataplane_common::{
         HAIRPIN_SNAT_ADDR, IPPROTO_UDP, LB4_BACKEND_F_NOT_SERVING, LB4_SCOPE_EXT, LB4_SCOPE_INT,
         LB4_SVC_F_AFFINITY, LB4_SVC_F_SNAT_REMOTE, LB4_SVC_F_TWO_SCOPES,
     },
-    Ct4Key, Ct4Value, DropReason, Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key,
+    Ct4Key, Ct4Value, DpConfig, DropReason, Lb4Affinity, Lb4AffinityKey, Lb4Backend, Lb4Key,
     Lb4Service, Lb4SlotKey, LbCounter,
 };
 
 use crate::{
+    config::config,
     ct,
     drop::{count, drop, stat},
     parse::{TCP_ACK, TCP_SYN},
@@ -190,6 +191,20 @@ fn reopens(entry: &Ct4Value, pkt: &Ipv4Pkt) -> bool {
     is_syn(pkt) && entry.flags & CT4_F_CLOSING != 0
 }
 
+/// Whether a packet to a frontend that no live `CT4` entry keeps on a backend (`known`: an entry
+/// exists but is closed or its backend left) belongs to the node's stack during a switch from or
+/// to kube-proxy: every such packet while kube-proxy takes new connections; while weft takes them,
+/// a TCP segment other than a SYN with no entry at all (a connection kube-proxy's rules translated,
+/// which the stack's conntrack keeps on its backend, where weft would choose afresh).
+#[inline(always)]
+fn left_to_kernel(cfg: &DpConfig, known: bool, pkt: &Ipv4Pkt) -> bool {
+    cfg.kernel_new_flows()
+        || (cfg.handoff()
+            && !known
+            && pkt.proto == dataplane_common::lb::IPPROTO_TCP
+            && pkt.tcp_flags & TCP_SYN == 0)
+}
+
 /// A TCP SYN without ACK: a connection's first segment (or its retransmission).
 #[inline(always)]
 fn is_syn(pkt: &Ipv4Pkt) -> bool {
@@ -235,6 +250,10 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
             nat::set_dst(ctx, pkt, entry.addr_be, entry.port_be)?;
             return Ok(Lb::Translated);
         }
+    }
+    if left_to_kernel(&config(), known.is_some(), pkt) {
+        stat(LbCounter::HANDED_TO_KERNEL);
+        return Ok(Lb::NotService);
     }
     if known.is_none()
         && pkt.proto == dataplane_common::lb::IPPROTO_TCP

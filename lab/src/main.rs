@@ -98,12 +98,16 @@ enum Cmd {
         #[arg(value_enum)]
         op: ApiserverOp,
     },
-    /// Restart one node's kube-proxy (same flags); returns once it answers /healthz, i.e.
-    /// after its first full sync.
+    /// Restart, stop or start one node's kube-proxy. `restart` and `start` return once it
+    /// answers /healthz (after its first full sync); `stop` also removes its rules
+    /// (`kube-proxy --cleanup`), as a switch to weft's Services does.
     KubeProxy {
         #[arg(value_enum)]
         op: KubeProxyOp,
         node: String,
+        /// `start` only: iptables or nftables (default: the lab's `--proxy`).
+        #[arg(long)]
+        mode: Option<String>,
     },
     /// Remove everything the lab made (works on a half-up lab too).
     Down,
@@ -136,6 +140,8 @@ enum ApiserverOp {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum KubeProxyOp {
     Restart,
+    Stop,
+    Start,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -209,9 +215,17 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ApiserverOp::Start => nodeops::apiserver_start(&state)?,
             }
         }
-        Cmd::KubeProxy { op: KubeProxyOp::Restart, node } => {
+        Cmd::KubeProxy { op, node, mode } => {
             preflight::require_root()?;
-            nodeops::kube_proxy_restart(&state, &node)?;
+            match (op, mode.as_deref()) {
+                (KubeProxyOp::Start, Some(m)) if !["iptables", "nftables"].contains(&m) => {
+                    anyhow::bail!("--mode {m}: iptables or nftables")
+                }
+                (KubeProxyOp::Start, mode) => nodeops::kube_proxy_start(&state, &node, mode)?,
+                (_, Some(_)) => anyhow::bail!("--mode is for `kube-proxy start`"),
+                (KubeProxyOp::Restart, None) => nodeops::kube_proxy_restart(&state, &node)?,
+                (KubeProxyOp::Stop, None) => nodeops::kube_proxy_stop(&state, &node)?,
+            }
         }
         Cmd::Logs { pod } => {
             let rec = state.load_record()?;

@@ -88,6 +88,38 @@ pub fn kube_proxy_restart(state: &StateDir, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stops `name`'s kube-proxy and removes its rules (`kube-proxy --cleanup`, every mode's), as a
+/// node leaving kube-proxy for weft does. Connections it translated keep their translation in
+/// the kernel's conntrack.
+pub fn kube_proxy_stop(state: &StateDir, name: &str) -> anyhow::Result<()> {
+    let rec = state.load_record()?;
+    let plan = node_plan(&rec, name)?;
+    procs::stop_named(state, &nodes::kube_proxy_name(&plan), Duration::from_secs(30));
+    let out = crate::sh::run(crate::sh::in_netns(&plan.netns, &rec.bins.kube_proxy).args(["--cleanup", "--v=1"]))
+        .with_context(|| format!("kube-proxy --cleanup on {name}"))?;
+    eprintln!(
+        "kube-proxy on {name} stopped, its rules removed{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("rror"))
+            .map(|l| format!("\n  {l}"))
+            .collect::<String>()
+    );
+    Ok(())
+}
+
+/// Starts `name`'s kube-proxy in `mode` (default: the lab's) and waits for its first full sync.
+pub fn kube_proxy_start(state: &StateDir, name: &str, mode: Option<&str>) -> anyhow::Result<()> {
+    let rec = state.load_record()?;
+    let plan = node_plan(&rec, name)?;
+    let Some(mode) = mode.or(rec.spec.proxy.kube_proxy_mode()) else {
+        anyhow::bail!("this lab runs no kube-proxy (--proxy none): name a --mode");
+    };
+    nodes::run_kube_proxies(state, &rec, vec![plan], mode)?;
+    eprintln!("kube-proxy ({mode}) on {name} started and synced");
+    Ok(())
+}
+
 /// Stops kube-apiserver (the rest of the lab keeps running).
 pub fn apiserver_stop(state: &StateDir) -> anyhow::Result<()> {
     procs::stop_named(state, "kube-apiserver", Duration::from_secs(10));

@@ -229,7 +229,7 @@ pub fn start_kube_proxy(state: &StateDir, rec: &LabRecord, node: &NodePlan) -> a
     }
 }
 
-fn run_kube_proxies(state: &StateDir, rec: &LabRecord, nodes: Vec<NodePlan>, mode: &str) -> anyhow::Result<usize> {
+pub fn run_kube_proxies(state: &StateDir, rec: &LabRecord, nodes: Vec<NodePlan>, mode: &str) -> anyhow::Result<usize> {
     let mut started = vec![];
     for node in nodes {
         let name = kube_proxy_name(&node);

@@ -239,6 +239,11 @@ impl Agent {
         Ok(self.datapath.attach_sock_lb(cgroup)?)
     }
 
+    /// Release every socket-level load balancing link (kube-proxy takes new connections).
+    pub fn detach_every_sock_lb(&mut self) -> Result<usize, ApiError> {
+        Ok(self.datapath.detach_every_sock_lb()?)
+    }
+
     /// The policy task's last translation.
     fn policy_view(&self) -> Result<Arc<policy::PolicyView>, ApiError> {
         self.view.read().ok().and_then(|v| v.policy.clone()).ok_or_else(|| {

@@ -95,6 +95,13 @@ pub struct AgentOptions {
     /// cluster runs without kube-proxy. Off when kube-proxy runs on the nodes.
     #[arg(long, env = "WEFT_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set)]
     pub kube_proxy_replacement: bool,
+    /// A switch between kube-proxy and weft is under way on this node: connections the other
+    /// one translated keep their translation (the kernel's conntrack keeps kube-proxy's, weft's
+    /// `CT4` keeps weft's) while new ones go to weft (`kube-proxy-replacement: true`) or to
+    /// kube-proxy (`false`). Needs `host-routing: kernel`. Turn it off once `weft status` shows
+    /// `handed_to_kernel` no longer rising (no connection of the other's left).
+    #[arg(long, env = "WEFT_KUBE_PROXY_HANDOFF", default_value_t = false, action = clap::ArgAction::Set)]
+    pub kube_proxy_handoff: bool,
     /// The node's cgroup v2 root, where the socket-level load balancing attaches (every process
     /// of the node, pods included, connects through it). Default: /sys/fs/cgroup, or
     /// /sys/fs/cgroup/unified on a hybrid (cgroup v1 + v2) machine.

@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use super::options::{AgentOptions, HostRouting, RoutingMode};
 use super::server::{self, AgentHandle};
 use super::{install, sysctl, Agent, ClusterView};
-use crate::datapath::{Datapath, DatapathSettings, Prog};
+use crate::datapath::{Datapath, DatapathSettings, Prog, ServiceHandoff};
 use crate::ipam::Store;
 use crate::k8s::node::{node_info, NodeInfo};
 use crate::k8s::pod::{live_pods, on_node};
@@ -31,6 +31,21 @@ use crate::routing::overlay::{self, VNI, VXLAN_OVERHEAD};
 
 /// Default pod MTU with no uplink to read it from (standalone agent).
 const DEFAULT_MTU: u32 = 1500;
+
+/// The switch between kube-proxy and weft that `opts` ask for. A handoff needs kernel host
+/// routing: the connections kube-proxy translated must pass the stack both ways, where its
+/// conntrack undoes their translation.
+fn service_handoff(opts: &AgentOptions) -> anyhow::Result<ServiceHandoff> {
+    match (opts.kube_proxy_handoff, opts.kube_proxy_replacement) {
+        (false, _) => Ok(ServiceHandoff::None),
+        _ if opts.host_routing == HostRouting::Bpf => anyhow::bail!(
+            "kube-proxy-handoff needs host-routing: kernel (kube-proxy's connections must pass the \
+             node's stack both ways, where its conntrack translates them)"
+        ),
+        (true, true) => Ok(ServiceHandoff::Takeover),
+        (true, false) => Ok(ServiceHandoff::Release),
+    }
+}
 
 /// Run the agent until SIGTERM/SIGINT.
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
@@ -46,6 +61,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // What the node must have, checked before anything else, so that a missing part is named
     // at once (not after the wait for the Node) and the agent exits with that reason.
     crate::datapath::bpffs::ensure_dir(&opts.paths.pin_dir)?;
+    let handoff = service_handoff(&opts)?;
     let cgroup = match opts.kubernetes() && opts.kube_proxy_replacement {
         true => Some(cgroup_root(opts.cgroup_root.as_deref())?),
         false => None,
@@ -119,6 +135,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         vxlan: vxlan.map(|i| (i, VNI)),
         log: opts.bpf_log,
         uplink: uplink.as_ref().map(|u| u.ifindex),
+        handoff,
     };
     let view = Arc::new(RwLock::new(ClusterView {
         node: opts.node_name.clone(),
@@ -173,10 +190,26 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
 
     // Services follow Services and EndpointSlices; connected sockets of the node's processes
     // and pods are translated once, at connect().
-    if let (Some(c), Some(cgroup)) = (&cluster, cgroup) {
-        let dir = cgroup.clone();
-        handle.run(move |a| a.attach_sock_lb(&dir)).await??;
-        info!(cgroup = %cgroup.display(), "socket-level load balancing attached");
+    // During a switch back to kube-proxy (handoff without replacement) the Service maps stay
+    // current for the flows weft still carries; the socket hooks go, so new connections leave
+    // with the Service's address for kube-proxy's rules.
+    if cluster.is_some() && !opts.kube_proxy_replacement {
+        let released = handle.run(|a| a.detach_every_sock_lb()).await??;
+        if released > 0 {
+            info!(links = released, "socket-level load balancing detached: kube-proxy takes new connections");
+        }
+        if handoff == ServiceHandoff::None {
+            let stats = handle.run(|a| a.sync_services(&[])).await??;
+            info!(?stats, "kube-proxy replacement off: no Service is translated in eBPF");
+        }
+    }
+    let services_on = opts.kube_proxy_replacement || handoff != ServiceHandoff::None;
+    if let (Some(c), true) = (&cluster, services_on) {
+        if let Some(cgroup) = cgroup {
+            let dir = cgroup.clone();
+            handle.run(move |a| a.attach_sock_lb(&dir)).await??;
+            info!(cgroup = %cgroup.display(), "socket-level load balancing attached");
+        }
         let addresses: Vec<Ipv4Addr> = uplink.iter().map(|u| u.ip).collect();
         let task = super::services::ServicesTask {
             node: super::services::node_context(&c.node, addresses),
@@ -190,7 +223,17 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         };
         tokio::spawn(task.run());
         tokio::spawn(super::ct_gc::run(opts.paths.pin_dir.clone(), metrics.clone()));
-        info!("kube-proxy replacement on: Services are translated in eBPF");
+        match handoff {
+            ServiceHandoff::None => info!("kube-proxy replacement on: Services are translated in eBPF"),
+            ServiceHandoff::Takeover => info!(
+                "taking Services over from kube-proxy: new connections are translated in eBPF, \
+                 the ones kube-proxy translated stay with the kernel's conntrack"
+            ),
+            ServiceHandoff::Release => info!(
+                "handing Services back to kube-proxy: new connections are kube-proxy's, \
+                 the ones weft translated keep weft's translation"
+            ),
+        }
     }
 
     // NetworkPolicy follows Pods, Namespaces and NetworkPolicies of the whole cluster.
@@ -394,5 +437,26 @@ impl Cluster {
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoff_of(settings: &[&str]) -> anyhow::Result<ServiceHandoff> {
+        let args = std::iter::once("agent").chain(settings.iter().copied()).map(Into::into).collect();
+        service_handoff(&super::super::options::parse(args, |_| None).unwrap())
+    }
+
+    #[test]
+    fn a_handoff_takes_over_or_hands_back_and_needs_kernel_host_routing() {
+        assert_eq!(handoff_of(&[]).unwrap(), ServiceHandoff::None);
+        let kernel = ["--host-routing=kernel", "--kube-proxy-handoff=true"];
+        assert_eq!(handoff_of(&kernel).unwrap(), ServiceHandoff::Takeover);
+        let back = [&kernel[..], &["--kube-proxy-replacement=false"]].concat();
+        assert_eq!(handoff_of(&back).unwrap(), ServiceHandoff::Release);
+        let err = handoff_of(&["--kube-proxy-handoff=true"]).unwrap_err().to_string();
+        assert!(err.contains("needs host-routing: kernel"), "{err}");
     }
 }

@@ -6,7 +6,7 @@ use nix::sys::statfs::{statfs, BPF_FS_MAGIC};
 
 use super::DatapathError;
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DatapathError + 'a {
+pub(super) fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DatapathError + 'a {
     move |source| DatapathError::Io {
         op,
         path: path.to_path_buf(),

@@ -1,11 +1,26 @@
 //! `DP_CONFIG`: the node-wide datapath settings the agent writes once at start.
 
 use aya::maps::{Array, MapData};
-use dataplane_common::config::{DP_F_BPF_HOST_ROUTING, DP_F_LOG};
+use dataplane_common::config::{DP_F_BPF_HOST_ROUTING, DP_F_HANDOFF, DP_F_KERNEL_NEW_FLOWS, DP_F_LOG};
 use dataplane_common::maps::DP_CONFIG;
 use dataplane_common::DpConfig;
 
 use super::{Datapath, DatapathError};
+
+/// Whether a switch between kube-proxy and weft is under way, and which way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceHandoff {
+    /// No switch: weft translates every Service connection (or none, without kube-proxy
+    /// replacement).
+    #[default]
+    None,
+    /// weft takes new connections; the ones kube-proxy translated stay with the kernel's
+    /// conntrack until they end (`DP_F_HANDOFF`).
+    Takeover,
+    /// kube-proxy takes new connections; the ones weft translated keep weft's translation until
+    /// they end (`DP_F_HANDOFF | DP_F_KERNEL_NEW_FLOWS`).
+    Release,
+}
 
 /// How this node forwards; the typed form of [`DpConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +34,8 @@ pub struct DatapathSettings {
     pub log: bool,
     /// The uplink's ifindex, where NodePort replies leave (None: not known, e.g. no uplink).
     pub uplink: Option<u32>,
+    /// A switch between kube-proxy and weft under way.
+    pub handoff: ServiceHandoff,
 }
 
 impl Default for DatapathSettings {
@@ -28,6 +45,7 @@ impl Default for DatapathSettings {
             vxlan: None,
             log: false,
             uplink: None,
+            handoff: ServiceHandoff::None,
         }
     }
 }
@@ -41,6 +59,11 @@ impl From<&DatapathSettings> for DpConfig {
         if s.log {
             flags |= DP_F_LOG;
         }
+        flags |= match s.handoff {
+            ServiceHandoff::None => 0,
+            ServiceHandoff::Takeover => DP_F_HANDOFF,
+            ServiceHandoff::Release => DP_F_HANDOFF | DP_F_KERNEL_NEW_FLOWS,
+        };
         let (vxlan_ifindex, vni) = s.vxlan.unwrap_or((0, 0));
         DpConfig {
             flags,
@@ -58,6 +81,11 @@ impl From<&DpConfig> for DatapathSettings {
             vxlan: (c.vxlan_ifindex != 0).then_some((c.vxlan_ifindex, c.vni)),
             log: c.log(),
             uplink: (c.uplink_ifindex != 0).then_some(c.uplink_ifindex),
+            handoff: match (c.handoff(), c.kernel_new_flows()) {
+                (false, _) => ServiceHandoff::None,
+                (true, false) => ServiceHandoff::Takeover,
+                (true, true) => ServiceHandoff::Release,
+            },
         }
     }
 }
@@ -108,6 +136,12 @@ mod tests {
                 vxlan: Some((7, 1)),
                 log: true,
                 uplink: Some(3),
+                handoff: ServiceHandoff::Takeover,
+            },
+            DatapathSettings {
+                bpf_host_routing: false,
+                handoff: ServiceHandoff::Release,
+                ..DatapathSettings::default()
             },
         ] {
             assert_eq!(DatapathSettings::from(&DpConfig::from(&s)), s);

@@ -52,7 +52,7 @@ use dataplane_common::{Ct4Key, Ct4Value, DpConfig, Endpoint4Key, Endpoint4Value}
 use tracing::{debug, info};
 
 pub use attach::{FromPodLink, LINKS_DIR};
-pub use config::DatapathSettings;
+pub use config::{DatapathSettings, ServiceHandoff};
 pub use ct::sweep_pinned as conntrack_sweep_pinned;
 pub use endpoint::EndpointEntry;
 pub use error::DatapathError;

@@ -105,6 +105,29 @@ impl Datapath {
         Ok(())
     }
 
+    /// Release the socket programs' links of every cgroup (an earlier agent's, pinned): this node
+    /// no longer replaces kube-proxy, so a `connect()` to a Service must leave with the Service's
+    /// address for kube-proxy's rules to translate. Returns how many links went.
+    pub fn detach_every_sock_lb(&mut self) -> Result<usize, DatapathError> {
+        let dir = self.pin_dir.join(LINKS_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(bpffs::io("listing", &dir)(e)),
+        };
+        let mut released = 0;
+        for entry in entries {
+            let name = entry.map_err(bpffs::io("listing", &dir))?.file_name();
+            let name = name.to_string_lossy();
+            if SOCK_PROGRAMS.iter().any(|p| name.starts_with(&format!("{p}_cg"))) {
+                bpffs::remove_pin(&dir.join(&*name))?;
+                info!(link = %name, "socket LB detached");
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
     /// Whether `cgroup` runs this agent's socket programs.
     pub fn sock_lb_state(&self, cgroup: &Path) -> Result<SockLbState, DatapathError> {
         let id = cgroup_id(cgroup)?;
