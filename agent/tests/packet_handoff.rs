@@ -137,11 +137,21 @@ fn handing_back_sends_new_connections_to_the_stack_and_keeps_weft_s_own_both_way
     assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, client().ip, 41000));
     assert_checksums(&out.frame);
 
-    // Once it closes, a new connection on its tuple is kube-proxy's too.
+    // Once it closes, a new connection on its tuple is kube-proxy's too, all of it: the closed
+    // flow's entries (alive for 10 s more) must not capture its segments or its answers.
     dp.test_run_from_pod(&to_vip(41000, TCP_ACK | TCP_RST)).unwrap();
     let again = to_vip(41000, TCP_SYN);
     assert_eq!(dp.test_run_from_pod(&again).unwrap().frame, again);
-    assert_eq!(lb_counter(&dp, "handed_to_kernel"), 2);
+    let next = to_vip(41000, TCP_ACK);
+    assert_eq!(dp.test_run_from_pod(&next).unwrap().frame, next, "its next segment is the stack's");
+    assert_eq!(lb_counter(&dp, "handed_to_kernel"), 3);
+    // kube-proxy's masquerade may give the backend's answer the closed flow's reply tuple.
+    for flags in [TCP_SYN | TCP_ACK, TCP_ACK] {
+        let answer = from_pod(&b, &tcp_packet(b.ip, 8080, client().ip, 41000, 7000, 1001, flags, b""));
+        let out = dp.test_run_from_pod(&answer).unwrap();
+        assert_eq!(out.frame, answer, "the kernel's connection's answer (flags {flags:#x}) is the stack's");
+    }
+    assert_eq!(dp.conntrack_len().unwrap(), 0, "the closed flow's entries are gone");
     assert_no_drops(&dp);
 }
 

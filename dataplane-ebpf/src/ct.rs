@@ -130,6 +130,14 @@ pub fn refresh(ptr: *mut Ct4Value, seen: &Ct4Value, tcp_flags: u8, now: u64) {
     }
 }
 
+/// Forget the entry under `key` (a closed flow's, whose tuple a connection of the kernel's now
+/// uses during a handoff).
+#[inline(always)]
+pub fn remove(key: &Ct4Key) {
+    // Absent already is as good.
+    let _ = CT4.remove(key);
+}
+
 /// Write `value` under `key`. A refused insert (the LRU map full with nothing to evict) drops
 /// the packet, counted as `ct_full`: translating a flow without a record would break its
 /// replies.

@@ -252,6 +252,12 @@ pub fn service(ctx: &TcContext, pkt: &mut Ipv4Pkt, origin: Origin) -> Result<Lb,
         }
     }
     if left_to_kernel(&config(), known.is_some(), pkt) {
+        if known.is_some() {
+            // While kube-proxy takes new connections: a SYN on the tuple of a closed flow of
+            // weft's (or one whose backend left) opens the kernel's connection. The old entry
+            // must go, or it would capture that connection's next segments.
+            ct::remove(&service_key);
+        }
         stat(LbCounter::HANDED_TO_KERNEL);
         return Ok(Lb::NotService);
     }

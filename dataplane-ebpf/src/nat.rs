@@ -3,7 +3,7 @@
 
 use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::TcContext};
 use dataplane_common::{
-    ct::{CT4_F_SNAT, CT4_KIND_SERVICE},
+    ct::{CT4_F_CLOSING, CT4_F_SNAT, CT4_KIND_SERVICE},
     lb::{SNAT_PORT_MAX, SNAT_PORT_MIN},
     Ct4Key, Ct4Value, DropReason, Lb4RevNat,
 };
@@ -13,7 +13,7 @@ use crate::{
     ct,
     drop::drop,
     maps::{CT4, LB4_REVNAT},
-    parse::{Ipv4Pkt, IP4_OFF_DADDR, IP4_OFF_SADDR},
+    parse::{Ipv4Pkt, IP4_OFF_DADDR, IP4_OFF_SADDR, TCP_ACK, TCP_SYN},
 };
 
 /// Source-port attempts before a translated flow is given up (`snat_no_port`).
@@ -75,9 +75,14 @@ pub fn rev_nat(ctx: &TcContext, pkt: &mut Ipv4Pkt) -> Result<bool, i32> {
     if !pkt.has_ports {
         return Ok(false);
     }
-    let Some((entry, ptr, now)) = ct::lookup_timed(&ct::reply_key(pkt)) else {
+    let reply_key = ct::reply_key(pkt);
+    let Some((entry, ptr, now)) = ct::lookup_timed(&reply_key) else {
         return Ok(false);
     };
+    if kernels_answer(&entry, pkt.tcp_flags) {
+        ct::remove(&reply_key);
+        return Ok(false);
+    }
     // SAFETY: the value is copied out at once; the agent replaces entries whole.
     let Some(frontend) = (unsafe { LB4_REVNAT.get(entry.rev_nat_id) }).copied() else {
         return Err(drop(DropReason::REVNAT_MISSING));
@@ -92,6 +97,17 @@ pub fn rev_nat(ctx: &TcContext, pkt: &mut Ipv4Pkt) -> Result<bool, i32> {
         set_dst(ctx, pkt, entry.addr_be, entry.port_be)?;
     }
     Ok(true)
+}
+
+/// During a handoff, a SYN-ACK that meets the reply entry of a closed flow of weft's answers a
+/// connection the kernel (kube-proxy) opened on the same tuple: kube-proxy's masquerade picks
+/// its ports without knowing weft's. weft opens its own connections with fresh entries, so the
+/// closed one is stale: the caller forgets it and leaves the answer to the stack.
+#[inline(always)]
+fn kernels_answer(entry: &Ct4Value, tcp_flags: u8) -> bool {
+    tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+        && entry.flags & CT4_F_CLOSING != 0
+        && crate::config::config().handoff()
 }
 
 /// Close the service entry of the flow whose reply entry `entry` just saw its first FIN or RST.
