@@ -509,7 +509,22 @@ impl Agent {
             service_counters: owned_names(self.datapath.lb_counters()?),
             node: view.node,
             routes: view.routes,
+            forwarding: Some(forwarding_info(&self.datapath.settings()?)),
         })
+    }
+}
+
+/// The forwarding settings as `weft status` names them.
+fn forwarding_info(s: &crate::datapath::DatapathSettings) -> crate::api::ForwardingInfo {
+    use crate::datapath::ServiceHandoff;
+    crate::api::ForwardingInfo {
+        host_routing: if s.bpf_host_routing { "bpf" } else { "kernel" }.into(),
+        handoff: match s.handoff {
+            ServiceHandoff::None => "none",
+            ServiceHandoff::Takeover => "takeover",
+            ServiceHandoff::Release => "release",
+        }
+        .into(),
     }
 }
 

@@ -238,6 +238,18 @@ pub struct StatusReport {
     /// Routes to other nodes' pod CIDRs, as the routing reconciler last programmed them.
     #[serde(default)]
     pub routes: Vec<RouteInfo>,
+    /// How the datapath forwards: `host_routing` (`bpf`, `kernel`) and `handoff` (`none`,
+    /// `takeover`: weft takes new Service connections and leaves kube-proxy's to the kernel,
+    /// `release`: kube-proxy takes new ones, weft keeps its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<ForwardingInfo>,
+}
+
+/// The datapath's node-wide forwarding settings, as the programs read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingInfo {
+    pub host_routing: String,
+    pub handoff: String,
 }
 
 /// One route to another node's pods.

@@ -39,9 +39,18 @@ pub fn render(r: &StatusReport) -> String {
     }
     let _ = writeln!(
         out,
-        "Pod CIDR: {cidr}   addresses in use: {}/{}\n",
+        "Pod CIDR: {cidr}   addresses in use: {}/{}",
         r.allocated, r.capacity
     );
+    if let Some(f) = &r.forwarding {
+        let handoff = match f.handoff.as_str() {
+            "takeover" => " (taking Services over: kube-proxy's connections stay with the kernel)",
+            "release" => " (handing Services back: kube-proxy takes new connections)",
+            _ => "",
+        };
+        let _ = writeln!(out, "Host routing: {}   kube-proxy handoff: {}{handoff}", f.host_routing, f.handoff);
+    }
+    out.push('\n');
     let owners: HashMap<_, _> = r.attachments.iter().map(|a| (a.ip, &a.key)).collect();
     let mut rows: Vec<Vec<String>> = r
         .endpoints
@@ -154,8 +163,16 @@ mod tests {
                 node_ip: "172.30.0.12".parse().unwrap(),
                 via: "native".into(),
             }],
+            forwarding: Some(crate::api::ForwardingInfo {
+                host_routing: "kernel".into(),
+                handoff: "takeover".into(),
+            }),
         };
         let text = render(&report);
+        assert!(
+            text.contains("Host routing: kernel   kube-proxy handoff: takeover (taking Services over"),
+            "{text}"
+        );
         assert!(
             text.contains("Pod CIDR: 10.200.1.0/24   addresses in use: 2/253"),
             "{text}"
