@@ -4,5 +4,6 @@
 
 pub mod endpoints;
 pub mod report;
+pub mod session;
 pub mod traffic;
 pub mod workload;
