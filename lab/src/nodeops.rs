@@ -1,7 +1,8 @@
-//! Nodes joining and leaving a running lab (`weft-lab node add|remove`), and the API server
-//! going away and coming back (`weft-lab apiserver stop|start`), a node's kube-proxy
-//! restarting (`weft-lab kube-proxy restart node-N`): the events a CNI must survive, and the
-//! restart whose first sync the Service benchmark times.
+//! Nodes joining and leaving a running lab (`weft-lab node add|remove`), the API server going
+//! away and coming back (`weft-lab apiserver stop|start`), a node's kube-proxy restarting,
+//! stopping with its rules removed, or starting in another mode (`weft-lab kube-proxy
+//! restart|stop|start node-N`): the events a CNI must survive, the restart whose first sync the
+//! Service benchmark times, and the switches between kube-proxy and weft.
 
 use std::time::Duration;
 
