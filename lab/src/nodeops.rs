@@ -98,14 +98,14 @@ pub fn kube_proxy_stop(state: &StateDir, name: &str) -> anyhow::Result<()> {
     procs::stop_named(state, &nodes::kube_proxy_name(&plan), Duration::from_secs(30));
     let out = crate::sh::run(crate::sh::in_netns(&plan.netns, &rec.bins.kube_proxy).args(["--cleanup", "--v=1"]))
         .with_context(|| format!("kube-proxy --cleanup on {name}"))?;
-    eprintln!(
-        "kube-proxy on {name} stopped, its rules removed{}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| l.contains("rror"))
-            .map(|l| format!("\n  {l}"))
-            .collect::<String>()
-    );
+    // It exits 0 when it removed what it found; klog's error lines (`E` and the date) say
+    // what it could not clean.
+    let errors: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('E') && l[1..].starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| format!("\n  {l}"))
+        .collect();
+    eprintln!("kube-proxy on {name} stopped, its rules removed{errors}");
     Ok(())
 }
 

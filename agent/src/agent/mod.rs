@@ -516,15 +516,9 @@ impl Agent {
 
 /// The forwarding settings as `weft status` names them.
 fn forwarding_info(s: &crate::datapath::DatapathSettings) -> crate::api::ForwardingInfo {
-    use crate::datapath::ServiceHandoff;
     crate::api::ForwardingInfo {
         host_routing: if s.bpf_host_routing { "bpf" } else { "kernel" }.into(),
-        handoff: match s.handoff {
-            ServiceHandoff::None => "none",
-            ServiceHandoff::Takeover => "takeover",
-            ServiceHandoff::Release => "release",
-        }
-        .into(),
+        handoff: s.handoff.name().into(),
     }
 }
 

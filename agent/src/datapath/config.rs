@@ -22,6 +22,17 @@ pub enum ServiceHandoff {
     Release,
 }
 
+impl ServiceHandoff {
+    /// The mode as `weft status` and its JSON name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Takeover => "takeover",
+            Self::Release => "release",
+        }
+    }
+}
+
 /// How this node forwards; the typed form of [`DpConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatapathSettings {
